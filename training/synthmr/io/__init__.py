@@ -1,5 +1,16 @@
 """Reading and writing images and datalists, keeping geometry."""
 
+from synthmr.io.brats import brats2023_datalist
+from synthmr.io.datalist import load_datalist, save_datalist
+from synthmr.io.image import read_image, write_dicom_series, write_image
 from synthmr.io.volume import Volume
 
-__all__ = ["Volume"]
+__all__ = [
+    "Volume",
+    "brats2023_datalist",
+    "load_datalist",
+    "read_image",
+    "save_datalist",
+    "write_dicom_series",
+    "write_image",
+]

@@ -1,0 +1,457 @@
+"""synthmr.io: images keep their grid through every format, bad input fails clearly, datalists round-trip."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import nibabel
+import nilearn
+import numpy as np
+import pydicom
+import pytest
+from nibabel.testing import data_path as NIBABEL_DATA
+from scipy.spatial.transform import Rotation
+
+import synthmr.io.image as image_module
+from synthmr.errors import InputError
+from synthmr.io import (
+    Volume,
+    brats2023_datalist,
+    load_datalist,
+    read_image,
+    save_datalist,
+    write_dicom_series,
+    write_image,
+)
+
+MNI_T1 = Path(nilearn.__file__).parent / "datasets" / "data" / "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
+
+
+def oblique_volume(array: np.ndarray | None = None) -> Volume:
+    """A grid that catches axis, sign and order mistakes: anisotropic, off-origin, obliquely rotated."""
+    rotation = Rotation.from_rotvec(np.deg2rad(20) * np.array([1.0, 2.0, 3.0]) / np.sqrt(14)).as_matrix()
+    if array is None:
+        array = np.random.default_rng(0).normal(100, 30, (6, 5, 4)).astype(np.float32)
+    return Volume(array, (0.8, 1.1, 3.0), (-10.5, 20.25, 33.0), rotation)
+
+
+def assert_same_grid(actual: Volume, expected: Volume, atol: float) -> None:
+    assert actual.array.shape == expected.array.shape
+    np.testing.assert_allclose(actual.spacing, expected.spacing, atol=atol)
+    np.testing.assert_allclose(actual.origin, expected.origin, atol=atol)
+    np.testing.assert_allclose(actual.direction, expected.direction, atol=atol)
+
+
+def test_oblique_volume_is_a_proper_rotation():
+    direction = oblique_volume().direction
+    assert np.linalg.det(direction) == pytest.approx(1.0)
+    assert np.abs(direction - np.eye(3)).max() > 0.1
+
+
+# ---------------------------------------------------------------- round trips
+
+
+@pytest.mark.parametrize("extension", [".nii", ".nii.gz", ".nrrd", ".mha"])
+def test_file_round_trip_keeps_values_and_grid(tmp_path, extension):
+    volume = oblique_volume()
+    written = write_image(volume, tmp_path / "sub" / f"image{extension}")
+    assert written == tmp_path / "sub" / f"image{extension}"
+    back = read_image(written)
+    assert back.array.dtype == np.float32
+    np.testing.assert_array_equal(back.array, volume.array)
+    assert_same_grid(back, volume, atol=1e-5)
+
+
+@pytest.mark.parametrize("extension", [".nii", ".nii.gz"])
+def test_affine_matches_nibabel(tmp_path, extension):
+    volume = oblique_volume()
+    path = write_image(volume, tmp_path / f"image{extension}")
+    loaded = nibabel.load(path)
+    # nibabel is RAS and (x, y, z) ordered: this pins both the LPS->RAS flip and the array order.
+    np.testing.assert_allclose(volume.affine, loaded.affine, atol=1e-4)
+    np.testing.assert_array_equal(np.asarray(loaded.dataobj), volume.array)
+
+
+@pytest.mark.parametrize(
+    ("dtype", "stored"),
+    [(np.uint8, np.uint8), (np.int16, np.int16), (np.float32, np.float32), (bool, np.uint8), (np.float64, np.float32)],
+)
+def test_written_dtype_follows_the_array(tmp_path, dtype, stored):
+    values = np.arange(24).reshape(2, 3, 4)
+    volume = oblique_volume(values % 2 == 1 if dtype is bool else values.astype(dtype))
+    back = read_image(write_image(volume, tmp_path / "image.nii.gz"))
+    assert back.array.dtype == stored
+    np.testing.assert_array_equal(back.array, volume.array.astype(stored))
+
+
+def test_single_slice_stays_3d_and_2d_stays_2d(tmp_path):
+    slab = Volume(np.ones((4, 5, 1), np.float32), (1.0, 1.0, 2.5), (0, 0, 0), np.eye(3))
+    assert read_image(write_image(slab, tmp_path / "slab.nrrd")).array.shape == (4, 5, 1)
+    flat = Volume(np.ones((4, 5), np.float32), (0.5, 0.7), (3.0, -2.0), np.eye(2))
+    back = read_image(write_image(flat, tmp_path / "flat.nii.gz"))
+    assert back.ndim == 2
+    assert_same_grid(back, flat, atol=1e-5)
+
+
+def test_dicom_series_round_trip(tmp_path):
+    volume = oblique_volume()
+    folder = write_dicom_series(volume, tmp_path / "series", series_description="synthetic T1")
+    files = sorted(folder.iterdir())
+    assert len(files) == volume.array.shape[2]
+    headers = [pydicom.dcmread(f) for f in files]
+    for keyword in ("StudyInstanceUID", "SeriesInstanceUID", "FrameOfReferenceUID", "RescaleSlope"):
+        assert len({h.data_element(keyword).value for h in headers}) == 1, keyword
+    assert len({h.SOPInstanceUID for h in headers}) == len(headers)
+    first = headers[0]
+    assert first.SOPClassUID == pydicom.uid.MRImageStorage and first.SeriesDescription == "synthetic T1"
+    assert [float(s) for s in first.PixelSpacing] == [1.1, 0.8]  # (between rows = y, between columns = x)
+    assert float(first.SliceThickness) == 3.0 and (first.Rows, first.Columns) == (5, 6)
+
+    back = read_image(folder)
+    assert_same_grid(back, volume, atol=1e-3)
+    slope = float(first.RescaleSlope)
+    assert 0 < slope < np.ptp(volume.array) / 60000
+    np.testing.assert_allclose(back.array, volume.array, atol=slope / 2 + 1e-4)
+
+
+def test_dicom_series_stores_integer_volumes_exactly(tmp_path):
+    labels = oblique_volume(np.random.default_rng(1).integers(0, 5, (6, 5, 4)).astype(np.uint8))
+    back = read_image(write_dicom_series(labels, tmp_path / "labels", modality="CT"))
+    assert pydicom.dcmread(next((tmp_path / "labels").iterdir())).SOPClassUID == pydicom.uid.CTImageStorage
+    np.testing.assert_array_equal(back.array, labels.array)
+
+
+def test_dicom_series_of_left_handed_grid_keeps_voxel_positions(tmp_path):
+    volume = oblique_volume()
+    volume.direction[:, 2] *= -1
+    folder = write_dicom_series(volume, tmp_path / "series")
+    # Instance numbers must follow the slice order readers use: along row x column direction.
+    headers = sorted((pydicom.dcmread(f) for f in folder.iterdir()), key=lambda h: int(h.InstanceNumber))
+    normal = np.cross(*np.reshape([float(v) for v in headers[0].ImageOrientationPatient], (2, 3)))
+    heights = [np.dot([float(v) for v in h.ImagePositionPatient], normal) for h in headers]
+    assert np.all(np.diff(heights) > 0)
+    back = read_image(folder)
+    last = volume.array.shape[2] - 1
+    np.testing.assert_allclose(back.array[:, :, ::-1], volume.array, atol=1e-2)
+    for i, j, k in [(0, 0, 0), (5, 4, 3), (2, 1, 1)]:
+        np.testing.assert_allclose(back.affine @ [i, j, last - k, 1], volume.affine @ [i, j, k, 1], atol=1e-3)
+
+
+def test_dicom_folder_with_two_series_needs_a_series_uid(tmp_path):
+    write_dicom_series(oblique_volume(), tmp_path / "a")
+    write_dicom_series(oblique_volume().with_array(np.zeros((6, 5, 4), np.float32)), tmp_path / "b")
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    uids = []
+    for name in ("a", "b"):
+        for file in (tmp_path / name).iterdir():
+            shutil.copy(file, mixed / f"{name}{file.name}")
+        uids.append(pydicom.dcmread(file).SeriesInstanceUID)
+    with pytest.raises(InputError) as error:
+        read_image(mixed)
+    assert str(mixed) in str(error.value) and all(uid in str(error.value) for uid in uids)
+    assert not read_image(mixed, series_uid=uids[1]).array.any()
+
+
+def test_dicom_series_with_a_missing_slice_is_refused(tmp_path):
+    volume = oblique_volume(np.zeros((6, 5, 5), np.float32))
+    folder = write_dicom_series(volume, tmp_path / "series")
+    sorted(folder.iterdir())[2].unlink()
+    with pytest.raises(InputError, match="slice spacing varies"):
+        read_image(folder)
+
+
+def test_dicom_series_refuses_what_it_cannot_store(tmp_path):
+    flat = Volume(np.zeros((4, 5), np.float32), (1.0, 1.0), (0, 0), np.eye(2))
+    with pytest.raises(InputError, match="3D scalar"):
+        write_dicom_series(flat, tmp_path / "flat")
+    nan = oblique_volume()
+    nan.array[1, 1, 1] = np.nan
+    with pytest.raises(InputError, match="NaN"):
+        write_dicom_series(nan, tmp_path / "nan")
+    with pytest.raises(InputError, match="modality"):
+        write_dicom_series(oblique_volume(), tmp_path / "xa", modality="XA")
+    assert not list(tmp_path.iterdir())
+
+
+def test_dicom_series_overwrite_rules(tmp_path):
+    folder = write_dicom_series(oblique_volume(), tmp_path / "series")
+    before = {f.name: f.read_bytes() for f in folder.iterdir()}
+    with pytest.raises(InputError, match="already exists") as error:
+        write_dicom_series(oblique_volume(), folder)
+    assert str(folder) in str(error.value)
+    assert {f.name: f.read_bytes() for f in folder.iterdir()} == before
+
+    write_dicom_series(oblique_volume(np.ones((6, 5, 4), np.float32)), folder, overwrite=True)
+    np.testing.assert_array_equal(read_image(folder).array, 1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["series"]
+
+    with raises_naming(tmp_path / "series" / "0001.dcm", "is not a folder"):
+        write_dicom_series(oblique_volume(), tmp_path / "series" / "0001.dcm", overwrite=True)
+    (folder / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match="not DICOM"):
+        write_dicom_series(oblique_volume(), folder, overwrite=True)
+    assert (folder / "notes.txt").read_text() == "mine"
+
+
+# ---------------------------------------------------------------- files written by others
+
+
+def test_reads_pydicom_mr_file(tmp_path):
+    path = pydicom.data.get_testdata_file("MR_small.dcm")
+    header = pydicom.dcmread(path)
+    volume = read_image(path)
+    assert volume.array.shape == (header.Columns, header.Rows, 1)
+    np.testing.assert_allclose(volume.spacing[:2], [float(header.PixelSpacing[1]), float(header.PixelSpacing[0])])
+    np.testing.assert_allclose(volume.origin, [float(v) for v in header.ImagePositionPatient], atol=1e-4)
+    np.testing.assert_allclose(volume.direction[:, :2].T.ravel(), [float(v) for v in header.ImageOrientationPatient])
+    np.testing.assert_array_equal(volume.array[:, :, 0].T, header.pixel_array)
+    # The same file as a one-file series folder, named without extension the way scanners export it.
+    (tmp_path / "series").mkdir()
+    shutil.copy(path, tmp_path / "series" / "IM0001")
+    np.testing.assert_array_equal(read_image(tmp_path / "series").array, volume.array)
+    np.testing.assert_array_equal(read_image(tmp_path / "series" / "IM0001").array, volume.array)
+
+
+@pytest.mark.parametrize("name", ["anatomical.nii", "standard.nii.gz"])
+def test_reads_nibabel_nifti_files(name):
+    path = Path(NIBABEL_DATA) / name
+    assert path.is_file(), f"nibabel no longer ships {name}"
+    reference = nibabel.load(path)
+    volume = read_image(path)
+    np.testing.assert_allclose(volume.spacing, reference.header.get_zooms()[:3], rtol=1e-6)
+    np.testing.assert_allclose(volume.affine, reference.affine, atol=1e-4)
+    np.testing.assert_allclose(volume.array, reference.get_fdata(), rtol=1e-6)
+
+
+def test_reads_nilearn_mni_template():
+    assert MNI_T1.is_file(), "nilearn no longer ships the MNI152 2009 template"
+    volume = read_image(MNI_T1)
+    reference = nibabel.load(MNI_T1)
+    assert volume.array.shape == reference.shape
+    np.testing.assert_allclose(volume.affine, reference.affine, atol=1e-4)
+
+
+@pytest.mark.parametrize(("name", "problem"), [("example4d.nii.gz", "4D image"), ("example_nifti2.nii.gz", "NIfTI-2")])
+def test_refuses_nibabel_files_it_cannot_represent(name, problem):
+    path = Path(NIBABEL_DATA) / name
+    assert path.is_file(), f"nibabel no longer ships {name}"
+    with pytest.raises(InputError, match=problem) as error:
+        read_image(path)
+    assert str(path) in str(error.value)
+
+
+# ---------------------------------------------------------------- bad input
+
+
+def raises_naming(path: Path, match: str):
+    """pytest.raises for an InputError whose message starts with ``path`` and contains ``match``."""
+    return pytest.raises(InputError, match=f"^{re.escape(str(path))}: .*{match}")
+
+
+def test_missing_file(tmp_path):
+    with raises_naming(tmp_path / "nope.nii.gz", "no such file"):
+        read_image(tmp_path / "nope.nii.gz")
+
+
+def test_unsupported_extension_lists_supported_ones(tmp_path):
+    path = tmp_path / "picture.png"
+    path.write_bytes(b"\x89PNG not really")
+    with raises_naming(path, "unsupported image format.*\\.nii\\.gz.*\\.nrrd"):
+        read_image(path)
+    with raises_naming(tmp_path / "out.nhdr", "use one of .nii, .nii.gz, .nrrd, .mha"):
+        write_image(oblique_volume(), tmp_path / "out.nhdr")
+
+
+def test_garbage_file_is_one_short_line(tmp_path):
+    path = tmp_path / "corrupt.nii.gz"
+    path.write_bytes(np.random.default_rng(0).bytes(600))
+    with raises_naming(path, "cannot be read as NIfTI") as error:
+        read_image(path)
+    message = str(error.value)
+    assert "\n" not in message and message.count(str(path)) == 1 and len(message) < len(str(path)) + 100
+
+
+@pytest.mark.parametrize("extension", [".nii", ".nii.gz", ".nrrd", ".mha"])
+def test_truncated_file_is_refused(tmp_path, extension):
+    path = write_image(oblique_volume(), tmp_path / f"image{extension}")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 60])
+    with raises_naming(path, "(truncated|cannot be read)"):
+        read_image(path)
+
+
+def test_complete_gzip_of_a_short_nifti_is_refused(tmp_path):
+    path = write_image(oblique_volume(), tmp_path / "image.nii")
+    short = tmp_path / "short.nii.gz"
+    short.write_bytes(gzip.compress(path.read_bytes()[:-60]))
+    with raises_naming(short, "truncated"):
+        read_image(short)
+
+
+def test_nonfinite_values(tmp_path):
+    volume = oblique_volume()
+    volume.array[0, 1, 2] = np.nan
+    volume.array[1, 1, 2] = np.inf
+    path = write_image(volume, tmp_path / "nan.nrrd")
+    with raises_naming(path, "2 of 120 voxels are NaN or infinite"):
+        read_image(path)
+    assert np.isnan(read_image(path, allow_nonfinite=True).array[0, 1, 2])
+
+
+def test_series_uid_needs_a_folder(tmp_path):
+    path = write_image(oblique_volume(), tmp_path / "image.mha")
+    with raises_naming(path, "single file"):
+        read_image(path, series_uid="1.2.3")
+
+
+def test_existing_file_is_kept_without_overwrite(tmp_path):
+    path = write_image(oblique_volume(), tmp_path / "image.nii.gz")
+    before = path.read_bytes()
+    with raises_naming(path, "already exists"):
+        write_image(oblique_volume(np.zeros((6, 5, 4), np.float32)), path)
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["image.nii.gz"]
+    write_image(oblique_volume(np.zeros((6, 5, 4), np.float32)), path, overwrite=True)
+    assert not read_image(path).array.any()
+    (tmp_path / "folder.nii").mkdir()
+    with raises_naming(tmp_path / "folder.nii", "is not a file"):
+        write_image(oblique_volume(), tmp_path / "folder.nii", overwrite=True)
+    assert (tmp_path / "folder.nii").is_dir()
+
+
+def test_failed_write_leaves_old_file_and_no_temporary(tmp_path, monkeypatch):
+    path = write_image(oblique_volume(), tmp_path / "image.nii.gz")
+    before = path.read_bytes()
+
+    def write_half_then_fail(image, file_name, useCompression):
+        Path(file_name).write_bytes(b"half an image")
+        raise RuntimeError("Exception thrown in WriteImage: x.cxx:1:\nITK ERROR: NiftiImageIO(0x1f): disk full")
+
+    monkeypatch.setattr(image_module.sitk, "WriteImage", write_half_then_fail)
+    with raises_naming(path, "cannot be written \\(disk full\\)"):
+        write_image(oblique_volume(), path, overwrite=True)
+    assert path.read_bytes() == before
+    assert os.listdir(tmp_path) == ["image.nii.gz"]
+
+
+# ---------------------------------------------------------------- datalists
+
+
+def test_datalist_round_trip(tmp_path):
+    data = tmp_path / "data"
+    (data / "images").mkdir(parents=True)
+    (data / "dicom" / "case0").mkdir(parents=True)
+    (data / "scans").mkdir()
+    (data / "healthy").mkdir()  # a folder named like a class must not turn the class into a path
+    (data / "images" / "a.nii.gz").write_bytes(b"")
+    outside = tmp_path / "elsewhere" / "b.nrrd"
+    outside.parent.mkdir()
+    outside.write_bytes(b"")
+    items = {
+        "training": [
+            {"image": str(data / "images" / "a.nii.gz"), "series": str(data / "dicom" / "case0"), "class": "healthy"},
+            {"image": str(outside), "scans": str(data / "scans"), "class": "malignant", "grade": 2,
+             "phases": [str(data / "images" / "a.nii.gz"), str(outside)]},
+        ],
+        "validation": [{"image": str(data / "images" / "a.nii.gz"), "class": "benign"}],
+    }
+    path = save_datalist(items, data / "datalist.json", extra={"name": "toy"})
+    raw = json.loads(path.read_text())
+    assert raw["name"] == "toy"
+    assert raw["training"][0] == {"image": "images/a.nii.gz", "series": "dicom/case0", "class": "healthy"}
+    assert raw["training"][1]["image"] == str(outside)
+    assert raw["training"][1]["scans"] == "./scans"
+    assert raw["training"][1]["phases"] == ["images/a.nii.gz", str(outside)]
+    assert load_datalist(path) == items["training"]
+    assert load_datalist(path, key="validation") == items["validation"]
+
+
+def test_datalist_plain_string_items_become_images(tmp_path):
+    (tmp_path / "x.nii").write_bytes(b"")
+    (tmp_path / "list.json").write_text(json.dumps({"test": ["x.nii"]}))
+    assert load_datalist(tmp_path / "list.json", key="test") == [{"image": str(tmp_path / "x.nii")}]
+
+
+def test_datalist_errors(tmp_path):
+    path = tmp_path / "list.json"
+    with raises_naming(path, "not found"):
+        load_datalist(path)
+    path.write_text('{"training": [')
+    with raises_naming(path, "not valid JSON"):
+        load_datalist(path)
+    path.write_text(json.dumps({"training": [{"image": "a.nii.gz"}], "validation": []}))
+    with raises_naming(path, "no key 'test'; keys present: 'training', 'validation'"):
+        load_datalist(path, key="test")
+    with raises_naming(path, f"training\\[0\\].image names {tmp_path / 'a.nii.gz'}, which does not exist"):
+        load_datalist(path)
+    before = path.read_text()
+    with raises_naming(path, "already exists"):
+        save_datalist({"training": []}, path)
+    with raises_naming(path, "reuse datalist keys"):
+        save_datalist({"training": []}, path, overwrite=True, extra={"training": 1})
+    with raises_naming(path, "cannot be written as JSON"):
+        save_datalist({"training": [{"weight": object()}]}, path, overwrite=True)
+    assert path.read_text() == before
+    assert os.listdir(tmp_path) == ["list.json"]
+
+
+# ---------------------------------------------------------------- BraTS 2023 layout
+
+
+def make_brats_case(root: Path, case_id: str, files: tuple[str, ...] = ("t1n", "t1c", "t2w", "t2f", "seg")) -> None:
+    tiny = Volume(np.zeros((4, 4, 4), np.float32), (1.0, 1.0, 1.0), (0, 0, 0), np.eye(3))
+    for suffix in files:
+        write_image(tiny, root / case_id / f"{case_id}-{suffix}.nii.gz")
+
+
+def test_brats_datalist(tmp_path):
+    root = tmp_path / "BraTS2023"
+    for case_id in ("BraTS-MEN-00004-000", "BraTS-GLI-00002-001", "BraTS-GLI-00000-000"):
+        make_brats_case(root, case_id)
+    (root / "notes").mkdir()
+    (root / "README.txt").write_text("not a case")
+    out = tmp_path / "lists" / "brats.json"
+    datalist = brats2023_datalist(root, out=out)
+    items = datalist["training"]
+    assert [item["case_id"] for item in items] == ["BraTS-GLI-00000-000", "BraTS-GLI-00002-001", "BraTS-MEN-00004-000"]
+    first = items[0]
+    assert set(first) == {"t1n", "t1c", "t2w", "t2f", "label", "case_id"}
+    assert first["label"] == str(root / "BraTS-GLI-00000-000" / "BraTS-GLI-00000-000-seg.nii.gz")
+    assert all(Path(item[key]).is_file() for item in items for key in ("t1n", "t1c", "t2w", "t2f", "label"))
+    assert json.loads(out.read_text())["training"][0]["t2f"] == first["t2f"]  # root is not under lists/
+    assert load_datalist(out) == items
+
+
+def test_brats_datalist_in_root_keeps_case_ids(tmp_path):
+    make_brats_case(tmp_path, "BraTS-PED-00001-000", files=("t1n", "t1c", "t2w", "t2f"))
+    datalist = brats2023_datalist(tmp_path, out=tmp_path / "datalist.json")
+    assert "label" not in datalist["training"][0]  # validation releases have no seg
+    raw = json.loads((tmp_path / "datalist.json").read_text())["training"][0]
+    assert raw["t1n"] == "BraTS-PED-00001-000/BraTS-PED-00001-000-t1n.nii.gz"
+    assert load_datalist(tmp_path / "datalist.json")[0]["case_id"] == "BraTS-PED-00001-000"
+
+
+def test_brats_incomplete_cases_are_errors(tmp_path):
+    make_brats_case(tmp_path, "BraTS-GLI-00000-000")
+    make_brats_case(tmp_path, "BraTS-GLI-00001-000", files=("t1n", "t1c", "t2w", "seg"))
+    with raises_naming(tmp_path, "BraTS-GLI-00001-000 lacks t2f"):
+        brats2023_datalist(tmp_path)
+    (tmp_path / "BraTS-GLI-00001-000" / "BraTS-GLI-00001-000-seg.nii.gz").rename(
+        tmp_path / "BraTS-GLI-00001-000" / "BraTS-GLI-00001-000-t2f.nii.gz"
+    )
+    with raises_naming(tmp_path, "BraTS-GLI-00001-000 lacks seg while other cases have it"):
+        brats2023_datalist(tmp_path)
+
+
+def test_brats_root_without_cases(tmp_path):
+    (tmp_path / "BraTS-GLI-0001").mkdir()  # wrong id pattern
+    with raises_naming(tmp_path, "no BraTS 2023 case folders"):
+        brats2023_datalist(tmp_path)
+    with raises_naming(tmp_path / "absent", "not found"):
+        brats2023_datalist(tmp_path / "absent")

@@ -1,0 +1,434 @@
+"""Read and write medical images without losing their grid (spacing, origin, direction).
+
+Every format goes through SimpleITK, which keeps the physical grid of NIfTI, NRRD, MetaImage and DICOM
+alike; pydicom writes DICOM series because that needs control over each slice's tags. Everything the user
+can get wrong raises :class:`~synthmr.errors.InputError` with a one-line message that starts with the path.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from datetime import datetime
+from pathlib import Path
+
+import nibabel
+import numpy as np
+import SimpleITK as sitk
+from nibabel.filebasedimages import ImageFileError
+from nibabel.openers import ImageOpener
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.misc import is_dicom
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, MRImageStorage, generate_uid
+from pydicom.valuerep import format_number_as_ds
+
+from synthmr.errors import InputError
+from synthmr.io._atomic import atomic_output, check_destination
+from synthmr.io.volume import Volume
+
+# Extension -> the ITK reader for it. Naming the reader (instead of letting ITK probe every format) makes a
+# damaged file fail with that format's own complaint rather than "no reader found".
+READ_FORMATS = {
+    ".nii": "NiftiImageIO",
+    ".nii.gz": "NiftiImageIO",
+    ".nrrd": "NrrdImageIO",
+    ".nhdr": "NrrdImageIO",
+    ".mha": "MetaImageIO",
+    ".mhd": "MetaImageIO",
+    ".dcm": "GDCMImageIO",
+}
+IMAGE_EXTENSIONS = tuple(READ_FORMATS)
+# Only single-file formats: a detached header (.nhdr, .mhd) plus its data file cannot be renamed atomically.
+WRITE_EXTENSIONS = (".nii", ".nii.gz", ".nrrd", ".mha")
+_COMPRESSED_EXTENSIONS = (".nii.gz", ".nrrd")
+_FORMAT_NAMES = {"NiftiImageIO": "NIfTI", "NrrdImageIO": "NRRD", "MetaImageIO": "MetaImage", "GDCMImageIO": "DICOM"}
+# Types the formats cannot hold (bool, float16) or that only waste space (float64) -> what is written instead.
+_STORED_DTYPES = {np.dtype(bool): np.uint8, np.dtype(np.float16): np.float32, np.dtype(np.float64): np.float32}
+
+# Storage classes whose image-plane tags (position, orientation, spacing) GDCM and ITK honour on reading;
+# Secondary Capture would lose the grid. Each needs its own type-1/type-2 module attributes (DICOM PS3.3
+# C.8.3.1 MR Image Module, C.8.2.1 CT Image Module); "RM" = research mode, the honest label for synthesis.
+_SOP_CLASSES = {"MR": MRImageStorage, "CT": CTImageStorage}
+_MODALITY_ATTRIBUTES = {
+    "MR": {"ScanningSequence": "RM", "SequenceVariant": "NONE", "ScanOptions": "", "MRAcquisitionType": "",
+           "EchoTime": "", "EchoTrainLength": ""},
+    "CT": {"KVP": ""},
+}
+_INT16 = np.iinfo(np.int16)
+# Slices whose spacing varies by more than this fraction are not one regular grid (missing or extra slices).
+_SLICE_GAP_TOLERANCE = 0.01
+_SAME_POSITION_MM = 1e-4  # slices this close are one position repeated (echoes, b-values, phases)
+
+
+def image_extension(path: str | os.PathLike) -> str | None:
+    """The known image extension ``path`` ends with (case-insensitive, longest match), or None."""
+    name = Path(path).name.lower()
+    matches = [ext for ext in READ_FORMATS if name.endswith(ext)]
+    return max(matches, key=len) if matches else None
+
+
+def read_image(
+    path: str | os.PathLike, allow_nonfinite: bool = False, series_uid: str | None = None
+) -> Volume:
+    """Read an image file or a DICOM series folder into a :class:`Volume`, keeping its grid.
+
+    Args:
+        path: ``.nii``, ``.nii.gz``, ``.nrrd``, ``.nhdr``, ``.mha``, ``.mhd``, a single DICOM file (``.dcm``
+            or any file with the DICOM preamble), or a folder holding a DICOM series (its subfolders are
+            not searched).
+        allow_nonfinite: keep NaN/inf voxels instead of refusing the image.
+        series_uid: SeriesInstanceUID to read when the folder holds several series.
+
+    Returns:
+        The volume in ITK index order ``(x, y[, z])``. Axes are never dropped: a single DICOM slice or a
+        3D file with one slice reads as a 3D volume whose last dimension is 1 (its slice spacing is what
+        GDCM reports: SpacingBetweenSlices, else 1 mm, not SliceThickness). Images with more than three
+        dimensions (e.g. 4D fMRI/DCE NIfTI) are refused; split them into 3D volumes first. A DICOM series
+        whose slices are not evenly spaced (a missing slice, repeated positions) is refused too.
+
+    Raises:
+        InputError: the path is missing, has an unsupported format, cannot be decoded (corrupt or
+            truncated), holds several DICOM series and no ``series_uid``, has more than three
+            dimensions, or has non-finite voxels while ``allow_nonfinite`` is false.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder")
+    if path.is_dir():
+        image = _read_dicom_series(path, series_uid)
+    elif series_uid is not None:
+        raise InputError(f"{path}: series_uid selects a series inside a DICOM folder; this is a single file")
+    else:
+        image = _read_file(path)
+    if image.GetDimension() > 3:
+        raise InputError(
+            f"{path}: {image.GetDimension()}D image of size {image.GetSize()}; only 2D and 3D images are "
+            "read, split it into 3D volumes first"
+        )
+    volume = Volume.from_sitk(image)
+    bad = 0 if allow_nonfinite else _count_nonfinite(volume.array)
+    if bad:
+        raise InputError(
+            f"{path}: {bad} of {volume.array.size} voxels are NaN or infinite; pass allow_nonfinite=True to keep them"
+        )
+    return volume
+
+
+def _read_file(path: Path) -> sitk.Image:
+    extension = image_extension(path)
+    if extension is not None:
+        reader = READ_FORMATS[extension]
+    elif is_dicom(path):
+        reader = "GDCMImageIO"
+    else:
+        raise InputError(
+            f"{path}: unsupported image format; supported: {', '.join(IMAGE_EXTENSIONS)}, a DICOM file, "
+            "or a folder holding a DICOM series"
+        )
+    try:
+        image = sitk.ReadImage(str(path), imageIO=reader)
+    except RuntimeError as error:
+        if reader == "NiftiImageIO" and _is_nifti2(path):
+            reason = "NIfTI-2 is not supported by SimpleITK, save it as NIfTI-1"
+        else:
+            reason = _itk_reason(error, path)
+        raise InputError(f"{path}: cannot be read as {_FORMAT_NAMES[reader]} ({reason})") from None
+    # ITK's NIfTI reader fills a short file with zeros without complaint, so check the length ourselves.
+    if reader == "NiftiImageIO" and not _nifti_data_complete(path):
+        raise InputError(f"{path}: truncated or damaged NIfTI file (less voxel data than its header declares)")
+    return image
+
+
+def _itk_reason(error: RuntimeError, path: Path) -> str:
+    """The informative line of a SimpleITK exception, without source locations, object addresses and the
+    path (our message starts with it already)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    detail = lines[1:] or lines or ["unknown error"]  # line 0 names SimpleITK's source file
+    message = detail[0]
+    if message.endswith(":") and len(detail) > 1:  # e.g. NRRD: "Error reading x:" ... the actual cause last
+        message = f"{message} {detail[-1]}"
+    message = re.sub(r"^(?:sitk::ERROR:|ITK ERROR: \w+\(0x[0-9a-fA-F]+\):)\s*", "", message)
+    return message.replace(str(path), "file")
+
+
+def _is_nifti2(path: Path) -> bool:
+    try:
+        return isinstance(nibabel.load(path), nibabel.Nifti2Image)
+    except (ImageFileError, OSError, ValueError):  # not even a readable NIfTI-2 header
+        return False
+
+
+def _nifti_data_complete(path: Path) -> bool:
+    """True when the file holds every voxel byte its header declares."""
+    try:
+        voxels = nibabel.load(path).dataobj
+        end = voxels.offset + int(np.prod(voxels.shape)) * voxels.dtype.itemsize
+        # A gzip file ends with its uncompressed size mod 2**32 (RFC 1952); a file cut short ends in
+        # compressed data instead, so a match spares decompressing the whole file a second time.
+        if path.name.lower().endswith(".gz") and _gzip_trailer_size(path) == end % 2**32:
+            return True
+        with ImageOpener(path, "rb") as stream:
+            stream.seek(end - 1)  # on a gzip stream this decompresses up to there
+            return len(stream.read(1)) == 1
+    except (ImageFileError, EOFError, OSError):  # a gzip stream cut short fails while decompressing
+        return False
+
+
+def _gzip_trailer_size(path: Path) -> int:
+    with open(path, "rb") as stream:
+        stream.seek(-4, os.SEEK_END)
+        return int.from_bytes(stream.read(4), "little")
+
+
+def _read_dicom_series(folder: Path, series_uid: str | None) -> sitk.Image:
+    found = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
+    if not found:
+        raise InputError(f"{folder}: no DICOM series in this folder (subfolders are not searched)")
+    if series_uid is None:
+        if len(found) > 1:
+            raise InputError(
+                f"{folder}: holds {len(found)} DICOM series ({', '.join(found)}); pass series_uid= to pick one"
+            )
+        series_uid = found[0]
+    elif series_uid not in found:
+        raise InputError(f"{folder}: no DICOM series {series_uid} here (found: {', '.join(found)})")
+    reader = sitk.ImageSeriesReader()
+    reader.SetFileNames(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_uid))
+    reader.MetaDataDictionaryArrayUpdateOn()
+    try:
+        image = reader.Execute()
+    except RuntimeError as error:
+        raise InputError(f"{folder}: cannot read DICOM series {series_uid} ({_itk_reason(error, folder)})") from None
+    _check_regular_slices(folder, reader, image)
+    return image
+
+
+def _check_regular_slices(folder: Path, reader: sitk.ImageSeriesReader, image: sitk.Image) -> None:
+    """Refuse a series whose slice positions are not evenly spaced: one spacing would misplace slices."""
+    normal = np.asarray(image.GetDirection()).reshape(3, 3)[:, 2]
+    positions = [
+        float(np.dot([float(v) for v in reader.GetMetaData(i, "0020|0032").split("\\")], normal))
+        for i in range(len(reader.GetFileNames()))
+        if reader.HasMetaDataKey(i, "0020|0032")
+    ]
+    gaps = np.abs(np.diff(positions))
+    if gaps.size and (np.ptp(gaps) > _SLICE_GAP_TOLERANCE * gaps.mean() or gaps.min() < _SAME_POSITION_MM):
+        raise InputError(
+            f"{folder}: slice spacing varies from {gaps.min():.4g} to {gaps.max():.4g} mm (missing or "
+            "duplicate slices?); a volume needs evenly spaced slices"
+        )
+
+
+def _count_nonfinite(array: np.ndarray) -> int:
+    if not np.issubdtype(array.dtype, np.inexact):
+        return 0
+    return array.size - np.count_nonzero(np.isfinite(array))
+
+
+def write_image(volume: Volume, path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Write ``volume`` as NIfTI (``.nii``, ``.nii.gz``), NRRD (``.nrrd``) or MetaImage (``.mha``).
+
+    The data type follows the array, except bool -> uint8 and float16/float64 -> float32 (float64 doubles
+    the file size for precision no MR image has). ``.nii.gz`` and ``.nrrd`` are compressed. The file is
+    written under a temporary name in the same folder and renamed into place, so ``path`` is either the
+    complete new image or untouched; missing parent folders are created.
+
+    Args:
+        volume: the image and its grid.
+        path: destination; its extension picks the format.
+        overwrite: replace an existing file.
+
+    Returns:
+        ``path`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        InputError: unsupported extension, ``path`` exists and ``overwrite`` is false, or ITK cannot write.
+    """
+    path = Path(path)
+    extension = image_extension(path)
+    if extension not in WRITE_EXTENSIONS:
+        raise InputError(f"{path}: cannot write this format; use one of {', '.join(WRITE_EXTENSIONS)}")
+    check_destination(path, overwrite)
+    stored_dtype = _STORED_DTYPES.get(volume.array.dtype, volume.array.dtype)
+    image = volume.with_array(volume.array.astype(stored_dtype, copy=False)).to_sitk()
+    with atomic_output(path, suffix=extension) as temporary:
+        try:
+            sitk.WriteImage(image, str(temporary), useCompression=extension in _COMPRESSED_EXTENSIONS)
+        except RuntimeError as error:
+            raise InputError(f"{path}: cannot be written ({_itk_reason(error, temporary)})") from None
+    return path
+
+
+def write_dicom_series(
+    volume: Volume,
+    folder: str | os.PathLike,
+    overwrite: bool = False,
+    modality: str = "MR",
+    series_description: str = "",
+) -> Path:
+    """Write a 3D volume as a DICOM series, one file per slice, that reads back on the same grid.
+
+    Voxels are stored as int16 with one RescaleSlope/RescaleIntercept for the whole series, so a reader
+    recovers ``stored * slope + intercept``: integer volumes within the int16 range are exact, other volumes
+    are within ``slope / 2`` (their range divided into 65535 steps). Every slice carries its position,
+    orientation and spacing, and all share new Study, Series and Frame-of-Reference UIDs.
+
+    A DICOM series has no handedness of its own (readers order slices along row x column direction), so a
+    left-handed grid is written with its slice axis reversed: reading it back gives the same voxels at the
+    same physical positions, on the equivalent right-handed grid.
+
+    The series is written to a temporary folder beside ``folder`` and renamed into place.
+
+    Args:
+        volume: 3D scalar volume with an orthonormal direction and finite values.
+        folder: destination folder; it must not exist or be empty, unless ``overwrite``, in which case an
+            existing folder is replaced only if it holds nothing but DICOM files.
+        overwrite: replace an existing series folder.
+        modality: ``"MR"`` (MR Image Storage) or ``"CT"`` (CT Image Storage).
+        series_description: SeriesDescription shown by DICOM browsers.
+
+    Returns:
+        ``folder`` as a :class:`~pathlib.Path`.
+
+    Raises:
+        InputError: the volume cannot be stored as a series, or ``folder`` is in the way.
+    """
+    folder = Path(folder)
+    _check_dicom_volume(volume, folder, modality)
+    _check_dicom_destination(folder, overwrite)
+    volume = _right_handed(volume)
+    stored, slope, intercept = _int16_rescale(volume.array)
+    series = _series_attributes(volume, modality, series_description, slope, intercept)
+    slices = volume.array.shape[2]
+    digits = max(4, len(str(slices)))
+    with atomic_output(folder) as temporary:
+        temporary.mkdir()
+        for index in range(slices):
+            dataset = _slice_dataset(series, volume, stored[:, :, index], index)
+            dataset.save_as(temporary / f"{index + 1:0{digits}d}.dcm", enforce_file_format=True)
+    return folder
+
+
+def _check_dicom_volume(volume: Volume, folder: Path, modality: str) -> None:
+    if modality not in _SOP_CLASSES:
+        raise InputError(f"{folder}: modality {modality!r} is not supported; use one of {', '.join(_SOP_CLASSES)}")
+    if volume.ndim != 3 or volume.array.ndim != 3:
+        raise InputError(
+            f"{folder}: a DICOM series needs a 3D scalar volume, got array shape {volume.array.shape} on a "
+            f"{volume.ndim}D grid"
+        )
+    if not np.allclose(volume.direction.T @ volume.direction, np.eye(3), atol=1e-4):
+        raise InputError(f"{folder}: the volume's direction matrix is not orthonormal, DICOM cannot store it")
+    bad = _count_nonfinite(volume.array)
+    if bad:
+        raise InputError(f"{folder}: {bad} voxels are NaN or infinite, which int16 DICOM pixels cannot hold")
+
+
+def _check_dicom_destination(folder: Path, overwrite: bool) -> None:
+    check_destination(folder, overwrite, what="folder")
+    if folder.is_dir():
+        others = [p.name for p in folder.iterdir() if not (p.is_file() and is_dicom(p))]
+        if others:
+            raise InputError(
+                f"{folder}: holds files that are not DICOM ({', '.join(sorted(others)[:5])}); "
+                "refusing to replace it"
+            )
+
+
+def _right_handed(volume: Volume) -> Volume:
+    if np.linalg.det(volume.direction) > 0:
+        return volume
+    last_slice = volume.array.shape[2] - 1
+    origin = np.asarray(volume.origin) + last_slice * volume.spacing[2] * volume.direction[:, 2]
+    direction = volume.direction.copy()
+    direction[:, 2] *= -1
+    return Volume(volume.array[:, :, ::-1], volume.spacing, origin, direction)
+
+
+def _int16_rescale(array: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """``(stored, slope, intercept)`` with ``array ~ stored * slope + intercept`` and int16 ``stored``."""
+    values = array.astype(np.float64)
+    low, high = float(values.min()), float(values.max())
+    if low >= _INT16.min and high <= _INT16.max and np.array_equal(values, np.rint(values)):
+        return values.astype(np.int16), 1.0, 0.0
+    # DS strings hold 16 characters: round slope and intercept to what the file will say, then quantize
+    # with exactly those values so the reader's reconstruction matches ours.
+    slope = float(format_number_as_ds((high - low) / (_INT16.max - _INT16.min) or 1.0))
+    intercept = float(format_number_as_ds(low - _INT16.min * slope))
+    stored = np.clip(np.rint((values - intercept) / slope), _INT16.min, _INT16.max).astype(np.int16)
+    return stored, slope, intercept
+
+
+def _ds(values: np.ndarray | float) -> list[str] | str:
+    """Decimal String(s) at the best precision DICOM's 16 characters allow."""
+    if np.ndim(values):
+        return [format_number_as_ds(float(v)) for v in np.ravel(values)]
+    return format_number_as_ds(float(values))
+
+
+def _series_attributes(
+    volume: Volume, modality: str, description: str, slope: float, intercept: float
+) -> dict[str, object]:
+    """Attributes every slice of the series shares."""
+    now = datetime.now()
+    date, time = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
+    columns, rows = volume.array.shape[:2]
+    return {
+        "SOPClassUID": _SOP_CLASSES[modality],
+        "StudyInstanceUID": generate_uid(),
+        "SeriesInstanceUID": generate_uid(),
+        "FrameOfReferenceUID": generate_uid(),
+        "StudyDate": date,
+        "StudyTime": time,
+        "SeriesDate": date,
+        "SeriesTime": time,
+        "ContentDate": date,
+        "ContentTime": time,
+        "Modality": modality,
+        "SeriesDescription": description,
+        "SeriesNumber": 1,
+        "StudyID": "",
+        "AccessionNumber": "",
+        "ReferringPhysicianName": "",
+        "PatientName": "",
+        "PatientID": "",
+        "PatientBirthDate": "",
+        "PatientSex": "",
+        "Manufacturer": "",
+        "PositionReferenceIndicator": "",
+        "ImageType": ["DERIVED", "SECONDARY"],
+        # Row direction = increasing column index = array axis x; column direction = array axis y.
+        "ImageOrientationPatient": _ds(volume.direction[:, :2].T),
+        "PixelSpacing": _ds(np.array([volume.spacing[1], volume.spacing[0]])),  # (between rows, between columns)
+        "SliceThickness": _ds(volume.spacing[2]),
+        "SpacingBetweenSlices": _ds(volume.spacing[2]),
+        "Rows": rows,
+        "Columns": columns,
+        "SamplesPerPixel": 1,
+        "PhotometricInterpretation": "MONOCHROME2",
+        "BitsAllocated": 16,
+        "BitsStored": 16,
+        "HighBit": 15,
+        "PixelRepresentation": 1,
+        "RescaleSlope": _ds(slope),
+        "RescaleIntercept": _ds(intercept),
+        **_MODALITY_ATTRIBUTES[modality],
+    }
+
+
+def _slice_dataset(series: dict[str, object], volume: Volume, stored: np.ndarray, index: int) -> Dataset:
+    """One slice file: the shared attributes plus its own position, instance and pixels."""
+    position = np.asarray(volume.origin) + index * volume.spacing[2] * volume.direction[:, 2]
+    dataset = Dataset()
+    dataset.update(series)
+    dataset.SOPInstanceUID = generate_uid()
+    dataset.InstanceNumber = index + 1
+    dataset.ImagePositionPatient = _ds(position)
+    dataset.SliceLocation = _ds(np.dot(position, volume.direction[:, 2]))
+    # DICOM pixel rows run along y and columns along x: the transpose of the (x, y) slice.
+    dataset.PixelData = np.ascontiguousarray(stored.T).astype("<i2").tobytes()
+    dataset.file_meta = FileMetaDataset()
+    dataset.file_meta.MediaStorageSOPClassUID = dataset.SOPClassUID
+    dataset.file_meta.MediaStorageSOPInstanceUID = dataset.SOPInstanceUID
+    dataset.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    return dataset
