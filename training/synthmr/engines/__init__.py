@@ -1,0 +1,14 @@
+"""GAN trainers on MONAI/Ignite engines (DESIGN §4): paired/conditional and latent/class-conditional."""
+
+from synthmr.engines.latent import LatentGanTrainer
+from synthmr.engines.paired import GanStep, PairedGanTrainer, concat_condition, image_only, on_features, on_images
+
+__all__ = [
+    "GanStep",
+    "LatentGanTrainer",
+    "PairedGanTrainer",
+    "concat_condition",
+    "image_only",
+    "on_features",
+    "on_images",
+]
