@@ -252,15 +252,27 @@ class Acquisition:
     scale: float = 1000.0
     rician: bool = True
 
-    def __call__(self, signal: np.ndarray, rng: np.random.Generator, body: np.ndarray | None = None) -> np.ndarray:
-        """Apply blur, bias, noise and scaling. ``body`` marks the object for the intensity reference."""
+    def __call__(
+        self,
+        signal: np.ndarray,
+        rng: np.random.Generator,
+        body: np.ndarray | None = None,
+        reference: float | None = None,
+    ) -> np.ndarray:
+        """Apply blur, bias, noise and scaling. ``body`` marks the object for the intensity reference.
+
+        ``reference`` fixes the signal level that sets the noise and maps to ``scale`` instead of taking this
+        image's 99th percentile: the phases of a dynamic series share one receiver gain, so they share it.
+        """
         out = signal.astype(np.float64)
         if np.any(np.asarray(self.blur) > 0):
             out = ndimage.gaussian_filter(out, self.blur)
         if self.bias > 0:
             out = out * np.exp(smooth_field(out.shape, rng, self.bias_scale, self.bias))
-        inside = out[body > 0] if body is not None and body.any() else out
-        ref = float(np.percentile(inside, 99)) or 1.0
+        if reference is None:
+            inside = out[body > 0] if body is not None and body.any() else out
+            reference = float(np.percentile(inside, 99))
+        ref = reference or 1.0
         sigma = ref / self.snr
         if self.rician:
             out = np.hypot(out + rng.normal(0.0, sigma, out.shape), rng.normal(0.0, sigma, out.shape))

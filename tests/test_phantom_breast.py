@@ -1,0 +1,218 @@
+"""Breast DCE phantom: one grid per case, reproducible, labels match meta, and the physics shows the clinical
+contrasts (fat suppression, dark lungs, enhancing heart, malignant washout vs benign persistence)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from synthmr.errors import InputError
+from synthmr.phantom import phantom_class, physics
+from synthmr.phantom.breast import LESION_KINETICS, BreastPhantom
+
+SIZE = 128  # 2.8 mm pixels over the default 358 mm field of view
+T1_SERIES = ("t1_pre", "t1_post1", "t1_post2", "t1_post3", "t1_post4")
+
+
+@pytest.fixture(scope="module")
+def phantom() -> BreastPhantom:
+    return BreastPhantom(size=SIZE, n_lesions=(1, 2))
+
+
+@pytest.fixture(scope="module")
+def cases(phantom):
+    return {seed: phantom(seed) for seed in range(4)}
+
+
+@pytest.fixture(scope="module")
+def forced_lesion_cases():
+    """Six cases with two lesions each: three all-malignant, three all-benign."""
+    out = []
+    for malignant_fraction in (1.0, 0.0):
+        phantom = BreastPhantom(size=SIZE, n_lesions=(2, 2), malignant_fraction=malignant_fraction)
+        out += [phantom(seed) for seed in range(3)]
+    return out
+
+
+@pytest.fixture(scope="module")
+def case_with_anatomy(phantom):
+    return phantom(7), phantom.anatomy(7)
+
+
+def test_contract_one_grid_dtypes_and_meta(cases):
+    assert phantom_class("breast") is BreastPhantom
+    for case in cases.values():
+        assert tuple(case.images) == BreastPhantom.sequences
+        assert tuple(case.masks) == BreastPhantom.masks
+        for image in case.images.values():
+            assert image.shape == (SIZE, SIZE) and image.dtype == np.float32 and np.isfinite(image).all()
+        for mask in case.masks.values():
+            assert mask.shape == (SIZE, SIZE) and mask.dtype == np.uint8
+        assert case.spacing == pytest.approx((358.4 / SIZE,) * 2)
+        assert np.array_equal(case.direction, np.eye(2))
+        # The grid is centred on the patient axis.
+        assert case.origin == pytest.approx((-(SIZE - 1) / 2 * case.spacing[0],) * 2)
+        assert case.meta["organ"] == "breast" and case.meta["post_times_min"] == [1.5, 3.0, 4.5, 6.0]
+        assert case.meta["laterality"] in ("bilateral", "left", "right")
+        assert case.meta["density"] in "abcd"
+
+
+def test_same_seed_same_case_other_seed_other_case(phantom, cases):
+    again = phantom(0)
+    for key in BreastPhantom.sequences:
+        assert np.array_equal(again.images[key], cases[0].images[key])
+    for key in BreastPhantom.masks:
+        assert np.array_equal(again.masks[key], cases[0].masks[key])
+    assert again.meta == cases[0].meta
+    assert not np.array_equal(cases[1].images["t1_pre"], cases[0].images["t1_pre"])
+    assert not np.array_equal(cases[1].masks["breast"], cases[0].masks["breast"])
+
+
+def test_lesion_labels_match_meta(cases, forced_lesion_cases):
+    for case in [*cases.values(), *forced_lesion_cases]:
+        classes = case.meta["lesion_classes"]
+        labels = case.masks["lesion"]
+        # Every lesion of a 2D case cuts the slice: labels 1..k all present.
+        assert sorted(np.unique(labels[labels > 0])) == list(range(1, len(classes) + 1))
+        assert len(case.meta["kinetics"]) == len(classes) == len(case.meta["lesion_sides"])
+        expected = "malignant" if "malignant" in classes else "benign" if classes else "healthy"
+        assert case.meta["class"] == expected
+        assert np.all(case.masks["breast"][labels > 0] == 1), "lesions lie inside the breast mask"
+
+
+def test_lesions_clear_of_skin_and_chest(case_with_anatomy):
+    case, anatomy = case_with_anatomy
+    near_lesion = ndimage.binary_dilation(case.masks["lesion"] > 0, iterations=1)
+    for tissue in ("skin", "muscle", "lung"):
+        assert anatomy.fractions[tissue][near_lesion].max() == 0, tissue
+
+
+def test_tissue_fractions_partition_the_voxel(case_with_anatomy):
+    _, anatomy = case_with_anatomy
+    total = np.add.reduce(list(anatomy.fractions.values()))
+    assert min(f.min() for f in anatomy.fractions.values()) >= 0
+    assert total.max() <= 1 + 1e-5
+    assert total[~anatomy.body].max() < 0.5 and total[anatomy.body].min() > 0.5
+
+
+def lesion_means(case) -> list[tuple[str, np.ndarray]]:
+    labels = case.masks["lesion"]
+    return [
+        (kind, np.array([case.images[key][labels == value].mean() for key in T1_SERIES]))
+        for value, kind in enumerate(case.meta["lesion_classes"], start=1)
+    ]
+
+
+def test_malignant_washout_and_benign_persistence(forced_lesion_cases):
+    curves = [curve for case in forced_lesion_cases for curve in lesion_means(case)]
+    assert sorted({kind for kind, _ in curves}) == ["benign", "malignant"] and len(curves) == 12
+    for kind, (pre, post1, post2, post3, post4) in curves:
+        assert post1 > 1.5 * pre, "strong early enhancement"
+        if kind == "malignant":
+            assert post4 < 0.9 * post1, "type III: washout"
+        else:
+            assert post4 >= 0.97 * post1, "type I/II: persistent or plateau"
+
+
+def test_every_kinetic_draw_keeps_its_curve_type():
+    rng = np.random.default_rng(0)
+    for kind, ranges in LESION_KINETICS.items():
+        for _ in range(150):
+            curve = physics.extended_tofts(**ranges.draw(rng))
+            ratio = physics.sample(curve, 6.0) / physics.sample(curve, 1.5)
+            assert ratio < 0.9 if kind == "malignant" else ratio >= 0.95, (kind, ratio)
+
+
+def test_fat_suppressed_on_t1_bright_on_t2(case_with_anatomy):
+    case, anatomy = case_with_anatomy
+    breast = case.masks["breast"] > 0
+    fat = breast & (anatomy.fractions["fat"] > 0.99)
+    fgt = breast & (anatomy.fractions["fgt"] > 0.99)
+    assert fat.sum() > 50 and fgt.sum() > 50
+    assert case.images["t1_pre"][fat].mean() < 0.6 * case.images["t1_pre"][fgt].mean()
+    assert case.images["t2"][fat].mean() > 1.5 * case.images["t2"][fgt].mean()
+
+
+def test_lungs_dark_and_heart_enhances(case_with_anatomy):
+    case, anatomy = case_with_anatomy
+    lung = anatomy.fractions["lung"] > 0.99
+    blood = anatomy.fractions["blood"] > 0.99
+    for key in ("t2", "t1_pre", "t1_post1"):
+        assert case.images[key][lung].mean() < 0.1 * np.percentile(case.images[key][anatomy.body], 99), key
+    pre, post1, post4 = (case.images[key][blood].mean() for key in ("t1_pre", "t1_post1", "t1_post4"))
+    assert post1 > 3 * pre and pre < post4 < post1  # first-pass peak is over: blood slowly clears
+    # The dynamic series shares one intensity scale, so enhancement raises values above the pre-contrast range.
+    assert case.images["t1_post1"].max() > 1.5 * case.images["t1_pre"].max()
+
+
+def test_breasts_anterior_and_laterality_respected():
+    for seed in range(4):
+        phantom = BreastPhantom(size=64, bilateral_probability=0.0, n_lesions=(0, 0))
+        case, anatomy = phantom(seed), phantom.anatomy(seed)
+        breast_x, breast_y = np.argwhere(case.masks["breast"]).mean(axis=0)
+        heart_y = np.argwhere(anatomy.fractions["myocardium"] > 0.5)[:, 1].mean()
+        assert breast_y < heart_y, "breasts hang in front of the heart (smaller y = anterior)"
+        # +x is the patient's left.
+        assert (breast_x > 32) == (case.meta["laterality"] == "left")
+    both = BreastPhantom(size=64, bilateral_probability=1.0, n_lesions=(0, 0))(0)
+    breast_x = np.argwhere(both.masks["breast"])[:, 0]
+    assert both.meta["laterality"] == "bilateral" and breast_x.min() < 24 and breast_x.max() > 40
+
+
+def test_no_lesions_means_healthy():
+    case = BreastPhantom(size=64, n_lesions=(0, 0))(3)
+    assert not case.masks["lesion"].any()
+    assert case.meta["class"] == "healthy" and case.meta["lesion_classes"] == [] and case.meta["kinetics"] == []
+
+
+def test_density_spans_categories():
+    phantom = BreastPhantom(size=64, n_lesions=(0, 0))
+    anatomies = [phantom.anatomy(seed) for seed in range(16)]
+    assert len({a.density for a in anatomies}) >= 3
+    for a in anatomies:
+        assert "abcd"[int(np.searchsorted([0.25, 0.5, 0.75], a.fgt_fraction, side="right"))] == a.density
+
+
+def test_volume_shape_and_visible_lesions():
+    phantom = BreastPhantom(dims=3, size=80, slices=16, slice_spacing=4.0, n_lesions=(2, 2))
+    case = phantom(1)
+    for array in [*case.images.values(), *case.masks.values()]:
+        assert array.shape == (80, 80, 16)
+    assert case.spacing == pytest.approx((4.48, 4.48, 4.0)) and np.array_equal(case.direction, np.eye(3))
+    labels = case.masks["lesion"]
+    assert sorted(np.unique(labels[labels > 0])) == [1, 2]
+    for value in (1, 2):
+        lesion = labels == value
+        assert lesion.any(axis=(0, 1)).sum() >= 2, "a lesion spans several slices"
+        assert case.images["t1_post1"][lesion].mean() > 1.5 * case.images["t1_pre"][lesion].mean()
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"dims": 4}, "dims"),
+        ({"size": 8}, "size"),
+        ({"size": 64, "spacing": 2.0}, "size * spacing"),
+        ({"spacing": -1.0}, "spacing"),
+        ({"slices": 0}, "slices"),
+        ({"slice_spacing": 0.0}, "slice_spacing"),
+        ({"n_lesions": (2, 1)}, "n_lesions[1]"),
+        ({"n_lesions": 2}, "n_lesions"),
+        ({"malignant_fraction": 1.5}, "malignant_fraction"),
+        ({"bilateral_probability": -0.1}, "bilateral_probability"),
+        ({"post_times_min": (1.0, 2.0, 3.0)}, "post_times_min"),
+        ({"post_times_min": (1.0, 3.0, 2.0, 4.0)}, "post_times_min"),
+        ({"post_times_min": (1.5, 3.0, 4.5, 20.0)}, "post_times_min"),
+        ({"post_times_min": (0.2, 0.3, 0.4, 0.5)}, "post_times_min"),  # too early to see washout
+        ({"snr": 0.0}, "snr"),
+    ],
+)
+def test_bad_arguments_are_named(kwargs, name):
+    with pytest.raises(InputError, match=name.replace("*", r"\*").replace("[", r"\[")):
+        BreastPhantom(**kwargs)
+
+
+def test_bad_seed_is_named():
+    with pytest.raises(InputError, match="seed"):
+        BreastPhantom(size=64)(-1)

@@ -1,0 +1,1068 @@
+"""Breast DCE-MRI phantom: prone breasts, chest wall and thorax, with benign and malignant enhancing lesions.
+
+Procedural anatomy (DESIGN §5). Every structure is a shape with a signed distance in patient millimetres;
+distances become partial-volume tissue fractions, fractions are rendered per sequence with the signal equations
+of :mod:`synthmr.phantom.physics`, contrast uptake follows the extended Tofts model driven by the Parker AIF,
+and the scanner adds a receive-bias field, blur and Rician noise.
+
+Geometry: arrays are ``(x, y[, z])`` on an identity LPS grid, so x runs to the patient's left, y posterior and
+z superior. Axial slices show the breasts anteriorly (small y) hanging from the chest wall as in prone imaging;
+behind the pectoral muscle lie the lungs, the heart and the descending aorta.
+
+References
+----------
+- Rakow-Penner et al. "Relaxation times of breast tissue at 1.5T and 3T measured using IDEAL", JMRI
+  2006;23:87-91: T1 of fat and fibroglandular tissue (FGT) at 3 T.
+- Edden et al. "Longitudinal and multi-echo transverse relaxation times of normal breast tissue at 3 Tesla",
+  JMRI 2010;32:982-987: multi-echo T2 of fat (154 ms) and FGT (71 ms).
+- Henkelman et al. "Why fat is bright in RARE and fast spin-echo imaging", JMRI 1992;2:533-540.
+- de Bazelaire et al. "MR imaging relaxation times of abdominal and pelvic tissues measured in vivo at 3.0 T",
+  Radiology 2004;230:652-659: skeletal muscle.
+- Stanisz et al. "T1, T2 relaxation and magnetization transfer in tissue at 3T", MRM 2005;54:507-512: blood,
+  myocardium.
+- Yu, Xue, Song. "Comparison of lung T2* during free-breathing at 1.5 T and 3.0 T with ultrashort echo time
+  imaging", MRM 2011;66:248-254: lung T2* 0.74 ms at 3 T.
+- Meng et al. "The diagnostic performance of quantitative mapping in breast cancer patients: a preliminary study
+  using synthetic MRI", Cancer Imaging 2020;20:88: cancers T1 1612 ms, T2 81 ms, benign lesions lower T1.
+- Liu et al. "Role of quantitative analysis of T2 relaxation time in differentiating benign from malignant
+  breast lesions", J Int Med Res 2018;46:1928-1935: T2 83 ms malignant vs 95 ms benign.
+- Kuhl et al. "Do T2-weighted pulse sequences help in the differential diagnosis of enhancing lesions in
+  dynamic breast MRI?", JMRI 1999;9:187-196: fibroadenomas are T2-bright, cancers are not.
+- Kuhl et al. "Dynamic breast MR imaging: are signal intensity time course data useful for differential
+  diagnosis of enhancing lesions?", Radiology 1999;211:101-110: curve types I (persistent), II (plateau),
+  III (washout).
+- Tofts et al., JMRI 1999;10:223-232 and Parker et al., MRM 2006;56:993-1000 (see physics.py).
+- Schabel et al. "Pharmacokinetic mapping for lesion classification in dynamic breast MRI", JMRI
+  2010;31:1371-1378: malignant lesions have higher Ktrans and kep than benign ones.
+- Kuhl et al. "Healthy premenopausal breast parenchyma in dynamic contrast-enhanced MR imaging of the breast:
+  normal contrast medium enhancement and cyclical-phase dependency", Radiology 1997;203:137-144: background
+  parenchymal enhancement is slow and progressive.
+- Haaf et al. "Cardiac T1 mapping and extracellular volume (ECV) in clinical practice: a comprehensive review",
+  JCMR 2016;18:89: myocardial ECV ~ 0.25.
+- Saha et al. "A machine learning approach to radiogenomics of breast cancer: a study of 922 subjects and 529
+  DCE-MRI features", Br J Cancer 2018;119:508-516 (Duke-Breast-Cancer-MRI): clinical fat-suppressed 3D
+  gradient-echo DCE protocols (TR ~ 3.5-5.5 ms, TE ~ 1.3-2.7 ms, flip 7-12 degrees).
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, replace
+from functools import lru_cache
+
+import numpy as np
+from scipy import ndimage
+from scipy.spatial.transform import Rotation
+
+from synthmr.errors import InputError
+from synthmr.phantom import physics
+from synthmr.phantom.case import PhantomCase
+from synthmr.phantom.physics import Acquisition, SpinEcho, SpoiledGradientEcho, Tissue
+
+# ----------------------------------------------------------------------------------------------------------
+# Tissues at 3 T. PD is relative to water (fat and blood water-rich, dermis and lung poor in protons).
+# ----------------------------------------------------------------------------------------------------------
+
+TISSUES = {
+    # T1 from Rakow-Penner et al. 2006. T2 is the multi-echo value of Edden et al. 2010 (fat 154, FGT 71 ms)
+    # rather than the single-echo one (~53 ms): the clinical T2w series is a fast spin echo, whose echo train
+    # suppresses J-coupling dephasing and keeps fat bright (Henkelman et al. 1992). At TE 2 ms the choice is
+    # immaterial for the gradient echoes.
+    "fat": Tissue(pd=0.9, t1=367.0, t2=154.0, fat=True, heterogeneity=0.03),
+    "fgt": Tissue(pd=0.8, t1=1445.0, t2=71.0, heterogeneity=0.06),
+    # No 3 T relaxometry of breast skin was found: dermis is collagen-dense and water-poor, so it gets a short
+    # T2 and an intermediate T1 (an assumption, visible only as a thin rim).
+    "skin": Tissue(pd=0.7, t1=1000.0, t2=35.0),
+    "muscle": Tissue(pd=0.8, t1=898.0, t2=29.0),  # de Bazelaire et al. 2004
+    # Blood: T1 1932 ms (Stanisz et al. 2005). Its T2 (275 ms at rest) is replaced by a short apparent T2: blood
+    # flowing through the slice between excitation and refocusing gives no spin echo (flow void, Bradley, AJR
+    # 1988;150:983-994), so the heart and vessels are dark on the fast spin echo. At TE 2 ms this costs the
+    # gradient echoes < 10 %, and they keep their bright, enhancing blood.
+    "blood": Tissue(pd=0.9, t1=1932.0, t2=25.0, heterogeneity=0.0),
+    "myocardium": Tissue(pd=0.8, t1=1471.0, t2=47.0),  # Stanisz et al. 2005
+    # Lung is ~80 % air (low PD) and its T2* is 0.74 ms at 3 T (Yu et al. 2011): dark on every sequence here.
+    # T1 ~1.3 s; any value in the published range gives the same near-zero signal.
+    "lung": Tissue(pd=0.15, t1=1300.0, t2=0.74, heterogeneity=0.0),
+    # Cancers: T1 1612 ms, T2 81 ms (Meng et al. 2020). Benign masses: lower T1 (Meng et al. 2020) and longer
+    # T2, 95 ms (Liu et al. 2018), T2-bright like fibroadenomas (Kuhl et al. JMRI 1999).
+    "malignant": Tissue(pd=0.85, t1=1612.0, t2=81.0, heterogeneity=0.05),
+    "benign": Tissue(pd=0.85, t1=1400.0, t2=95.0, heterogeneity=0.03),
+}
+
+# Clinical non-fat-suppressed T2-weighted (fast) spin echo and the fat-suppressed 3D spoiled gradient-echo DCE
+# series (Saha et al. 2018 protocols); fat saturation leaves ~10 % of the fat signal.
+T2_TSE = SpinEcho(tr=4500.0, te=90.0)
+T1_FAT_SAT = SpoiledGradientEcho(tr=4.5, te=2.0, flip_deg=10.0, fat_suppression=0.1)
+
+# ----------------------------------------------------------------------------------------------------------
+# Contrast kinetics (extended Tofts, Tofts et al. 1999; rates 1/min)
+# ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class KineticRange:
+    """Uniform ranges of extended-Tofts parameters (Ktrans 1/min, ve, vp) one kind of tissue is drawn from."""
+
+    ktrans: tuple[float, float]
+    ve: tuple[float, float]
+    vp: tuple[float, float]
+
+    def draw(self, rng: np.random.Generator) -> dict[str, float]:
+        """One parameter set, uniform in each range."""
+        return {name: float(rng.uniform(*getattr(self, name))) for name in ("ktrans", "ve", "vp")}
+
+    def grid(self, steps: int) -> list[dict[str, float]]:
+        """``steps`` evenly spaced values per parameter, every combination (corners included)."""
+        values = [np.linspace(*getattr(self, name), steps) for name in ("ktrans", "ve", "vp")]
+        return [dict(zip(("ktrans", "ve", "vp"), map(float, combo))) for combo in itertools.product(*values)]
+
+
+# Malignant: fast wash-in and washout, high Ktrans and kep = Ktrans/ve (1.4-5 /min); benign: slow uptake, large
+# ve, kep 0.07-0.3 /min, so uptake persists or plateaus (Schabel et al. 2010; Kuhl et al. Radiology 1999
+# curve types III vs I/II). With the Parker AIF these ranges give C(6 min)/C(1.5 min) of 0.45-0.47 for every
+# malignant draw and 1.05-1.8 for every benign one; _kinetic_classes_hold re-checks any other sampling times.
+LESION_KINETICS = {
+    "malignant": KineticRange(ktrans=(0.5, 1.0), ve=(0.2, 0.35), vp=(0.03, 0.08)),
+    "benign": KineticRange(ktrans=(0.05, 0.15), ve=(0.5, 0.7), vp=(0.005, 0.02)),
+}
+WASHOUT_RATIO = 0.9  # malignant: C(last phase) <= 0.9 C(first phase), a type III curve
+PLATEAU_RATIO = 0.95  # benign: C(last phase) >= 0.95 C(first phase), a type I or II curve
+
+# Background parenchymal enhancement: slow, progressive and mild (Kuhl et al. 1997); these Ktrans values raise
+# the FGT signal by roughly 15-70 % at 6 min (before the patchy spatial modulation), minimal to moderate BPE.
+BPE_KINETICS = KineticRange(ktrans=(0.003, 0.02), ve=(0.3, 0.5), vp=(0.0, 0.01))
+# Skeletal muscle: low Ktrans and ve, the order of the reference-region values used for muscle in DCE work
+# (Yankeelov et al. MRI 2005: Ktrans ~0.1 /min, ve ~0.1).
+MUSCLE_KINETICS = {"ktrans": 0.08, "ve": 0.12, "vp": 0.01}
+# Myocardium: high flow (Ktrans ~ perfusion 1 ml/g/min times extraction ~0.5), ECV 0.25 (Haaf et al. 2016),
+# blood volume ~0.1.
+MYOCARDIUM_KINETICS = {"ktrans": 0.6, "ve": 0.25, "vp": 0.1}
+
+# BI-RADS density categories by fibroglandular fraction (quartiles of the 4th edition).
+DENSITY_BANDS = {"a": (0.03, 0.25), "b": (0.25, 0.5), "c": (0.5, 0.75), "d": (0.75, 0.9)}
+
+DEFAULT_FOV_MM = 358.4  # 256 x 1.4 mm, a typical bilateral axial breast field of view
+MIN_FOV_MM = 300.0  # both breasts side by side and the chest wall need about this much
+LESION_MARGIN_MM = 2.0  # tissue kept between a lesion and the skin, the chest wall or another lesion
+
+
+@lru_cache(maxsize=16)
+def _kinetic_classes_hold(post_times: tuple[float, ...]) -> bool:
+    """Whether every draw from LESION_KINETICS keeps its curve type between the first and last phase.
+
+    Checked on a grid spanning each parameter box; the ratio varies smoothly and the thresholds keep a margin
+    from the values reached, so the grid stands for every draw inside it.
+    """
+    first, last = post_times[0], post_times[-1]
+    for kind, ranges in LESION_KINETICS.items():
+        for params in ranges.grid(4):
+            curve = physics.extended_tofts(**params)
+            ratio = physics.sample(curve, last) / physics.sample(curve, first)
+            if ratio > WASHOUT_RATIO if kind == "malignant" else ratio < PLATEAU_RATIO:
+                return False
+    return True
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Geometry: signed distances in mm (negative inside) on an open grid of patient coordinates
+# ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Grid:
+    """The simulation grid, always 3D: a 2D (``planar``) case is one axial slice at z = 0."""
+
+    shape: tuple[int, int, int]
+    spacing: tuple[float, float, float]
+    origin: tuple[float, float, float]
+    planar: bool
+
+    @property
+    def voxel_mm(self) -> float:
+        """Width of the partial-volume ramp: the in-plane spacing in 2D, the mean voxel size in 3D."""
+        return self.spacing[0] if self.planar else float(np.prod(self.spacing) ** (1 / 3))
+
+    def axes(self, box: tuple[slice, ...] | None = None) -> tuple[np.ndarray, ...]:
+        """Broadcastable x, y, z coordinate arrays (mm) of the grid or of a box of it.
+
+        Single precision (0.01 mm at 200 mm, far below a voxel) halves the memory traffic of the geometry.
+        """
+        box = box or (slice(None),) * 3
+        out = []
+        for axis, (n, step, start, part) in enumerate(zip(self.shape, self.spacing, self.origin, box)):
+            shape = [1, 1, 1]
+            shape[axis] = -1
+            out.append((start + step * np.arange(n, dtype=np.float32))[part].reshape(shape))
+        return tuple(out)
+
+    def box(self, center: np.ndarray, half_extent: float) -> tuple[slice, ...]:
+        """Index slices covering ``center`` +- ``half_extent`` mm, clipped to the grid."""
+        low = np.floor((center - half_extent - self.origin) / self.spacing).astype(int)
+        high = np.ceil((center + half_extent - self.origin) / self.spacing).astype(int) + 1
+        return tuple(slice(max(0, lo), min(n, hi)) for lo, hi, n in zip(low, high, self.shape))
+
+    def position(self, index: np.ndarray) -> np.ndarray:
+        """Patient coordinates (mm) of voxel indices, one row per voxel."""
+        return np.asarray(self.origin) + np.asarray(index) * np.asarray(self.spacing)
+
+
+def _ramp(distance: np.ndarray, width: float) -> np.ndarray:
+    """Partial-volume fraction of a shape from the signed distance of a voxel centre to its surface."""
+    return np.clip(0.5 - distance / width, 0.0, 1.0)
+
+
+def _smooth_union(a: np.ndarray, b: np.ndarray, k: float) -> np.ndarray:
+    """Union of two shapes with a fillet of radius ~k mm (polynomial smooth minimum of the distances), which
+    rounds the fold where a breast meets the chest."""
+    h = np.clip(0.5 + 0.5 * (b - a) / k, 0.0, 1.0)
+    return b + (a - b) * h - k * h * (1.0 - h)
+
+
+@dataclass(frozen=True)
+class _Bumps:
+    """Smooth random radial modulation of a star-shaped body: 1 + sum_k a_k exp(kappa (u . n_k - 1)).
+
+    ``u`` is the unit direction from the centre; each term is a lobe of angular width ~1/sqrt(kappa) around
+    ``n_k``, bulging out (a_k > 0) or in (a_k < 0).
+    """
+
+    normals: np.ndarray
+    amplitudes: np.ndarray
+    kappa: float
+
+    @classmethod
+    def draw(cls, rng: np.random.Generator, count: int, amplitude: float, kappa: float, dims: int = 3) -> _Bumps:
+        normals = rng.standard_normal((count, dims))
+        normals /= np.linalg.norm(normals, axis=1, keepdims=True)
+        return cls(normals, rng.uniform(-amplitude, amplitude, count), kappa)
+
+    def __call__(self, unit: list[np.ndarray]) -> np.ndarray:
+        out = 1.0
+        for normal, amplitude in zip(self.normals.tolist(), self.amplitudes.tolist()):
+            out = out + amplitude * np.exp(self.kappa * (sum(u * n for u, n in zip(unit, normal)) - 1.0))
+        # Inward lobes may overlap; the floor keeps the body star-shaped and non-empty in every direction.
+        return np.maximum(out, 0.5)
+
+
+def _star_distance(offsets: list[np.ndarray], radii, bumps: _Bumps | None = None) -> np.ndarray:
+    """Signed distance (mm) to an ellipsoid (ellipse for two offsets) whose radius is modulated by ``bumps``.
+
+    Measured along the ray from the centre: exact for a sphere, close enough elsewhere for partial volume.
+    ``radii`` may hold arrays (a radius that differs front and back).
+    """
+    r = np.sqrt(sum(o * o for o in offsets))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        unit = [o / r for o in offsets]
+        reach = 1.0 / np.sqrt(sum((u / a) ** 2 for u, a in zip(unit, radii)))
+        if bumps is not None:
+            reach = reach * bumps(unit)
+        # The centre has no direction; it is inside by the smallest radius.
+        return np.where(r > 0, r - reach, -float(min(np.min(a) for a in radii)))
+
+
+def _body_frame(offsets: list[np.ndarray], rotation: np.ndarray) -> list[np.ndarray]:
+    """Offsets expressed along the columns of ``rotation`` (the axes of a rotated body)."""
+    # Python floats keep the single precision of the offsets.
+    return [sum(float(rotation[j, i]) * offsets[j] for j in range(len(offsets))) for i in range(rotation.shape[1])]
+
+
+def _planar_rotation(angle: float) -> np.ndarray:
+    """Rotation by ``angle`` radians about z, as a 3x3 matrix."""
+    return Rotation.from_rotvec([0.0, 0.0, angle]).as_matrix()
+
+
+@dataclass(frozen=True)
+class _Ellipsoid:
+    """An ellipsoid, or an elliptic cylinder along z when ``radii`` has two entries, optionally rotated/bumpy."""
+
+    center: tuple[float, float, float]
+    radii: tuple[float, ...]
+    rotation: np.ndarray | None = None
+    bumps: _Bumps | None = None
+
+    def distance(self, axes: tuple[np.ndarray, ...]) -> np.ndarray:
+        offsets = [a - float(c) for a, c in zip(axes, self.center)][: len(self.radii)]
+        if self.rotation is not None:
+            offsets = _body_frame(offsets, self.rotation)
+        return _star_distance(offsets, self.radii, self.bumps)
+
+
+@dataclass(frozen=True)
+class _Capsule:
+    """A straight tube from ``start`` along unit ``direction``, its radius tapering linearly (vessel, spicule)."""
+
+    start: np.ndarray
+    direction: np.ndarray
+    length: float
+    radius_start: float
+    radius_end: float
+
+    def distance(self, axes: tuple[np.ndarray, ...]) -> np.ndarray:
+        offsets = [a - float(s) for a, s in zip(axes, self.start)]
+        direction = [float(d) for d in self.direction]
+        t = np.clip(sum(o * d for o, d in zip(offsets, direction)) / self.length, 0.0, 1.0)
+        gap = np.sqrt(sum((o - t * self.length * d) ** 2 for o, d in zip(offsets, direction)))
+        return gap - (self.radius_start + (self.radius_end - self.radius_start) * t)
+
+    @property
+    def extent(self) -> float:
+        """Distance from ``start`` to the farthest point of the tube."""
+        return self.length + max(self.radius_start, self.radius_end)
+
+
+def _random_direction(rng: np.random.Generator, planar: bool) -> np.ndarray:
+    """A random unit vector; in the axial plane for 2D cases, where only in-plane structures are visible."""
+    vector = rng.standard_normal(3)
+    if planar:
+        vector[2] = 0.0
+    return vector / np.linalg.norm(vector)
+
+
+def _random_field(
+    shape: tuple[int, ...], spacing: tuple[float, ...], rng: np.random.Generator, sigma_mm: float, amplitude=1.0
+) -> np.ndarray:
+    """Smooth zero-mean random field with correlation length ``sigma_mm`` along every axis.
+
+    physics.smooth_field works in voxels; on anisotropic (thick-slice) grids the field is drawn on an isotropic
+    grid at the finest spacing and resampled, which keeps structures round. Singleton axes are left out.
+    """
+    used = [s for n, s in zip(shape, spacing) if n > 1]
+    fine = min(used)
+    if max(used) <= 1.1 * fine:  # near-isotropic: resampling would cost more than the distortion it removes
+        fine = float(np.mean(used))
+        iso = tuple(shape)
+    else:
+        iso = tuple(max(2, round(n * s / fine)) if n > 1 else 1 for n, s in zip(shape, spacing))
+    field = physics.smooth_field(tuple(n for n in iso if n > 1), rng, sigma_mm / fine, amplitude).reshape(iso)
+    if iso != tuple(shape):
+        field = ndimage.zoom(field, [n / m for n, m in zip(shape, iso)], order=1, mode="nearest", grid_mode=True)
+    return field.astype(np.float32)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Anatomy
+# ----------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _Breast:
+    """A prone breast: a dome hanging anteriorly from its base on the chest wall.
+
+    An ellipsoid in a frame tilted by ``tilt`` radians about z, deep (``depth``) in front of its base and
+    shallow (``back``) behind it, so it roots into the chest wall without bulging out behind the torso.
+    """
+
+    side: str
+    center: tuple[float, float, float]
+    half_width: float
+    depth: float
+    half_height: float
+    back: float
+    tilt: float
+    bumps: _Bumps
+
+    def _frame(self, axes: tuple[np.ndarray, ...]) -> list[np.ndarray]:
+        offsets = [a - float(c) for a, c in zip(axes, self.center)]
+        return _body_frame(offsets, _planar_rotation(self.tilt))
+
+    def distance(self, axes: tuple[np.ndarray, ...]) -> np.ndarray:
+        u, v, w = self._frame(axes)
+        radii = (self.half_width, np.where(v < 0, np.float32(self.depth), np.float32(self.back)), self.half_height)
+        return _star_distance([u, v, w], radii, self.bumps)
+
+    def central_weight(self, axes: tuple[np.ndarray, ...]) -> np.ndarray:
+        """~1 along the nipple axis, falling off towards the periphery: where fibroglandular tissue gathers."""
+        u, _, w = self._frame(axes)
+        q2 = (u / self.half_width) ** 2 + (w / self.half_height) ** 2
+        return np.exp(-q2 / (2 * 0.4**2))
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Drawn shapes and layer thicknesses (mm) of one case."""
+
+    thorax: _Ellipsoid  # outer surface of the chest-wall muscle (an elliptic cylinder)
+    cavity: _Ellipsoid  # inner surface of the chest wall: lungs, heart, mediastinum
+    subcutaneous: float  # fat over the chest wall
+    skin: float
+    premammary: float  # FGT-free fat under the breast skin
+    retromammary: float  # FGT-free fat in front of the pectoral muscle
+    breasts: list[_Breast]
+    heart: _Ellipsoid
+    heart_wall: float
+    lungs: list[_Ellipsoid]
+    aorta: _Ellipsoid
+    vessels: list[_Capsule]
+
+
+def _draw_breasts(rng: np.random.Generator, bilateral_probability: float) -> list[tuple[str, dict]]:
+    """Side and size of each breast; both sides share one overall size (breasts are near-symmetric)."""
+    sides = ["right", "left"] if rng.random() < bilateral_probability else [str(rng.choice(["right", "left"]))]
+    size = rng.random()
+    out = []
+    for side in sides:
+        offset = rng.uniform(75.0, 95.0)  # base centre from the midline
+        jitter = rng.uniform(0.92, 1.08, 3).tolist()
+        out.append(
+            (
+                side,
+                {
+                    "offset": offset,
+                    "depth": (50.0 + 80.0 * size) * jitter[0],  # nipple to chest wall, prone
+                    "half_width": min((55.0 + 30.0 * size) * jitter[1], offset - 12.0),  # leaves a cleavage
+                    "half_height": (50.0 + 30.0 * size) * jitter[2],
+                },
+            )
+        )
+    return out
+
+
+def _draw_chest(rng: np.random.Generator, shift: float, chest_front: float) -> tuple[_Ellipsoid, _Ellipsoid]:
+    """The chest wall: outer muscle surface and inner cavity. The muscle is thin laterally (serratus,
+    intercostals), thicker in front (pectoralis major) and thickest behind (back muscles), so the cavity is a
+    smaller ellipse shifted forward."""
+    half_width, half_depth = rng.uniform(125.0, 145.0), rng.uniform(95.0, 110.0)
+    front, side, back = rng.uniform(10.0, 16.0), rng.uniform(6.0, 10.0), rng.uniform(25.0, 40.0)
+    cy = chest_front + half_depth
+    thorax = _Ellipsoid((shift, cy, 0.0), (half_width, half_depth), bumps=_Bumps.draw(rng, 4, 0.02, 2.0, dims=2))
+    cavity = _Ellipsoid((shift, cy + (front - back) / 2, 0.0), (half_width - side, half_depth - (front + back) / 2))
+    return thorax, cavity
+
+
+def _draw_layout(rng: np.random.Generator, grid: _Grid, bilateral_probability: float) -> _Layout:
+    """Draw the anatomy of one case, placed so the nipples sit just inside the anterior edge of the field."""
+    shift = rng.uniform(-5.0, 5.0)  # patient not exactly centred
+    skin = rng.uniform(1.5, 2.0)
+    drawn = _draw_breasts(rng, bilateral_probability)
+    fov_front = grid.origin[1] - grid.spacing[1] / 2
+    chest_front = fov_front + 10.0 + max(p["depth"] * 1.05 for _, p in drawn) + skin
+    thorax, cavity = _draw_chest(rng, shift, chest_front)
+    (_, cy, _), (half_width, half_depth) = thorax.center, thorax.radii
+
+    breasts = []
+    for side, p in drawn:
+        sign = 1.0 if side == "left" else -1.0  # +x is the patient's left
+        base_y = cy - half_depth * np.sqrt(max(0.0, 1.0 - (p["offset"] / half_width) ** 2))
+        breasts.append(
+            _Breast(
+                side=side,
+                center=(shift + sign * p["offset"], base_y + 5.0, rng.uniform(-12.0, 12.0)),
+                half_width=p["half_width"],
+                depth=p["depth"],
+                half_height=p["half_height"],
+                back=30.0,
+                tilt=sign * rng.uniform(0.0, 0.2),  # nipples point slightly outwards
+                bumps=_Bumps.draw(rng, 5, 0.04, 3.0),
+            )
+        )
+
+    (_, cavity_y, _), (cavity_width, cavity_depth) = cavity.center, cavity.radii
+    heart_radii = (rng.uniform(50.0, 62.0), rng.uniform(40.0, 50.0), rng.uniform(50.0, 60.0))
+    heart = _Ellipsoid(
+        center=(
+            shift + rng.uniform(20.0, 40.0),  # left of the midline
+            cavity_y - cavity_depth + 0.8 * heart_radii[1] + rng.uniform(0.0, 10.0),  # just behind the sternum
+            rng.uniform(-35.0, -15.0),  # at the level of the lower breast
+        ),
+        radii=heart_radii,
+        rotation=_planar_rotation(rng.uniform(0.35, 0.8)),  # long axis towards the left and anterior
+    )
+    # The lungs fill the cavity around the heart and meet behind it; what is left is mediastinal fat.
+    lungs = [
+        _Ellipsoid(
+            center=(shift + sign * 0.5 * cavity_width, cavity_y + 0.1 * cavity_depth, rng.uniform(20.0, 40.0)),
+            radii=(0.55 * cavity_width, 1.0 * cavity_depth, rng.uniform(160.0, 200.0)),  # apex to diaphragm
+        )
+        for sign in (-1.0, 1.0)
+    ]
+    aorta = _Ellipsoid(
+        (shift + rng.uniform(10.0, 20.0), cavity_y + cavity_depth - rng.uniform(25.0, 35.0), 0.0), (12.0, 12.0)
+    )
+    return _Layout(
+        thorax=thorax,
+        cavity=cavity,
+        subcutaneous=rng.uniform(5.0, 20.0),
+        skin=skin,
+        premammary=rng.uniform(3.0, 6.0),
+        retromammary=rng.uniform(2.0, 5.0),
+        breasts=breasts,
+        heart=heart,
+        heart_wall=rng.uniform(8.0, 12.0),
+        lungs=lungs,
+        aorta=aorta,
+        vessels=[v for b in breasts for v in _draw_vessels(rng, b, grid.planar)],
+    )
+
+
+def _draw_vessels(rng: np.random.Generator, breast: _Breast, planar: bool) -> list[_Capsule]:
+    """Up to two enhancing vessels running from the chest wall towards the nipple."""
+    vessels = []
+    for _ in range(rng.integers(0, 3)):
+        x, y, z = breast.center
+        x += rng.uniform(-0.5, 0.5) * breast.half_width
+        # A 2D case only shows vessels lying in its slice.
+        z = 0.0 if planar else z + rng.uniform(-0.5, 0.5) * breast.half_height
+        direction = np.array([rng.uniform(-0.5, 0.5), -1.0, 0.0 if planar else rng.uniform(-0.4, 0.4)])
+        radius, length = rng.uniform(0.7, 1.4), rng.uniform(0.3, 0.7) * breast.depth
+        direction /= np.linalg.norm(direction)
+        vessels.append(_Capsule(np.array([x, y, z]), direction, length, radius, 0.6 * radius))
+    return vessels
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Lesions
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _fibonacci_sphere(count: int) -> np.ndarray:
+    """``count`` unit vectors spread evenly over the sphere (Fibonacci lattice), shape (3, count)."""
+    k = np.arange(count) + 0.5
+    z = 1.0 - 2.0 * k / count
+    azimuth = np.pi * (3.0 - np.sqrt(5.0)) * k
+    return np.stack([np.sqrt(1 - z**2) * np.cos(azimuth), np.sqrt(1 - z**2) * np.sin(azimuth), z])
+
+
+_SPHERE = _fibonacci_sphere(512)  # directions along which the reach of a bumpy lesion is measured
+
+
+@dataclass(frozen=True)
+class _LesionShape:
+    """A lesion about its centre: a rotated, radially perturbed ellipsoid plus spicules starting at the centre."""
+
+    kind: str
+    radii: tuple[float, float, float]
+    rotation: np.ndarray
+    bumps: _Bumps
+    spicules: tuple[_Capsule, ...]
+
+    @property
+    def radius(self) -> float:
+        return float(np.mean(self.radii))
+
+    @property
+    def extent(self) -> float:
+        """Farthest reach from the centre (mm), spicules included, with a 5 % allowance between lattice rays."""
+        unit = list(_SPHERE)
+        reach = self.bumps(unit) / np.sqrt(sum((u / a) ** 2 for u, a in zip(unit, self.radii)))
+        return max([1.05 * float(reach.max())] + [s.extent for s in self.spicules])
+
+    def scaled(self, factor: float) -> _LesionShape:
+        """The same lesion ``factor`` times smaller or larger (spicules keep their thickness)."""
+        return replace(
+            self,
+            radii=tuple(r * factor for r in self.radii),
+            spicules=tuple(replace(s, length=s.length * factor) for s in self.spicules),
+        )
+
+    def distance(self, axes: tuple[np.ndarray, ...], center: np.ndarray) -> np.ndarray:
+        offsets = [a - float(c) for a, c in zip(axes, center)]
+        distance = _star_distance(_body_frame(offsets, self.rotation), self.radii, self.bumps)
+        for spicule in self.spicules:
+            distance = np.minimum(distance, spicule.distance(offsets))
+        return distance
+
+    def uptake(self, distance: np.ndarray, spacing: tuple[float, ...], rng: np.random.Generator) -> np.ndarray:
+        """Relative contrast uptake over the lesion box: smooth heterogeneity, plus a brighter rim for cancers
+        (heterogeneous and rim enhancement are malignant features). Every voxel keeps the lesion's curve shape."""
+        if self.kind == "benign":
+            return np.clip(1.0 + _random_field(distance.shape, spacing, rng, 2.5, 0.12), 0.5, None)
+        rim = np.exp(np.minimum(distance, 0.0) / (0.3 * self.radius))
+        return np.clip((0.5 + 0.5 * rim) * (1.0 + _random_field(distance.shape, spacing, rng, 2.5, 0.25)), 0.2, None)
+
+
+def _draw_lesion_shape(rng: np.random.Generator, kind: str, planar: bool) -> _LesionShape:
+    """Benign: round or oval, smooth or gently lobulated (fibroadenoma-like), mean radius 4-12 mm.
+    Malignant: irregular margin plus 3-7 thin spicules, mean radius 5-15 mm."""
+    rotation = Rotation.random(rng=rng).as_matrix()
+    if kind == "benign":
+        radius = rng.uniform(4.0, 12.0)
+        radii = radius * np.array([1.0, rng.uniform(0.6, 0.9), rng.uniform(0.7, 1.0)])
+        return _LesionShape(kind, tuple(radii.tolist()), rotation, _Bumps.draw(rng, 3, 0.05, 3.0), ())
+    radius = rng.uniform(5.0, 15.0)
+    radii = radius * np.array([1.0, rng.uniform(0.75, 1.0), rng.uniform(0.75, 1.0)])
+    spicules = tuple(
+        _Capsule(
+            start=np.zeros(3),
+            direction=_random_direction(rng, planar),
+            length=float(max(radii)) + rng.uniform(0.3, 0.9) * radius,
+            radius_start=rng.uniform(0.6, 1.1),
+            radius_end=0.25,
+        )
+        for _ in range(rng.integers(3, 8))
+    )
+    return _LesionShape(kind, tuple(radii.tolist()), rotation, _Bumps.draw(rng, 10, 0.25, 8.0), spicules)
+
+
+@dataclass
+class BreastLesion:
+    """One placed lesion.
+
+    Args:
+        label: its value in the ``lesion`` mask.
+        kind: ``benign`` or ``malignant``.
+        side: the breast it lies in, ``left`` or ``right``.
+        center_mm: centre in patient coordinates (LPS mm).
+        radius_mm: mean radius of its body (spicules not included).
+        kinetics: extended-Tofts ``ktrans`` (1/min), ``ve``, ``vp``.
+        fraction: partial-volume fraction map of the lesion on the case grid.
+        uptake: relative contrast uptake map (1 = the lesion's curve), zero outside the lesion.
+    """
+
+    label: int
+    kind: str
+    side: str
+    center_mm: tuple[float, ...]
+    radius_mm: float
+    kinetics: dict[str, float]
+    fraction: np.ndarray
+    uptake: np.ndarray
+
+
+def _clearance(mask: np.ndarray, grid: _Grid) -> np.ndarray:
+    """Distance (mm) from each voxel of ``mask`` to the nearest voxel outside it. In 3D the ends of the slab
+    count as outside, so lesions stay whole inside the volume."""
+    if grid.planar:
+        return ndimage.distance_transform_edt(mask, sampling=grid.spacing)
+    padded = np.pad(mask, ((0, 0), (0, 0), (1, 1)))
+    return ndimage.distance_transform_edt(padded, sampling=grid.spacing)[:, :, 1:-1]
+
+
+def _place_lesions(
+    rng: np.random.Generator,
+    grid: _Grid,
+    kinds: list[str],
+    interior: np.ndarray,
+    owner: np.ndarray,
+    n_breasts: int,
+    glandular: np.ndarray,
+) -> list[tuple[_LesionShape, np.ndarray, int]]:
+    """Choose each lesion's shape, breast and centre: inside the breast's fat and FGT, clear of skin, chest wall
+    and other lesions by LESION_MARGIN_MM, preferring glandular tissue where cancers and fibroadenomas arise.
+
+    A lesion too large for the room available is shrunk (by 20 % steps, at most three times); one that still
+    does not fit is left out.
+    """
+    room = _clearance(interior, grid)[interior]
+    positions = grid.position(np.argwhere(interior))
+    weight = 0.25 + glandular[interior]
+    placed = []
+    for kind in kinds:
+        breast = int(rng.integers(n_breasts))
+        shape = _draw_lesion_shape(rng, kind, grid.planar)
+        for _ in range(4):
+            slack = LESION_MARGIN_MM + grid.voxel_mm
+            ok = (owner == breast) & (room >= shape.extent + slack)
+            for other, center, _ in placed:
+                ok &= np.linalg.norm(positions - center, axis=1) >= shape.extent + other.extent + slack
+            if ok.any():
+                choice = rng.choice(np.flatnonzero(ok), p=weight[ok] / weight[ok].sum())
+                placed.append((shape, positions[choice], breast))
+                break
+            shape = shape.scaled(0.8)
+    return placed
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Tissue fractions
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _paint(region: np.ndarray, layers: list[tuple[str, np.ndarray]], fill: str, fractions: dict) -> None:
+    """Share ``region`` among tissues: each layer takes its indicator's share of what earlier layers left, the
+    rest goes to ``fill``. Fractions therefore never sum to more than the region."""
+    remaining = region
+    for name, indicator in layers:
+        part = remaining * indicator
+        fractions[name] = fractions.get(name, 0.0) + part
+        remaining = remaining - part
+    fractions[fill] = fractions.get(fill, 0.0) + remaining
+
+
+def _fibroglandular(
+    rng: np.random.Generator,
+    grid: _Grid,
+    layout: _Layout,
+    distances: dict[str, np.ndarray],
+    interior: np.ndarray,
+) -> tuple[np.ndarray, str, float]:
+    """FGT share of the breast soft tissue, its BI-RADS density category and its fraction of the breast.
+
+    A smooth random field, raised along the nipple axis, is thresholded so the FGT fills a drawn fraction of
+    the breast; FGT is kept out of the premammary and retromammary fat. The category is the one the resulting
+    fraction falls in.
+    """
+    width = grid.voxel_mm
+    allowed = (
+        _ramp(distances["body"] + layout.premammary, width)
+        * _ramp(layout.retromammary - distances["thorax"], width)
+        * _ramp(distances["breasts"], width)
+    )
+    axes = grid.axes()
+    central = np.maximum.reduce([b.central_weight(axes) for b in layout.breasts])
+    score = (
+        _random_field(grid.shape, grid.spacing, rng, 8.0)
+        + 0.6 * _random_field(grid.shape, grid.spacing, rng, 2.5)
+        + 1.5 * central
+    )
+    target = rng.uniform(*DENSITY_BANDS[str(rng.choice(list(DENSITY_BANDS)))])
+    eligible = allowed > 0.5
+    threshold = float(np.quantile(score[eligible], 1.0 - min(1.0, target * interior.sum() / eligible.sum())))
+    share = allowed * np.clip((score - threshold) / 0.3 + 0.5, 0.0, 1.0)
+    fraction = float(share[interior].mean())
+    density = "abcd"[int(np.searchsorted([0.25, 0.5, 0.75], fraction, side="right"))]
+    return share, density, fraction
+
+
+@dataclass
+class BreastAnatomy:
+    """The ground truth of one case, before imaging, on the case grid (2D arrays for a 2D case).
+
+    Args:
+        fractions: tissue name (a key of :data:`TISSUES`) -> partial-volume fraction.
+        body: the patient (skin and everything inside), bool.
+        breast: skin, fat and FGT of the breasts, uint8.
+        lesion: lesion instance labels, uint8.
+        lesions: the lesions, aligned with labels 1..k.
+        laterality: breasts present, ``bilateral``, ``left`` or ``right``.
+        density: BI-RADS density category ``a``-``d`` of the FGT fraction.
+        fgt_fraction: FGT share of the breast soft tissue (skin excluded), before lesions.
+        spacing, origin: the grid (mm, LPS; identity direction).
+    """
+
+    fractions: dict[str, np.ndarray]
+    body: np.ndarray
+    breast: np.ndarray
+    lesion: np.ndarray
+    lesions: list[BreastLesion]
+    laterality: str
+    density: str
+    fgt_fraction: float
+    spacing: tuple[float, ...]
+    origin: tuple[float, ...]
+
+
+def _distances(grid: _Grid, layout: _Layout) -> dict:
+    """Signed distances (mm) to the surfaces the tissue layers are cut from."""
+    axes = grid.axes()
+    thorax = layout.thorax.distance(axes)
+    per_breast = [b.distance(axes) for b in layout.breasts]
+    body = thorax - layout.subcutaneous
+    for breast in per_breast:
+        body = _smooth_union(body, breast, k=12.0)
+    return {"thorax": thorax, "body": body, "breasts": np.minimum.reduce(per_breast), "per_breast": per_breast}
+
+
+def _rasterize_lesions(
+    rng: np.random.Generator, grid: _Grid, placed: list[tuple[_LesionShape, np.ndarray, int]], sides: list[str]
+) -> tuple[np.ndarray, list[BreastLesion]]:
+    """Exact label map (voxel centres inside the surface) and, per lesion, partial-volume fraction, uptake map
+    and kinetic parameters. Only a box around each lesion is computed."""
+    width = grid.voxel_mm
+    labels = np.zeros(grid.shape, np.uint8)
+    lesions = []
+    for label, (shape, center, breast_index) in enumerate(placed, start=1):
+        box = grid.box(center, shape.extent + 2 * width)
+        distance = shape.distance(grid.axes(box), center)
+        labels[box][distance < 0] = label
+        fraction, uptake = np.zeros(grid.shape, np.float32), np.zeros(grid.shape, np.float32)
+        fraction[box] = _ramp(distance, width)
+        uptake[box] = np.where(distance < width / 2, shape.uptake(distance, grid.spacing, rng), 0.0)
+        lesions.append(
+            BreastLesion(
+                label=label,
+                kind=shape.kind,
+                side=sides[breast_index],
+                center_mm=tuple(float(c) for c in (center[:2] if grid.planar else center)),
+                radius_mm=shape.radius,
+                kinetics=LESION_KINETICS[shape.kind].draw(rng),
+                fraction=fraction,
+                uptake=uptake,
+            )
+        )
+    return labels, lesions
+
+
+def _tissue_fractions(
+    grid: _Grid, layout: _Layout, d: dict, glandular: np.ndarray, lesions: list[BreastLesion]
+) -> dict[str, np.ndarray]:
+    """Partial-volume fraction of every tissue, layer by layer: skin; chest wall muscle; inside the chest, the
+    aorta, heart, lungs and mediastinal fat; outside it, lesions, vessels, FGT and fat."""
+    axes, width = grid.axes(), grid.voxel_mm
+    body = _ramp(d["body"], width)
+    inner = _ramp(d["body"] + layout.skin, width)
+    chest = inner * _ramp(d["thorax"], width)
+    cavity = chest * _ramp(layout.cavity.distance(axes), width)
+    fractions = {"skin": body - inner, "muscle": chest - cavity}
+    heart = layout.heart.distance(axes)
+    _paint(
+        cavity,
+        [
+            ("blood", _ramp(layout.aorta.distance(axes), width)),
+            ("blood", _ramp(heart + layout.heart_wall, width)),
+            ("myocardium", _ramp(heart, width)),
+            ("lung", np.maximum.reduce([_ramp(lung.distance(axes), width) for lung in layout.lungs])),
+        ],
+        "fat",  # mediastinal fat
+        fractions,
+    )
+    _paint(
+        inner - chest,
+        [(lesion.kind, lesion.fraction) for lesion in lesions]
+        + [("blood", _ramp(vessel.distance(axes), width)) for vessel in layout.vessels]
+        + [("fgt", glandular)],
+        "fat",
+        fractions,
+    )
+    return fractions
+
+
+def _anatomy(rng: np.random.Generator, grid: _Grid, bilateral_probability: float, kinds: list[str]) -> BreastAnatomy:
+    """Draw one case's anatomy and lesions and turn them into tissue fractions and masks."""
+    layout = _draw_layout(rng, grid, bilateral_probability)
+    d = _distances(grid, layout)
+    breast = (d["body"] < 0) & (d["thorax"] >= 0) & (d["breasts"] < 0)
+    interior = breast & (d["body"] < -layout.skin)  # the breasts' fat and FGT
+    glandular, density, fgt_fraction = _fibroglandular(rng, grid, layout, d, interior)
+    owner = np.argmin(np.stack([p[interior] for p in d["per_breast"]]), axis=0)
+    placed = _place_lesions(rng, grid, kinds, interior, owner, len(layout.breasts), glandular)
+    sides = [b.side for b in layout.breasts]
+    labels, lesions = _rasterize_lesions(rng, grid, placed, sides)
+    fractions = _tissue_fractions(grid, layout, d, glandular, lesions)
+
+    def on_case_grid(array: np.ndarray) -> np.ndarray:
+        return array[:, :, 0] if grid.planar else array
+
+    for lesion in lesions:
+        lesion.fraction, lesion.uptake = on_case_grid(lesion.fraction), on_case_grid(lesion.uptake)
+    dims = 2 if grid.planar else 3
+    return BreastAnatomy(
+        fractions={name: on_case_grid(f) for name, f in fractions.items()},
+        body=on_case_grid(d["body"] < 0),
+        breast=on_case_grid(breast).astype(np.uint8),
+        lesion=on_case_grid(labels),
+        lesions=lesions,
+        laterality="bilateral" if len(sides) == 2 else sides[0],
+        density=density,
+        fgt_fraction=fgt_fraction,
+        spacing=grid.spacing[:dims],
+        origin=grid.origin[:dims],
+    )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Imaging
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _concentrations(lesions: list[BreastLesion], uptakes: list[np.ndarray], bpe: dict[str, float], bpe_map):
+    """A function of time (min) giving each enhancing tissue's Gd concentration (mM), scalar or map."""
+    blood = physics.parker_aif(physics.KINETICS_GRID)  # whole blood: the heart, aorta and breast vessels
+    muscle = physics.extended_tofts(**MUSCLE_KINETICS)
+    myocardium = physics.extended_tofts(**MYOCARDIUM_KINETICS)
+    parenchyma = physics.extended_tofts(**bpe)
+    lesion_curves = [physics.extended_tofts(**lesion.kinetics) for lesion in lesions]
+
+    def at(time: float) -> dict[str, np.ndarray | float]:
+        out = {
+            "blood": physics.sample(blood, time),
+            "muscle": physics.sample(muscle, time),
+            "myocardium": physics.sample(myocardium, time),
+            "fgt": physics.sample(parenchyma, time) * bpe_map,
+        }
+        for lesion, uptake, curve in zip(lesions, uptakes, lesion_curves):
+            out[lesion.kind] = out.get(lesion.kind, 0.0) + physics.sample(curve, time) * uptake
+        return out
+
+    return at
+
+
+def _image(
+    anatomy: BreastAnatomy, rng: np.random.Generator, post_times: tuple[float, ...], snr: float
+) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Render and acquire every sequence of the case; also return the drawn BPE kinetics."""
+    shape, spacing = anatomy.body.shape, anatomy.spacing
+    # Signals are computed only where there is tissue (about half the field of view), then put back in place.
+    support = np.add.reduce(list(anatomy.fractions.values())) > 0
+    present = {name: f[support] for name, f in anatomy.fractions.items() if f.any()}
+    # One texture field serves every tissue: tissues barely overlap, and each scales it by its own heterogeneity.
+    texture_field = _random_field(shape, spacing, rng, 3.0)[support]
+    texture = {name: TISSUES[name].heterogeneity * texture_field for name in present if TISSUES[name].heterogeneity}
+    bpe = BPE_KINETICS.draw(rng)
+    bpe_map = np.clip(1.0 + _random_field(shape, spacing, rng, 10.0, 0.3), 0.3, None)[support]  # patchy BPE
+    uptakes = [lesion.uptake[support] for lesion in anatomy.lesions]
+    concentration = _concentrations(anatomy.lesions, uptakes, bpe, bpe_map)
+
+    def render(sequence, concentrations=None) -> np.ndarray:
+        signal = np.zeros(shape, np.float32)
+        signal[support] = physics.render(sequence, present, TISSUES, concentrations, texture)
+        return signal
+
+    signals = {"t2": render(T2_TSE), "t1_pre": render(T1_FAT_SAT)}
+    for phase, time in enumerate(post_times, start=1):
+        signals[f"t1_post{phase}"] = render(T1_FAT_SAT, concentration(time))
+
+    # One exam, one coil: every series shares the receive-bias field. The dynamic series also shares one
+    # receiver gain, so its noise level and intensity scale are those of the pre-contrast phase and enhancement
+    # shows as brighter values.
+    bias = np.exp(_random_field(shape, spacing, rng, 120.0, 0.1))
+    acquire = Acquisition(snr=snr, bias=0.0, blur=(0.5, 0.5) + (() if len(shape) == 2 else (0.25,)))
+    t1_reference = float(np.percentile((signals["t1_pre"] * bias)[anatomy.body], 99))
+    images = {}
+    for key, signal in signals.items():
+        reference = None if key == "t2" else t1_reference
+        images[key] = acquire(signal * bias, rng, anatomy.body, reference=reference)
+    return images, bpe
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The phantom
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _integer(value, name: str, low: int, high: int | None = None) -> int:
+    """``value`` as an int in [low, high], or an InputError naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low or (
+        high is not None and value > high
+    ):
+        bounds = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
+        raise InputError(f"{name} must be {bounds}, got {value!r}")
+    return int(value)
+
+
+def _number(value, name: str, low: float, high: float = np.inf, low_open: bool = False) -> float:
+    """``value`` as a finite float in [low, high] (low excluded when ``low_open``), or an InputError naming
+    ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not np.isfinite(value):
+        raise InputError(f"{name} must be a finite number, got {value!r}")
+    if value < low or value > high or (low_open and value == low):
+        bounds = f"{'>' if low_open else '>='} {low}" if high == np.inf else f"in [{low}, {high}]"
+        raise InputError(f"{name} must be {bounds}, got {value!r}")
+    return float(value)
+
+
+class BreastPhantom:
+    """Simulated bilateral breast DCE-MRI: T2-weighted and fat-suppressed T1 before and after contrast.
+
+    Prone axial anatomy drawn procedurally per seed: one or two breasts (skin, fat, fibroglandular tissue whose
+    amount spans BI-RADS density a-d, enhancing vessels), the pectoral muscle, and behind it the lungs, heart
+    and aorta. Lesions are benign (oval, smooth, persistent or plateau enhancement) or malignant (irregular and
+    spiculated, fast wash-in then washout), following the kinetic curve types of Kuhl et al. (Radiology 1999).
+    Signals come from 3 T tissue properties through the signal equations and extended-Tofts kinetics of
+    :mod:`synthmr.phantom.physics` (see the module docstring for the literature).
+
+    Args:
+        dims: 2 for one axial slice through the breasts, 3 for an axial volume.
+        size: in-plane matrix, ``size x size``. Default 256 in 2D and 128 in 3D (3D stays fast).
+        spacing: in-plane voxel size, mm. Default: the one that gives a 358 mm field of view (1.4 mm at 256).
+            ``size * spacing`` must be at least 300 mm, room for both breasts and the chest wall.
+        slices: number of axial slices (3D only).
+        slice_spacing: slice distance, mm (3D only).
+        n_lesions: inclusive range the number of lesions is drawn from. A lesion that does not fit in its
+            breast, even shrunk, is left out, so a case can hold fewer.
+        malignant_fraction: probability that a lesion is malignant.
+        bilateral_probability: probability that both breasts are present (otherwise one, as after mastectomy).
+        post_times_min: minutes after injection of the four post-contrast phases, increasing, within 12 min.
+            They must be late enough for every malignant lesion to wash out and every benign one to persist.
+        snr: signal-to-noise ratio of the brightest tissue of each series (pre-contrast phase for the DCE series).
+    """
+
+    organ = "breast"
+    sequences = ("t2", "t1_pre", "t1_post1", "t1_post2", "t1_post3", "t1_post4")
+    masks = ("lesion", "breast")
+    lesion_mask = "lesion"
+
+    def __init__(
+        self,
+        dims: int = 2,
+        size: int | None = None,
+        spacing: float | None = None,
+        slices: int = 48,
+        slice_spacing: float = 3.0,
+        n_lesions: tuple[int, int] = (0, 2),
+        malignant_fraction: float = 0.5,
+        bilateral_probability: float = 0.8,
+        post_times_min: tuple[float, ...] = (1.5, 3.0, 4.5, 6.0),
+        snr: float = 30.0,
+    ):
+        self.dims = _integer(dims, "dims", 2, 3)
+        self.size = _integer((256 if self.dims == 2 else 128) if size is None else size, "size", 16)
+        self.spacing = _number(DEFAULT_FOV_MM / self.size if spacing is None else spacing, "spacing", 0, low_open=True)
+        if self.size * self.spacing < MIN_FOV_MM:
+            raise InputError(
+                f"size * spacing = {self.size * self.spacing:g} mm: the field of view must be at least "
+                f"{MIN_FOV_MM:g} mm to hold both breasts and the chest wall"
+            )
+        self.slices = _integer(slices, "slices", 1)
+        self.slice_spacing = _number(slice_spacing, "slice_spacing", 0, low_open=True)
+        if not isinstance(n_lesions, (tuple, list)) or len(n_lesions) != 2:
+            raise InputError(f"n_lesions must be a (min, max) pair, got {n_lesions!r}")
+        low = _integer(n_lesions[0], "n_lesions[0]", 0, 255)
+        self.n_lesions = (low, _integer(n_lesions[1], "n_lesions[1]", low, 255))
+        self.malignant_fraction = _number(malignant_fraction, "malignant_fraction", 0.0, 1.0)
+        self.bilateral_probability = _number(bilateral_probability, "bilateral_probability", 0.0, 1.0)
+        self.post_times_min = self._checked_post_times(post_times_min)
+        self.snr = _number(snr, "snr", 0, low_open=True)
+
+    def _checked_post_times(self, post_times) -> tuple[float, ...]:
+        if not isinstance(post_times, (tuple, list)) or len(post_times) != 4:
+            raise InputError(f"post_times_min must hold 4 times (minutes), got {post_times!r}")
+        times = tuple(_number(t, "post_times_min", 0, physics.KINETICS_GRID[-1], low_open=True) for t in post_times)
+        if any(b <= a for a, b in zip(times, times[1:])):
+            raise InputError(f"post_times_min must increase, got {post_times!r}")
+        if not _kinetic_classes_hold(times):
+            raise InputError(
+                f"post_times_min {post_times!r}: too early or too short to show malignant washout (last phase "
+                f"< {WASHOUT_RATIO:g} x first) and benign persistence (last >= {PLATEAU_RATIO:g} x first)"
+            )
+        return times
+
+    def _grid(self) -> _Grid:
+        n_z = self.slices if self.dims == 3 else 1
+        spacing = (self.spacing, self.spacing, self.slice_spacing)
+        shape = (self.size, self.size, n_z)
+        return _Grid(shape, spacing, tuple(-(n - 1) / 2 * s for n, s in zip(shape, spacing)), self.dims == 2)
+
+    @staticmethod
+    def _streams(seed) -> tuple[np.random.Generator, np.random.Generator]:
+        """Independent generators for anatomy and imaging, so :meth:`anatomy` matches :meth:`__call__`."""
+        seed = _integer(seed, "seed", 0)
+        return tuple(np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+
+    def anatomy(self, seed: int) -> BreastAnatomy:
+        """The ground truth of case ``seed``: tissue fractions, masks and lesions, before imaging."""
+        rng = self._streams(seed)[0]
+        count = int(rng.integers(self.n_lesions[0], self.n_lesions[1] + 1))
+        kinds = ["malignant" if rng.random() < self.malignant_fraction else "benign" for _ in range(count)]
+        return _anatomy(rng, self._grid(), self.bilateral_probability, kinds)
+
+    def __call__(self, seed: int) -> PhantomCase:
+        """Simulate case ``seed``."""
+        anatomy = self.anatomy(seed)
+        images, bpe = _image(anatomy, self._streams(seed)[1], self.post_times_min, self.snr)
+        classes = [lesion.kind for lesion in anatomy.lesions]
+        meta = {
+            "seed": int(seed),
+            "organ": self.organ,
+            "class": "malignant" if "malignant" in classes else "benign" if classes else "healthy",
+            "lesion_classes": classes,
+            "kinetics": [
+                {**lesion.kinetics, "kep": lesion.kinetics["ktrans"] / lesion.kinetics["ve"]}
+                for lesion in anatomy.lesions
+            ],
+            "lesion_sides": [lesion.side for lesion in anatomy.lesions],
+            "lesion_centers_mm": [list(lesion.center_mm) for lesion in anatomy.lesions],
+            "lesion_radii_mm": [lesion.radius_mm for lesion in anatomy.lesions],
+            "post_times_min": list(self.post_times_min),
+            "laterality": anatomy.laterality,
+            "density": anatomy.density,
+            "fgt_fraction": anatomy.fgt_fraction,
+            "bpe_kinetics": bpe,
+        }
+        return PhantomCase(
+            images=images,
+            masks={"lesion": anatomy.lesion, "breast": anatomy.breast},
+            spacing=anatomy.spacing,
+            origin=anatomy.origin,
+            direction=np.eye(self.dims),
+            meta=meta,
+        )
