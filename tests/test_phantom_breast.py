@@ -1,4 +1,5 @@
-"""Breast DCE phantom: one grid per case, reproducible, labels match meta, and the physics shows the clinical
+"""Breast DCE phantom: one grid per case, reproducible, labels match meta, the layout of a prone breast exam
+(breasts in front, chest wall, heart, the posterior edge cutting the thorax), and the physics shows the clinical
 contrasts (fat suppression, dark lungs, enhancing heart, malignant washout vs benign persistence)."""
 
 from __future__ import annotations
@@ -9,9 +10,10 @@ from scipy import ndimage
 
 from synthmr.errors import InputError
 from synthmr.phantom import phantom_class, physics
-from synthmr.phantom.breast import LESION_KINETICS, BreastPhantom
+from synthmr.phantom.breast import LESION_KINETICS, BreastPhantom, _draw_lesion_shape
 
 SIZE = 128  # 2.8 mm pixels over the default 358 mm field of view
+MM = 358.4 / SIZE
 T1_SERIES = ("t1_pre", "t1_post1", "t1_post2", "t1_post3", "t1_post4")
 
 
@@ -38,6 +40,13 @@ def forced_lesion_cases():
 @pytest.fixture(scope="module")
 def case_with_anatomy(phantom):
     return phantom(7), phantom.anatomy(7)
+
+
+@pytest.fixture(scope="module")
+def bilateral():
+    """Twelve healthy bilateral cases at the default field of view, each with its anatomy."""
+    phantom = BreastPhantom(size=SIZE, n_lesions=(0, 0), bilateral_probability=1.0)
+    return [(phantom(seed), phantom.anatomy(seed)) for seed in range(12)]
 
 
 def test_contract_one_grid_dtypes_and_meta(cases):
@@ -84,7 +93,7 @@ def test_lesion_labels_match_meta(cases, forced_lesion_cases):
 def test_lesions_clear_of_skin_and_chest(case_with_anatomy):
     case, anatomy = case_with_anatomy
     near_lesion = ndimage.binary_dilation(case.masks["lesion"] > 0, iterations=1)
-    for tissue in ("skin", "muscle", "lung"):
+    for tissue in ("skin", "muscle", "marrow", "lung"):
         assert anatomy.fractions[tissue][near_lesion].max() == 0, tissue
 
 
@@ -160,6 +169,74 @@ def test_breasts_anterior_and_laterality_respected():
     assert both.meta["laterality"] == "bilateral" and breast_x.min() < 24 and breast_x.max() > 40
 
 
+def test_layout_of_a_prone_breast_exam(bilateral):
+    """An axial slice of a prone exam in a breast coil: two breasts 7-17 cm wide fill the front of the image, the
+    pectoral muscle and ribs lie behind them, then the heart; the posterior edge cuts through the thorax."""
+    for case, anatomy in bilateral:
+        breast = case.masks["breast"] > 0
+        rows = np.argwhere(breast)[:, 1] / SIZE  # 0 at the anterior edge of the image, 1 at the posterior edge
+        assert rows.min() < 0.35 and rows.mean() < 0.5, "the breasts lie in the front of the image"
+        assert rows.max() > 0.45, "and fill it back to about the middle, where the chest wall is"
+        for side in (breast[: SIZE // 2], breast[SIZE // 2 :]):
+            columns = np.flatnonzero(side.any(axis=1))
+            assert 70 <= (columns.max() - columns.min() + 1) * MM <= 170, "a breast is 7-17 cm wide"
+        heart = np.argwhere(anatomy.fractions["myocardium"] > 0.5)[:, 1]
+        assert rows.mean() < heart.min() / SIZE, "the heart lies behind the breasts"
+        assert (SIZE - 1 - heart.max()) * MM < 120, "the posterior edge lies shortly behind the heart"
+        # Straight back from the middle of each breast: breast, then muscle (or rib), then lung.
+        for side in (breast[: SIZE // 2], breast[SIZE // 2 :]):
+            x = int(np.median(np.argwhere(side)[:, 0])) + (0 if side is breast[: SIZE // 2] else SIZE // 2)
+            profile = {name: anatomy.fractions[name][x] for name in ("muscle", "marrow", "lung")}
+            last_breast = np.flatnonzero(breast[x]).max()
+            first_lung = np.flatnonzero(profile["lung"] > 0.5).min()
+            wall = (profile["muscle"] + profile["marrow"])[last_breast:first_lung]
+            assert last_breast < first_lung and wall.max() > 0.9, "the chest wall separates breast and lung"
+        # The posterior edge crosses the thorax: body across most of it, lung in it, and no skin in its middle
+        # (the back is not imaged).
+        assert anatomy.body[:, -1].mean() > 0.7
+        assert (anatomy.fractions["lung"][:, -1] > 0.5).sum() * MM > 60
+        assert not anatomy.fractions["skin"][SIZE // 4 : 3 * SIZE // 4, -1].any()
+
+
+def test_chest_wall_has_ribs_and_sternum(bilateral):
+    """Rib and sternal marrow lie in the chest wall; the sternum in the midline in front of the heart."""
+    for _, anatomy in bilateral:
+        marrow = anatomy.fractions["marrow"] > 0.3
+        assert marrow.sum() * MM**2 > 500  # several ribs and the sternum, > 5 cm2
+        heart_front = np.argwhere(anatomy.fractions["myocardium"] > 0.5)[:, 1].min()
+        assert marrow[SIZE // 2 - 3 : SIZE // 2 + 3, :heart_front].any(), "the sternum lies in front of the heart"
+
+
+def test_spicules_short_and_thin():
+    """Spicules end 3-10 mm beyond the lesion's margin and are ~1 mm thick where they leave it."""
+    rng = np.random.default_rng(0)
+    for planar in (True, False):
+        for _ in range(30):
+            shape = _draw_lesion_shape(rng, "malignant", planar)
+            assert 4 <= len(shape.spicules) <= 8
+            for spicule in shape.spicules:
+                inside = shape.reach(spicule.direction)
+                assert 3.0 - 1e-6 <= spicule.length - inside <= 10.0 + 1e-6
+                t = inside / spicule.length
+                assert spicule.radius_start + (spicule.radius_end - spicule.radius_start) * t <= 0.7 + 1e-6
+
+
+def test_breast_vessels_dimmer_than_the_heart():
+    """Breast vessels are thinner than a voxel at the default resolution: dimmer than the heart's blood pool."""
+    phantom = BreastPhantom(n_lesions=(0, 0), bilateral_probability=1.0)
+    seen = 0
+    for seed in range(3):
+        case, anatomy = phantom(seed), phantom.anatomy(seed)
+        breast = case.masks["breast"] > 0
+        vessel = breast & (anatomy.fractions["blood"] > 0.2)
+        pool = ~breast & (anatomy.fractions["blood"] > 0.99)
+        post = case.images["t1_post1"]
+        if vessel.any():
+            seen += 1
+            assert np.percentile(post[vessel], 99) < post[pool].mean()
+    assert seen
+
+
 def test_no_lesions_means_healthy():
     case = BreastPhantom(size=64, n_lesions=(0, 0))(3)
     assert not case.masks["lesion"].any()
@@ -186,6 +263,11 @@ def test_volume_shape_and_visible_lesions():
         lesion = labels == value
         assert lesion.any(axis=(0, 1)).sum() >= 2, "a lesion spans several slices"
         assert case.images["t1_post1"][lesion].mean() > 1.5 * case.images["t1_pre"][lesion].mean()
+    # Every slice has the layout of the 2D cases: breasts in front, the posterior edge cutting the thorax.
+    anatomy = phantom.anatomy(1)
+    assert np.argwhere(case.masks["breast"])[:, 1].mean() < 40
+    assert anatomy.body[:, -1, :].mean(axis=0).min() > 0.6, "body across the posterior edge of every slice"
+    assert (anatomy.fractions["lung"][:, -1, :] > 0.5).any(axis=0).all(), "and lung in it"
 
 
 @pytest.mark.parametrize(

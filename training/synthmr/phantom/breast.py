@@ -6,8 +6,9 @@ of :mod:`synthmr.phantom.physics`, contrast uptake follows the extended Tofts mo
 and the scanner adds a receive-bias field, blur and Rician noise.
 
 Geometry: arrays are ``(x, y[, z])`` on an identity LPS grid, so x runs to the patient's left, y posterior and
-z superior. Axial slices show the breasts anteriorly (small y) hanging from the chest wall as in prone imaging;
-behind the pectoral muscle lie the lungs, the heart and the descending aorta.
+z superior. Axial slices look like those of a prone exam in a dedicated breast coil: the pendant breasts fill the
+front of the image (small y); behind them lie the pectoral muscle, the ribs and sternum, then the front of the
+thorax (heart, lungs, descending aorta, spine), which the posterior edge of the image cuts through.
 
 References
 ----------
@@ -42,13 +43,23 @@ References
 - Saha et al. "A machine learning approach to radiogenomics of breast cancer: a study of 922 subjects and 529
   DCE-MRI features", Br J Cancer 2018;119:508-516 (Duke-Breast-Cancer-MRI): clinical fat-suppressed 3D
   gradient-echo DCE protocols (TR ~ 3.5-5.5 ms, TE ~ 1.3-2.7 ms, flip 7-12 degrees).
+- Wang et al. "Breast tumor movements analysis using MRI scans in prone and supine positions", Sci Rep
+  2020;10:4858: the prone breast hangs away from the chest wall.
+- Haller, Kramer, Lietman. "Use of CT scans in selection of patients for pectus excavatum surgery", J Pediatr
+  Surg 1987;22:904-906: chest width over sternum-to-spine depth ~2.5 in normal chests.
+- Griffith et al. "Vertebral bone mineral density, marrow perfusion, and fat content in healthy men and men with
+  osteoporosis: dynamic contrast-enhanced MR imaging and MR spectroscopy", Radiology 2005;236:945-951: adult
+  marrow is roughly half fat.
+- Rooney et al. "Magnetic field and tissue dependencies of human brain longitudinal 1H2O relaxation in vivo",
+  MRM 2007;57:308-318: CSF T1 ~4.4 s at 3 T.
+- ACR BI-RADS Atlas, 5th ed., 2013, MRI lexicon: spiculated mass margins.
 """
 
 from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, replace
-from functools import lru_cache
+from functools import lru_cache, reduce
 
 import numpy as np
 from scipy import ndimage
@@ -80,6 +91,12 @@ TISSUES = {
     # gradient echoes < 10 %, and they keep their bright, enhancing blood.
     "blood": Tissue(pd=0.9, t1=1932.0, t2=25.0, heterogeneity=0.0),
     "myocardium": Tissue(pd=0.8, t1=1471.0, t2=47.0),  # Stanisz et al. 2005
+    # Haematopoietic (water) part of rib, sternal and vertebral marrow, assumed muscle-like as in the liver
+    # phantom (measurements give only the fat-water mixture); the fat part is rendered as fat (_Layout.marrow_fat).
+    "marrow": Tissue(pd=0.75, t1=1000.0, t2=45.0),
+    # Cerebrospinal fluid in the spinal canal: free water, T1 ~4.4 s at 3 T (Rooney et al., MRM 2007;57:308-318)
+    # and T2 well over 1 s; the exact T2 is immaterial: bright on T2w, dark on T1w.
+    "csf": Tissue(pd=1.0, t1=4400.0, t2=1500.0, heterogeneity=0.0),
     # Lung is ~80 % air (low PD) and its T2* is 0.74 ms at 3 T (Yu et al. 2011): dark on every sequence here.
     # T1 ~1.3 s; any value in the published range gives the same near-zero signal.
     "lung": Tissue(pd=0.15, t1=1300.0, t2=0.74, heterogeneity=0.0),
@@ -137,6 +154,8 @@ MUSCLE_KINETICS = {"ktrans": 0.08, "ve": 0.12, "vp": 0.01}
 # Myocardium: high flow (Ktrans ~ perfusion 1 ml/g/min times extraction ~0.5), ECV 0.25 (Haaf et al. 2016),
 # blood volume ~0.1.
 MYOCARDIUM_KINETICS = {"ktrans": 0.6, "ve": 0.25, "vp": 0.1}
+# Red marrow enhances moderately (the values of the liver phantom).
+MARROW_KINETICS = {"ktrans": 0.2, "ve": 0.2, "vp": 0.05}
 
 # BI-RADS density categories by fibroglandular fraction (quartiles of the 4th edition).
 DENSITY_BANDS = {"a": (0.03, 0.25), "b": (0.25, 0.5), "c": (0.5, 0.75), "d": (0.75, 0.9)}
@@ -206,6 +225,12 @@ class _Grid:
         return np.asarray(self.origin) + np.asarray(index) * np.asarray(self.spacing)
 
 
+def _smoothstep(t: np.ndarray) -> np.ndarray:
+    """0 at t <= 0, 1 at t >= 1, with zero slope at both ends: a seamless blend."""
+    t = np.clip(t, 0.0, 1.0)
+    return t * t * (3.0 - 2.0 * t)
+
+
 def _ramp(distance: np.ndarray, width: float) -> np.ndarray:
     """Partial-volume fraction of a shape from the signed distance of a voxel centre to its surface."""
     return np.clip(0.5 - distance / width, 0.0, 1.0)
@@ -244,16 +269,20 @@ class _Bumps:
         return np.maximum(out, 0.5)
 
 
-def _star_distance(offsets: list[np.ndarray], radii, bumps: _Bumps | None = None) -> np.ndarray:
+def _star_distance(offsets: list[np.ndarray], radii, bumps: _Bumps | None = None, power: float = 2.0) -> np.ndarray:
     """Signed distance (mm) to an ellipsoid (ellipse for two offsets) whose radius is modulated by ``bumps``.
 
     Measured along the ray from the centre: exact for a sphere, close enough elsewhere for partial volume.
-    ``radii`` may hold arrays (a radius that differs front and back).
+    ``radii`` may hold arrays (a radius that differs front and back). ``power`` > 2 gives a superellipsoid,
+    flatter across its faces (the front of the chest).
     """
     r = np.sqrt(sum(o * o for o in offsets))
     with np.errstate(divide="ignore", invalid="ignore"):
         unit = [o / r for o in offsets]
-        reach = 1.0 / np.sqrt(sum((u / a) ** 2 for u, a in zip(unit, radii)))
+        if power == 2.0:
+            reach = 1.0 / np.sqrt(sum((u / a) ** 2 for u, a in zip(unit, radii)))
+        else:
+            reach = sum(np.abs(u / a) ** power for u, a in zip(unit, radii)) ** (-1.0 / power)
         if bumps is not None:
             reach = reach * bumps(unit)
         # The centre has no direction; it is inside by the smallest radius.
@@ -273,18 +302,25 @@ def _planar_rotation(angle: float) -> np.ndarray:
 
 @dataclass(frozen=True)
 class _Ellipsoid:
-    """An ellipsoid, or an elliptic cylinder along z when ``radii`` has two entries, optionally rotated/bumpy."""
+    """An ellipsoid, or an elliptic cylinder along z when ``radii`` has two entries, optionally rotated, bumpy or
+    superelliptic (``power`` > 2)."""
 
     center: tuple[float, float, float]
     radii: tuple[float, ...]
     rotation: np.ndarray | None = None
     bumps: _Bumps | None = None
+    power: float = 2.0
 
     def distance(self, axes: tuple[np.ndarray, ...]) -> np.ndarray:
         offsets = [a - float(c) for a, c in zip(axes, self.center)][: len(self.radii)]
         if self.rotation is not None:
             offsets = _body_frame(offsets, self.rotation)
-        return _star_distance(offsets, self.radii, self.bumps)
+        return _star_distance(offsets, self.radii, self.bumps, self.power)
+
+    def moved(self, dy: float) -> _Ellipsoid:
+        """The same shape ``dy`` mm further back."""
+        x, y, z = self.center
+        return replace(self, center=(x, y + dy, z))
 
 
 @dataclass(frozen=True)
@@ -308,6 +344,11 @@ class _Capsule:
     def extent(self) -> float:
         """Distance from ``start`` to the farthest point of the tube."""
         return self.length + max(self.radius_start, self.radius_end)
+
+    @property
+    def middle(self) -> np.ndarray:
+        """Midpoint of the axis; every point of the tube lies within ``length / 2 + radius`` of it."""
+        return np.asarray(self.start) + 0.5 * self.length * np.asarray(self.direction)
 
 
 def _random_direction(rng: np.random.Generator, planar: bool) -> np.ndarray:
@@ -341,15 +382,23 @@ def _random_field(
 
 # ----------------------------------------------------------------------------------------------------------
 # Anatomy
+#
+# The axial slice of a prone bilateral exam in a dedicated breast coil: the pendant breasts fill the front of
+# the image; behind them lie the pectoral muscle, the chest wall (ribs and intercostal muscle, the sternum in the
+# midline) and the front of the thorax: the heart just behind the sternum, the lungs on either side, the aorta
+# and the spine behind the heart. The posterior edge of the field of view cuts through the thorax, so the back
+# is never imaged. Shapes are drawn in a frame whose y = 0 is the inner surface of the sternum, then the whole
+# patient is moved front to back into the field of view (_place).
 # ----------------------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class _Breast:
-    """A prone breast: a dome hanging anteriorly from its base on the chest wall.
+    """A prone breast: a rounded cone hanging anteriorly from its base on the chest wall.
 
-    An ellipsoid in a frame tilted by ``tilt`` radians about z, deep (``depth``) in front of its base and
-    shallow (``back``) behind it, so it roots into the chest wall without bulging out behind the torso.
+    An ellipsoid in a frame tilted by ``tilt`` radians about z (the nipple points slightly outwards), deep
+    (``depth``) in front of its base and shallow (``back``) behind it, so it roots into the chest wall without
+    bulging out behind the torso; its width narrows by up to ``taper`` towards the nipple.
     """
 
     side: str
@@ -360,6 +409,7 @@ class _Breast:
     back: float
     tilt: float
     bumps: _Bumps
+    taper: float
 
     def _frame(self, axes: tuple[np.ndarray, ...]) -> list[np.ndarray]:
         offsets = [a - float(c) for a, c in zip(axes, self.center)]
@@ -367,8 +417,16 @@ class _Breast:
 
     def distance(self, axes: tuple[np.ndarray, ...]) -> np.ndarray:
         u, v, w = self._frame(axes)
-        radii = (self.half_width, np.where(v < 0, np.float32(self.depth), np.float32(self.back)), self.half_height)
-        return _star_distance([u, v, w], radii, self.bumps)
+        return _star_distance([u, v, w], self._radii(u, v, w), self.bumps)
+
+    def _radii(self, u, v, w) -> tuple:
+        """Radii towards (u, v, w) of the breast frame: deep in front, shallow behind, and narrower the more the
+        direction points to the nipple, so the pendant breast is a rounded cone rather than a half-ellipsoid."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            forward = np.clip(np.nan_to_num(-v / np.sqrt(u * u + v * v + w * w)), 0.0, 1.0)
+        narrowing = 1.0 - self.taper * forward
+        depth = np.where(v < 0, np.float32(self.depth), np.float32(self.back))  # single precision kept
+        return (self.half_width * narrowing, depth, self.half_height * narrowing)
 
     def central_weight(self, axes: tuple[np.ndarray, ...]) -> np.ndarray:
         """~1 along the nipple axis, falling off towards the periphery: where fibroglandular tissue gathers."""
@@ -376,136 +434,338 @@ class _Breast:
         q2 = (u / self.half_width) ** 2 + (w / self.half_height) ** 2
         return np.exp(-q2 / (2 * 0.4**2))
 
+    def reach(self, axis: int) -> float:
+        """How far (mm) the breast reaches from its centre along -y (``axis`` 1, to the nipple) or +-x (``axis``
+        0, to its medial or lateral border, the larger), bumps included, measured over the direction lattice."""
+        u, v, w = _SPHERE
+        radii = self._radii(u, v, w)
+        reach = self.bumps([u, v, w]) / np.sqrt(sum((c / a) ** 2 for c, a in zip((u, v, w), radii)))
+        rotation = _planar_rotation(self.tilt)
+        world = rotation[axis, 0] * u + rotation[axis, 1] * v  # the tilt is about z, so w does not contribute
+        along = -world if axis == 1 else np.abs(world)
+        return 1.02 * float(np.max(along * reach))  # 2 % for the gaps between lattice directions
+
+    def moved(self, dy: float) -> _Breast:
+        x, y, z = self.center
+        return replace(self, center=(x, y + dy, z))
+
+
+@dataclass(frozen=True)
+class _ChestWall:
+    """The chest wall from the inside out: the pleural surface (``cavity``), a layer of ribs and intercostal
+    muscle with the sternum in the midline, then the pectoral muscle, which thins over the sternum where it
+    arises.
+
+    Ribs descend as they run forward round the chest, so an axial slice cuts each obliquely into a short
+    segment: they are drawn as bands whose height z drops by ``rib_slope`` per mm of arc towards the front,
+    one every ``rib_period`` mm, bone over ``rib_duty`` of the period and intercostal muscle between.
+    """
+
+    cavity: _Ellipsoid  # superelliptic cylinder: flat across the front, rounded at the sides
+    ribs: float  # thickness of the rib layer
+    pectoralis: float  # thickness of the pectoral muscle under the breasts
+    sternum_half_width: float
+    rib_period: float
+    rib_slope: float
+    rib_duty: float
+    rib_phase: float  # fraction of a period, so every case cuts the ribs at a different level
+
+    def _polar(self, axes: tuple[np.ndarray, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """Offset from the midline (mm) and angle round the wall from straight ahead (radians, 0 to pi)."""
+        dx, dy = axes[0] - float(self.cavity.center[0]), axes[1] - float(self.cavity.center[1])
+        return dx, np.abs(np.arctan2(dx, -dy))
+
+    def pectoral_thickness(self, axes: tuple[np.ndarray, ...]) -> np.ndarray:
+        """Pectoral muscle thickness: a thin origin over the sternum, full ~25 mm out under the breasts, then
+        thinning again round the side of the chest (serratus anterior) from ~45 to ~80 degrees."""
+        dx, angle = self._polar(axes)
+        medial = np.clip((np.abs(dx) - self.sternum_half_width) / 25.0, 0.0, 1.0)
+        lateral = np.clip((angle - 0.8) / 0.6, 0.0, 1.0)
+        return self.pectoralis * (0.2 + 0.8 * _smoothstep(medial)) * (1.0 - 0.6 * _smoothstep(lateral))
+
+    def round_the_side(self, axes: tuple[np.ndarray, ...], front: float, side: float) -> np.ndarray:
+        """A thickness that blends from ``front`` over the sternum to ``side`` from ~35 to ~80 degrees round the
+        chest (subcutaneous fat is thin over the sternum, thicker at the sides and in the axilla)."""
+        return front + (side - front) * _smoothstep((self._polar(axes)[1] - 0.6) / 0.8)
+
+    def thorax_distance(self, axes: tuple[np.ndarray, ...], cavity: np.ndarray) -> np.ndarray:
+        """Signed distance to the outer muscle surface: the pleural surface pushed out by ribs and pectoralis."""
+        return cavity - self.ribs - self.pectoral_thickness(axes)
+
+    def front(self, x: float) -> float:
+        """y (mm) of the outer muscle surface at ``x`` in the plane z = 0: where a breast based there sits."""
+        cy, half_depth = float(self.cavity.center[1]), float(self.cavity.radii[1])
+        y = np.arange(cy - half_depth - 60.0, cy, 0.25, dtype=np.float32)
+        axes = (np.full((1, y.size, 1), x, np.float32), y.reshape(1, -1, 1), np.zeros((1, 1, 1), np.float32))
+        inside = self.thorax_distance(axes, self.cavity.distance(axes)).ravel() < 0
+        return float(y[np.argmax(inside)])
+
+    def bone(self, axes: tuple[np.ndarray, ...], cavity: np.ndarray, width: float) -> np.ndarray:
+        """Share of each voxel taken by rib or sternal marrow, within the rib layer outside ``cavity``."""
+        dx, angle = self._polar(axes)
+        arc = float(self.cavity.radii[0]) * angle  # mm round the wall from the front
+        level = (axes[2] - self.rib_slope * arc) / self.rib_period + self.rib_phase  # constant along one rib
+        # 1 on a rib's centre line, 0 at its edges; the rib is as thick as the layer there, thinning to its edges
+        # with an elliptic profile, so the slice cuts it into an oval.
+        floor = np.cos(np.pi * self.rib_duty)
+        along = np.clip((np.cos(2 * np.pi * level) - floor) / (1.0 - floor), 0.0, 1.0)
+        across = np.abs(cavity - self.ribs / 2)  # from the middle of the rib layer
+        half = self.ribs / 2 * np.sqrt(along)
+        # A rib thinner than a voxel takes at most its thickness's share (the ramp alone would give half a
+        # voxel to the vanishing rib between two ribs).
+        ribs = _ramp(across - half, width) * np.minimum(1.0, 2.0 * half / width)
+        sternum = _ramp(np.maximum(np.abs(dx) - self.sternum_half_width, across - self.ribs / 2), width)
+        return np.maximum(ribs, sternum)
+
+    def moved(self, dy: float) -> _ChestWall:
+        return replace(self, cavity=self.cavity.moved(dy))
+
+
+@dataclass(frozen=True)
+class _Mediastinum:
+    """What lies between the lungs: the heart behind the sternum, the descending aorta beside the spine, the
+    spine (vertebral body, spinal canal in its bony arch, back muscles behind it), all wrapped in fat.
+
+    The heart is cut through its ventricles: the left ventricle, a thick-walled oval at the back and left of the
+    heart, and the right ventricle, the thin-walled rest in front and to the right of the septum.
+    """
+
+    heart: _Ellipsoid
+    heart_wall: float  # right ventricular free wall
+    left_ventricle: _Ellipsoid  # its blood pool
+    left_wall: float  # left ventricular wall and septum
+    pericardial_fat: float
+    aorta: _Ellipsoid
+    vertebra: _Ellipsoid
+    canal: _Ellipsoid
+    arch: float  # bone round the canal (pedicles and laminae)
+    back_muscles: _Ellipsoid  # erector spinae
+    column: _Ellipsoid  # retrosternal fat between the lungs in front of the heart
+
+    def layers(self, axes: tuple[np.ndarray, ...], width: float) -> list[tuple[str, np.ndarray]]:
+        """Tissue indicators for _paint, innermost first; the lungs fill the rest of the chest cavity."""
+        heart, left, aorta = self.heart.distance(axes), self.left_ventricle.distance(axes), self.aorta.distance(axes)
+        vertebra, canal = self.vertebra.distance(axes), self.canal.distance(axes)
+        column = self.column.distance(axes)
+        fat = reduce(
+            np.minimum, [heart - self.pericardial_fat, aorta - 3.0, vertebra - 3.0, canal - self.arch - 3.0, column]
+        )
+        return [
+            ("blood", _ramp(aorta, width)),
+            ("blood", _ramp(left, width)),
+            ("myocardium", _ramp(np.maximum(left - self.left_wall, heart), width)),
+            ("blood", _ramp(heart + self.heart_wall, width)),
+            ("myocardium", _ramp(heart, width)),
+            ("csf", _ramp(canal, width)),
+            ("marrow", _ramp(np.minimum(vertebra, canal - self.arch), width)),
+            ("muscle", _ramp(self.back_muscles.distance(axes), width)),
+            ("fat", _ramp(fat, width)),
+        ]
+
+    def moved(self, dy: float) -> _Mediastinum:
+        shapes = ("heart", "left_ventricle", "aorta", "vertebra", "canal", "back_muscles", "column")
+        return replace(self, **{name: getattr(self, name).moved(dy) for name in shapes})
+
 
 @dataclass(frozen=True)
 class _Layout:
     """Drawn shapes and layer thicknesses (mm) of one case."""
 
-    thorax: _Ellipsoid  # outer surface of the chest-wall muscle (an elliptic cylinder)
-    cavity: _Ellipsoid  # inner surface of the chest wall: lungs, heart, mediastinum
-    subcutaneous: float  # fat over the chest wall
+    chest: _ChestWall
+    mediastinum: _Mediastinum
+    subcutaneous: tuple[float, float]  # fat over the chest wall: over the sternum, and round the sides
     skin: float
     premammary: float  # FGT-free fat under the breast skin
     retromammary: float  # FGT-free fat in front of the pectoral muscle
+    marrow_fat: float  # fat share of rib, sternal and vertebral marrow
     breasts: list[_Breast]
-    heart: _Ellipsoid
-    heart_wall: float
-    lungs: list[_Ellipsoid]
-    aorta: _Ellipsoid
     vessels: list[_Capsule]
 
 
-def _draw_breasts(rng: np.random.Generator, bilateral_probability: float) -> list[tuple[str, dict]]:
-    """Side and size of each breast; both sides share one overall size (breasts are near-symmetric)."""
+def _draw_chest_wall(rng: np.random.Generator, shift: float) -> _ChestWall:
+    """The chest wall, its inner (pleural) surface touching y = 0 at the sternum.
+
+    Inner chest width 25-28 cm; ribs ~8 mm thick, one every 24-30 mm of height, descending forward at 20-30
+    degrees; pectoralis major 7-12 mm under the breasts. Typical adult values, assumed rather than measured.
+    """
+    half_width, half_depth = rng.uniform(125.0, 140.0), rng.uniform(105.0, 125.0)
+    cavity = _Ellipsoid(
+        (shift, half_depth, 0.0),
+        (half_width, half_depth),
+        bumps=_Bumps.draw(rng, 4, 0.02, 2.0, dims=2),
+        power=rng.uniform(2.2, 2.6),  # flatter across the front than an ellipse
+    )
+    return _ChestWall(
+        cavity=cavity,
+        ribs=rng.uniform(7.0, 9.0),
+        pectoralis=rng.uniform(7.0, 12.0),
+        sternum_half_width=rng.uniform(12.0, 16.0),
+        rib_period=rng.uniform(24.0, 30.0),
+        rib_slope=rng.uniform(0.35, 0.6),
+        rib_duty=rng.uniform(0.35, 0.45),
+        rib_phase=rng.random(),
+    )
+
+
+def _draw_mediastinum(rng: np.random.Generator, chest: _ChestWall) -> tuple[_Mediastinum, float, float]:
+    """Heart, aorta and spine behind the sternum; also return the y of the back of the heart and of the back of
+    the spinal canal's bony arch (in the frame where the sternum's inner surface is at y = 0)."""
+    midline = float(chest.cavity.center[0])
+    # Sternum-to-spine depth from the Haller index, inner transverse over antero-posterior chest diameter, ~2.5 in
+    # adults without chest-wall deformity (Haller et al., J Pediatr Surg 1987;22:904-906).
+    spine_front = 2.0 * float(chest.cavity.radii[0]) / rng.uniform(2.2, 2.7)
+    # Heart: long axis pointing left and forward to the apex, centred a little below the breasts.
+    radii = np.array([rng.uniform(46.0, 56.0), rng.uniform(36.0, 45.0), rng.uniform(48.0, 58.0)])
+    angle, z, gap = -rng.uniform(0.35, 0.8), rng.uniform(-35.0, -15.0), rng.uniform(3.0, 8.0)
+    section = np.sqrt(1.0 - (z / radii[2]) ** 2)  # the plane z = 0 cuts the ellipsoid this much smaller
+    half_depth = section * np.hypot(radii[0] * np.sin(angle), radii[1] * np.cos(angle))
+    # Leave >= 6 mm behind the heart for the oesophagus and aorta in front of the spine.
+    radii[:2] *= min(1.0, (spine_front - gap - 6.0) / (2.0 * half_depth))
+    half_depth = section * np.hypot(radii[0] * np.sin(angle), radii[1] * np.cos(angle))
+    rotation = _planar_rotation(angle)
+    center = np.array([midline + rng.uniform(15.0, 35.0), gap + half_depth, z])
+    heart = _Ellipsoid(tuple(center.tolist()), tuple(radii.tolist()), rotation)
+    # The left ventricle sits towards the apex and the back of the heart (+u, +v in the heart's frame).
+    offset = rotation @ (radii * [rng.uniform(0.05, 0.15), rng.uniform(0.25, 0.4), 0.0])
+    left_ventricle = _Ellipsoid(
+        tuple((center + offset).tolist()), tuple((radii * [0.7, 0.5, 0.7]).tolist()), rotation
+    )
+    # Thoracic vertebral body ~3 cm deep and a little wider; the canal (~15 mm) in its bony arch behind it; the
+    # descending aorta (2-2.5 cm) against the left front of the vertebral body.
+    depth = rng.uniform(14.0, 17.0)
+    vertebra = _Ellipsoid((midline, spine_front + depth, 0.0), (1.15 * depth, depth))
+    arch, canal_radius = rng.uniform(4.0, 6.0), rng.uniform(7.0, 8.5)
+    canal_y = spine_front + 2.0 * depth + arch + canal_radius
+    aorta_radius = rng.uniform(10.0, 13.0)
+    aorta = _Ellipsoid(
+        (midline + 1.15 * depth + rng.uniform(-2.0, 3.0), spine_front + rng.uniform(0.0, 8.0), 0.0),
+        (aorta_radius, aorta_radius),
+    )
+    mediastinum = _Mediastinum(
+        heart=heart,
+        heart_wall=rng.uniform(4.0, 6.0),
+        left_ventricle=left_ventricle,
+        left_wall=rng.uniform(9.0, 12.0),
+        pericardial_fat=rng.uniform(2.0, 6.0),
+        aorta=aorta,
+        vertebra=vertebra,
+        canal=_Ellipsoid((midline, canal_y, 0.0), (canal_radius, canal_radius)),
+        arch=arch,
+        back_muscles=_Ellipsoid(
+            (midline, canal_y + rng.uniform(20.0, 26.0), 0.0), (rng.uniform(40.0, 50.0), rng.uniform(30.0, 38.0))
+        ),
+        column=_Ellipsoid((midline, 0.0, 0.0), (rng.uniform(6.0, 12.0), rng.uniform(20.0, 35.0))),
+    )
+    return mediastinum, gap + 2.0 * half_depth, canal_y + canal_radius + arch
+
+
+def _draw_breasts(rng: np.random.Generator, chest: _ChestWall, bilateral_probability: float, room: float):
+    """One or two breasts based on the chest wall, both sides of one overall size (breasts are near-symmetric),
+    the lateral border at most ``room`` mm from the midline.
+
+    Prone, the breast hangs into the coil: 8-15 cm wide and 8-17 cm from chest wall to nipple from small to
+    large breasts (prone tumours lie farther from the chest wall than supine ones: Wang et al., Sci Rep
+    2020;10:4858).
+    """
     sides = ["right", "left"] if rng.random() < bilateral_probability else [str(rng.choice(["right", "left"]))]
     size = rng.random()
-    out = []
+    midline = float(chest.cavity.center[0])
+    breasts = []
     for side in sides:
-        offset = rng.uniform(75.0, 95.0)  # base centre from the midline
+        sign = 1.0 if side == "left" else -1.0  # +x is the patient's left
         jitter = rng.uniform(0.92, 1.08, 3).tolist()
-        out.append(
-            (
-                side,
-                {
-                    "offset": offset,
-                    "depth": (50.0 + 80.0 * size) * jitter[0],  # nipple to chest wall, prone
-                    "half_width": min((55.0 + 30.0 * size) * jitter[1], offset - 12.0),  # leaves a cleavage
-                    "half_height": (50.0 + 30.0 * size) * jitter[2],
-                },
-            )
+        cleavage = rng.uniform(12.0, 28.0)  # midline to the medial border of the breast
+        breast = _Breast(
+            side=side,
+            center=(0.0, 0.0, rng.uniform(-12.0, 12.0)),
+            half_width=(42.0 + 33.0 * size) * jitter[1],
+            depth=(80.0 + 90.0 * size) * jitter[0],
+            half_height=(42.0 + 33.0 * size) * jitter[2],
+            back=30.0,
+            tilt=sign * rng.uniform(0.0, 0.2),  # nipples point slightly outwards
+            bumps=_Bumps.draw(rng, 5, 0.04, 3.0),
+            taper=rng.uniform(0.05, 0.2),
         )
-    return out
+        # Narrow a breast that would not fit beside the midline (only in the narrowest fields of view).
+        for _ in range(20):
+            if cleavage + breast.half_width + breast.reach(0) <= room:
+                break
+            breast = replace(breast, half_width=0.9 * breast.half_width)
+        x = midline + sign * (cleavage + breast.half_width)
+        breasts.append(replace(breast, center=(x, chest.front(x) + 5.0, breast.center[2])))
+    return breasts
 
 
-def _draw_chest(rng: np.random.Generator, shift: float, chest_front: float) -> tuple[_Ellipsoid, _Ellipsoid]:
-    """The chest wall: outer muscle surface and inner cavity. The muscle is thin laterally (serratus,
-    intercostals), thicker in front (pectoralis major) and thickest behind (back muscles), so the cavity is a
-    smaller ellipse shifted forward."""
-    half_width, half_depth = rng.uniform(125.0, 145.0), rng.uniform(95.0, 110.0)
-    front, side, back = rng.uniform(10.0, 16.0), rng.uniform(6.0, 10.0), rng.uniform(25.0, 40.0)
-    cy = chest_front + half_depth
-    thorax = _Ellipsoid((shift, cy, 0.0), (half_width, half_depth), bumps=_Bumps.draw(rng, 4, 0.02, 2.0, dims=2))
-    cavity = _Ellipsoid((shift, cy + (front - back) / 2, 0.0), (half_width - side, half_depth - (front + back) / 2))
-    return thorax, cavity
+def _place(
+    rng: np.random.Generator, grid: _Grid, breasts: list[_Breast], heart_back: float, spine_back: float
+) -> tuple[float, list[_Breast]]:
+    """How far back (mm) to move the patient, and the breasts, shortened if the field of view is too small.
+
+    The field of view is centred on the breasts: the nipples lie just behind its anterior edge and its posterior
+    edge cuts the thorax behind them, wherever that falls, but no further back than the spine, so the back is
+    never imaged; small breasts therefore leave air in front of them. At most the back of the heart is cut off:
+    breasts too deep for that are shortened (only in the smallest fields of view).
+    """
+    front = grid.origin[1] - grid.spacing[1] / 2
+    back = front + grid.shape[1] * grid.spacing[1]
+    margin = rng.uniform(5.0, 20.0)  # air in front of the nipples
+    deepest = spine_back + rng.uniform(-10.0, 20.0)  # farthest the posterior edge may lie behind the sternum
+    for _ in range(10):
+        nipple = min(b.center[1] - b.reach(1) for b in breasts)
+        dy = max(front + margin - nipple, back - deepest)
+        excess = dy - (back - heart_back + 20.0)
+        if excess <= 0:
+            break
+        breasts = [replace(b, depth=max(30.0, b.depth - 1.1 * excess)) for b in breasts]
+    return dy, breasts
 
 
 def _draw_layout(rng: np.random.Generator, grid: _Grid, bilateral_probability: float) -> _Layout:
-    """Draw the anatomy of one case, placed so the nipples sit just inside the anterior edge of the field."""
+    """Draw the anatomy of one case and place it in the field of view."""
     shift = rng.uniform(-5.0, 5.0)  # patient not exactly centred
-    skin = rng.uniform(1.5, 2.0)
-    drawn = _draw_breasts(rng, bilateral_probability)
-    fov_front = grid.origin[1] - grid.spacing[1] / 2
-    chest_front = fov_front + 10.0 + max(p["depth"] * 1.05 for _, p in drawn) + skin
-    thorax, cavity = _draw_chest(rng, shift, chest_front)
-    (_, cy, _), (half_width, half_depth) = thorax.center, thorax.radii
-
-    breasts = []
-    for side, p in drawn:
-        sign = 1.0 if side == "left" else -1.0  # +x is the patient's left
-        base_y = cy - half_depth * np.sqrt(max(0.0, 1.0 - (p["offset"] / half_width) ** 2))
-        breasts.append(
-            _Breast(
-                side=side,
-                center=(shift + sign * p["offset"], base_y + 5.0, rng.uniform(-12.0, 12.0)),
-                half_width=p["half_width"],
-                depth=p["depth"],
-                half_height=p["half_height"],
-                back=30.0,
-                tilt=sign * rng.uniform(0.0, 0.2),  # nipples point slightly outwards
-                bumps=_Bumps.draw(rng, 5, 0.04, 3.0),
-            )
-        )
-
-    (_, cavity_y, _), (cavity_width, cavity_depth) = cavity.center, cavity.radii
-    heart_radii = (rng.uniform(50.0, 62.0), rng.uniform(40.0, 50.0), rng.uniform(50.0, 60.0))
-    heart = _Ellipsoid(
-        center=(
-            shift + rng.uniform(20.0, 40.0),  # left of the midline
-            cavity_y - cavity_depth + 0.8 * heart_radii[1] + rng.uniform(0.0, 10.0),  # just behind the sternum
-            rng.uniform(-35.0, -15.0),  # at the level of the lower breast
-        ),
-        radii=heart_radii,
-        rotation=_planar_rotation(rng.uniform(0.35, 0.8)),  # long axis towards the left and anterior
-    )
-    # The lungs fill the cavity around the heart and meet behind it; what is left is mediastinal fat.
-    lungs = [
-        _Ellipsoid(
-            center=(shift + sign * 0.5 * cavity_width, cavity_y + 0.1 * cavity_depth, rng.uniform(20.0, 40.0)),
-            radii=(0.55 * cavity_width, 1.0 * cavity_depth, rng.uniform(160.0, 200.0)),  # apex to diaphragm
-        )
-        for sign in (-1.0, 1.0)
-    ]
-    aorta = _Ellipsoid(
-        (shift + rng.uniform(10.0, 20.0), cavity_y + cavity_depth - rng.uniform(25.0, 35.0), 0.0), (12.0, 12.0)
-    )
+    chest = _draw_chest_wall(rng, shift)
+    mediastinum, heart_back, spine_back = _draw_mediastinum(rng, chest)
+    room = grid.shape[0] * grid.spacing[0] / 2 - abs(shift) - 8.0  # keep breasts ~1 cm inside the sides
+    breasts = _draw_breasts(rng, chest, bilateral_probability, room)
+    dy, breasts = _place(rng, grid, breasts, heart_back, spine_back)
+    breasts = [b.moved(dy) for b in breasts]
     return _Layout(
-        thorax=thorax,
-        cavity=cavity,
-        subcutaneous=rng.uniform(5.0, 20.0),
-        skin=skin,
+        chest=chest.moved(dy),
+        mediastinum=mediastinum.moved(dy),
+        subcutaneous=(rng.uniform(5.0, 12.0), rng.uniform(10.0, 30.0)),
+        skin=rng.uniform(1.5, 2.0),
         premammary=rng.uniform(3.0, 6.0),
         retromammary=rng.uniform(2.0, 5.0),
+        # Adult marrow is about half fat (MR spectroscopy of vertebral marrow: Griffith et al., Radiology
+        # 2005;236:945-951); ribs and sternum are taken to match.
+        marrow_fat=rng.uniform(0.35, 0.55),
         breasts=breasts,
-        heart=heart,
-        heart_wall=rng.uniform(8.0, 12.0),
-        lungs=lungs,
-        aorta=aorta,
         vessels=[v for b in breasts for v in _draw_vessels(rng, b, grid.planar)],
     )
 
 
 def _draw_vessels(rng: np.random.Generator, breast: _Breast, planar: bool) -> list[_Capsule]:
-    """Up to two enhancing vessels running from the chest wall towards the nipple."""
+    """Up to two thin enhancing vessels, each a winding path of three short tubes from the deep breast towards
+    the nipple. Radii 0.35-0.6 mm, tapering: thinner than a voxel, so partial volume keeps them dimmer than the
+    heart, as on clinical slices. A 2D case only shows vessels lying in its slice."""
     vessels = []
     for _ in range(rng.integers(0, 3)):
         x, y, z = breast.center
-        x += rng.uniform(-0.5, 0.5) * breast.half_width
-        # A 2D case only shows vessels lying in its slice.
-        z = 0.0 if planar else z + rng.uniform(-0.5, 0.5) * breast.half_height
-        direction = np.array([rng.uniform(-0.5, 0.5), -1.0, 0.0 if planar else rng.uniform(-0.4, 0.4)])
-        radius, length = rng.uniform(0.7, 1.4), rng.uniform(0.3, 0.7) * breast.depth
-        direction /= np.linalg.norm(direction)
-        vessels.append(_Capsule(np.array([x, y, z]), direction, length, radius, 0.6 * radius))
+        point = np.array(
+            [
+                x + rng.uniform(-0.5, 0.5) * breast.half_width,
+                y - rng.uniform(0.0, 0.3) * breast.depth,
+                0.0 if planar else z + rng.uniform(-0.5, 0.5) * breast.half_height,
+            ]
+        )
+        heading = np.array([rng.uniform(-0.5, 0.5), -1.0, 0.0 if planar else rng.uniform(-0.4, 0.4)])
+        radius = rng.uniform(0.35, 0.6)
+        for _ in range(3):
+            heading = heading / np.linalg.norm(heading)
+            length = rng.uniform(6.0, 14.0)
+            vessels.append(_Capsule(point, heading, length, radius, 0.85 * radius))
+            point, radius = point + length * heading, 0.85 * radius
+            heading = heading + rng.normal(0.0, 0.5, 3) * (1.0, 1.0, 0.0 if planar else 1.0)
     return vessels
 
 
@@ -546,6 +806,11 @@ class _LesionShape:
         reach = self.bumps(unit) / np.sqrt(sum((u / a) ** 2 for u, a in zip(unit, self.radii)))
         return max([1.05 * float(reach.max())] + [s.extent for s in self.spicules])
 
+    def reach(self, direction: np.ndarray) -> float:
+        """Distance (mm) from the centre to the margin of the body along unit ``direction`` (patient axes)."""
+        unit = [np.array([c]) for c in self.rotation.T @ direction]  # into the lesion's own frame
+        return float(self.bumps(unit)[0] / np.sqrt(sum((u[0] / a) ** 2 for u, a in zip(unit, self.radii))))
+
     def scaled(self, factor: float) -> _LesionShape:
         """The same lesion ``factor`` times smaller or larger (spicules keep their thickness)."""
         return replace(
@@ -572,7 +837,8 @@ class _LesionShape:
 
 def _draw_lesion_shape(rng: np.random.Generator, kind: str, planar: bool) -> _LesionShape:
     """Benign: round or oval, smooth or gently lobulated (fibroadenoma-like), mean radius 4-12 mm.
-    Malignant: irregular margin plus 3-7 thin spicules, mean radius 5-15 mm."""
+    Malignant: irregular margin, mean radius 5-15 mm, plus 4-8 spicules: thin strands (~1 mm) reaching 3-10 mm
+    beyond the margin, the spiculated margin of the BI-RADS MRI lexicon (ACR BI-RADS Atlas, 5th ed., 2013)."""
     rotation = Rotation.random(rng=rng).as_matrix()
     if kind == "benign":
         radius = rng.uniform(4.0, 12.0)
@@ -580,17 +846,16 @@ def _draw_lesion_shape(rng: np.random.Generator, kind: str, planar: bool) -> _Le
         return _LesionShape(kind, tuple(radii.tolist()), rotation, _Bumps.draw(rng, 3, 0.05, 3.0), ())
     radius = rng.uniform(5.0, 15.0)
     radii = radius * np.array([1.0, rng.uniform(0.75, 1.0), rng.uniform(0.75, 1.0)])
-    spicules = tuple(
-        _Capsule(
-            start=np.zeros(3),
-            direction=_random_direction(rng, planar),
-            length=float(max(radii)) + rng.uniform(0.3, 0.9) * radius,
-            radius_start=rng.uniform(0.6, 1.1),
-            radius_end=0.25,
-        )
-        for _ in range(rng.integers(3, 8))
-    )
-    return _LesionShape(kind, tuple(radii.tolist()), rotation, _Bumps.draw(rng, 10, 0.25, 8.0), spicules)
+    body = _LesionShape(kind, tuple(radii.tolist()), rotation, _Bumps.draw(rng, 10, 0.25, 8.0), ())
+    spicules = []
+    for _ in range(rng.integers(4, 9)):
+        direction = _random_direction(rng, planar)
+        # Each runs from the centre and tapers from 0.8-1.4 mm across where it leaves the margin to a point.
+        inside, tip = body.reach(direction), 0.2
+        length, at_margin = inside + rng.uniform(3.0, 10.0), rng.uniform(0.4, 0.7)
+        t = inside / length
+        spicules.append(_Capsule(np.zeros(3), direction, length, (at_margin - tip * t) / (1.0 - t), tip))
+    return replace(body, spicules=tuple(spicules))
 
 
 @dataclass
@@ -619,12 +884,11 @@ class BreastLesion:
 
 
 def _clearance(mask: np.ndarray, grid: _Grid) -> np.ndarray:
-    """Distance (mm) from each voxel of ``mask`` to the nearest voxel outside it. In 3D the ends of the slab
-    count as outside, so lesions stay whole inside the volume."""
-    if grid.planar:
-        return ndimage.distance_transform_edt(mask, sampling=grid.spacing)
-    padded = np.pad(mask, ((0, 0), (0, 0), (1, 1)))
-    return ndimage.distance_transform_edt(padded, sampling=grid.spacing)[:, :, 1:-1]
+    """Distance (mm) from each voxel of ``mask`` to the nearest voxel outside it. Beyond the grid counts as
+    outside (in 3D the ends of the slab too), so lesions stay whole inside the image."""
+    pad = [(1, 1), (1, 1), (0, 0) if grid.planar else (1, 1)]
+    inside = tuple(slice(before, mask.shape[axis] + before) for axis, (before, _) in enumerate(pad))
+    return ndimage.distance_transform_edt(np.pad(mask, pad), sampling=grid.spacing)[inside]
 
 
 def _place_lesions(
@@ -744,12 +1008,19 @@ class BreastAnatomy:
 def _distances(grid: _Grid, layout: _Layout) -> dict:
     """Signed distances (mm) to the surfaces the tissue layers are cut from."""
     axes = grid.axes()
-    thorax = layout.thorax.distance(axes)
+    cavity = layout.chest.cavity.distance(axes)
+    thorax = layout.chest.thorax_distance(axes, cavity)
     per_breast = [b.distance(axes) for b in layout.breasts]
-    body = thorax - layout.subcutaneous
+    body = thorax - layout.chest.round_the_side(axes, *layout.subcutaneous)
     for breast in per_breast:
         body = _smooth_union(body, breast, k=12.0)
-    return {"thorax": thorax, "body": body, "breasts": np.minimum.reduce(per_breast), "per_breast": per_breast}
+    return {
+        "cavity": cavity,
+        "thorax": thorax,
+        "body": body,
+        "breasts": np.minimum.reduce(per_breast),
+        "per_breast": per_breast,
+    }
 
 
 def _rasterize_lesions(
@@ -782,37 +1053,40 @@ def _rasterize_lesions(
     return labels, lesions
 
 
+def _vessel_share(grid: _Grid, vessels: list[_Capsule]) -> np.ndarray:
+    """Partial-volume share of the breast vessels, each computed only in the box around it."""
+    share = np.zeros(grid.shape, np.float32)
+    for vessel in vessels:
+        box = grid.box(vessel.middle, vessel.length / 2 + vessel.radius_start + 2 * grid.voxel_mm)
+        share[box] = np.maximum(share[box], _ramp(vessel.distance(grid.axes(box)), grid.voxel_mm))
+    return share
+
+
 def _tissue_fractions(
     grid: _Grid, layout: _Layout, d: dict, glandular: np.ndarray, lesions: list[BreastLesion]
 ) -> dict[str, np.ndarray]:
-    """Partial-volume fraction of every tissue, layer by layer: skin; chest wall muscle; inside the chest, the
-    aorta, heart, lungs and mediastinal fat; outside it, lesions, vessels, FGT and fat."""
+    """Partial-volume fraction of every tissue, layer by layer: skin; the chest wall (rib and sternal marrow in
+    muscle); inside the chest, the mediastinum (see _Mediastinum) and the lungs; outside it, lesions, vessels,
+    FGT and fat."""
     axes, width = grid.axes(), grid.voxel_mm
     body = _ramp(d["body"], width)
     inner = _ramp(d["body"] + layout.skin, width)
     chest = inner * _ramp(d["thorax"], width)
-    cavity = chest * _ramp(layout.cavity.distance(axes), width)
-    fractions = {"skin": body - inner, "muscle": chest - cavity}
-    heart = layout.heart.distance(axes)
-    _paint(
-        cavity,
-        [
-            ("blood", _ramp(layout.aorta.distance(axes), width)),
-            ("blood", _ramp(heart + layout.heart_wall, width)),
-            ("myocardium", _ramp(heart, width)),
-            ("lung", np.maximum.reduce([_ramp(lung.distance(axes), width) for lung in layout.lungs])),
-        ],
-        "fat",  # mediastinal fat
-        fractions,
-    )
+    cavity = chest * _ramp(d["cavity"], width)
+    fractions = {"skin": body - inner}
+    _paint(chest - cavity, [("marrow", layout.chest.bone(axes, d["cavity"], width))], "muscle", fractions)
+    _paint(cavity, layout.mediastinum.layers(axes, width), "lung", fractions)
     _paint(
         inner - chest,
         [(lesion.kind, lesion.fraction) for lesion in lesions]
-        + [("blood", _ramp(vessel.distance(axes), width)) for vessel in layout.vessels]
-        + [("fgt", glandular)],
+        + [("blood", _vessel_share(grid, layout.vessels)), ("fgt", glandular)],
         "fat",
         fractions,
     )
+    # Marrow is part fat: that part is fat-suppressed and bright on T2 like any other fat.
+    marrow = fractions.pop("marrow")
+    fractions["fat"] = fractions["fat"] + layout.marrow_fat * marrow
+    fractions["marrow"] = (1.0 - layout.marrow_fat) * marrow
     return fractions
 
 
@@ -859,6 +1133,7 @@ def _concentrations(lesions: list[BreastLesion], uptakes: list[np.ndarray], bpe:
     blood = physics.parker_aif(physics.KINETICS_GRID)  # whole blood: the heart, aorta and breast vessels
     muscle = physics.extended_tofts(**MUSCLE_KINETICS)
     myocardium = physics.extended_tofts(**MYOCARDIUM_KINETICS)
+    marrow = physics.extended_tofts(**MARROW_KINETICS)
     parenchyma = physics.extended_tofts(**bpe)
     lesion_curves = [physics.extended_tofts(**lesion.kinetics) for lesion in lesions]
 
@@ -867,6 +1142,7 @@ def _concentrations(lesions: list[BreastLesion], uptakes: list[np.ndarray], bpe:
             "blood": physics.sample(blood, time),
             "muscle": physics.sample(muscle, time),
             "myocardium": physics.sample(myocardium, time),
+            "marrow": physics.sample(marrow, time),
             "fgt": physics.sample(parenchyma, time) * bpe_map,
         }
         for lesion, uptake, curve in zip(lesions, uptakes, lesion_curves):
@@ -943,12 +1219,14 @@ def _number(value, name: str, low: float, high: float = np.inf, low_open: bool =
 class BreastPhantom:
     """Simulated bilateral breast DCE-MRI: T2-weighted and fat-suppressed T1 before and after contrast.
 
-    Prone axial anatomy drawn procedurally per seed: one or two breasts (skin, fat, fibroglandular tissue whose
-    amount spans BI-RADS density a-d, enhancing vessels), the pectoral muscle, and behind it the lungs, heart
-    and aorta. Lesions are benign (oval, smooth, persistent or plateau enhancement) or malignant (irregular and
-    spiculated, fast wash-in then washout), following the kinetic curve types of Kuhl et al. (Radiology 1999).
-    Signals come from 3 T tissue properties through the signal equations and extended-Tofts kinetics of
-    :mod:`synthmr.phantom.physics` (see the module docstring for the literature).
+    Prone axial anatomy drawn procedurally per seed, framed as in a breast coil: one or two breasts (skin, fat,
+    fibroglandular tissue whose amount spans BI-RADS density a-d, enhancing vessels) fill the front of the
+    field of view; behind them the pectoral muscle, ribs and sternum, then the front of the thorax (heart,
+    lungs, aorta, spine), cut by the posterior edge of the field of view. Lesions are benign (oval, smooth,
+    persistent or plateau enhancement) or malignant (irregular and spiculated, fast wash-in then washout),
+    following the kinetic curve types of Kuhl et al. (Radiology 1999). Signals come from 3 T tissue properties
+    through the signal equations and extended-Tofts kinetics of :mod:`synthmr.phantom.physics` (see the module
+    docstring for the literature).
 
     Args:
         dims: 2 for one axial slice through the breasts, 3 for an axial volume.
