@@ -1,0 +1,30 @@
+# The two set-up commands (see README): `make demo` and `make test`.
+# Each creates or updates the project's own virtual environment, then runs.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.synthmr-installed
+DEMO ?= demo
+
+.PHONY: demo test benchmark clean
+
+# Reinstall when the project's requirements change; torch and friends come pinned from constraints.txt.
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
+	touch $@
+
+demo: $(STAMP)
+	$(PY) -m synthmr phantom brain --n 2 --dims 3 --out $(DEMO)/brain --preview --overwrite
+	$(PY) -m synthmr phantom breast --n 4 --dims 2 --out $(DEMO)/breast --preview --overwrite
+	$(PY) -m synthmr phantom liver --n 4 --dims 2 --out $(DEMO)/liver --preview --overwrite
+	@echo "demo written to $(DEMO)/: open $(DEMO)/*/preview.png"
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+benchmark: $(STAMP)
+	$(PY) benchmarks/phantom.py
+
+clean:
+	rm -rf $(VENV) $(DEMO) .pytest_cache

@@ -1,0 +1,5 @@
+import sys
+
+from synthmr.cli import main
+
+sys.exit(main())

@@ -1,0 +1,104 @@
+"""Write phantom cases to disk as NIfTI files plus a datalist: what `synthmr phantom` does."""
+
+from __future__ import annotations
+
+import inspect
+import shutil
+import tempfile
+from pathlib import Path
+
+from synthmr.errors import InputError
+from synthmr.io import save_datalist, write_image
+from synthmr.phantom import phantom_class
+
+
+def _positive_int(value, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InputError(f"{name} must be a positive integer, got {value!r}")
+    return value
+
+
+def _make_phantom(organ: str, options: dict):
+    cls = phantom_class(organ)
+    accepted = [p for p in inspect.signature(cls).parameters if p != "self"]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise InputError(
+            f"unknown option(s) for the {organ} phantom: {', '.join(unknown)}; it accepts {', '.join(accepted)}"
+        )
+    return cls(**options)
+
+
+def _staging_folder(out: Path) -> Path:
+    """A fresh temporary folder beside ``out``, so the final rename is atomic and on one file system."""
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    except OSError as err:
+        raise InputError(f"--out {out}: cannot write there ({err.strerror or err})") from None
+
+
+def write_phantom_dataset(
+    organ: str,
+    n: int,
+    out: str | Path,
+    seed: int = 0,
+    preview: bool = False,
+    overwrite: bool = False,
+    **options,
+) -> Path:
+    """Simulate ``n`` cases of ``organ`` into folder ``out`` with a ``datalist.json``.
+
+    Case ``i`` is drawn from seed ``seed + i``, so any case can be regenerated alone. Files go to
+    ``out/case_XXXX/<key>.nii.gz``; ``datalist.json`` lists them (paths relative to it) under ``"training"``
+    together with each case's ``meta``. Everything is written to a staging folder first and moved into place
+    at the end, so a failure leaves nothing behind and an existing ``out`` is only replaced when
+    ``overwrite`` is set.
+
+    Args:
+        organ: ``brain``, ``breast`` or ``liver``.
+        n: number of cases.
+        out: output folder (must not exist or be empty, unless ``overwrite``).
+        seed: seed of the first case.
+        preview: also write ``preview.png``, a montage of the sequences with lesion outlines.
+        overwrite: replace an existing non-empty ``out``.
+        options: passed to the phantom's constructor (e.g. ``dims=2``, ``spacing=3.0``).
+    """
+    phantom = _make_phantom(organ, options)
+    n = _positive_int(n, "--n")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise InputError(f"--seed must be a non-negative integer, got {seed!r}")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise InputError(f"--out {out}: folder is not empty (pass --overwrite to replace it)")
+
+    staging = _staging_folder(out)
+    try:
+        items, cases = [], []
+        for i in range(n):
+            case = phantom(seed + i)
+            case_id = f"case_{i:04d}"
+            item = {"case_id": case_id}
+            for key in (*case.images, *case.masks):
+                item[key] = str(write_image(case.volume(key), staging / case_id / f"{key}.nii.gz"))
+            items.append({**item, **case.meta})
+            if preview and len(cases) < 4:
+                cases.append(case)
+        save_datalist(
+            {"training": items},
+            staging / "datalist.json",
+            extra={"description": f"SynthMR simulated {organ} phantom", "organ": organ, "seed": seed},
+        )
+        if preview:
+            from synthmr.phantom.preview import write_preview  # matplotlib only when asked for
+
+            write_preview(cases, staging / "preview.png", lesion_mask=phantom.lesion_mask)
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return out
