@@ -98,3 +98,52 @@ def test_existing_output_is_kept_unless_overwrite(tmp_path):
     assert result.returncode == 0, result.stderr
     assert not (out / "mine.txt").exists() and (out / "datalist.json").exists()
     assert [p.name for p in tmp_path.iterdir()] == ["out"]  # no staging folder left behind
+
+
+@pytest.fixture(scope="module")
+def liver_folders(tmp_path_factory):
+    """Two phantom liver datasets of 2D cases that pair by file name (case_XXXX/<sequence>.nii.gz)."""
+    root = tmp_path_factory.mktemp("evaluate")
+    for name, seed in (("real", 0), ("fake", 50)):
+        result = run_cli("phantom", "liver", "--n", 3, "--size", 64, "--out", root / name, "--seed", seed)
+        assert result.returncode == 0, result.stderr
+        for path in (root / name).glob("case_*/*.nii.gz"):  # masks are not images to compare
+            if path.name.split(".")[0] not in ("t1fs_arterial", "t1fs_portal", "t2"):
+                path.unlink()
+    return root / "real", root / "fake"
+
+
+def test_evaluate_on_phantom_folders_prints_table_and_writes_json(liver_folders, tmp_path):
+    real, fake = liver_folders
+    out = tmp_path / "report.json"
+    result = run_cli("evaluate", "--real", real, "--fake", fake, "--out", out)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(out.read_text())
+    assert report["n_pairs"] == 9 and report["n_real"] == report["n_fake"] == 9
+    assert set(report["metrics"]) == {"ssim", "psnr", "mse", "mae", "fid", "nn_accuracy", "ms_ssim_diversity"}
+    assert report["extractor"].startswith("domain (domain_extractor.pt")
+    for name in ("ssim", "fid", "nn_accuracy", "domain"):
+        assert name in result.stdout
+    # Different cases are not the same images: SSIM is clearly below 1.
+    assert report["metrics"]["ssim"]["mean"] < 0.9
+
+
+def test_select_checkpoint_ranks_phantom_reports(liver_folders, tmp_path):
+    real, fake = liver_folders
+    reports = []
+    for name, folder in (("self", real), ("other", fake)):
+        reports.append(tmp_path / f"{name}.json")
+        result = run_cli("evaluate", "--real", real, "--fake", folder, "--metrics", "ssim,mae,fid", "--out", reports[-1])
+        assert result.returncode == 0, result.stderr
+    result = run_cli("select-checkpoint", *reports)
+    assert result.returncode == 0, result.stderr
+    rows = result.stdout.strip().splitlines()[1:]
+    assert rows[0].split()[1] == str(reports[0]) and rows[1].split()[1] == str(reports[1])
+
+
+def test_inception_fid_without_weights_names_the_file(liver_folders, tmp_path):
+    real, fake = liver_folders
+    out = tmp_path / "report.json"
+    result = run_cli("evaluate", "--real", real, "--fake", fake, "--extractor", "inception", "--out", out)
+    assert_clean_failure(result, "pt_inception-2015-12-05-6726825d.pth", "--extractor_weights")
+    assert not out.exists()

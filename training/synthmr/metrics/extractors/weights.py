@@ -41,7 +41,8 @@ class WeightsSpec:
     def missing_message(self, extractor: str) -> str:
         return (
             f"the {extractor!r} feature extractor needs the {self.what} file {self.file_name}: download it from "
-            f"{self.source} and pass its local path (weights=...); nothing is downloaded automatically"
+            f"{self.source} and pass its local path (weights=... in Python, --extractor_weights on the command line); "
+            "nothing is downloaded automatically"
         )
 
 
