@@ -105,6 +105,18 @@ def test_tissue_fractions_partition_the_voxel(case_with_anatomy):
     assert total[~anatomy.body].max() < 0.5 and total[anatomy.body].min() > 0.5
 
 
+def test_fgt_mask_is_mostly_fgt_inside_the_breast_and_outside_lesions(case_with_anatomy):
+    case, anatomy = case_with_anatomy
+    fgt = case.masks["fgt"] > 0
+    assert fgt.sum() > 50
+    assert not (fgt & (case.masks["lesion"] > 0)).any()
+    assert (case.masks["breast"][fgt] > 0).all()
+    assert anatomy.fractions["fgt"][fgt].min() >= 0.5
+    # On the fat-saturated T1, fibroglandular tissue is brighter than the suppressed fat.
+    fat = (anatomy.fractions["fat"] > 0.9) & (case.masks["breast"] > 0)
+    assert case.images["t1_pre"][fgt].mean() > case.images["t1_pre"][fat].mean()
+
+
 def lesion_means(case) -> list[tuple[str, np.ndarray]]:
     labels = case.masks["lesion"]
     return [

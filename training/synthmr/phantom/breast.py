@@ -1246,7 +1246,9 @@ class BreastPhantom:
 
     organ = "breast"
     sequences = ("t2", "t1_pre", "t1_post1", "t1_post2", "t1_post3", "t1_post4")
-    masks = ("lesion", "breast")
+    # fgt: voxels that are mostly fibroglandular tissue (fraction >= 0.5) outside the lesions, the region in
+    # which background parenchymal enhancement is judged.
+    masks = ("lesion", "breast", "fgt")
     lesion_mask = "lesion"
 
     def __init__(
@@ -1338,7 +1340,11 @@ class BreastPhantom:
         }
         return PhantomCase(
             images=images,
-            masks={"lesion": anatomy.lesion, "breast": anatomy.breast},
+            masks={
+                "lesion": anatomy.lesion,
+                "breast": anatomy.breast,
+                "fgt": ((anatomy.fractions["fgt"] >= 0.5) & (anatomy.lesion == 0)).astype(np.uint8),
+            },
             spacing=anatomy.spacing,
             origin=anatomy.origin,
             direction=np.eye(self.dims),
