@@ -15,9 +15,9 @@ import numpy as np
 import pydicom
 import pytest
 from nibabel.testing import data_path as NIBABEL_DATA
-from scipy.spatial.transform import Rotation
 
 import synthmr.io.image as image_module
+from grids import oblique_volume
 from synthmr.errors import InputError
 from synthmr.io import (
     Volume,
@@ -30,14 +30,6 @@ from synthmr.io import (
 )
 
 MNI_T1 = Path(nilearn.__file__).parent / "datasets" / "data" / "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
-
-
-def oblique_volume(array: np.ndarray | None = None) -> Volume:
-    """A grid that catches axis, sign and order mistakes: anisotropic, off-origin, obliquely rotated."""
-    rotation = Rotation.from_rotvec(np.deg2rad(20) * np.array([1.0, 2.0, 3.0]) / np.sqrt(14)).as_matrix()
-    if array is None:
-        array = np.random.default_rng(0).normal(100, 30, (6, 5, 4)).astype(np.float32)
-    return Volume(array, (0.8, 1.1, 3.0), (-10.5, 20.25, 33.0), rotation)
 
 
 def assert_same_grid(actual: Volume, expected: Volume, atol: float) -> None:

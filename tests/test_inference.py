@@ -1,0 +1,137 @@
+"""Slice-wise synthesis (synthmr.inference) and the transforms it and the training configs use."""
+
+import numpy as np
+import pytest
+import torch
+
+from grids import oblique_volume
+from synthmr.errors import InputError
+from synthmr.inference import Synthesizer
+from synthmr.io import Volume, read_image, write_image
+from synthmr.transforms import IntensityScaling, RandForegroundSliced, RobustScaled
+
+
+def body(shape=(24, 20, 5), seed=0) -> np.ndarray:
+    """A bright ellipse with texture on a dark background, in every slice."""
+    rng = np.random.default_rng(seed)
+    x, y = np.meshgrid(np.linspace(-1, 1, shape[0]), np.linspace(-1, 1, shape[1]), indexing="ij")
+    inside = (x / 0.8) ** 2 + (y / 0.7) ** 2 < 1
+    image = np.where(inside[..., None], rng.uniform(100, 400, shape), rng.uniform(0, 3, shape))
+    return image.astype(np.float32)
+
+
+class Doubler(torch.nn.Module):
+    """Maps the scaled input x to 2x + 1: twice the input's intensity above its low percentile."""
+
+    size_multiple = 4
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        assert x.shape[-1] % 4 == 0 and x.shape[-2] % 4 == 0
+        return 2 * x + 1
+
+
+def synthesizer(tmp_path, items, network=None, **kwargs):
+    return Synthesizer(network or Doubler(), items, ["t1_pre"], ["t1_post1"], tmp_path / "out", headroom=3.0, **kwargs)
+
+
+def test_output_lands_on_the_input_grid_in_the_input_units(tmp_path):
+    volume = oblique_volume(body())
+    path = write_image(volume, tmp_path / "case_a.nii.gz")
+    progress = []
+    written = synthesizer(tmp_path, [{"t1_pre": str(path)}], roi_size=(16, 16), sw_batch_size=2,
+                          progress=lambda done, total: progress.append((done, total)))()
+    output = read_image(written[0]["t1_post1"])
+    assert written[0]["t1_post1"] == tmp_path / "out" / "case_a" / "t1_post1.nii.gz"  # case_id from the file name
+    assert output.same_grid(volume)
+    # 2x + 1 in the generator range is twice the intensity above `low` in image units (exact below the clip).
+    scaling = IntensityScaling.fit(volume.array, headroom=3.0)
+    inside = (volume.array > scaling.low) & (volume.array < scaling.low + 1.5 * (scaling.high - scaling.low))
+    expected = scaling.low + 2 * (volume.array - scaling.low)
+    np.testing.assert_allclose(output.array[inside], expected[inside], rtol=1e-4)
+    assert progress == [(1, 3), (2, 3), (3, 3)]  # 5 slices in batches of 2
+
+
+def test_a_2d_image_stays_2d_and_windows_fit_small_images(tmp_path):
+    image = Volume(body((18, 22, 1))[..., 0], (0.7, 0.7), (3.0, -2.0), np.eye(2))
+    path = write_image(image, tmp_path / "slice.nii.gz")
+    network = Doubler()
+    written = synthesizer(tmp_path, [{"t1_pre": str(path), "case_id": "s1"}], network=network)()
+    output = read_image(written[0]["t1_post1"])
+    assert output.ndim == 2 and output.same_grid(image)
+    assert network.calls == 1  # one 20x24 window, not a 256x256 one per tile
+
+
+def test_inputs_on_different_grids_are_refused(tmp_path):
+    pre = write_image(oblique_volume(body()), tmp_path / "pre.nii.gz")
+    shifted = oblique_volume(body())
+    shifted.origin = (0.0, 0.0, 0.0)
+    other = write_image(shifted, tmp_path / "t2.nii.gz")
+    run = Synthesizer(Doubler(), [{"t1_pre": str(pre), "t2": str(other)}], ["t1_pre", "t2"], ["x"], tmp_path / "o")
+    with pytest.raises(InputError, match=r"t2 .*not on the grid of t1_pre"):
+        run()
+    assert not (tmp_path / "o").exists()
+
+
+def test_existing_output_stops_before_any_work(tmp_path):
+    path = write_image(oblique_volume(body()), tmp_path / "pre.nii.gz")
+    existing = tmp_path / "out" / "c" / "t1_post1.nii.gz"
+    existing.parent.mkdir(parents=True)
+    existing.write_bytes(b"mine")
+    network = Doubler()
+    with pytest.raises(InputError, match="already exists"):
+        synthesizer(tmp_path, [{"t1_pre": str(path), "case_id": "c"}], network=network)()
+    assert network.calls == 0 and existing.read_bytes() == b"mine"
+    synthesizer(tmp_path, [{"t1_pre": str(path), "case_id": "c"}], overwrite=True)()
+    assert read_image(existing).array.shape == (24, 20, 5)
+
+
+def test_bad_cases_are_named(tmp_path):
+    flat = write_image(oblique_volume(np.full((8, 8, 2), 5.0, np.float32)), tmp_path / "flat.nii.gz")
+    with pytest.raises(InputError, match="constant"):
+        synthesizer(tmp_path, [{"t1_pre": str(flat)}])()
+    with pytest.raises(InputError, match="has no t1_pre"):
+        synthesizer(tmp_path, [{"t2": str(flat)}])()
+    with pytest.raises(InputError, match="empty"):
+        synthesizer(tmp_path, [])()
+    path = write_image(oblique_volume(body()), tmp_path / "pre.nii.gz")
+    two_outputs = Synthesizer(Doubler(), [{"t1_pre": str(path)}], ["t1_pre"], ["a", "b"], tmp_path / "o2")
+    with pytest.raises(InputError, match="1 output channels, but 2 outputs"):
+        two_outputs()
+
+
+def test_robust_scaling_uses_the_reference_range_for_every_key():
+    pre = torch.from_numpy(body(seed=1))[None]
+    post = 2.5 * pre
+    data = RobustScaled(["pre", "post"], reference_key="pre", headroom=3.0)({"pre": pre, "post": post})
+    low, high, headroom = data["pre_scaling"].tolist()
+    assert headroom == 3.0
+    scaling = IntensityScaling(low, high, headroom)
+    np.testing.assert_allclose(scaling.inverse(data["pre"].numpy())[pre.numpy() > low], pre.numpy()[pre.numpy() > low],
+                               rtol=1e-4)
+    # post is 2.5x pre: inside the headroom, so it is not clipped, and it stays 2.5x after the inverse.
+    bright = (pre.numpy() > low) & (post.numpy() < low + 3 * (high - low))
+    np.testing.assert_allclose(scaling.inverse(data["post"].numpy())[bright], post.numpy()[bright], rtol=1e-4)
+    assert data["pre"].min() >= -1 and data["post"].max() <= 1
+
+
+def test_rand_foreground_slice_picks_one_slice_with_tissue_for_all_keys():
+    volume = np.zeros((1, 8, 8, 6), np.float32)
+    volume[0, 2:6, 2:6, 4] = 100.0
+    volume[0, 2:6, 2:6, 1] = 80.0
+    data = {"a": torch.from_numpy(volume), "b": torch.from_numpy(volume * 2)}
+    sampler = RandForegroundSliced(["a", "b"], reference_key="a")
+    sampler.set_random_state(0)
+    seen = set()
+    for _ in range(20):
+        out = sampler(data)
+        assert out["a"].shape == (1, 8, 8)
+        torch.testing.assert_close(out["b"], 2 * out["a"])
+        seen.add(float(out["a"].max()))
+    assert seen == {100.0, 80.0}  # only the two slices with tissue, both of them
+    two_d = {"a": torch.zeros(1, 8, 8), "b": torch.zeros(1, 8, 8)}
+    assert sampler(two_d)["a"].shape == (1, 8, 8)

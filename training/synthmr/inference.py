@@ -1,0 +1,224 @@
+"""Run an image-to-image generator over the cases of a datalist and write its outputs on each input's grid.
+
+This is what a bundle's ``inference.yaml`` runs (DESIGN §2, §3). For every case it:
+
+1. reads the input images with :func:`synthmr.io.read_image` (clear errors for missing, corrupt or non-finite
+   files) and checks they share the grid of the first input (the reference);
+2. scales each input to [-1, 1] by its own robust range (:class:`~synthmr.transforms.IntensityScaling`);
+3. runs the generator: a 2D generator goes over a volume slice by slice (the slices of the last array axis are
+   the batch), a 3D generator over the whole volume, both through MONAI's ``SlidingWindowInferer`` so that any
+   image size works and memory stays bounded by ``roi_size`` and ``sw_batch_size``; windows are padded with -1,
+   the scaled value of air;
+4. maps every output channel back with the reference input's scaling (a synthetic sequence lands on the units of
+   the sequence it was made from, as acquisitions on one receiver gain do) and writes it as
+   ``<output_dir>/<case_id>/<output key>.nii.gz`` on the reference grid, each file atomically.
+
+All output paths are checked before any computation, so an existing output stops the run at once unless
+``overwrite`` is set, and a failure never leaves a half-written file.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.inferers import SlidingWindowInferer
+
+from synthmr.errors import InputError
+from synthmr.io import Volume, read_image, write_image
+from synthmr.io._atomic import check_destination
+from synthmr.io.image import image_extension
+from synthmr.transforms.intensity import IntensityScaling
+
+# Value of air in the generator range: what windows that overhang the image are padded with.
+AIR = -1.0
+
+
+class Synthesizer:
+    """Apply ``network`` to every case of ``datalist`` (see the module docstring).
+
+    Args:
+        network: generator mapping ``(N, len(inputs), *spatial)`` in [-1, 1] to ``(N, len(outputs), *spatial)``.
+        datalist: cases, each a dict with a path for every key of ``inputs`` and optionally ``case_id``
+            (default: the reference input's file name without extension).
+        inputs: keys of the input images, in the network's channel order; the first one is the reference.
+        outputs: keys of the outputs, in the network's channel order.
+        output_dir: folder the outputs are written to.
+        device: where the network runs.
+        spatial_dims: 2 for a slice-wise generator, 3 for a volumetric one.
+        roi_size: largest sliding-window size (pixels per axis), a multiple of the generator's size constraint;
+            smaller images use one window of their own size, rounded up to the network's ``size_multiple``.
+        sw_batch_size: windows (slices) per forward pass.
+        overlap: sliding-window overlap; overlapping windows are blended with Gaussian weights.
+        headroom: the generator range's headroom above the input (see :class:`IntensityScaling`).
+        overwrite: replace existing output files.
+        progress: optional ``progress(done, total)`` called after every batch of slices.
+    """
+
+    def __init__(
+        self,
+        network: torch.nn.Module,
+        datalist: Sequence[dict],
+        inputs: Sequence[str],
+        outputs: Sequence[str],
+        output_dir: str | os.PathLike,
+        device: torch.device | str = "cpu",
+        spatial_dims: int = 2,
+        roi_size: Sequence[int] = (256, 256),
+        sw_batch_size: int = 8,
+        overlap: float = 0.25,
+        headroom: float = 1.0,
+        overwrite: bool = False,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
+        if spatial_dims not in (2, 3):
+            raise InputError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}")
+        if len(roi_size) != spatial_dims:
+            raise InputError(f"roi_size {tuple(roi_size)} must have {spatial_dims} values")
+        if not inputs or not outputs:
+            raise InputError("inputs and outputs must each name at least one image key")
+        self.network = network
+        self.datalist = [dict(item) for item in (datalist if isinstance(datalist, (list, tuple)) else [datalist])]
+        self.inputs = list(inputs)
+        self.outputs = list(outputs)
+        self.output_dir = Path(output_dir)
+        self.device = torch.device(device)
+        self.spatial_dims = spatial_dims
+        self.sw_batch_size = int(sw_batch_size)
+        self.headroom = headroom
+        self.overwrite = overwrite
+        self.progress = progress
+        self.roi_size = tuple(int(r) for r in roi_size)
+        self.overlap = overlap
+        # Generators that need sizes divisible by 2**downsamplings say so (GlobalGenerator.size_multiple).
+        self.size_multiple = int(getattr(network, "size_multiple", 1))
+
+    def __call__(self) -> list[dict[str, Path]]:
+        """Synthesise every case; returns, per case, output key -> written file."""
+        if not self.datalist:
+            raise InputError("the datalist is empty: no case to synthesise")
+        plans = [self._plan(index, item) for index, item in enumerate(self.datalist)]
+        self.network.to(self.device).eval()
+        total = sum(self._steps(item) for item in self.datalist)
+        done = 0
+
+        def step() -> None:
+            nonlocal done
+            done += 1
+            if self.progress is not None:
+                self.progress(done, total)
+
+        written = []
+        for item, destinations in zip(self.datalist, plans):
+            volumes = self._read_inputs(item)
+            output = self._synthesise(volumes, step)
+            reference = volumes[self.inputs[0]]
+            written.append(
+                {
+                    key: write_image(reference.with_array(output[c]), destinations[key], overwrite=self.overwrite)
+                    for c, key in enumerate(self.outputs)
+                }
+            )
+        return written
+
+    def _plan(self, index: int, item: dict) -> dict[str, Path]:
+        """The output files of one case, refused before any work if they exist (and overwrite is off)."""
+        missing = [key for key in self.inputs if key not in item]
+        if missing:
+            raise InputError(f"case {index} of the datalist has no {', '.join(missing)} (it needs {self.inputs})")
+        case_id = str(item.get("case_id") or _stem(item[self.inputs[0]]))
+        destinations = {key: self.output_dir / case_id / f"{key}.nii.gz" for key in self.outputs}
+        for path in destinations.values():
+            check_destination(path, self.overwrite)
+        return destinations
+
+    def _read_inputs(self, item: dict) -> dict[str, Volume]:
+        volumes = {key: read_image(item[key]) for key in self.inputs}
+        reference = volumes[self.inputs[0]]
+        for key, volume in volumes.items():
+            if volume.array.ndim != volume.ndim:
+                raise InputError(f"{item[key]}: multi-channel image {volume.array.shape}; give one image per key")
+            if volume.ndim not in (2, 3):
+                raise InputError(f"{item[key]}: a {volume.ndim}D image; expected a 2D image or a 3D volume")
+            if not volume.same_grid(reference):
+                raise InputError(
+                    f"{key} ({item[key]}) is not on the grid of {self.inputs[0]} ({item[self.inputs[0]]}): shape "
+                    f"{volume.array.shape} vs {reference.array.shape}, spacing {volume.spacing} vs "
+                    f"{reference.spacing}; resample it first"
+                )
+        if self.spatial_dims == 3 and reference.ndim != 3:
+            raise InputError(f"{item[self.inputs[0]]}: a 2D image, but this generator needs 3D volumes")
+        return volumes
+
+    def _steps(self, item: dict) -> int:
+        """Progress units of one case: batches of slices (2D) or one (3D); read cheaply from the header."""
+        if self.spatial_dims == 3:
+            return 1
+        try:
+            depth = _depth(item[self.inputs[0]])
+        except Exception:  # unreadable files are reported properly when the case is read
+            depth = 1
+        return max(1, -(-depth // self.sw_batch_size))
+
+    @torch.no_grad()
+    def _synthesise(self, volumes: dict[str, Volume], step: Callable[[], None]) -> np.ndarray:
+        """The outputs ``(len(outputs), *spatial)`` of one case in image units; ``step()`` after every batch."""
+        reference_key = self.inputs[0]
+        scalings = {
+            key: IntensityScaling.fit(volume.array, self.headroom, name=f"input {key}") for key, volume in volumes.items()
+        }
+        scaled = np.stack(
+            [np.clip(scalings[key].forward(volumes[key].array.astype(np.float32)), AIR, 1.0) for key in self.inputs]
+        )
+        two_d_image = scaled.ndim == 3  # (C, H, W)
+        if two_d_image:
+            scaled = scaled[..., None]
+        result = np.empty((len(self.outputs), *scaled.shape[1:]), dtype=np.float32)
+        if self.spatial_dims == 3:
+            result[:] = self._infer(torch.from_numpy(scaled)[None])[0]
+            step()
+        else:
+            depth = scaled.shape[-1]
+            for start in range(0, depth, self.sw_batch_size):
+                chunk = np.moveaxis(scaled[..., start : start + self.sw_batch_size], -1, 0)  # (slices, C, H, W)
+                result[..., start : start + chunk.shape[0]] = np.moveaxis(self._infer(torch.from_numpy(chunk)), 0, -1)
+                step()
+        if two_d_image:
+            result = result[..., 0]
+        return scalings[reference_key].inverse(result).astype(np.float32)
+
+    def _infer(self, batch: torch.Tensor) -> np.ndarray:
+        # A window no larger than the image (rounded up to the generator's size multiple): a small image is
+        # not padded to the full roi_size, which would multiply the work.
+        multiple = self.size_multiple
+        roi = [min(r, -(-side // multiple) * multiple) for r, side in zip(self.roi_size, batch.shape[2:])]
+        inferer = SlidingWindowInferer(
+            roi_size=roi, sw_batch_size=self.sw_batch_size, overlap=self.overlap, mode="gaussian", cval=AIR
+        )
+        output = inferer(batch.to(self.device), self.network)
+        if output.shape[1] != len(self.outputs):
+            raise InputError(
+                f"the network gives {output.shape[1]} output channels, but {len(self.outputs)} outputs are named "
+                f"({self.outputs})"
+            )
+        return output.float().cpu().numpy()
+
+
+def _stem(path: str | os.PathLike) -> str:
+    name = Path(path).name
+    extension = image_extension(name)
+    return name[: -len(extension)] if extension and name.lower().endswith(extension) else Path(name).stem
+
+
+def _depth(path: str | os.PathLike) -> int:
+    """Slices along the last axis of a 3D image (1 for 2D), from the header only."""
+    import SimpleITK as sitk
+
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    reader.ReadImageInformation()
+    size = reader.GetSize()
+    return int(size[2]) if len(size) == 3 else 1
