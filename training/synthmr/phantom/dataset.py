@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -38,6 +39,37 @@ def _staging_folder(out: Path) -> Path:
         raise InputError(f"--out {out}: cannot write there ({err.strerror or err})") from None
 
 
+def _recipe(organ: str, n: int, seed: int, options: dict) -> dict:
+    """What a dataset was simulated from: enough to tell whether a folder already holds it."""
+    return {"organ": organ, "n": n, "seed": seed, "options": json.loads(json.dumps(options, default=list))}
+
+
+def phantom_datalist(organ: str, out: str | Path, n: int, seed: int = 0, **options) -> list[dict]:
+    """The datalist items of a phantom dataset in ``out``, simulating it first unless ``out`` already holds it.
+
+    Bundles use this as their default data: the first run simulates the cases, later runs with the same
+    ``organ``, ``n``, ``seed`` and ``options`` reuse them. A folder holding anything else is refused rather
+    than replaced.
+
+    Returns:
+        the ``"training"`` items of ``out/datalist.json`` with absolute paths.
+    """
+    from synthmr.io import load_datalist
+
+    out = Path(out).absolute()  # datalist paths are made relative from absolute ones
+    datalist = out / "datalist.json"
+    wanted = _recipe(organ, n, seed, options)
+    if datalist.is_file():
+        found = json.loads(datalist.read_text(encoding="utf-8")).get("phantom")
+        if found != wanted:
+            raise InputError(
+                f"{out}: holds another phantom dataset ({found}); expected {wanted}. Remove it or choose another folder"
+            )
+    else:
+        write_phantom_dataset(organ, n, out, seed=seed, **options)
+    return load_datalist(datalist)
+
+
 def write_phantom_dataset(
     organ: str,
     n: int,
@@ -68,7 +100,7 @@ def write_phantom_dataset(
     n = _positive_int(n, "--n")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise InputError(f"--seed must be a non-negative integer, got {seed!r}")
-    out = Path(out)
+    out = Path(out).absolute()  # datalist paths are made relative from absolute ones
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {out}: exists and is not a folder")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
@@ -89,7 +121,12 @@ def write_phantom_dataset(
         save_datalist(
             {"training": items},
             staging / "datalist.json",
-            extra={"description": f"SynthMR simulated {organ} phantom", "organ": organ, "seed": seed},
+            extra={
+                "description": f"SynthMR simulated {organ} phantom",
+                "organ": organ,
+                "seed": seed,
+                "phantom": _recipe(organ, n, seed, options),
+            },
         )
         if preview:
             from synthmr.phantom.preview import write_preview  # matplotlib only when asked for
