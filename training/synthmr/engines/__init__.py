@@ -2,11 +2,13 @@
 
 from synthmr.engines.latent import LatentGanTrainer
 from synthmr.engines.paired import GanStep, PairedGanTrainer, concat_condition, image_only, on_features, on_images
+from synthmr.engines.selection import SAMeCheckpointSelection
 
 __all__ = [
     "GanStep",
     "LatentGanTrainer",
     "PairedGanTrainer",
+    "SAMeCheckpointSelection",
     "concat_condition",
     "image_only",
     "on_features",

@@ -266,7 +266,7 @@ def _datalist_images(items: list[dict], keys: Sequence[str], datalist: Path) -> 
     return images
 
 
-def _scaled_image(path: Path) -> np.ndarray:
+def unit_scaled_image(path: Path) -> np.ndarray:
     """Read one image and scale it to [0, 1] by its own robust range."""
     volume = read_image(path)
     if volume.array.ndim != volume.ndim:
@@ -304,7 +304,7 @@ def _read_sets(
 
     for key in pairs:
         real_path, fake_path = real_images.keyed[key], fake_images.keyed[key]
-        real_image, fake_image = _scaled_image(real_path), _scaled_image(fake_path)
+        real_image, fake_image = unit_scaled_image(real_path), unit_scaled_image(fake_path)
         if real_image.shape != fake_image.shape:
             raise InputError(
                 f"paired images differ in shape: {real_path} {real_image.shape} vs {fake_path} {fake_image.shape}"
@@ -320,7 +320,7 @@ def _read_sets(
         for which, images in (("real", real_images), ("fake", fake_images)):
             rest = [path for key, path in images.keyed.items() if key not in paired_keys] + images.unkeyed
             for path in rest:
-                keep(which, _scaled_image(path))
+                keep(which, unit_scaled_image(path))
     for which, images in (("real", real_images), ("fake", fake_images)):
         if want_slices and not slices[which]:
             raise InputError(f"no non-empty slice in the {which} images ({len(images)} images): nothing to compare")

@@ -1,0 +1,148 @@
+"""Checkpoint selection by SAMe during training (Osuala et al., arXiv 2311.10879).
+
+Every ``interval`` epochs the handler synthesises a validation datalist with the current generator, evaluates
+the result against the real images (:func:`synthmr.metrics.evaluate.evaluate`), keeps the generator weights of
+that epoch, ranks every epoch evaluated so far by SAMe (:func:`synthmr.metrics.evaluate.select_checkpoint`) and
+copies the weights of the best one to ``best_path``. SAMe is relative to the candidates, so the best epoch can
+change as later epochs join; ``work_dir/selection.json`` always holds the current ranking.
+
+Files per evaluated epoch: ``work_dir/epoch_NNNN/{synthetic/, real.json, synthetic.json, report.json,
+generator.pt}``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from ignite.engine import Engine, Events
+
+from synthmr.engines.base import unwrap
+from synthmr.errors import InputError
+from synthmr.inference import Synthesizer
+from synthmr.io import save_datalist
+from synthmr.io._atomic import atomic_output
+
+logger = logging.getLogger(__name__)
+
+
+class SAMeCheckpointSelection:
+    """Ignite handler: evaluate the generator every ``interval`` epochs and keep the SAMe-best weights.
+
+    Args:
+        generator: the generator being trained (optionally DDP-wrapped).
+        datalist: validation cases with the generator's ``inputs``, the real ``outputs`` and ``case_id``.
+        inputs: input keys of the generator (see :class:`synthmr.inference.Synthesizer`).
+        outputs: output keys; the real images under these keys are the reference of the metrics.
+        work_dir: folder for the per-epoch synthetic images, reports and weights.
+        best_path: where the best generator's ``state_dict`` goes (a bundle's ``models/model.pt``).
+        interval: evaluate every this many epochs (and after the last epoch).
+        metrics: metric names of :data:`synthmr.metrics.evaluate.METRICS` (the paper: SSIM, MSE, MAE and FID).
+        extractor, extractor_weights: the FID feature extractor and its local weights file.
+        weights, groups: SAMe weights and groups (:func:`synthmr.metrics.same.same_scores`).
+        synthesizer_kwargs: further :class:`~synthmr.inference.Synthesizer` arguments (``roi_size``,
+            ``headroom``, ``spatial_dims``).
+    """
+
+    def __init__(
+        self,
+        generator: torch.nn.Module,
+        datalist: Sequence[Mapping],
+        inputs: Sequence[str],
+        outputs: Sequence[str],
+        work_dir: str | os.PathLike,
+        best_path: str | os.PathLike,
+        interval: int = 1,
+        metrics: Sequence[str] = ("ssim", "mse", "mae", "fid"),
+        extractor: str = "domain",
+        extractor_weights: str | None = None,
+        weights: Mapping[str, float] | None = None,
+        groups: Mapping[str, Sequence[str]] | None = None,
+        synthesizer_kwargs: Mapping | None = None,
+    ) -> None:
+        if interval < 1:
+            raise InputError(f"interval must be >= 1, got {interval}")
+        missing = [key for item in datalist for key in (*inputs, *outputs, "case_id") if key not in item]
+        if missing:
+            raise InputError(f"validation datalist items lack {sorted(set(missing))}")
+        self.generator = generator
+        self.datalist = [dict(item) for item in datalist]
+        self.inputs, self.outputs = list(inputs), list(outputs)
+        self.work_dir, self.best_path = Path(work_dir), Path(best_path)
+        self.interval = interval
+        self.metrics = list(metrics)
+        self.extractor, self.extractor_weights = extractor, extractor_weights
+        self.weights, self.groups = weights, groups
+        self.synthesizer_kwargs = dict(synthesizer_kwargs or {})
+        self.reports: dict[str, Path] = {}
+
+    def attach(self, engine: Engine) -> None:
+        engine.add_event_handler(Events.EPOCH_COMPLETED(every=self.interval), self)
+        # The last epoch is always a candidate, even when max_epochs is not a multiple of the interval.
+        engine.add_event_handler(Events.COMPLETED, self._after_last_epoch)
+
+    def _after_last_epoch(self, engine: Engine) -> None:
+        if engine.state.epoch % self.interval:
+            self(engine)
+
+    def __call__(self, engine: Engine) -> None:
+        if dist.is_available() and dist.is_initialized() and dist.get_rank() != 0:
+            return
+        from synthmr.metrics.evaluate import evaluate, select_checkpoint
+
+        name = f"epoch_{engine.state.epoch:04d}"
+        folder = self.work_dir / name
+        generator = unwrap(self.generator)
+        written = Synthesizer(
+            generator,
+            self.datalist,
+            self.inputs,
+            self.outputs,
+            folder / "synthetic",
+            device=engine.state.device,
+            overwrite=True,
+            **self.synthesizer_kwargs,
+        )()
+        generator.train()
+        real = [{"case_id": item["case_id"], **{k: item[k] for k in self.outputs}} for item in self.datalist]
+        fake = [
+            {"case_id": item["case_id"], **{k: str(p) for k, p in paths.items()}}
+            for item, paths in zip(self.datalist, written)
+        ]
+        save_datalist({"training": real}, folder / "real.json", overwrite=True)
+        save_datalist({"training": fake}, folder / "synthetic.json", overwrite=True)
+        report = evaluate(
+            folder / "real.json",
+            folder / "synthetic.json",
+            metrics=self.metrics,
+            extractor=self.extractor,
+            extractor_weights=self.extractor_weights,
+            keys=self.outputs,
+            out=folder / "report.json",
+            overwrite=True,
+        )
+        state = {k: v.detach().cpu() for k, v in generator.state_dict().items()}
+        _save(state, folder / "generator.pt")
+        self.reports[name] = folder / "report.json"
+
+        ranking = select_checkpoint(
+            list(self.reports.values()), names=list(self.reports), weights=self.weights, groups=self.groups
+        )
+        best = ranking[0][0]
+        _save(torch.load(self.work_dir / best / "generator.pt", weights_only=True), self.best_path)
+        selection = {"best": best, "ranking": [{"epoch": n, "same": s} for n, s in ranking], "metrics": self.metrics}
+        with atomic_output(self.work_dir / "selection.json", suffix=".json") as temporary:
+            temporary.write_text(json.dumps(selection, indent=2) + "\n", encoding="utf-8")
+        values = {k: v["mean"] if isinstance(v, dict) else v for k, v in report["metrics"].items()}
+        shown = ", ".join(f"{k} {v:.4g}" for k, v in values.items() if v is not None)
+        logger.info(f"{name}: {shown}; SAMe-best so far {best} -> {self.best_path}")
+
+
+def _save(state: dict, path: Path) -> None:
+    with atomic_output(path, suffix=".pt") as temporary:
+        torch.save(state, temporary)
