@@ -147,3 +147,13 @@ def test_inception_fid_without_weights_names_the_file(liver_folders, tmp_path):
     result = run_cli("evaluate", "--real", real, "--fake", fake, "--extractor", "inception", "--out", out)
     assert_clean_failure(result, "pt_inception-2015-12-05-6726825d.pth", "--extractor_weights")
     assert not out.exists()
+
+
+def test_relative_out_gives_a_datalist_that_resolves(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "synthmr", "phantom", "breast", "--n", "1", "--size", "64", "--out", "sub/data"],
+        capture_output=True, text=True, cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    item = load_datalist(tmp_path / "sub" / "data" / "datalist.json")[0]
+    assert read_image(item["t1_pre"]).array.shape == (64, 64)
