@@ -84,7 +84,7 @@ class Synthesizer:
         self.datalist = [dict(item) for item in (datalist if isinstance(datalist, (list, tuple)) else [datalist])]
         self.inputs = list(inputs)
         self.outputs = list(outputs)
-        self.output_dir = Path(output_dir)
+        self.output_dir = Path(output_dir).absolute()  # written paths stay valid from any folder
         self.device = torch.device(device)
         self.spatial_dims = spatial_dims
         self.sw_batch_size = int(sw_batch_size)

@@ -74,14 +74,12 @@ def quality_report(
     report: dict = {"key": key, "n_cases": len(real), "regions": list(regions), "candidates": {}}
     with tempfile.TemporaryDirectory() as scratch:
         real_json = save_datalist(
-            {"training": [{"case_id": item["case_id"], key: str(item[key])} for item in real]},
+            {"training": [{"case_id": item["case_id"], key: str(Path(item[key]).absolute())} for item in real]},
             Path(scratch) / "real.json",
         )
         for name, paths in candidates.items():
-            fake_json = save_datalist(
-                {"training": [{"case_id": item["case_id"], key: str(p)} for item, p in zip(real, paths)]},
-                Path(scratch) / f"{name}.json",
-            )
+            fake_items = [{"case_id": item["case_id"], key: str(Path(p).absolute())} for item, p in zip(real, paths)]
+            fake_json = save_datalist({"training": fake_items}, Path(scratch) / f"{name}.json")
             global_report = evaluate(
                 real_json, fake_json, metrics=metrics, extractor=extractor, extractor_weights=extractor_weights, keys=[key]
             )
