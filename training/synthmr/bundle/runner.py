@@ -1,0 +1,413 @@
+"""Run a bundle on one case: check the inputs against the bundle's tool description, run its inference, and
+put the outputs in a folder, all or nothing.
+
+This is what ``synthmr run`` and the 3D Slicer module call (DESIGN §6): the module starts ``synthmr run`` as a
+separate process and follows the lines it prints.
+
+**Progress protocol.** While it runs, :func:`run_bundle` (with the default ``progress``) prints to stdout, flushed
+at once, one line per event::
+
+    SYNTHMR_PROGRESS {"stage": "validate", "fraction": 0.05}
+    SYNTHMR_PROGRESS {"stage": "load", "fraction": 0.1}
+    SYNTHMR_PROGRESS {"stage": "infer", "fraction": 0.2}
+    SYNTHMR_PROGRESS {"stage": "infer", "fraction": 0.55}
+    SYNTHMR_PROGRESS {"stage": "infer", "fraction": 0.9}
+    SYNTHMR_PROGRESS {"stage": "write", "fraction": 0.95}
+    SYNTHMR_PROGRESS {"stage": "done", "fraction": 1.0}
+
+and ``synthmr run`` adds, after ``done``, the final line::
+
+    SYNTHMR_RESULT {"outputs": {"t1_post1": "/abs/out/t1_post1.nii.gz"}}
+
+Each line is the prefix ``SYNTHMR_PROGRESS`` or ``SYNTHMR_RESULT``, one space, and one JSON object on the same
+line. Stages, in this order: ``validate`` (bundle, inputs and destination are checked; 0.05), ``load`` (the bundle's
+inference config is parsed and initialised, which loads the network weights; 0.1), ``infer`` (0.2 when the
+bundle's run starts, then 0.2 + 0.7 * done / total each time the bundle reports ``progress(done, total)``, and 0.9
+when it ends; a bundle need not report, then the fraction jumps from 0.2 to 0.9), ``write`` (outputs are checked
+and moved into place; 0.95) and ``done`` (1.0). Fractions never decrease. The ``outputs`` of the result map
+each output role to the absolute path of its file. Other stdout lines (the bundle's own logging) carry neither
+prefix and are to be ignored; :func:`parse_progress_line` does that for a consumer.
+
+A run that fails prints no ``done`` and no result line; ``synthmr run`` exits with status 2 and one line
+``synthmr: error: ...`` on stderr for bad input (including a bundle that fails on its own files), or with a
+traceback and status 1 for a bug. Either way nothing is written: the outputs are produced in a hidden folder
+beside ``out`` that is removed on failure, and ``out`` appears, complete, only at the end (an existing ``out`` is
+replaced only with ``overwrite``). To cancel, terminate the process (SIGTERM on POSIX lets ``synthmr run`` remove
+its hidden folder; a killed process may leave a hidden ``.<out name>.<token>.tmp`` folder behind).
+
+**Bundle contract.** The bundle's ``configs/inference.yaml`` is run by :class:`monai.bundle.ConfigWorkflow`
+(``initialize``, ``run``, ``finalize``) with these overrides, which every SynthMR bundle's config accepts:
+
+- ``bundle_root``: the bundle folder;
+- ``input``: ``{<input role>: <absolute path>, ..., "case_id": "synthmr_run"}``, one entry per given input;
+- ``output_dir``: a fresh, empty folder; the bundle writes output role ``r`` to ``<output_dir>/<case_id>/r.nii.gz``
+  on the reference input's grid;
+- ``device``: ``$torch.device('cpu')`` or ``$torch.device('cuda')``;
+- ``progress``: a callable ``progress(done: int, total: int)`` the bundle may call as it goes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from synthmr.bundle.description import InputRole, ToolDescription, metadata_path, read_tool_description
+from synthmr.bundle.discovery import find_bundle
+from synthmr.errors import InputError
+from synthmr.io import Volume, read_image
+from synthmr.io._atomic import atomic_output, check_destination
+
+PROGRESS_PREFIX = "SYNTHMR_PROGRESS"
+RESULT_PREFIX = "SYNTHMR_RESULT"
+CASE_ID = "synthmr_run"
+DEVICES = ("cpu", "cuda")
+# Fraction reached at each stage; inference fills the span between its start and its end.
+STAGE_FRACTIONS = {"validate": 0.05, "load": 0.1, "infer": 0.2, "write": 0.95, "done": 1.0}
+INFER_END = 0.9
+# Names of the configs run_bundle accepts, in order of preference (MONAI allows JSON and YAML alike).
+INFERENCE_CONFIGS = ("inference.yaml", "inference.yml", "inference.json")
+_BUNDLE_OUTPUT = "bundle_output"  # the bundle's output_dir inside the staging folder
+_MAX_LISTED_VALUES = 10
+
+ProgressCallback = Callable[[str, float], None]
+
+
+def print_progress(stage: str, fraction: float) -> None:
+    """Print one ``SYNTHMR_PROGRESS`` line (see the module docstring), flushed so a reading process sees it now."""
+    print(f"{PROGRESS_PREFIX} {json.dumps({'stage': stage, 'fraction': round(fraction, 4)})}", flush=True)
+
+
+def print_result(outputs: Mapping[str, os.PathLike | str]) -> None:
+    """Print the final ``SYNTHMR_RESULT`` line: output role -> absolute path of its file."""
+    payload = {"outputs": {role: str(Path(path).absolute()) for role, path in outputs.items()}}
+    print(f"{RESULT_PREFIX} {json.dumps(payload)}", flush=True)
+
+
+def parse_progress_line(line: str) -> dict[str, Any] | None:
+    """Read one stdout line of ``synthmr run``.
+
+    Returns:
+        ``{"type": "progress", "stage": ..., "fraction": ...}`` for a progress line,
+        ``{"type": "result", "outputs": {...}}`` for the result line, and None for any other line (the bundle's
+        logging) or a line whose JSON is damaged.
+    """
+    for prefix, kind in ((PROGRESS_PREFIX, "progress"), (RESULT_PREFIX, "result")):
+        if line.startswith(prefix + " "):
+            try:
+                payload = json.loads(line[len(prefix) + 1 :])
+            except json.JSONDecodeError:
+                return None
+            return {"type": kind, **payload} if isinstance(payload, dict) else None
+    return None
+
+
+def run_bundle(
+    bundle: str | os.PathLike,
+    inputs: Mapping[str, str | os.PathLike],
+    out: str | os.PathLike,
+    device: str = "cpu",
+    overwrite: bool = False,
+    progress: ProgressCallback | None = print_progress,
+) -> dict[str, Path]:
+    """Run ``bundle`` on one case and write each output role to ``out/<role>.nii.gz``.
+
+    Everything is checked before the bundle runs: the bundle and its tool description, the input roles (every
+    required one given, no unknown one), each input file (readable, no NaN or infinite voxels, one component per
+    voxel, 2D only for a 2D bundle), every input on the reference input's grid, labelmaps holding only their
+    declared labels and, when required, not empty, the device, and the destination.
+
+    Args:
+        bundle: bundle name (found with :func:`~synthmr.bundle.discovery.find_bundle`) or bundle folder.
+        inputs: input role -> image file (any format :func:`synthmr.io.read_image` reads).
+        out: output folder; it must not exist or be empty, unless ``overwrite``.
+        device: ``"cpu"`` or ``"cuda"``.
+        overwrite: replace an existing ``out``.
+        progress: called as ``progress(stage, fraction)`` at each step (see the module docstring), or None.
+
+    Returns:
+        Output role -> absolute path of its file in ``out``.
+
+    Raises:
+        InputError: any of the checks fails, the bundle fails with an InputError of its own or misses a file
+            (e.g. its weights), or it does not write every declared output on the reference grid. ``out`` is then
+            untouched. Any other failure of the bundle propagates as it is (also leaving ``out`` untouched).
+    """
+    report = progress if progress is not None else _ignore_progress
+    report("validate", STAGE_FRACTIONS["validate"])
+    description = read_tool_description(find_bundle(bundle))
+    config_file = _inference_config(description.bundle_dir)
+    _check_device(device)
+    paths = _check_roles(description, inputs)  # cheap checks first: a wrong role or --out fails before any read
+    out = Path(out)
+    check_destination(out, overwrite, what="folder")
+    _check_out_location(out, paths, description.bundle_dir)
+    reference = check_inputs(description, paths)
+
+    report("load", STAGE_FRACTIONS["load"])
+    # atomic_output stages beside `out` (same file system, so the final rename is atomic) and removes the staging
+    # folder on any failure, an exception of the bundle's or an interrupt alike.
+    with atomic_output(out) as staging:
+        staging.mkdir()
+        bundle_output = staging / _BUNDLE_OUTPUT
+        _run_workflow(description, config_file, paths, bundle_output, device, report)
+        produced = _check_outputs(description, bundle_output / CASE_ID, reference)
+        report("write", STAGE_FRACTIONS["write"])
+        for role, path in produced.items():
+            os.replace(path, staging / f"{role}.nii.gz")
+        shutil.rmtree(bundle_output)  # whatever else the bundle wrote is not a declared output
+    report("done", STAGE_FRACTIONS["done"])
+    folder = out.resolve()
+    return {role: folder / f"{role}.nii.gz" for role in description.outputs}
+
+
+def _ignore_progress(stage: str, fraction: float) -> None:
+    """The progress callback of a silent run."""
+
+
+def _inference_config(bundle_dir: Path) -> Path:
+    for name in INFERENCE_CONFIGS:
+        path = bundle_dir / "configs" / name
+        if path.is_file():
+            return path
+    raise InputError(f"{bundle_dir}: bundle has no configs/inference.yaml, so it cannot be run")
+
+
+def _check_device(device: str) -> None:
+    if device not in DEVICES:
+        raise InputError(f"device {device!r}: use one of {', '.join(DEVICES)}")
+    if device == "cuda":
+        import torch  # only here: a CPU run's checks need no torch import
+
+        if not torch.cuda.is_available():
+            raise InputError("device 'cuda': PyTorch sees no CUDA GPU on this machine; use cpu")
+
+
+def _roles_summary(description: ToolDescription) -> str:
+    return ", ".join(
+        f"{name} ({role.kind}{'' if role.required else ', optional'}: {role.description})"
+        for name, role in description.inputs.items()
+    )
+
+
+def _check_roles(description: ToolDescription, inputs: Mapping[str, str | os.PathLike]) -> dict[str, Path]:
+    """The given inputs as role -> absolute path, once every required role is there and no unknown one."""
+    unknown = [role for role in inputs if role not in description.inputs]
+    if unknown:
+        raise InputError(
+            f"bundle {description.name}: unknown input role(s) {', '.join(map(repr, unknown))}; "
+            f"its input roles: {_roles_summary(description)}"
+        )
+    missing = [role for role in description.required_inputs if role not in inputs]
+    if missing:
+        raise InputError(
+            f"bundle {description.name}: missing required input(s) {', '.join(map(repr, missing))}; "
+            f"its input roles: {_roles_summary(description)}"
+        )
+    # Absolute, because the bundle may resolve relative paths against another folder than ours.
+    return {role: Path(path).absolute() for role, path in inputs.items()}
+
+
+def _check_out_location(out: Path, paths: Mapping[str, Path], bundle_dir: Path) -> None:
+    """Refuse an ``out`` whose parent cannot be made, or whose replacement would delete an input or the bundle."""
+    existing = next(parent for parent in out.absolute().parents if parent.exists())
+    if not existing.is_dir():
+        raise InputError(f"{out}: cannot be created, {existing} is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(f"{out}: cannot be created, {existing} is not writable")
+    if not out.is_dir():
+        return
+    folder = out.resolve()
+    for name, path in {**paths, "bundle": bundle_dir}.items():
+        if path.resolve().is_relative_to(folder):
+            what = "the bundle" if name == "bundle" else f"input {name!r}"
+            raise InputError(f"{out}: holds {what} ({path}), which replacing it would delete; choose another folder")
+
+
+def check_inputs(description: ToolDescription, inputs: Mapping[str, str | os.PathLike]) -> Volume:
+    """Check the inputs of a run as :func:`run_bundle` does, without running anything: the roles, then each file
+    against its role and the reference grid (a user interface can call this before it starts a run).
+
+    Args:
+        description: the bundle's tool description.
+        inputs: input role -> image file.
+
+    Returns:
+        The reference input, whose grid the outputs must share.
+
+    Raises:
+        InputError: a role is missing or unknown, or an input is unreadable or does not fit its role or the
+            reference grid.
+    """
+    paths = _check_roles(description, inputs)
+    reference_role = description.reference
+    reference = _read_input(description, reference_role, paths[reference_role])
+    for name, path in paths.items():
+        volume = reference if name == reference_role else _read_input(description, name, path)
+        if not volume.same_grid(reference):
+            raise InputError(
+                f"input {name!r} ({path}) is not on the grid of the reference input {reference_role!r} "
+                f"({paths[reference_role]}): {_grid_difference(volume, reference)}"
+            )
+        role = description.inputs[name]
+        if role.kind == "labelmap":
+            _check_labelmap(description, role, path, volume.array)
+    return reference
+
+
+def _read_input(description: ToolDescription, name: str, path: Path) -> Volume:
+    try:
+        volume = read_image(path)  # refuses NaN and infinite voxels
+    except InputError as error:
+        raise InputError(f"input {name!r}: {error}") from None
+    components = volume.array.shape[volume.ndim :]
+    if components:
+        raise InputError(
+            f"input {name!r} ({path}): has {int(np.prod(components))} components per voxel; "
+            "a single-component image is needed"
+        )
+    if volume.ndim < description.spatial_dims:
+        raise InputError(
+            f"input {name!r} ({path}): is a {volume.ndim}D image; bundle {description.name} works on "
+            f"{description.spatial_dims}D volumes"
+        )
+    return volume
+
+
+def _grid_difference(volume: Volume, reference: Volume) -> str:
+    """Both grids' shapes and spacings, plus origins and directions where those differ."""
+
+    def numbers(values) -> str:
+        return "x".join(f"{value:g}" for value in values)
+
+    parts = [
+        f"shape {numbers(volume.array.shape[: volume.ndim])} vs {numbers(reference.array.shape[: reference.ndim])}",
+        f"spacing {numbers(volume.spacing)} vs {numbers(reference.spacing)} mm",
+    ]
+    if volume.ndim == reference.ndim:
+        if not np.allclose(volume.origin, reference.origin, atol=1e-4):
+            parts.append(f"origin {numbers(volume.origin)} vs {numbers(reference.origin)} mm")
+        if not np.allclose(volume.direction, reference.direction, atol=1e-4):
+            parts.append("the directions differ")
+    return ", ".join(parts)
+
+
+def _listed(values: list) -> str:
+    """Integer-valued labels, the first few of them."""
+    shown = ", ".join(str(int(value)) for value in values[:_MAX_LISTED_VALUES])
+    return shown + (f" and {len(values) - _MAX_LISTED_VALUES} more" if len(values) > _MAX_LISTED_VALUES else "")
+
+
+def _check_labelmap(description: ToolDescription, role: InputRole, path: Path, array: np.ndarray) -> None:
+    if np.issubdtype(array.dtype, np.floating) and not np.array_equal(array, np.rint(array)):
+        raise InputError(
+            f"input {role.name!r} ({path}): holds non-integer values, so it is not a labelmap (an intensity image?)"
+        )
+    if role.labels is not None:
+        values = np.unique(array)
+        unexpected = values[~np.isin(values, [0, *role.labels])]
+        if unexpected.size:
+            expected = ", ".join(["0 (background)", *(f"{value} ({name})" for value, name in role.labels.items())])
+            raise InputError(
+                f"input {role.name!r} ({path}): holds label value(s) {_listed(unexpected.tolist())} that bundle "
+                f"{description.name} does not declare; expected {expected}"
+            )
+    if role.required and not array.any():
+        raise InputError(
+            f"input {role.name!r} ({path}): is empty (every voxel is 0); a required labelmap must mark at least "
+            "one voxel"
+        )
+
+
+def _run_workflow(
+    description: ToolDescription,
+    config_file: Path,
+    paths: Mapping[str, Path],
+    output_dir: Path,
+    device: str,
+    report: ProgressCallback,
+) -> None:
+    """Run the bundle's inference config with the overrides of the bundle contract (module docstring)."""
+    from monai.bundle import ConfigWorkflow  # slow to import: only once the checks have passed
+
+    start, span = STAGE_FRACTIONS["infer"], INFER_END - STAGE_FRACTIONS["infer"]
+    reached = [start]  # the protocol promises fractions that never decrease, whatever the bundle reports
+
+    def bundle_progress(done: int, total: int) -> None:
+        share = min(max(float(done) / float(total), 0.0), 1.0) if total else 0.0
+        reached[0] = max(reached[0], start + span * share)
+        report("infer", reached[0])
+
+    logging_file = config_file.parent / "logging.conf"
+    try:
+        workflow = ConfigWorkflow(
+            config_file=str(config_file),
+            meta_file=str(metadata_path(description.bundle_dir)),
+            logging_file=str(logging_file) if logging_file.is_file() else False,
+            workflow_type="inference",
+            bundle_root=str(description.bundle_dir),
+            input={**{role: str(path) for role, path in paths.items()}, "case_id": CASE_ID},
+            output_dir=str(output_dir.absolute()),  # the bundle may not share our working folder's idea of "."
+            device=f"$torch.device('{device}')",
+            progress=bundle_progress,
+        )
+        workflow.initialize()
+        report("infer", start)
+        workflow.run()
+        workflow.finalize()
+    except Exception as error:
+        # MONAI wraps what an expression raises in a RuntimeError; a user mistake inside (missing weights, a
+        # file the bundle cannot read) keeps its one-line message, anything else is a bug and keeps its traceback.
+        problem = _user_error_in(error)
+        if problem is None:
+            raise
+        raise InputError(f"bundle {description.name}: {problem}") from None
+    if reached[0] < INFER_END:  # the bundle did not report its end itself
+        report("infer", INFER_END)
+
+
+def _user_error_in(error: BaseException) -> str | None:
+    """The message of the first user mistake in the chain of causes of ``error``, or None.
+
+    A user mistake is an :class:`InputError`, or a file the bundle needs and does not find (weights that were
+    never downloaded, a bundle copied without its models/ folder).
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        if isinstance(current, InputError):
+            return str(current)
+        if isinstance(current, FileNotFoundError) and current.filename:
+            return f"{current.filename}: no such file"
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
+
+
+def _check_outputs(description: ToolDescription, case_dir: Path, reference: Volume) -> dict[str, Path]:
+    """Output role -> file the bundle wrote, once every declared output is there, readable and on the grid."""
+    produced = {}
+    for role in description.outputs:
+        path = case_dir / f"{role}.nii.gz"
+        if not path.is_file():
+            raise InputError(
+                f"bundle {description.name}: wrote no output {role!r} (expected <output_dir>/<case_id>/{role}.nii.gz); "
+                "the bundle does not follow the synthmr run contract"
+            )
+        try:
+            volume = read_image(path)
+        except InputError as error:
+            # The staging path means nothing to the user: name the output instead.
+            raise InputError(f"bundle {description.name}: output {str(error).replace(str(path), repr(role))}") from None
+        if not volume.same_grid(reference):
+            raise InputError(
+                f"bundle {description.name}: output {role!r} is not on the grid of the reference input "
+                f"{description.reference!r}: {_grid_difference(volume, reference)}"
+            )
+        produced[role] = path
+    return produced
