@@ -2,11 +2,18 @@
 
 Bad input raises :class:`synthmr.errors.InputError`; :func:`main` prints its message as one line on stderr and
 exits with status 2, without a traceback.
+
+python-fire (0.7.1) keeps only the last value of a repeated flag; :func:`main` folds repeated ``--input`` (or
+``-i``) flags into one list first, so ``synthmr run B --input a=X --input b=Y`` passes both.
 """
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import fire
 
@@ -110,6 +117,146 @@ class SynthMR:
         for rank, (name, score) in enumerate(ranking, start=1):
             print(f"{rank:<4}  {name:<{width}}  {score:.4f}")
 
+    def run(
+        self,
+        bundle: str,
+        input: str | list[str] | None = None,  # noqa: A002 (the flag is --input)
+        out: str | None = None,
+        device: str = "cpu",
+        overwrite: bool = False,
+    ) -> None:
+        """Run a bundle on one case and write its outputs as OUT/<output role>.nii.gz on the reference input's grid.
+
+        Example: synthmr run breast_dce_pre2post --input t1_pre=case7_pre.nii.gz --out case7_synthetic
+
+        Prints machine-readable SYNTHMR_PROGRESS lines and a final SYNTHMR_RESULT line on stdout (the protocol
+        is described in synthmr.bundle.runner). Everything is checked before the bundle runs; on any failure
+        nothing is written.
+
+        Args:
+            bundle: bundle name (see `synthmr bundles`) or bundle folder.
+            input: ROLE=PATH for one input; repeat the flag for each input of the bundle
+                (--input t1_pre=pre.nii.gz --input liver=liver.nrrd). Everything after the first "=" is the path.
+            out: output folder (must be new or empty unless --overwrite).
+            device: cpu or cuda.
+            overwrite: replace an existing output folder (only once the run has succeeded).
+        """
+        from synthmr.bundle.runner import print_result, run_bundle
+
+        if out is None:
+            raise InputError("--out is required: the folder to write the outputs to")
+        with _exit_on_sigterm():
+            outputs = run_bundle(str(bundle), _role_paths(input), str(out), device=str(device), overwrite=overwrite)
+        print_result(outputs)
+
+    def demo(
+        self, bundle: str = "breast_dce_pre2post", out: str | None = None, device: str = "cpu", overwrite: bool = False
+    ) -> None:
+        """Run a bundle on a simulated phantom case and write a PNG: inputs, synthetic, real and their difference.
+
+        Args:
+            bundle: bundle name or folder (default: breast_dce_pre2post).
+            out: output folder (default: demo/<bundle>); it gets inputs/, synthetic/ and demo.png.
+            device: cpu or cuda.
+            overwrite: replace an existing output folder.
+        """
+        from synthmr.demo import run_demo
+
+        png = run_demo(str(bundle), out or f"demo/{bundle}", device=str(device), overwrite=overwrite)
+        print(f"wrote {png}")
+
+    def bundles(self) -> None:
+        """List the bundles `synthmr run` finds by name, with their inputs and outputs.
+
+        Bundles are looked up in the folders of SYNTHMR_BUNDLE_PATH (os.pathsep-separated), then in the
+        repository's bundles/ folder.
+        """
+        from synthmr.bundle.description import read_tool_description
+        from synthmr.bundle.discovery import bundle_folders, list_bundles
+
+        found = list_bundles()
+        if not found:
+            searched = ", ".join(str(folder) for folder in bundle_folders()) or "no bundle folder exists"
+            print(f"no bundles found (searched: {searched})")
+        for name, path in found.items():
+            print(f"{name}  {path}")
+            try:
+                description = read_tool_description(path)
+            except InputError as error:
+                print(f"  not usable: {error}")
+                continue
+            print(f"  {description.spatial_dims}D network; outputs land on the grid of input {description.reference}")
+            width = max(map(len, [*description.inputs, *description.outputs]))
+            for direction, roles in (("input", description.inputs), ("output", description.outputs)):
+                for role_name, role in roles.items():
+                    optional = ", optional" if not getattr(role, "required", True) else ""
+                    labels = ", ".join(f"{value}={label}" for value, label in (role.labels or {}).items())
+                    print(
+                        f"  {direction:<6}  {role_name:<{width}}  {role.kind}{optional}: {role.description}"
+                        + (f" [{labels}]" if labels else "")
+                    )
+            if description.lesion_edits:
+                print(f"  lesion edits on {description.lesion}: {', '.join(description.lesion_edits)}")
+
+
+def _role_paths(values: str | list[str] | tuple[str, ...] | None) -> dict[str, str]:
+    """ROLE=PATH values of --input (one string, or the list main() folds repeated flags into) as role -> path."""
+    if values is None:
+        return {}
+    if not isinstance(values, (list, tuple)):
+        values = [values]  # one flag: a string, or whatever fire made of a value that looked like a number
+    paths: dict[str, str] = {}
+    for value in values:
+        role, equals, path = str(value).partition("=")
+        if not (equals and role and path):
+            raise InputError(f"--input {value}: expected ROLE=PATH, e.g. --input t1_pre=case7_pre.nii.gz")
+        if role in paths:
+            raise InputError(f"--input {role}: given twice ({paths[role]} and {path})")
+        paths[role] = path
+    return paths
+
+
+@contextmanager
+def _exit_on_sigterm() -> Iterator[None]:
+    """Within this block, SIGTERM (how a caller cancels a run) raises SystemExit, so that cleanup code runs and
+    the staging folder is removed; Python's default would end the process at once. Signal handlers can only be
+    set from the main thread: elsewhere the default stays."""
+    if not hasattr(signal, "SIGTERM") or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _gather_repeated(argv: list[str], flag: str, short: str) -> list[str]:
+    """Fold every ``flag VALUE``, ``flag=VALUE`` (and the same with fire's one-letter ``short`` form) of ``argv``
+    into one ``flag`` whose value is a list literal, which fire parses back into the list of strings: fire itself
+    would keep the last value only.
+
+    Arguments after a lone ``--`` are fire's own flags and stay as they are.
+    """
+    end = argv.index("--") if "--" in argv else len(argv)
+    values: list[str] = []
+    rest: list[str] = []
+    index = 0
+    while index < end:
+        arg = argv[index]
+        name, equals, value = arg.partition("=")
+        if name in (flag, short) and equals:
+            values.append(value)
+        elif arg in (flag, short) and index + 1 < end:
+            values.append(argv[index + 1])
+            index += 1
+        else:
+            rest.append(arg)
+        index += 1
+    if len(values) < 2:
+        return list(argv)
+    return [*rest, flag, repr(values), *argv[end:]]
+
 
 def _names(value: str | list[str] | tuple[str, ...] | None) -> list[str] | None:
     """A comma-separated string (or fire's list or tuple) as a list of names."""
@@ -122,8 +269,9 @@ def _names(value: str | list[str] | tuple[str, ...] | None) -> list[str] | None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `synthmr` console script."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        fire.Fire(SynthMR, command=argv, name="synthmr")
+        fire.Fire(SynthMR, command=_gather_repeated(argv, "--input", "-i"), name="synthmr")
     except InputError as err:
         print(f"synthmr: error: {err}", file=sys.stderr)
         return 2
