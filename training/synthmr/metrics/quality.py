@@ -8,6 +8,14 @@ For each candidate set of synthetic images, :func:`quality_report` computes
   scaling to [0, 1] as in :func:`~synthmr.metrics.evaluate.evaluate` before any metric;
 - SAMe over the candidates (:func:`synthmr.metrics.evaluate.select_checkpoint`), best first.
 
+Per-image scaling is the protocol of Osuala et al. (arXiv 2311.10879), but it hides what matters in DCE-MRI:
+a post-contrast image's own range is set by its brightest enhancing structure (the heart), so an unenhanced
+copy of the pre-contrast image can look close to it. With ``shared_scale="t1_pre"`` the region metrics are
+computed a second time with every image of a case scaled by that case's ``t1_pre`` range instead (0.5th and
+99.5th percentiles to 0 and 1, clipped to [0, :data:`SHARED_SCALE_HEADROOM`], SSIM and PSNR with that data range),
+the common receiver scale of the acquisitions, on which enhancement is measured (subtraction images,
+percentage enhancement). That second table is under ``"regions_shared_scale"`` and includes the whole image.
+
 Baselines are just more candidates: the identity baseline of an image-to-image method is its input images.
 """
 
@@ -24,8 +32,11 @@ import numpy as np
 from synthmr.errors import InputError
 from synthmr.io import read_image, save_datalist
 from synthmr.io._atomic import atomic_output, check_destination
-from synthmr.metrics.evaluate import PAIRED_METRICS, unit_scaled_image, evaluate, select_checkpoint
+from synthmr.metrics.evaluate import _PERCENTILES, PAIRED_METRICS, evaluate, select_checkpoint, unit_scaled_image
 from synthmr.metrics.image import paired_metrics
+
+# With a shared scale, images may exceed the source's range (enhancement): up to this multiple of it is kept.
+SHARED_SCALE_HEADROOM = 3.0
 
 
 def quality_report(
@@ -37,6 +48,7 @@ def quality_report(
     extractor: str = "domain",
     extractor_weights: str | os.PathLike | None = None,
     same_weights: Mapping[str, float] | None = None,
+    shared_scale: str | None = None,
     out: str | os.PathLike | None = None,
     overwrite: bool = False,
 ) -> dict:
@@ -51,6 +63,8 @@ def quality_report(
         metrics: global metrics (names of :data:`synthmr.metrics.evaluate.METRICS`).
         extractor, extractor_weights: the FID feature extractor.
         same_weights: SAMe weights per metric (e.g. ``{"psnr": 0}``).
+        shared_scale: key of the real cases' image whose range scales all images of the case for a second set of
+            region metrics (see the module docstring), or None.
         out: JSON file to write the report to.
         overwrite: replace an existing ``out``.
 
@@ -67,7 +81,7 @@ def quality_report(
         if len(paths) != len(real):
             raise InputError(f"candidate {name!r} has {len(paths)} images for {len(real)} real cases")
     for index, item in enumerate(real):
-        missing = [k for k in ("case_id", key, *regions) if k not in item]
+        missing = [k for k in ("case_id", key, *regions, *([shared_scale] if shared_scale else [])) if k not in item]
         if missing:
             raise InputError(f"real case {index} lacks {missing}")
 
@@ -88,6 +102,11 @@ def quality_report(
                 "global": global_report,
                 "regions": _region_metrics(real, paths, key, regions),
             }
+            if shared_scale:
+                report["candidates"][name]["regions_shared_scale"] = _region_metrics(
+                    real, paths, key, ["image", *regions], shared_scale
+                )
+    report["shared_scale"] = shared_scale
     ranking = select_checkpoint(
         [report["candidates"][name]["global"] for name in candidates], names=list(candidates), weights=same_weights
     )
@@ -98,19 +117,34 @@ def quality_report(
     return report
 
 
-def _region_metrics(real: list[dict], paths: Sequence, key: str, regions: Sequence[str]) -> dict:
+def _shared_scaled(path: Path, low: float, high: float) -> np.ndarray:
+    array = read_image(path).array.astype(np.float32)
+    return np.clip((array - low) / (high - low), 0.0, SHARED_SCALE_HEADROOM)
+
+
+def _region_metrics(
+    real: list[dict], paths: Sequence, key: str, regions: Sequence[str], shared_scale: str | None = None
+) -> dict:
+    """Paired metrics per region (the pseudo-region ``"image"`` is the whole image), mean and std over cases."""
     values: dict[str, dict[str, list[float]]] = {region: {m: [] for m in PAIRED_METRICS} for region in regions}
+    data_range = 1.0 if shared_scale is None else SHARED_SCALE_HEADROOM
     for item, path in zip(real, paths):
-        real_image, fake_image = unit_scaled_image(Path(item[key])), unit_scaled_image(Path(path))
+        if shared_scale is None:
+            real_image, fake_image = unit_scaled_image(Path(item[key])), unit_scaled_image(Path(path))
+        else:
+            low, high = (float(v) for v in np.percentile(read_image(item[shared_scale]).array, _PERCENTILES))
+            if high <= low:
+                raise InputError(f"{item[shared_scale]}: constant image; it cannot set the shared scale")
+            real_image, fake_image = _shared_scaled(Path(item[key]), low, high), _shared_scaled(Path(path), low, high)
         if real_image.shape != fake_image.shape:
             raise InputError(f"{path}: shape {fake_image.shape} differs from the real {item[key]} {real_image.shape}")
         for region in regions:
-            mask = read_image(item[region]).array > 0
+            mask = np.ones(real_image.shape, bool) if region == "image" else read_image(item[region]).array > 0
             if mask.shape != real_image.shape:
                 raise InputError(f"{item[region]}: mask shape {mask.shape} differs from the image {real_image.shape}")
             if not mask.any():
                 continue  # the region is absent from this case (e.g. a healthy breast has no lesion)
-            for metric, value in paired_metrics(fake_image, real_image, data_range=1.0, mask=mask).items():
+            for metric, value in paired_metrics(fake_image, real_image, data_range=data_range, mask=mask).items():
                 values[region][metric].append(value)
     summary = {}
     for region, per_metric in values.items():
@@ -145,5 +179,13 @@ def format_quality_table(report: Mapping) -> str:
             rows.append([name, region, str(values["n_cases"]), *(cell(values[m]) for m in metric_names), *[""] * len(extra)])
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
     lines = ["  ".join(value.ljust(width) for value, width in zip(row, widths)).rstrip() for row in rows]
+    if report.get("shared_scale"):
+        lines.append(f"\nthe same regions with every image of a case on its {report['shared_scale']} scale:")
+        shared = [header[:3] + metric_names]
+        for name, result in report["candidates"].items():
+            for region, values in result["regions_shared_scale"].items():
+                shared.append([name, region, str(values["n_cases"]), *(cell(values[m]) for m in metric_names)])
+        widths = [max(len(row[i]) for row in shared) for i in range(len(shared[0]))]
+        lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in shared]
     lines.append("SAMe (0 = best of these candidates): " + ", ".join(f"{n} {s:.3f}" for n, s in report["same"]))
     return "\n".join(lines)
