@@ -56,3 +56,29 @@ def test_bad_candidates_are_refused(cases, tmp_path):
         quality_report(real, {"exact": exact}, "img", regions=["fgt"], metrics=["mae"])
     with pytest.raises(InputError, match="no candidate"):
         quality_report(real, {}, "img")
+
+
+def test_shared_scale_sees_missing_enhancement_that_per_image_scaling_hides(tmp_path):
+    rng = np.random.default_rng(1)
+    real, identity = [], []
+    for i in range(2):
+        pre = rng.uniform(50, 100, (32, 32))
+        pre[:4] = 400.0  # a bright structure that does not enhance sets the pre-contrast range...
+        post = pre.copy()
+        post[:4] = 1000.0  # ...and enhances strongly: it alone sets the post-contrast range
+        post[10:20, 10:20] *= 2.0  # an enhancing lesion
+        lesion = np.zeros((32, 32), np.uint8)
+        lesion[10:20, 10:20] = 1
+        real.append({"case_id": f"c{i}", "post": write(tmp_path / f"post{i}.nii.gz", post),
+                     "pre": write(tmp_path / f"pre{i}.nii.gz", pre),
+                     "lesion": write(tmp_path / f"lesion{i}.nii.gz", lesion)})
+        identity.append(real[-1]["pre"])
+    report = quality_report(real, {"identity": identity, "exact": [r["post"] for r in real]}, "post",
+                            regions=["lesion"], metrics=["mae"], shared_scale="pre")
+    shared = report["candidates"]["identity"]["regions_shared_scale"]
+    # On the pre-contrast scale the identity misses the lesion's doubling: MAE = mean(pre)/range, about 0.2.
+    assert shared["lesion"]["mae"]["mean"] > 0.15
+    assert report["candidates"]["exact"]["regions_shared_scale"]["lesion"]["mae"]["mean"] == 0
+    assert set(shared) == {"image", "lesion"}
+    with pytest.raises(InputError, match="lacks"):
+        quality_report(real, {"identity": identity}, "post", metrics=["mae"], shared_scale="t2")
