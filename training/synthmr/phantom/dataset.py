@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+import sys
 import shutil
 import tempfile
 from pathlib import Path
@@ -49,7 +50,8 @@ def phantom_datalist(organ: str, out: str | Path, n: int, seed: int = 0, **optio
 
     Bundles use this as their default data: the first run simulates the cases, later runs with the same
     ``organ``, ``n``, ``seed`` and ``options`` reuse them. A folder holding anything else is refused rather
-    than replaced.
+    than replaced. Under ``torch.distributed`` (DDP training), rank 0 simulates while the other ranks wait at a
+    barrier, so that they do not race for the folder; every rank must call this.
 
     Returns:
         the ``"training"`` items of ``out/datalist.json`` with absolute paths.
