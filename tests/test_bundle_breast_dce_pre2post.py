@@ -1,0 +1,176 @@
+"""Bundle breast_dce_pre2post: the bundle contract (bundle_checks) and what the method itself promises."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from bundle_checks import BundleChecks
+from grids import oblique_volume
+from synthmr.errors import InputError
+from synthmr.io import read_image, write_image
+
+checks = BundleChecks("breast_dce_pre2post")
+
+
+def test_layout_is_complete():
+    checks.layout_is_complete()
+
+
+def test_metadata_validates_against_the_official_schema():
+    checks.metadata_validates()
+
+
+def test_version_is_in_changelog_and_pins_are_installed():
+    checks.version_is_in_changelog()
+    checks.required_packages_are_installed_versions()
+
+
+def test_tool_description_and_network_def():
+    checks.tool_description_parses()
+    checks.network_def_is_the_same_everywhere()
+
+
+def test_weights_are_a_cpu_state_dict_of_the_network():
+    checks.weights_are_cpu_state_dict_of_network_def()
+
+
+def test_verify_net_in_out():
+    checks.net_in_out_matches_metadata(n=1)
+
+
+def test_torchscript_export_equals_eager(tmp_path):
+    checks.torchscript_export_equals_eager(tmp_path, (1, 1, 64, 64))
+
+
+def test_inference_runs_out_of_the_box_on_the_sample(tmp_path):
+    written = checks.inference_runs(tmp_path)
+    sample = read_image(checks.root / "sample" / "t1_pre.nii.gz")
+    synthetic = read_image(written["t1_post1"])
+    assert synthetic.array.dtype == np.float32 and np.isfinite(synthetic.array).all()
+    # The output is in the input's units: its bright end is of the order of the pre-contrast image's.
+    assert 0.3 < np.percentile(synthetic.array, 99.5) / np.percentile(sample.array, 99.5) < 5
+
+
+def test_inference_keeps_an_oblique_anisotropic_grid(tmp_path):
+    pre = read_image(checks.root / "sample" / "t1_pre.nii.gz").array[30:94, 30:94, 4:7]
+    volume = oblique_volume(np.ascontiguousarray(pre))
+    path = write_image(volume, tmp_path / "case7_pre.nii.gz")
+    written = checks.inference_runs(tmp_path, input={"t1_pre": str(path), "case_id": "case7"})
+    assert read_image(written["t1_post1"]).same_grid(volume)
+
+
+def test_existing_output_is_kept_unless_overwrite(tmp_path):
+    checks.inference_runs(tmp_path)
+    output = tmp_path / "output" / "sample" / "t1_post1.nii.gz"
+    output.write_bytes(b"mine")
+    with pytest.raises(RuntimeError) as raised:  # MONAI wraps what a config expression raises
+        checks.inference_runs(tmp_path)
+    cause = raised.value.__cause__
+    assert isinstance(cause, InputError) and "already exists" in str(cause)
+    assert output.read_bytes() == b"mine"
+    checks.inference_runs(tmp_path, overwrite=True)
+    assert read_image(output).array.shape == (128, 128, 12)
+
+
+def test_training_runs_one_tiny_epoch_and_selects_by_same(tmp_path):
+    best = tmp_path / "model.pt"
+    workflow = checks.training_runs_one_epoch(
+        tmp_path,
+        dataset_dir=str(tmp_path / "data"),
+        best_model=str(best),
+        phantom_options={"dims": 2, "size": 64, "n_lesions": [1, 1]},
+        n_train_cases=4,
+        n_val_cases=2,
+        batch_size=2,
+        patch_size=[64, 64],
+        epochs_constant=1,
+        epochs_decay=0,
+        val_interval=1,
+        **{"checkpoint_selection#synthesizer_kwargs#roi_size": [64, 64]},
+    )
+    selection = json.loads((tmp_path / "train" / "validation" / "selection.json").read_text())
+    assert selection["best"] == "epoch_0001"
+    assert set(selection["metrics"]) == {"ssim", "mse", "mae", "psnr", "fid"}
+    report = json.loads((tmp_path / "train" / "validation" / "epoch_0001" / "report.json").read_text())
+    assert report["extractor"].startswith("domain")
+    generator = workflow.parser.get_parsed_content("network_def")
+    generator.load_state_dict(torch.load(best, weights_only=True))  # the SAMe-best weights load as network_def
+    assert (tmp_path / "train" / "checkpoints" / "last.pt").is_file()
+
+
+# ---------------------------------------------------------------------------------------------- synthmr run / demo
+
+
+def run_cli(*args):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "synthmr", *map(str, args)], capture_output=True, text=True)
+
+
+def test_synthmr_run_writes_the_output_on_the_input_grid_with_progress(tmp_path):
+    from synthmr.bundle.runner import parse_progress_line
+
+    sample = checks.root / "sample" / "t1_pre.nii.gz"
+    result = run_cli("run", "breast_dce_pre2post", "--input", f"t1_pre={sample}", "--out", tmp_path / "out")
+    assert result.returncode == 0, result.stderr
+    events = [parse_progress_line(line) for line in result.stdout.splitlines()]
+    events = [event for event in events if event]
+    assert events[-1] == {"type": "result", "outputs": {"t1_post1": str(tmp_path / "out" / "t1_post1.nii.gz")}}
+    fractions = [event["fraction"] for event in events if event["type"] == "progress"]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert len([f for f in fractions if 0.2 < f < 0.9]) >= 1  # the bundle reports its slice batches
+    assert read_image(tmp_path / "out" / "t1_post1.nii.gz").same_grid(read_image(sample))
+
+
+@pytest.mark.parametrize(
+    "args, words",
+    [
+        (["run", "breast_dce_pre2post"], ["t1_pre"]),  # the required input is missing
+        (["run", "breast_dce_pre2post", "--input", "t2=x.nii.gz"], ["t2"]),
+        (["run", "no_such_bundle", "--input", "t1_pre=x.nii.gz"], ["no_such_bundle", "breast_dce_pre2post"]),
+    ],
+)
+def test_synthmr_run_bad_input_is_one_line_and_writes_nothing(tmp_path, args, words):
+    result = run_cli(*args, "--out", tmp_path / "out")
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("synthmr: error:") and "Traceback" not in result.stderr
+    assert all(word in lines[0] for word in words), lines[0]
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_synthmr_demo_writes_inputs_outputs_and_a_png(tmp_path):
+    from synthmr.demo import run_demo
+
+    png = run_demo("breast_dce_pre2post", tmp_path / "demo")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    pre = read_image(tmp_path / "demo" / "inputs" / "t1_pre.nii.gz")
+    assert read_image(tmp_path / "demo" / "synthetic" / "t1_post1.nii.gz").same_grid(pre)
+    with pytest.raises(Exception, match="already exists"):
+        run_demo("breast_dce_pre2post", tmp_path / "demo")
+
+
+def test_multi_gpu_train_runs_ddp_on_two_cpu_processes(tmp_path):
+    import subprocess
+    import sys
+
+    configs = checks.configs
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "monai.bundle",
+         "run", "--bundle_root", str(checks.root),
+         "--config_file", f"['{configs / 'train.yaml'}','{configs / 'multi_gpu_train.yaml'}']",
+         "--dist_backend", "gloo", "--device", "$torch.device('cpu')", "--dataset_dir", str(tmp_path / "data"),
+         "--output_dir", str(tmp_path / "train"), "--best_model", str(tmp_path / "model.pt"),
+         "--n_train_cases", "4", "--n_val_cases", "2", "--batch_size", "1", "--patch_size", "[64, 64]",
+         "--phantom_options", "{'dims': 2, 'size': 64, 'n_lesions': [1, 1]}",
+         "--epochs_constant", "1", "--epochs_decay", "0", "--val_interval", "1",
+         "--checkpoint_selection#synthesizer_kwargs#roi_size", "[64, 64]"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "model.pt").is_file() and (tmp_path / "train" / "checkpoints" / "last.pt").is_file()
+    state = torch.load(tmp_path / "train" / "checkpoints" / "last.pt", weights_only=True)
+    assert state["trainer"]["max_epochs"] == 1 and state["trainer"]["iteration"] == 2  # 4 cases, 2 ranks, batch 1
