@@ -18,13 +18,16 @@ demo: $(STAMP)
 	$(PY) -m synthmr phantom brain --n 2 --dims 3 --out $(DEMO)/brain --preview --overwrite
 	$(PY) -m synthmr phantom breast --n 4 --dims 2 --out $(DEMO)/breast --preview --overwrite
 	$(PY) -m synthmr phantom liver --n 4 --dims 2 --out $(DEMO)/liver --preview --overwrite
-	@echo "demo written to $(DEMO)/: open $(DEMO)/*/preview.png"
+	$(PY) -m synthmr demo breast_dce_pre2post --out $(DEMO)/breast_dce_pre2post --overwrite
+	@echo "demo written to $(DEMO)/: open $(DEMO)/*/preview.png and $(DEMO)/breast_dce_pre2post/demo.png"
 
 test: $(STAMP)
 	$(PY) -m pytest -q
 
 benchmark: $(STAMP)
 	$(PY) benchmarks/phantom.py
+	$(PY) benchmarks/engine.py
+	$(PY) benchmarks/breast_dce_pre2post.py
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache
