@@ -95,6 +95,7 @@ class Synthesizer:
         self.overlap = overlap
         # Generators that need sizes divisible by 2**downsamplings say so (GlobalGenerator.size_multiple).
         self.size_multiple = int(getattr(network, "size_multiple", 1))
+        self._inferers: dict[tuple[int, ...], SlidingWindowInferer] = {}
 
     def __call__(self) -> list[dict[str, Path]]:
         """Synthesise every case; returns, per case, output key -> written file."""
@@ -194,11 +195,17 @@ class Synthesizer:
         # A window no larger than the image (rounded up to the generator's size multiple): a small image is
         # not padded to the full roi_size, which would multiply the work.
         multiple = self.size_multiple
-        roi = [min(r, -(-side // multiple) * multiple) for r, side in zip(self.roi_size, batch.shape[2:])]
-        inferer = SlidingWindowInferer(
-            roi_size=roi, sw_batch_size=self.sw_batch_size, overlap=self.overlap, mode="gaussian", cval=AIR
-        )
-        output = inferer(batch.to(self.device), self.network)
+        roi = tuple(min(r, -(-side // multiple) * multiple) for r, side in zip(self.roi_size, batch.shape[2:]))
+        if roi not in self._inferers:  # one per window size, so the Gaussian blending weights are computed once
+            self._inferers[roi] = SlidingWindowInferer(
+                roi_size=roi,
+                sw_batch_size=self.sw_batch_size,
+                overlap=self.overlap,
+                mode="gaussian",
+                cval=AIR,
+                cache_roi_weight_map=True,
+            )
+        output = self._inferers[roi](batch.to(self.device), self.network)
         if output.shape[1] != len(self.outputs):
             raise InputError(
                 f"the network gives {output.shape[1]} output channels, but {len(self.outputs)} outputs are named "
