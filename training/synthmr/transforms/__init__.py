@@ -1,6 +1,31 @@
-"""Image and mask operations shared by the bundles: intensity scaling, slice sampling (and, later, lesion edits)."""
+"""Image and mask operations shared by the bundles and tools: intensity scaling, slice sampling, lesion edits."""
 
 from synthmr.transforms.intensity import IntensityScaling, RobustScaled, foreground
+from synthmr.transforms.lesion import (
+    ClipToMask,
+    ComposeEdits,
+    LesionEdit,
+    Mirror,
+    Scale,
+    Translate,
+    Transplant,
+    edit_lesion,
+    left_right_axis,
+)
 from synthmr.transforms.slices import RandForegroundSliced
 
-__all__ = ["IntensityScaling", "RandForegroundSliced", "RobustScaled", "foreground"]
+__all__ = [
+    "ClipToMask",
+    "ComposeEdits",
+    "IntensityScaling",
+    "LesionEdit",
+    "Mirror",
+    "RandForegroundSliced",
+    "RobustScaled",
+    "Scale",
+    "Translate",
+    "Transplant",
+    "edit_lesion",
+    "foreground",
+    "left_right_axis",
+]
