@@ -149,6 +149,70 @@ class SynthMR:
             outputs = run_bundle(str(bundle), _role_paths(input), str(out), device=str(device), overwrite=overwrite)
         print_result(outputs)
 
+    def lesion(
+        self,
+        lesion: str | None = None,
+        out: str | None = None,
+        organ: str | None = None,
+        translate: str | list | tuple | None = None,
+        scale: float | None = None,
+        mirror: bool = False,
+        transplant: str | None = None,
+        centre: str | list | tuple | None = None,
+        unit: str = "voxel",
+        overwrite: bool = False,
+    ) -> None:
+        """Edit a lesion labelmap and write it on the same grid, to pass to `synthmr run` as the bundle's lesion input.
+
+        The edits run in this order: transplant, mirror, scale, translate; then the lesion is clipped to the organ
+        mask. Labels keep their values (nearest neighbour) and shifts are whole voxels (synthmr.transforms.lesion).
+
+        Example: synthmr lesion --lesion tumor.nii.gz --organ liver.nii.gz --translate=0,-12,0 --unit mm
+        --out tumor_moved.nii.gz
+
+        Args:
+            lesion: the case's lesion labelmap; optional with --transplant (the donor gives the grid).
+            out: the edited labelmap to write (.nii.gz, .nii, .nrrd or .mha).
+            organ: organ mask on the same grid: the result is clipped to it, and --mirror mirrors about its
+                mid-sagittal plane (without it, about the image's).
+            translate: offset X,Y,Z (one value per image axis) in --unit; write --translate=-3,0,0 for a negative
+                first value.
+            scale: scale factor about the lesion's centroid (2 doubles its diameter).
+            mirror: mirror the lesion left-right.
+            transplant: another case's lesion labelmap, on the same grid, that replaces this case's lesion.
+            centre: X,Y,Z in --unit where the transplanted lesion's centroid goes (default: where it is).
+            unit: voxel (array index, = 3D Slicer's IJK) or mm (physical LPS position: x to the patient's left,
+                y posterior, z superior).
+            overwrite: replace an existing --out.
+        """
+        import numpy as np
+
+        from synthmr.io import read_image, write_image
+        from synthmr.transforms.lesion import edit_lesion
+
+        if out is None:
+            raise InputError("--out is required: the edited lesion labelmap to write")
+        if lesion is None and transplant is None:
+            raise InputError("--lesion is required (or --transplant, which brings its own lesion)")
+        # Read everything first: a bad path fails before anything is computed.
+        donor = None if transplant is None else read_image(str(transplant))
+        case_lesion = donor.with_array(np.zeros_like(donor.array)) if lesion is None else read_image(str(lesion))
+        organ_mask = None if organ is None else read_image(str(organ))
+        names = {"lesion": str(lesion or "lesion"), "organ": str(organ), "donor": str(transplant)}
+        edited = edit_lesion(
+            case_lesion,
+            translate=_numbers(translate, "--translate"),
+            scale=None if scale is None else _number(scale, "--scale"),
+            mirror=_flag(mirror, "--mirror"),
+            transplant=donor,
+            centre=_numbers(centre, "--centre"),
+            organ=organ_mask,
+            unit=str(unit),
+            names=names,
+        )
+        write_image(edited, str(out), overwrite=overwrite)
+        print(f"wrote {out}: {int(np.count_nonzero(edited.array))} lesion voxels")
+
     def demo(
         self, bundle: str = "breast_dce_pre2post", out: str | None = None, device: str = "cpu", overwrite: bool = False
     ) -> None:
@@ -214,6 +278,30 @@ def _role_paths(values: str | list[str] | tuple[str, ...] | None) -> dict[str, s
             raise InputError(f"--input {role}: given twice ({paths[role]} and {path})")
         paths[role] = path
     return paths
+
+
+def _numbers(value: str | float | list | tuple | None, flag: str) -> tuple[float, ...] | None:
+    """The X,Y,Z value of ``flag`` as floats: fire passes "1,2,3" as a tuple, "[1,2,3]" as a list and a lone
+    number as a number; a string is what it could not parse."""
+    if value is None:
+        return None
+    parts = value.split(",") if isinstance(value, str) else value if isinstance(value, (list, tuple)) else [value]
+    return tuple(_number(part, flag) for part in parts)
+
+
+def _number(value: str | float, flag: str) -> float:
+    if isinstance(value, bool):
+        raise InputError(f"{flag}: needs a number")
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise InputError(f"{flag} {value}: not a number") from None
+
+
+def _flag(value: bool | str, flag: str) -> bool:
+    if not isinstance(value, bool):
+        raise InputError(f"{flag} {value}: is a switch; give it without a value (or as {flag}=True/False)")
+    return value
 
 
 @contextmanager
