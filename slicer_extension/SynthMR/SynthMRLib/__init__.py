@@ -1,0 +1,54 @@
+"""SynthMRLib: everything the 3D Slicer module does that needs no Slicer (DESIGN §6).
+
+Finding bundles and reading their interface (:mod:`~SynthMRLib.bundles`), RAS/LPS grids and NRRD files
+(:mod:`~SynthMRLib.geometry`), checking the user's inputs (:mod:`~SynthMRLib.validation`), lesion edit requests
+(:mod:`~SynthMRLib.edits`), running a synthesis in separate processes with progress and cancel
+(:mod:`~SynthMRLib.process`) and the dependencies to install (:mod:`~SynthMRLib.dependencies`).
+
+It imports the standard library and NumPy only (Slicer's Python has both), never ``slicer`` or ``qt``, so it is
+tested with plain pytest. ``synthmr`` is imported only where a function needs it, and only once the user has
+installed it: discovery and interface reading work without it.
+"""
+
+from SynthMRLib.bundles import (
+    BundleEntry,
+    BundleInterface,
+    Role,
+    clear_cache,
+    discover_bundles,
+    read_interface,
+    repository_bundles,
+    resolve_bundle,
+    unpack_bundle_zip,
+)
+from SynthMRLib.edits import LesionEditRequest
+from SynthMRLib.errors import SynthMRError
+from SynthMRLib.geometry import lps_grid, ras_point_to_ijk, ras_vector_to_ijk, write_nrrd
+from SynthMRLib.process import DEVICES, JobState, Progress, SynthesisJob
+from SynthMRLib.validation import SceneInput, check_inputs, combine_segments, segment_label_values
+
+__all__ = [
+    "DEVICES",
+    "BundleEntry",
+    "BundleInterface",
+    "JobState",
+    "LesionEditRequest",
+    "Progress",
+    "Role",
+    "SceneInput",
+    "SynthMRError",
+    "SynthesisJob",
+    "check_inputs",
+    "clear_cache",
+    "combine_segments",
+    "discover_bundles",
+    "lps_grid",
+    "ras_point_to_ijk",
+    "ras_vector_to_ijk",
+    "read_interface",
+    "repository_bundles",
+    "resolve_bundle",
+    "segment_label_values",
+    "unpack_bundle_zip",
+    "write_nrrd",
+]

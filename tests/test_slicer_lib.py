@@ -1,0 +1,463 @@
+"""SynthMRLib, the Slicer module's Slicer-free library: it imports with neither Slicer nor synthmr, finds bundles
+(repository, user folder, added folders and zips), reads their interface with or without synthmr, checks inputs,
+writes files on the right grid, and runs a bundle through the real runner with progress and cancel."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+EXTENSION = Path(__file__).resolve().parents[1] / "slicer_extension" / "SynthMR"
+sys.path.insert(0, str(EXTENSION))
+
+from SynthMRLib import (  # noqa: E402 (the module folder is not a package on the path by itself)
+    JobState,
+    LesionEditRequest,
+    SceneInput,
+    SynthesisJob,
+    SynthMRError,
+    check_inputs,
+    combine_segments,
+    discover_bundles,
+    lps_grid,
+    ras_point_to_ijk,
+    ras_vector_to_ijk,
+    read_interface,
+    resolve_bundle,
+    segment_label_values,
+    unpack_bundle_zip,
+    write_nrrd,
+)
+from SynthMRLib.bundles import repository_bundles, repository_root  # noqa: E402
+from SynthMRLib.geometry import on_reference_grid  # noqa: E402
+from SynthMRLib.testing import INTERFACE, LESION_CONTRAST, write_test_bundle  # noqa: E402
+
+from synthmr.io import read_image  # noqa: E402
+
+# IJK -> RAS of an oblique, anisotropic, off-origin grid with a flipped slice axis: catches any RAS/LPS, axis-order
+# or sign mistake.
+ANGLE = np.deg2rad(30)
+IJK_TO_RAS = np.array(
+    [
+        [0.7 * np.cos(ANGLE), -0.9 * np.sin(ANGLE), 0.0, 10.0],
+        [0.7 * np.sin(ANGLE), 0.9 * np.cos(ANGLE), 0.0, -20.0],
+        [0.0, 0.0, -3.0, 5.0],
+        [0.0, 0.0, 0.0, 1.0],
+    ]
+)
+SHAPE = (3, 6, 8)  # (K, J, I), as slicer.util.arrayFromVolume gives
+
+
+def case_arrays():
+    """t1_pre, liver and tumour arrays of one small case, (K, J, I)."""
+    t1 = np.arange(np.prod(SHAPE), dtype=np.float32).reshape(SHAPE)
+    liver = np.zeros(SHAPE, np.uint8)
+    liver[:, 1:5, 1:7] = 1
+    tumor = np.zeros(SHAPE, np.uint8)
+    tumor[1, 2:4, 2:4] = 1
+    return {"t1_pre": t1, "liver": liver, "tumor": tumor}
+
+
+def scene_inputs(arrays=None, **changes):
+    arrays = arrays or case_arrays()
+    inputs = {role: SceneInput(f"{role} node", array, IJK_TO_RAS) for role, array in arrays.items()}
+    inputs.update(changes)
+    return inputs
+
+
+@pytest.fixture
+def bundle(tmp_path):
+    return write_test_bundle(tmp_path / "bundles")
+
+
+@pytest.fixture
+def interface(bundle):
+    return read_interface(bundle)
+
+
+def write_case(folder, arrays=None):
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays = arrays or case_arrays()
+    return {role: write_nrrd(folder / f"{role}.nrrd", array, IJK_TO_RAS) for role, array in arrays.items()}
+
+
+# Importing
+
+
+def test_imports_without_slicer_or_synthmr(bundle):
+    """In a fresh Slicer synthmr is not installed; SynthMRLib must still list bundles and show their interface."""
+    code = f"""
+import sys, json
+for name in ("slicer", "qt", "ctk", "vtk", "synthmr", "torch", "monai", "SimpleITK"):
+    sys.modules[name] = None  # any import of these raises ImportError
+sys.path.insert(0, {str(EXTENSION)!r})
+import SynthMRLib
+from SynthMRLib import discover_bundles
+entry, = [e for e in discover_bundles(user_folder={str(bundle.parent)!r}) if e.name == {bundle.name!r}]
+i = entry.interface
+print(json.dumps([i.checked, list(i.inputs), i.inputs["liver"].labels, i.lesion_edits, entry.source]))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == [
+        False, ["t1_pre", "liver", "tumor"], {"1": "liver"}, list(INTERFACE["lesion_edits"]), "user folder"
+    ]
+
+
+# Interface: the light reading agrees with synthmr's
+
+
+def hide_synthmr_reader(monkeypatch):
+    monkeypatch.setitem(sys.modules, "synthmr.bundle.description", None)
+
+
+def test_interface_from_metadata_with_and_without_synthmr(bundle, monkeypatch):
+    full = read_interface(bundle)
+    assert full.checked and full.name == "synthmr_test"
+    assert list(full.inputs) == ["t1_pre", "liver", "tumor"] and list(full.outputs) == ["t1_post1"]
+    assert full.inputs["tumor"].required is False and full.inputs["liver"].labels == {1: "liver"}
+    assert (full.reference, full.organ_mask, full.lesion) == ("t1_pre", "liver", "tumor")
+    hide_synthmr_reader(monkeypatch)
+    light = read_interface(bundle)
+    assert not light.checked
+    assert {**vars(light), "checked": True} == vars(full)
+
+
+def rewrite_block(bundle, change):
+    path = bundle / "configs" / "metadata.json"
+    metadata = json.loads(path.read_text())
+    change(metadata["synthmr"])
+    path.write_text(json.dumps(metadata))
+
+
+@pytest.mark.parametrize(
+    "change, field",
+    [
+        (lambda b: b["inputs"]["liver"].update(kind="mask"), "synthmr.inputs.liver.kind"),
+        (lambda b: b.update(reference="t2"), "synthmr.reference"),
+        (lambda b: b.update(reference="tumor"), "synthmr.reference"),
+        (lambda b: b.update(organ_mask="t1_pre"), "synthmr.organ_mask"),
+        (lambda b: b.update(lesion_edits=["rotate"]), "synthmr.lesion_edits"),
+        (lambda b: b.update(lesion=None), "synthmr.lesion_edits"),
+        (lambda b: b["inputs"]["liver"].update(labels={"0": "bg"}), "synthmr.inputs.liver.labels"),
+        (lambda b: b["inputs"]["t1_pre"].update(labels={"1": "x"}), "synthmr.inputs.t1_pre.labels"),
+        (lambda b: b.update(spatial_dims=4), "synthmr.spatial_dims"),
+        (lambda b: b.pop("outputs"), "field synthmr: missing field(s) outputs"),
+        (lambda b: b["inputs"].update(case_id=b["inputs"]["t1_pre"]), "synthmr.inputs.case_id"),
+    ],
+)
+def test_both_readers_reject_a_bad_block_naming_the_field(bundle, monkeypatch, change, field):
+    rewrite_block(bundle, change)
+    with pytest.raises(SynthMRError) as full:
+        read_interface(bundle)
+    hide_synthmr_reader(monkeypatch)
+    with pytest.raises(SynthMRError) as light:
+        read_interface(bundle)
+    for raised in (full, light):
+        assert str(raised.value).startswith(f"{bundle / 'configs' / 'metadata.json'}: ") and field in str(raised.value)
+
+
+# Discovery
+
+
+def test_discovery_order_user_folder_repository_and_problems(tmp_path):
+    repository, user, added = tmp_path / "repository", tmp_path / "user", tmp_path / "added"
+    write_test_bundle(repository, "shared")
+    write_test_bundle(repository, "only_repository")
+    write_test_bundle(user, "shared")
+    broken = write_test_bundle(user, "broken")
+    (broken / "configs" / "metadata.json").write_text("{not json")
+    mine = write_test_bundle(added, "shared")
+    (user / "not_a_bundle").mkdir()
+    entries = discover_bundles(added=[mine, tmp_path / "gone"], user_folder=user, repository=repository)
+    found = {entry.name: entry for entry in entries}
+    assert [entry.name for entry in entries] == ["shared", "gone", "broken", "only_repository"]
+    assert found["shared"].path == mine.resolve() and found["shared"].source == "added"  # first source wins
+    assert found["only_repository"].source == "repository" and found["only_repository"].interface is not None
+    assert found["broken"].interface is None and "not valid JSON" in found["broken"].problem
+    assert found["gone"].problem == f"{tmp_path / 'gone'}: no such bundle folder or zip"
+
+
+def test_repository_bundles_are_found_from_the_checkout():
+    root = repository_root()
+    assert root == EXTENSION.parents[1] and repository_bundles() == root / "bundles"
+    expected = sorted(p.name for p in (root / "bundles").iterdir() if (p / "configs" / "metadata.json").is_file())
+    found = [entry for entry in discover_bundles() if entry.source == "repository"]
+    assert sorted(entry.name for entry in found) == expected
+
+
+def zip_folder(folder, zip_path, inside=""):
+    with zipfile.ZipFile(zip_path, "w") as archive:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                archive.write(path, inside + path.relative_to(folder).as_posix())
+    return zip_path
+
+
+def test_zipped_bundle_is_unpacked_once_into_the_cache(tmp_path):
+    bundle = write_test_bundle(tmp_path / "src", "zipped")
+    cache = tmp_path / "cache"
+    of_folder = zip_folder(bundle, tmp_path / "whatever.zip", inside="zipped/")  # a zip of the bundle folder
+    of_content = zip_folder(bundle, tmp_path / "named_by_zip.zip")  # a zip of its content
+    unpacked = unpack_bundle_zip(of_folder, cache)
+    assert unpacked.name == "zipped" and unpacked.parent.parent == cache.resolve()
+    assert read_interface(unpacked).inputs.keys() == {"t1_pre", "liver", "tumor"}
+    stamp = (unpacked / "configs" / "metadata.json").stat().st_mtime_ns
+    assert unpack_bundle_zip(of_folder, cache) == unpacked  # same content: the same folder, not unpacked again
+    assert (unpacked / "configs" / "metadata.json").stat().st_mtime_ns == stamp
+    assert resolve_bundle(of_content, cache).name == "named_by_zip"
+    assert not [p for p in cache.iterdir() if p.name.startswith(".")]  # no staging folder left
+    entries = discover_bundles(added=[of_folder], cache_folder=cache, repository=tmp_path / "none")
+    assert [(entry.name, entry.source, entry.path) for entry in entries] == [("zipped", "added", unpacked)]
+
+
+def test_bad_zips_are_refused_with_one_message(tmp_path):
+    cache = tmp_path / "cache"
+    not_zip = tmp_path / "bundle.zip"
+    not_zip.write_text("plain text")
+    with pytest.raises(SynthMRError, match="not a zip file"):
+        unpack_bundle_zip(not_zip, cache)
+    empty = tmp_path / "empty.zip"
+    with zipfile.ZipFile(empty, "w") as archive:
+        archive.writestr("README.txt", "no bundle here")
+    with pytest.raises(SynthMRError, match="holds no bundle"):
+        unpack_bundle_zip(empty, cache)
+    escaping = tmp_path / "escaping.zip"
+    with zipfile.ZipFile(escaping, "w") as archive:
+        archive.writestr("configs/metadata.json", "{}")
+        archive.writestr("../outside.txt", "x")
+    with pytest.raises(SynthMRError, match="outside the bundle folder"):
+        unpack_bundle_zip(escaping, cache)
+    assert not (tmp_path / "outside.txt").exists() and not cache.exists()
+
+
+# Geometry: what the module writes is read on the same grid by SimpleITK (synthmr)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int16, np.uint8, bool, np.float64])
+def test_nrrd_keeps_the_grid_in_lps(tmp_path, dtype):
+    array = (np.random.default_rng(1).random(SHAPE) * 50).astype(dtype)
+    path = write_nrrd(tmp_path / "volume.nrrd", array, IJK_TO_RAS)
+    volume = read_image(path)
+    np.testing.assert_allclose(volume.affine, IJK_TO_RAS, atol=1e-9)  # Volume.affine is index -> RAS
+    np.testing.assert_array_equal(volume.array, np.transpose(array, (2, 1, 0)))  # (K, J, I) -> ITK (I, J, K)
+    spacing, origin, direction = lps_grid(IJK_TO_RAS)
+    np.testing.assert_allclose(volume.spacing, spacing)
+    np.testing.assert_allclose(volume.origin, origin)
+    np.testing.assert_allclose(volume.direction, direction, atol=1e-12)
+    assert origin.tolist() == [-10.0, 20.0, 5.0]  # LPS: x and y negated
+    assert [p.name for p in tmp_path.iterdir()] == ["volume.nrrd"]
+
+
+def test_ras_to_ijk_conversions():
+    np.testing.assert_allclose(ras_point_to_ijk((IJK_TO_RAS @ [2, 3, 1, 1])[:3], IJK_TO_RAS), [2, 3, 1])
+    step = IJK_TO_RAS[:3, :3] @ [1, -2, 1]
+    np.testing.assert_allclose(ras_vector_to_ijk(step, IJK_TO_RAS), [1, -2, 1])
+
+
+def test_equivalent_grids_are_mapped_back_exactly():
+    array = np.random.default_rng(2).random(SHAPE)
+    flipped = IJK_TO_RAS.copy()  # the slice axis reversed, as Slicer reads a left-handed grid
+    flipped[:3, 2] *= -1
+    flipped[:3, 3] += IJK_TO_RAS[:3, 2] * (SHAPE[0] - 1)
+    np.testing.assert_array_equal(on_reference_grid(array[::-1], flipped, IJK_TO_RAS), array)
+    swapped = IJK_TO_RAS[:, [1, 0, 2, 3]]  # I and J exchanged
+    np.testing.assert_array_equal(on_reference_grid(np.swapaxes(array, 1, 2), swapped, IJK_TO_RAS), array)
+    assert on_reference_grid(array, IJK_TO_RAS, IJK_TO_RAS) is array
+    shifted = IJK_TO_RAS.copy()
+    shifted[:3, 3] += IJK_TO_RAS[:3, 0]  # one voxel along I: other positions, not the same grid
+    half = IJK_TO_RAS.copy()
+    half[:3, 0] /= 2
+    for matrix in (shifted, half):
+        with pytest.raises(SynthMRError, match="not at the positions"):
+            on_reference_grid(array, matrix, IJK_TO_RAS)
+
+
+# Validation
+
+
+def test_valid_inputs_pass(interface):
+    check_inputs(interface, scene_inputs())
+    arrays = case_arrays()
+    del arrays["tumor"]  # optional
+    check_inputs(interface, scene_inputs(arrays))
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        (lambda a: a.pop("liver"), ["choose the required input(s) 'liver'", "tumor (tumour mask, optional)"]),
+        (lambda a: a.update(t2=a["t1_pre"]), ["has no input role(s) 't2'"]),
+        (lambda a: a["liver"].__setitem__((0, 0, 0), 2), ["input 'liver' (liver node)", "value(s) 2", "1 (liver)"]),
+        (lambda a: a["liver"].fill(0), ["input 'liver' (liver node): is empty"]),
+        (lambda a: a.update(liver=a["liver"] * 0.5), ["non-integer"]),
+        (lambda a: a["t1_pre"].__setitem__((0, 0, 0), np.nan), ["input 't1_pre' (t1_pre node): 1 voxels are NaN"]),
+        (lambda a: a.update(t1_pre=np.stack([a["t1_pre"]] * 3, -1)), ["has 3 components per voxel"]),
+        (
+            lambda a: a.update(liver=a["liver"][:, :, :4]),
+            ["input 'liver' (liver node): is not on the grid", "size 4x6x3 vs 8x6x3"],
+        ),
+    ],
+)
+def test_bad_inputs_are_refused_naming_the_node(interface, change, words):
+    arrays = case_arrays()
+    change(arrays)
+    with pytest.raises(SynthMRError) as raised:
+        check_inputs(interface, scene_inputs(arrays))
+    assert all(word in str(raised.value) for word in words), raised.value
+
+
+@pytest.mark.parametrize(
+    "matrix_change, words",
+    [
+        (lambda m: m.__setitem__((0, 3), 11.0), ["origin 11x-20x5 vs 10x-20x5 mm (RAS)"]),
+        (lambda m: m.__setitem__((slice(0, 3), 2), [0, 0, -3.5]), ["spacing 0.7x0.9x3.5 vs 0.7x0.9x3 mm"]),
+        (lambda m: m.__setitem__((slice(0, 3), 2), [0, 0, 3.0]), ["the axis directions differ"]),
+    ],
+)
+def test_grid_mismatch_says_how(interface, matrix_change, words):
+    matrix = IJK_TO_RAS.copy()
+    matrix_change(matrix)
+    inputs = scene_inputs(liver=SceneInput("liver node", case_arrays()["liver"], matrix))
+    with pytest.raises(SynthMRError) as raised:
+        check_inputs(interface, inputs)
+    assert "is not on the grid of the reference input 't1_pre' (t1_pre node)" in str(raised.value)
+    assert all(word in str(raised.value) for word in words), raised.value
+    noisy = IJK_TO_RAS.copy()
+    noisy[:3] += 1e-5  # what positions stored as 32-bit floats differ by
+    inputs["liver"] = SceneInput("liver node", case_arrays()["liver"], noisy)
+    check_inputs(interface, inputs)
+
+
+def test_segment_labels_by_name_order_or_single(interface):
+    role = interface.inputs["liver"]
+    assert segment_label_values(role, "Seg", ["Segment_1"]) == [1]  # one segment, one label: its name is irrelevant
+    multi = type(role)("lesion", "labelmap", "BraTS labels", labels={1: "necrotic core", 2: "edema", 3: "enhancing"})
+    assert segment_label_values(multi, "Seg", [" Edema", "ENHANCING", "necrotic core"]) == [2, 3, 1]
+    with pytest.raises(SynthMRError, match=r"segment\(s\) 'tumour' match no label.*1 \(necrotic core\), 2 \(edema\)"):
+        segment_label_values(multi, "Seg", ["edema", "tumour"])
+    with pytest.raises(SynthMRError, match="repeat another segment's label"):
+        segment_label_values(multi, "Seg", ["edema", "Edema"])
+    anything = type(role)("mask", "labelmap", "any labels")
+    assert segment_label_values(anything, "Seg", ["a", "b", "c"]) == [1, 2, 3]
+
+
+def test_combine_segments_refuses_overlap(interface):
+    role = interface.inputs["liver"]
+    first, second = np.zeros(SHAPE, np.uint8), np.zeros(SHAPE, np.uint8)
+    first[0, 0, :2], second[0, 0, 1:3] = 1, 1
+    combined = combine_segments(role, "Seg", [("a", first), ("b", second * 0)], [1, 2])
+    assert combined.dtype == np.uint8 and np.array_equal(combined, first)
+    with pytest.raises(SynthMRError, match="segment 'b' overlaps another segment in 1 voxels"):
+        combine_segments(role, "Seg", [("a", first), ("b", second)], [1, 2])
+
+
+# Lesion edit requests
+
+
+def test_edit_request_arguments_and_checks(interface):
+    request = LesionEditRequest(translate=(-1.0, 2.0, 0.5), scale=1.5, mirror=True, transplant=Path("/d.nrrd"),
+                                centre=(3.0, 4.0, 1.0))
+    assert request.requested == ("translate", "scale", "mirror", "transplant")
+    assert request.arguments() == ["--unit", "voxel", "--transplant=/d.nrrd", "--centre=3.0,4.0,1.0", "--mirror",
+                                   "--scale=1.5", "--translate=-1.0,2.0,0.5"]
+    request.check(interface, has_lesion=False)  # a transplant needs no lesion of the case's own
+    with pytest.raises(SynthMRError, match="choose the lesion input 'tumor'"):
+        LesionEditRequest(mirror=True).check(interface, has_lesion=False)
+    with pytest.raises(SynthMRError, match="scale factor -1: must be a positive number"):
+        LesionEditRequest(scale=-1).check(interface, has_lesion=True)
+    narrow = type(interface)(**{**vars(interface), "lesion_edits": ("translate",)})
+    with pytest.raises(SynthMRError, match=r"does not support the lesion edit\(s\) mirror \(it supports: translate\)"):
+        LesionEditRequest(mirror=True).check(narrow, has_lesion=True)
+    assert not LesionEditRequest().requested
+
+
+# Running through the real runner
+
+
+def test_job_runs_the_bundle_with_progress(interface, tmp_path):
+    paths = write_case(tmp_path / "work")
+    job = SynthesisJob(interface, paths, tmp_path / "work" / "out")
+    events = []
+    job.start()
+    assert job.wait(timeout=120, progress=events.append) is JobState.SUCCEEDED, job.error
+    fractions = [event.fraction for event in events]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0
+    assert [events[0].stage, events[-1].stage] == ["validate", "done"]
+    assert job.outputs == {"t1_post1": (tmp_path / "work" / "out" / "t1_post1.nii.gz").resolve()}
+    output = read_image(job.outputs["t1_post1"])
+    arrays = case_arrays()
+    expected = 2 * arrays["t1_pre"] + LESION_CONTRAST * arrays["tumor"]
+    np.testing.assert_allclose(output.array, np.transpose(expected, (2, 1, 0)))
+    np.testing.assert_allclose(output.affine, IJK_TO_RAS, atol=1e-5)
+
+
+def test_job_failure_is_one_message_naming_the_node(interface, tmp_path):
+    arrays = case_arrays()
+    arrays["liver"][0, 0, 0] = 7  # not checked here on purpose: the runner refuses it
+    paths = write_case(tmp_path / "work", arrays)
+    job = SynthesisJob(interface, paths, tmp_path / "work" / "out", input_names={"liver": "scene node 'Liver'"})
+    job.start()
+    assert job.wait(timeout=120) is JobState.FAILED
+    assert job.error.startswith("input 'liver' (scene node 'Liver'): holds label value(s) 7"), job.error
+    assert sorted(p.name for p in (tmp_path / "work").iterdir()) == sorted(f"{role}.nrrd" for role in arrays)
+
+
+def alive(pid):
+    """Whether process ``pid`` still runs (a zombie waiting for its parent to reap it does not)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:  # no /proc (macOS): os.kill's answer is all there is
+        return True
+    return state not in ("Z", "X")
+
+
+def wait_for_pid(path, timeout=90):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        text = path.read_text() if path.exists() else ""
+        if text.endswith("\n"):
+            return int(text)
+        time.sleep(0.05)
+    raise AssertionError(f"{path} was never written")
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX process groups; Windows uses taskkill /T")
+def test_cancel_ends_the_process_tree_and_leaves_nothing(tmp_path):
+    runner_pid, child_pid = tmp_path / "runner.pid", tmp_path / "child.pid"
+    # The bundle starts a child that ignores SIGTERM (only killing the whole group ends it), then hangs. Each
+    # process writes its pid once it is ready.
+    child = (
+        "import os, signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); "
+        f"open({str(child_pid)!r}, 'w').write(f'{{os.getpid()}}\\n'); time.sleep(120)"
+    )
+    run = [
+        "$@progress(0, 2) if @progress is not None else None",
+        f"$__import__('subprocess').Popen([{sys.executable!r}, '-c', {child!r}])",
+        f"$open({str(runner_pid)!r}, 'w').write(str(__import__('os').getpid()) + '\\n')",
+        "$__import__('time').sleep(120)",
+    ]
+    interface = read_interface(write_test_bundle(tmp_path / "bundles", "slow", run=run))
+    work = tmp_path / "work"
+    paths = write_case(work)
+    job = SynthesisJob(interface, paths, work / "out")
+    job.start()
+    runner, child = wait_for_pid(runner_pid), wait_for_pid(child_pid)
+    assert alive(runner) and alive(child) and any(p.name.startswith(".out.") for p in work.iterdir())
+    started = time.monotonic()
+    job.cancel()
+    elapsed = time.monotonic() - started
+    assert job.state is JobState.CANCELLED and elapsed < 2.0, elapsed
+    assert not alive(runner) and not alive(child)
+    assert sorted(p.name for p in work.iterdir()) == sorted(path.name for path in paths.values())  # no output left
