@@ -75,6 +75,7 @@ from pathlib import Path
 from typing import Any
 
 from synthmr.errors import InputError
+from synthmr.io.datalist import read_json
 
 BLOCK_KEY = "synthmr"
 KINDS = ("volume", "labelmap")
@@ -183,13 +184,7 @@ def read_tool_description(bundle_dir: str | os.PathLike) -> ToolDescription:
     path = metadata_path(bundle_dir)
     if not path.is_file():
         raise InputError(f"{bundle_dir}: not a bundle folder (no configs/metadata.json)")
-    try:
-        metadata = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise InputError(f"{path}: not valid JSON ({error.msg} at line {error.lineno})") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise InputError(f"{path}: cannot be read ({error})") from None
-    return _Parser(path).description(bundle_dir, metadata)
+    return _Parser(path).description(bundle_dir, read_json(path, "bundle metadata"))
 
 
 class _Parser:

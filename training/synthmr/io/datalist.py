@@ -21,6 +21,23 @@ from synthmr.io._atomic import atomic_output, check_destination
 from synthmr.io.image import image_extension
 
 
+def read_json(path: str | os.PathLike, what: str) -> object:
+    """The content of the JSON file ``path``; ``what`` names the file in the error of a missing one.
+
+    Raises:
+        InputError: the file is missing, unreadable, or not valid JSON (the message gives the line).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{path}: {what} not found")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise InputError(f"{path}: not valid JSON ({error.msg} at line {error.lineno})") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputError(f"{path}: cannot be read ({error})") from None
+
+
 def load_datalist(path: str | os.PathLike, key: str = "training") -> list[dict]:
     """Read the items under ``key`` of a datalist JSON, with paths made absolute.
 
@@ -37,12 +54,7 @@ def load_datalist(path: str | os.PathLike, key: str = "training") -> list[dict]:
             item names an image file that does not exist.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: datalist file not found")
-    try:
-        content = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise InputError(f"{path}: not valid JSON ({error})") from None
+    content = read_json(path, "datalist file")
     if not isinstance(content, dict):
         raise InputError(f"{path}: a datalist is a JSON object of lists, found {type(content).__name__}")
     if key not in content:

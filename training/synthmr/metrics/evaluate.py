@@ -42,7 +42,7 @@ import torch
 from torch import nn
 
 from synthmr.errors import InputError
-from synthmr.io import load_datalist, read_image
+from synthmr.io import load_datalist, read_image, read_json
 from synthmr.io._atomic import atomic_output, check_destination
 from synthmr.io.image import image_extension
 from synthmr.metrics import extractors
@@ -453,14 +453,8 @@ def _load_report(report: str | os.PathLike | Mapping) -> Mapping:
         content = report
         where = f"report of {report.get('fake', '?')}"
     else:
-        path = Path(report)
-        where = str(path)
-        if not path.is_file():
-            raise InputError(f"{path}: evaluation report not found")
-        try:
-            content = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise InputError(f"{path}: not a valid JSON report ({error})") from None
+        where = str(report)
+        content = read_json(report, "evaluation report")
     if not isinstance(content, Mapping) or not isinstance(content.get("metrics"), Mapping):
         raise InputError(f"{where}: not an evaluation report (no 'metrics' object)")
     return {"extractor": content.get("extractor"), "metrics": content["metrics"]}
