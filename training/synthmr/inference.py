@@ -8,7 +8,8 @@ This is what a bundle's ``inference.yaml`` runs (DESIGN §2, §3). For every cas
 3. runs the generator: a 2D generator goes over a volume slice by slice (the slices of the last array axis are
    the batch), a 3D generator over the whole volume, both through MONAI's ``SlidingWindowInferer`` so that any
    image size works and memory stays bounded by ``roi_size`` and ``sw_batch_size``; windows are padded with -1,
-   the scaled value of air;
+   the scaled value of air. (MONAI's ``SliceInferer`` does the same in one call; batching the slices here lets the
+   run report progress after every batch, which the Slicer module shows);
 4. maps every output channel back with the reference input's scaling (a synthetic sequence lands on the units of
    the sequence it was made from, as acquisitions on one receiver gain do) and writes it as
    ``<output_dir>/<case_id>/<output key>.nii.gz`` on the reference grid, each file atomically.
