@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Mapping
 
 import numpy as np
+import torch
 from monai.config import KeysCollection
 from monai.transforms import MapTransform, Randomizable
 
@@ -40,7 +41,7 @@ class RandForegroundSliced(Randomizable, MapTransform):
         reference = d[self.reference_key]
         if reference.ndim == 3:
             return d
-        array = np.asarray(reference[0] if not hasattr(reference, "numpy") else reference[0].numpy())
+        array = reference[0].detach().cpu().numpy() if torch.is_tensor(reference) else np.asarray(reference[0])
         share = foreground(array).mean(axis=(0, 1))
         candidates = np.flatnonzero(share >= MIN_FOREGROUND_SHARE)
         self.randomize(candidates if candidates.size else np.arange(array.shape[-1]))
