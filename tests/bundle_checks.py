@@ -94,7 +94,8 @@ class BundleChecks:
         from synthmr.bundle import read_tool_description
 
         description = read_tool_description(self.root)
-        assert description.inputs and description.outputs
+        # A generator bundle (noise in, images out) declares no inputs; every other bundle needs some.
+        assert description.outputs and (description.inputs or description.is_generator)
 
     def network_def_is_the_same_everywhere(self) -> None:
         definitions = {
@@ -107,8 +108,12 @@ class BundleChecks:
 
     # ------------------------------------------------------------------------------------------ weights and export
 
-    def weights_are_cpu_state_dict_of_network_def(self) -> None:
-        stored = torch.load(self.root / "models" / "model.pt", weights_only=True)
+    def weights_are_cpu_state_dict_of_network_def(self, weights: str = "model.pt") -> None:
+        """``models/<weights>`` (default the bundle's model.pt; others for bundles shipping alternatives) is a CPU
+        state dict under 16 MB that loads into ``network_def``."""
+        path = self.root / "models" / weights
+        assert path.stat().st_size <= MAX_WEIGHTS_BYTES, f"models/{weights} exceeds 16 MB"
+        stored = torch.load(path, weights_only=True)
         assert {tensor.device.type for tensor in stored.values()} == {"cpu"}, "weights must be saved from the CPU"
         network = self.parser().get_parsed_content("network_def")
         network.load_state_dict(stored, strict=True)
@@ -137,6 +142,7 @@ class BundleChecks:
         eager = self.parser().get_parsed_content("network_def")
         eager.load_state_dict(torch.load(self.root / "models" / "model.pt", weights_only=True))
         eager.eval()
+        # Uniform in [-1, 1]: an image in the networks' range, or for a generator a latent input of that spread.
         x = torch.rand(input_shape, generator=torch.Generator().manual_seed(0)) * 2 - 1
         with torch.no_grad():
             torch.testing.assert_close(scripted(x), eager(x), rtol=1e-4, atol=1e-5)

@@ -249,7 +249,11 @@ class SynthMR:
             except InputError as error:
                 print(f"  not usable: {error}")
                 continue
-            print(f"  {description.spatial_dims}D network; outputs land on the grid of input {description.reference}")
+            if description.is_generator:
+                where = "generates from noise (no input; run it with python -m monai.bundle run)"
+            else:
+                where = f"outputs land on the grid of input {description.reference}"
+            print(f"  {description.spatial_dims}D network; {where}")
             width = max(map(len, [*description.inputs, *description.outputs]))
             for direction, roles in (("input", description.inputs), ("output", description.outputs)):
                 for role_name, role in roles.items():

@@ -45,7 +45,7 @@ misspelt one is reported instead of silently ignored):
     ``<output_dir>/<case_id>/r.nii.gz``.
 ``reference``
     The required input whose grid (shape, spacing, origin, direction) every input must share and every output
-    lands on.
+    lands on; ``null`` only for a generator bundle (below).
 ``organ_mask``
     Role of a labelmap input that lesion edits are clipped to (edited lesions stay inside the organ), or
     ``null``.
@@ -59,6 +59,13 @@ misspelt one is reported instead of silently ignored):
     :mod:`synthmr.phantom`), ``seed`` (default 0) and ``phantom`` (constructor options, default none). Each input
     role is filled from the case's image or mask of the role's ``sequence`` (or, without one, of the role's
     name); each output is shown beside the case's real image of the same ``sequence``, when it has one.
+
+Generator bundles (de novo synthesis from noise, e.g. ``breast_dce_patch_cgan``) take no image: they declare
+``"inputs": {}`` and ``"reference": null``, and nothing else changes (their outputs are described as above and the
+grid is the network's own). An empty ``inputs`` is allowed only with a null ``reference``, and a null ``reference``
+only with an empty ``inputs``. :func:`~synthmr.bundle.runner.run_bundle` (``synthmr run``, the Slicer module) runs
+bundles on a user's case, so it refuses generator bundles with a message that says to run them with
+``python -m monai.bundle run``.
 
 :func:`read_tool_description` reads and checks the block; every problem raises
 :class:`~synthmr.errors.InputError` naming the metadata file and the field.
@@ -140,7 +147,8 @@ class ToolDescription:
         spatial_dims: 2 (slice-wise) or 3 (volumetric).
         inputs: role name -> input role, in display order.
         outputs: role name -> output role, in display order.
-        reference: the input role whose grid all inputs share and all outputs land on.
+        reference: the input role whose grid all inputs share and all outputs land on; None for a generator
+            bundle (no inputs).
         organ_mask: labelmap input role lesion edits are clipped to, or None.
         lesion: labelmap input role holding the lesion, or None.
         lesion_edits: the supported lesion edits, from :data:`LESION_EDITS`.
@@ -151,7 +159,7 @@ class ToolDescription:
     spatial_dims: int
     inputs: dict[str, InputRole]
     outputs: dict[str, OutputRole]
-    reference: str
+    reference: str | None
     organ_mask: str | None = None
     lesion: str | None = None
     lesion_edits: tuple[str, ...] = field(default_factory=tuple)
@@ -161,6 +169,11 @@ class ToolDescription:
     def name(self) -> str:
         """The bundle's name: its folder name."""
         return self.bundle_dir.name
+
+    @property
+    def is_generator(self) -> bool:
+        """Whether the bundle generates images from noise and takes no input (``"inputs": {}``)."""
+        return self.reference is None
 
     @property
     def required_inputs(self) -> tuple[str, ...]:
@@ -206,13 +219,20 @@ class _Parser:
         spatial_dims = block["spatial_dims"]
         if isinstance(spatial_dims, bool) or spatial_dims not in (2, 3):
             raise self.error(f"{BLOCK_KEY}.spatial_dims", f"must be 2 or 3, got {spatial_dims!r}")
-        inputs = {name: self.input_role(name, role) for name, role in self.roles("inputs", block["inputs"]).items()}
+        reference = block["reference"]
+        generator = reference is None and block["inputs"] == {}
+        inputs = {}
+        if not generator:
+            roles = self.roles("inputs", block["inputs"])
+            inputs = {name: self.input_role(name, role) for name, role in roles.items()}
         outputs = {name: self.output_role(name, role) for name, role in self.roles("outputs", block["outputs"]).items()}
 
-        reference = block["reference"]
-        if reference not in inputs:
+        # A generator bundle has no input, hence no reference grid; every other bundle needs one.
+        if reference is None and not generator:
+            raise self.error(f"{BLOCK_KEY}.reference", "null is only for generator bundles, whose inputs are {}")
+        if not generator and reference not in inputs:
             raise self.error(f"{BLOCK_KEY}.reference", f"{reference!r} is not an input role ({', '.join(inputs)})")
-        if not inputs[reference].required:
+        if not generator and not inputs[reference].required:
             raise self.error(f"{BLOCK_KEY}.reference", f"input {reference!r} is optional; it must be required")
         organ_mask = self.labelmap_role("organ_mask", block.get("organ_mask"), inputs)
         lesion = self.labelmap_role("lesion", block.get("lesion"), inputs)

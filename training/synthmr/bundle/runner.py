@@ -141,6 +141,12 @@ def run_bundle(
     report = progress if progress is not None else _ignore_progress
     report("validate", STAGE_FRACTIONS["validate"])
     description = read_tool_description(find_bundle(bundle))
+    if description.is_generator:
+        raise InputError(
+            f"bundle {description.name} generates images from noise and takes no input case; run it with "
+            f"python -m monai.bundle run --bundle_root {description.bundle_dir} "
+            f"--config_file {description.bundle_dir / 'configs' / 'inference.yaml'}"
+        )
     config_file = _inference_config(description.bundle_dir)
     _check_device(device)
     paths = _check_roles(description, inputs)  # cheap checks first: a wrong role or --out fails before any read
