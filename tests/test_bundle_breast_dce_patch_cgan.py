@@ -1,0 +1,289 @@
+"""Bundle breast_dce_patch_cgan: the bundle contract (bundle_checks), the patches, the networks and what the method
+promises (Haarburger et al., "Multiparametric Magnetic Resonance Image Synthesis using Generative Adversarial
+Networks", VCBM 2019)."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from bundle_checks import BundleChecks
+from synthmr.errors import InputError
+from synthmr.io import read_image
+from synthmr.metrics.two_sample import nn_accuracy
+from synthmr.nets.conditional_dcgan import ConditionalDCGANCritic, ConditionalDCGANGenerator
+from synthmr.patch_cgan import evaluate_patches, gan_settings, sample_patches, washout_fractions, write_patches
+from synthmr.phantom.dataset import phantom_datalist
+from synthmr.transforms.patches import CHANNELS, CLASSES, central_washout, extract_patches
+
+checks = BundleChecks("breast_dce_patch_cgan")
+LATENT_INPUT = (1, 103, 1, 1)  # z (100) + one-hot class (3), as network_data_format's inputs.image declares
+
+
+@pytest.fixture(scope="module")
+def cases(tmp_path_factory):
+    """Six small 2D phantom cases (seeds used neither for training nor for validation)."""
+    out = tmp_path_factory.mktemp("phantom") / "cases"
+    return phantom_datalist("breast", out, n=6, seed=300000, dims=2, size=256, n_lesions=[2, 3])
+
+
+@pytest.fixture(scope="module")
+def held_out(tmp_path_factory):
+    """Held-out phantom patches for the acceptance checks: 24 cases, about 25 lesion patches per class."""
+    out = tmp_path_factory.mktemp("phantom") / "held_out"
+    datalist = phantom_datalist("breast", out, n=24, seed=400000, dims=2, size=256, n_lesions=[1, 3])
+    return extract_patches(datalist, healthy_per_case=1, seed=1)
+
+
+def shipped_generator(weights="model.pt"):
+    generator = checks.parser().get_parsed_content("network_def")
+    generator.load_state_dict(torch.load(checks.root / "models" / weights, weights_only=True))
+    return generator.eval()
+
+
+# ---------------------------------------------------------------------------------------------- the bundle contract
+
+
+def test_layout_metadata_and_versions():
+    checks.layout_is_complete()
+    checks.metadata_validates()
+    checks.version_is_in_changelog()
+    checks.required_packages_are_installed_versions()
+
+
+def test_tool_description_is_a_generator_and_network_def_is_the_same_everywhere():
+    from synthmr.bundle import read_tool_description
+
+    checks.tool_description_parses()
+    checks.network_def_is_the_same_everywhere()
+    description = read_tool_description(checks.root)
+    assert description.is_generator and description.inputs == {} and tuple(description.outputs) == CHANNELS
+
+
+@pytest.mark.parametrize("weights", ["model.pt", "model_wgan.pt"])
+def test_weights_are_cpu_state_dicts_of_the_network(weights):
+    checks.weights_are_cpu_state_dict_of_network_def(weights)
+
+
+def test_verify_net_in_out_and_torchscript_export(tmp_path):
+    checks.net_in_out_matches_metadata(n=1)
+    checks.torchscript_export_equals_eager(tmp_path, LATENT_INPUT)
+
+
+def test_synthmr_run_refuses_a_generator_bundle_with_one_clear_message(tmp_path):
+    from synthmr.bundle import run_bundle
+
+    with pytest.raises(InputError, match="generates images from noise.*monai.bundle run"):
+        run_bundle(checks.root, {}, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_inference_writes_patches_datalist_and_grid_and_keeps_existing_outputs(tmp_path):
+    from monai.bundle import ConfigWorkflow
+
+    def run(**overrides):
+        workflow = ConfigWorkflow(
+            config_file=str(checks.inference), meta_file=str(checks.meta_file),
+            logging_file=str(checks.configs / "logging.conf"), workflow_type="inference",
+            bundle_root=str(checks.root), output_dir=str(tmp_path / "output"), device="$torch.device('cpu')",
+            n_per_class=2, **overrides,
+        )
+        workflow.initialize()
+        workflow.run()
+        workflow.finalize()
+
+    run()
+    out = tmp_path / "output"
+    items = json.loads((out / "datalist.json").read_text())["testing"]
+    assert sorted(item["case_id"] for item in items) == sorted(f"{c}_{i:04d}" for c in CLASSES for i in range(2))
+    for item in items:
+        for key in CHANNELS:
+            image = read_image(out / item[key])
+            assert image.array.shape == (64, 64) and image.array.dtype == np.float32
+            assert 0 <= image.array.min() and image.array.max() <= 1023
+    assert (out / "grid.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    (out / "grid.png").write_bytes(b"mine")
+    with pytest.raises(RuntimeError) as raised:  # MONAI wraps what a config expression raises
+        run()
+    assert isinstance(raised.value.__cause__, InputError) and "already exists" in str(raised.value.__cause__)
+    assert (out / "grid.png").read_bytes() == b"mine"
+    run(overwrite=True)
+    assert (out / "grid.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("gan_type", ["dcgan", "wgan"])
+def test_training_runs_one_tiny_epoch_and_selects_by_lowest_fid(tmp_path, gan_type):
+    best = tmp_path / "model.pt"
+    workflow = checks.training_runs_one_epoch(
+        tmp_path, gan_type=gan_type, dataset_dir=str(tmp_path / "data"), best_model=str(best),
+        phantom_options={"dims": 2, "size": 128, "n_lesions": [3, 3]}, n_train_cases=3, n_val_cases=2,
+        healthy_per_case=2, batch_size=4, max_epochs=1, val_interval=1, val_n_max=4,
+    )
+    selection = json.loads((tmp_path / "train" / "validation" / "selection.json").read_text())
+    assert selection["best"] == "epoch_0001"
+    report = json.loads((tmp_path / "train" / "validation" / "epoch_0001.json").read_text())
+    assert report["extractor"].startswith("domain") and set(report["classes"]) == set(CLASSES)
+    trainer = workflow.parser.get_parsed_content("trainer")
+    assert trainer.n_critic == gan_settings(gan_type)["n_critic"]
+    assert trainer.clip_value == (0.01 if gan_type == "wgan" else None)
+    optimizer = workflow.parser.get_parsed_content("d_optimizer")
+    assert isinstance(optimizer, torch.optim.RMSprop if gan_type == "wgan" else torch.optim.Adam)
+    if gan_type == "wgan":  # the critic's weights are clipped after its step
+        critic = workflow.parser.get_parsed_content("discriminator")
+        assert max(p.abs().max().item() for p in critic.parameters()) <= 0.01 + 1e-7
+    generator = workflow.parser.get_parsed_content("network_def")
+    generator.load_state_dict(torch.load(best, weights_only=True))
+
+
+def test_unknown_gan_type_is_one_clear_error():
+    with pytest.raises(InputError, match="gan_type must be one of dcgan, wgan"):
+        gan_settings("lsgan")
+
+
+# ---------------------------------------------------------------------------------------------- patches
+
+
+def test_lesion_patches_are_centred_on_each_lesion_and_carry_its_class(cases):
+    patches = extract_patches(cases, healthy_per_case=0, channels=("lesion", "t1_pre", "t1_post1"))
+    lesions = [(item, value, name) for item in cases for value, name in enumerate(item["lesion_classes"], start=1)]
+    assert len(patches) == len(lesions)
+    for patch, (item, value, name) in zip(patches, lesions):
+        assert patch["image"].shape == (3, 64, 64) and CLASSES[patch["label"]] == name
+        mask = np.rint(read_image(item["lesion"]).array) == value
+        centre = np.rint(np.argwhere(mask).mean(axis=0)).astype(int)
+        # Channel 0 is the lesion label map scaled by its maximum: the centre pixel shows this lesion's label.
+        n_labels = len(item["lesion_classes"])
+        assert patch["image"][0, 32, 32] == pytest.approx(2 * value / n_labels - 1, abs=1e-5) or not mask[tuple(centre)]
+
+
+def test_healthy_patches_lie_in_the_breast_with_no_lesion_nearby(cases):
+    patches = extract_patches(cases, healthy_per_case=3, channels=("lesion", "breast"), seed=5)
+    healthy = [p["image"] for p in patches if CLASSES[p["label"]] == "healthy"]
+    assert len(healthy) == 3 * len(cases)
+    for image in healthy:
+        assert image[1, 32, 32] > -1  # the centre is inside the breast mask
+        assert (image[0, 16:48, 16:48] == -1).all()  # no lesion pixel in the 32 x 32 neighbourhood
+
+
+def test_t1_phases_share_one_scale_so_the_enhancement_curve_survives(cases):
+    item = cases[0]
+    patch = extract_patches([item], healthy_per_case=0)[0]["image"]
+    raw = {key: read_image(item[key]).array for key in CHANNELS}
+    peak = max(raw[key].max() for key in CHANNELS[1:])
+    mask = np.rint(read_image(item["lesion"]).array) == 1
+    centre = tuple(np.rint(np.argwhere(mask).mean(axis=0)).astype(int))
+    for channel, key in enumerate(CHANNELS[1:], start=1):
+        assert patch[channel, 32, 32] == pytest.approx(2 * max(raw[key][centre], 0) / peak - 1, abs=1e-5)
+    assert patch.min() >= -1 and patch.max() <= 1
+
+
+def test_phantom_patches_wash_out_when_malignant_and_persist_when_benign(held_out):
+    images = np.stack([p["image"] for p in held_out])
+    labels = np.array([p["label"] for p in held_out])
+    assert central_washout(images[labels == CLASSES.index("malignant")]).mean() > 0.9
+    assert central_washout(images[labels == CLASSES.index("benign")]).mean() < 0.1
+
+
+def test_bad_datalist_items_are_one_clear_error(cases):
+    with pytest.raises(InputError, match="lacks t2"):
+        extract_patches([{k: v for k, v in cases[0].items() if k != "t2"}])
+    with pytest.raises(InputError, match="do not match"):
+        extract_patches([{**cases[0], "lesion_classes": ["benign"] * 9}])
+
+
+# ---------------------------------------------------------------------------------------------- networks and metrics
+
+
+def test_generator_forms_agree_and_shapes_are_checked():
+    generator = ConditionalDCGANGenerator(channels=4).eval()
+    z, labels = torch.randn(3, 100), torch.tensor([0, 1, 2])
+    joined = torch.cat([z, torch.nn.functional.one_hot(labels, 3).float()], dim=1)
+    out = generator(z, labels)
+    assert out.shape == (3, 6, 64, 64) and out.abs().max() <= 1
+    torch.testing.assert_close(generator(joined[:, :, None, None]), out)
+    with pytest.raises(ValueError, match="expected z"):
+        generator(torch.randn(3, 100))
+    critic = ConditionalDCGANCritic(channels=4)
+    assert critic(out, labels).shape == (3, 1)
+    with pytest.raises(InputError, match="multiple of 16"):
+        ConditionalDCGANCritic(patch_size=40)
+
+
+def test_evaluation_of_a_set_against_itself_is_perfect_fid():
+    generator = ConditionalDCGANGenerator(channels=4)
+    patches, labels = sample_patches(generator, 6, seed=3)
+    report = evaluate_patches(patches, labels, patches, labels, n_max=6)
+    for entry in report["classes"].values():
+        assert entry["n"] == 6 and entry["fid"] == pytest.approx(0, abs=1e-6)
+        assert set(entry["fid_channels"]) == {"t2", "t1_pre", "t1_post1"}
+
+
+# ---------------------------------------------------------------------------------------------- acceptance
+
+
+def test_shipped_generators_are_clearly_closer_to_real_patches_than_an_untrained_one(held_out):
+    real = torch.as_tensor(np.stack([p["image"] for p in held_out]))
+    real_labels = torch.as_tensor([p["label"] for p in held_out])
+    torch.manual_seed(0)
+    untrained = checks.parser().get_parsed_content("network_def").eval()
+    for weights in ("model.pt", "model_wgan.pt"):
+        trained = shipped_generator(weights)
+        for index, name in enumerate(CLASSES):
+            real_c = real[real_labels == index]
+            n = len(real_c)
+            assert n >= 15, f"{name}: only {n} held-out patches"
+            accuracy = {
+                label: nn_accuracy(real_c, sample_patches(net, n, classes=[index], seed=11)[0])["accuracy"]
+                for label, net in (("trained", trained), ("untrained", untrained))
+            }
+            # 0.5 is indistinguishable, 1 fully separated: the trained generator must sit well below the untrained.
+            assert accuracy["trained"] < accuracy["untrained"] - 0.15, (weights, name, accuracy)
+
+
+def test_conditioning_carries_the_kinetics_malignant_washes_out_benign_persists():
+    # 200 generated patches per class; the stated thresholds: at least 70 % of malignant patches wash out from
+    # post1 to post4 at their centre, at most 30 % of benign ones (the phantom: 100 % and 0 %).
+    fractions = washout_fractions(shipped_generator(), n_per_class=200, seed=5)
+    assert fractions["malignant"] >= 0.7 and fractions["benign"] <= 0.3, fractions
+
+
+@pytest.mark.parametrize(
+    "inputs, reference, words",
+    [
+        ({}, "t1_pre", "non-empty JSON object of roles"),  # no inputs needs reference null
+        ({"t1_pre": {"kind": "volume", "description": "pre"}}, None, "null is only for generator bundles"),
+    ],
+)
+def test_tool_description_allows_no_inputs_only_with_a_null_reference(tmp_path, inputs, reference, words):
+    from synthmr.bundle import read_tool_description
+
+    block = {"spatial_dims": 2, "inputs": inputs, "reference": reference,
+             "outputs": {"t2": {"kind": "volume", "description": "synthetic T2"}}}
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "metadata.json").write_text(json.dumps({"synthmr": block}))
+    with pytest.raises(InputError, match=words):
+        read_tool_description(tmp_path)
+
+
+def test_multi_gpu_train_runs_ddp_on_two_cpu_processes(tmp_path):
+    import subprocess
+    import sys
+
+    configs = checks.configs
+    result = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "monai.bundle",
+         "run", "--bundle_root", str(checks.root),
+         "--config_file", f"['{configs / 'train.yaml'}','{configs / 'multi_gpu_train.yaml'}']",
+         "--dist_backend", "gloo", "--device", "$torch.device('cpu')", "--dataset_dir", str(tmp_path / "data"),
+         "--output_dir", str(tmp_path / "train"), "--best_model", str(tmp_path / "model.pt"),
+         "--n_train_cases", "2", "--n_val_cases", "2", "--batch_size", "2", "--healthy_per_case", "2",
+         "--phantom_options", "{'dims': 2, 'size': 128, 'n_lesions': [3, 3]}",
+         "--max_epochs", "1", "--val_interval", "1", "--val_n_max", "4"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "model.pt").is_file() and (tmp_path / "train" / "checkpoints" / "last.pt").is_file()
+    state = torch.load(tmp_path / "train" / "checkpoints" / "last.pt", weights_only=True)
+    # 2 cases x (3 lesions + 2 healthy) = 10 patches, 2 ranks, batch 2, last partial batch dropped
+    assert state["trainer"]["max_epochs"] == 1 and state["trainer"]["iteration"] == 2
