@@ -199,3 +199,24 @@ class BundleChecks:
         trainer = workflow.parser.get_parsed_content("trainer")
         assert trainer.state.epoch == trainer.state.max_epochs >= 1
         return workflow
+
+    def multi_gpu_training_runs_on_two_cpu_processes(self, tmp_path: Path, *overrides: str) -> dict:
+        """Run train.yaml merged with multi_gpu_train.yaml under torchrun: 2 gloo processes on the CPU.
+
+        ``overrides`` are further command-line arguments that make the run tiny. Asserts that it succeeds and writes
+        the best model and the final checkpoint; returns the trainer's saved state (``iteration``, ``max_epochs``).
+        """
+        import subprocess
+        import sys
+
+        result = subprocess.run(
+            [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "monai.bundle",
+             "run", "--bundle_root", str(self.root),
+             "--config_file", f"['{self.configs / 'train.yaml'}','{self.configs / 'multi_gpu_train.yaml'}']",
+             "--dist_backend", "gloo", "--device", "$torch.device('cpu')", "--dataset_dir", str(tmp_path / "data"),
+             "--output_dir", str(tmp_path / "train"), "--best_model", str(tmp_path / "model.pt"), *overrides],
+            capture_output=True, text=True, timeout=600,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert (tmp_path / "model.pt").is_file() and (tmp_path / "train" / "checkpoints" / "last.pt").is_file()
+        return torch.load(tmp_path / "train" / "checkpoints" / "last.pt", weights_only=True)["trainer"]

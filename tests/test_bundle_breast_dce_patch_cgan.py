@@ -267,23 +267,11 @@ def test_tool_description_allows_no_inputs_only_with_a_null_reference(tmp_path, 
 
 
 def test_multi_gpu_train_runs_ddp_on_two_cpu_processes(tmp_path):
-    import subprocess
-    import sys
-
-    configs = checks.configs
-    result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "monai.bundle",
-         "run", "--bundle_root", str(checks.root),
-         "--config_file", f"['{configs / 'train.yaml'}','{configs / 'multi_gpu_train.yaml'}']",
-         "--dist_backend", "gloo", "--device", "$torch.device('cpu')", "--dataset_dir", str(tmp_path / "data"),
-         "--output_dir", str(tmp_path / "train"), "--best_model", str(tmp_path / "model.pt"),
-         "--n_train_cases", "2", "--n_val_cases", "2", "--batch_size", "2", "--healthy_per_case", "2",
-         "--phantom_options", "{'dims': 2, 'size': 128, 'n_lesions': [3, 3]}",
-         "--max_epochs", "1", "--val_interval", "1", "--val_n_max", "4"],
-        capture_output=True, text=True, timeout=600,
+    trainer = checks.multi_gpu_training_runs_on_two_cpu_processes(
+        tmp_path,
+        "--n_train_cases", "2", "--n_val_cases", "2", "--batch_size", "2", "--healthy_per_case", "2",
+        "--phantom_options", "{'dims': 2, 'size': 128, 'n_lesions': [3, 3]}",
+        "--max_epochs", "1", "--val_interval", "1", "--val_n_max", "4",
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert (tmp_path / "model.pt").is_file() and (tmp_path / "train" / "checkpoints" / "last.pt").is_file()
-    state = torch.load(tmp_path / "train" / "checkpoints" / "last.pt", weights_only=True)
     # 2 cases x (3 lesions + 2 healthy) = 10 patches, 2 ranks, batch 2, last partial batch dropped
-    assert state["trainer"]["max_epochs"] == 1 and state["trainer"]["iteration"] == 2
+    assert trainer["max_epochs"] == 1 and trainer["iteration"] == 2

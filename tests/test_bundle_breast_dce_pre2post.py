@@ -154,23 +154,11 @@ def test_synthmr_demo_writes_inputs_outputs_and_a_png(tmp_path):
 
 
 def test_multi_gpu_train_runs_ddp_on_two_cpu_processes(tmp_path):
-    import subprocess
-    import sys
-
-    configs = checks.configs
-    result = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "monai.bundle",
-         "run", "--bundle_root", str(checks.root),
-         "--config_file", f"['{configs / 'train.yaml'}','{configs / 'multi_gpu_train.yaml'}']",
-         "--dist_backend", "gloo", "--device", "$torch.device('cpu')", "--dataset_dir", str(tmp_path / "data"),
-         "--output_dir", str(tmp_path / "train"), "--best_model", str(tmp_path / "model.pt"),
-         "--n_train_cases", "4", "--n_val_cases", "2", "--batch_size", "1", "--patch_size", "[64, 64]",
-         "--phantom_options", "{'dims': 2, 'size': 64, 'n_lesions': [1, 1]}",
-         "--epochs_constant", "1", "--epochs_decay", "0", "--val_interval", "1",
-         "--checkpoint_selection#synthesizer_kwargs#roi_size", "[64, 64]"],
-        capture_output=True, text=True, timeout=600,
+    trainer = checks.multi_gpu_training_runs_on_two_cpu_processes(
+        tmp_path,
+        "--n_train_cases", "4", "--n_val_cases", "2", "--batch_size", "1", "--patch_size", "[64, 64]",
+        "--phantom_options", "{'dims': 2, 'size': 64, 'n_lesions': [1, 1]}",
+        "--epochs_constant", "1", "--epochs_decay", "0", "--val_interval", "1",
+        "--checkpoint_selection#synthesizer_kwargs#roi_size", "[64, 64]",
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert (tmp_path / "model.pt").is_file() and (tmp_path / "train" / "checkpoints" / "last.pt").is_file()
-    state = torch.load(tmp_path / "train" / "checkpoints" / "last.pt", weights_only=True)
-    assert state["trainer"]["max_epochs"] == 1 and state["trainer"]["iteration"] == 2  # 4 cases, 2 ranks, batch 1
+    assert trainer["max_epochs"] == 1 and trainer["iteration"] == 2  # 4 cases, 2 ranks, batch 1

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import inspect
 import json
-import sys
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -61,14 +61,18 @@ def phantom_datalist(organ: str, out: str | Path, n: int, seed: int = 0, **optio
     out = Path(out).absolute()  # datalist paths are made relative from absolute ones
     datalist = out / "datalist.json"
     wanted = _recipe(organ, n, seed, options)
-    if datalist.is_file():
-        found = json.loads(datalist.read_text(encoding="utf-8")).get("phantom")
-        if found != wanted:
-            raise InputError(
-                f"{out}: holds another phantom dataset ({found}); expected {wanted}. Remove it or choose another folder"
-            )
-    else:
+    # Only a process that imported torch.distributed can be part of a process group.
+    distributed = sys.modules.get("torch.distributed")
+    distributed = distributed if distributed is not None and distributed.is_initialized() else None
+    if (distributed is None or distributed.get_rank() == 0) and not datalist.is_file():
         write_phantom_dataset(organ, n, out, seed=seed, **options)
+    if distributed is not None:
+        distributed.barrier()
+    found = json.loads(datalist.read_text(encoding="utf-8")).get("phantom")
+    if found != wanted:
+        raise InputError(
+            f"{out}: holds another phantom dataset ({found}); expected {wanted}. Remove it or choose another folder"
+        )
     return load_datalist(datalist)
 
 
