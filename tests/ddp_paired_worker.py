@@ -37,6 +37,9 @@ def main(out: Path) -> None:
     )
     trainer.run()
     torch.save(generator.module.state_dict(), out / f"rank{rank}.pt")
+    # Both ranks finish before either tears gloo down: a rank that exits while its peer's gloo threads still talk
+    # to it aborts with "terminate called without an active exception".
+    dist.barrier()
     dist.destroy_process_group()
 
 
