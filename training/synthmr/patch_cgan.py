@@ -26,7 +26,8 @@ import numpy as np
 import torch
 
 from synthmr.errors import InputError
-from synthmr.io import Volume, write_image
+from synthmr.engines.base import save_weights, unwrap
+from synthmr.io import Volume, save_datalist, write_image
 from synthmr.metrics.extractors import describe_extractor, get_extractor
 from synthmr.metrics.fid import fid as fid_metric
 from synthmr.metrics.two_sample import nn_accuracy
@@ -36,10 +37,6 @@ FID_CHANNELS = ("t2", "t1_pre", "t1_post1")
 # Written intensities: the paper's fixed range [0, 1023] for the generator's [-1, 1].
 OUTPUT_MAX = 1023.0
 SPACING_MM = 1.4  # the breast phantom's in-plane spacing, given to the written patches
-
-
-def _unwrap(network: torch.nn.Module) -> torch.nn.Module:
-    return network.module if hasattr(network, "module") else network
 
 
 @torch.no_grad()
@@ -54,7 +51,7 @@ def sample_patches(
     """
     if isinstance(n_per_class, bool) or not isinstance(n_per_class, int) or n_per_class < 1:
         raise InputError(f"n_per_class must be a positive integer, got {n_per_class!r}")
-    net = _unwrap(generator)
+    net = unwrap(generator)
     classes = list(range(net.n_classes)) if classes is None else list(classes)
     device = next(net.parameters()).device
     was_training = net.training
@@ -185,9 +182,7 @@ class LowestFidSelection:
         self.history[name] = score
         if self.best is None or score < self.history[self.best]:
             self.best = name
-            self.best_path.parent.mkdir(parents=True, exist_ok=True)
-            state = {key: value.detach().cpu().clone() for key, value in _unwrap(self.generator).state_dict().items()}
-            torch.save(state, self.best_path)
+            save_weights(unwrap(self.generator).state_dict(), self.best_path)
         selection = {"criterion": "mean over classes of the per-class FID", "best": self.best, "fid": self.history}
         (self.work_dir / "selection.json").write_text(json.dumps(selection, indent=2), encoding="utf-8")
 
@@ -226,9 +221,10 @@ def write_patches(
             image = ((item["patch"][channel] + 1) / 2 * OUTPUT_MAX).astype(np.float32)
             volume = Volume(image, spacing=(SPACING_MM, SPACING_MM), origin=(0.0, 0.0), direction=np.eye(2))
             path = write_image(volume, output_dir / item["case_id"] / f"{key}.nii.gz", overwrite=overwrite)
-            entry[key] = str(path.relative_to(output_dir))
+            entry[key] = str(path.absolute())
         datalist.append(entry)
-    (output_dir / "datalist.json").write_text(json.dumps({"testing": datalist}, indent=2), encoding="utf-8")
+    # Paths inside output_dir are stored relative to the datalist (save_datalist), so the folder can move.
+    save_datalist({"testing": datalist}, output_dir / "datalist.json", overwrite=overwrite)
     save_grid(patches, labels, output_dir / "grid.png", columns=grid_columns)
     return datalist
 

@@ -2,17 +2,30 @@
 
 from __future__ import annotations
 
+import os
 from contextlib import nullcontext
+from pathlib import Path
 from typing import Iterable
 
 import torch
 from monai.engines import Trainer
 from torch.nn.parallel import DistributedDataParallel
 
+from synthmr.io._atomic import atomic_output
+
 
 def unwrap(network: torch.nn.Module) -> torch.nn.Module:
     """The module inside a DistributedDataParallel wrapper (or the module itself)."""
     return network.module if isinstance(network, DistributedDataParallel) else network
+
+
+def save_weights(state: dict, path: str | os.PathLike) -> Path:
+    """Write a ``state_dict`` as CPU tensors (loadable with ``weights_only=True`` anywhere), atomically."""
+    path = Path(path)
+    cpu = {key: value.detach().cpu().clone() for key, value in state.items()}
+    with atomic_output(path, suffix=".pt") as temporary:
+        torch.save(cpu, temporary)
+    return path
 
 
 def set_requires_grad(network: torch.nn.Module, flag: bool) -> None:

@@ -22,7 +22,7 @@ import torch
 import torch.distributed as dist
 from ignite.engine import Engine, Events
 
-from synthmr.engines.base import unwrap
+from synthmr.engines.base import save_weights, unwrap
 from synthmr.errors import InputError
 from synthmr.inference import Synthesizer
 from synthmr.io import save_datalist
@@ -126,23 +126,17 @@ class SAMeCheckpointSelection:
             out=folder / "report.json",
             overwrite=True,
         )
-        state = {k: v.detach().cpu() for k, v in generator.state_dict().items()}
-        _save(state, folder / "generator.pt")
+        save_weights(generator.state_dict(), folder / "generator.pt")
         self.reports[name] = folder / "report.json"
 
         ranking = select_checkpoint(
             list(self.reports.values()), names=list(self.reports), weights=self.weights, groups=self.groups
         )
         best = ranking[0][0]
-        _save(torch.load(self.work_dir / best / "generator.pt", weights_only=True), self.best_path)
+        save_weights(torch.load(self.work_dir / best / "generator.pt", weights_only=True), self.best_path)
         selection = {"best": best, "ranking": [{"epoch": n, "same": s} for n, s in ranking], "metrics": self.metrics}
         with atomic_output(self.work_dir / "selection.json", suffix=".json") as temporary:
             temporary.write_text(json.dumps(selection, indent=2) + "\n", encoding="utf-8")
         values = {k: v["mean"] if isinstance(v, dict) else v for k, v in report["metrics"].items()}
         shown = ", ".join(f"{k} {v:.4g}" for k, v in values.items() if v is not None)
         logger.info(f"{name}: {shown}; SAMe-best so far {best} -> {self.best_path}")
-
-
-def _save(state: dict, path: Path) -> None:
-    with atomic_output(path, suffix=".pt") as temporary:
-        torch.save(state, temporary)
