@@ -122,7 +122,7 @@ def test_training_runs_one_tiny_epoch_and_selects_by_lowest_fid(tmp_path, gan_ty
     )
     selection = json.loads((tmp_path / "train" / "validation" / "selection.json").read_text())
     assert selection["best"] == "epoch_0001"
-    report = json.loads((tmp_path / "train" / "validation" / "epoch_0001.json").read_text())
+    report = json.loads((tmp_path / "train" / "validation" / "epoch_0001" / "report.json").read_text())
     assert report["extractor"].startswith("domain") and set(report["classes"]) == set(CLASSES)
     trainer = workflow.parser.get_parsed_content("trainer")
     assert trainer.n_critic == gan_settings(gan_type)["n_critic"]

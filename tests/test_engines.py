@@ -161,3 +161,40 @@ def test_ddp_two_cpu_processes_end_with_identical_weights(tmp_path):
     for key in rank0:
         torch.testing.assert_close(rank0[key], rank1[key], rtol=0, atol=0)
     assert any(not torch.equal(rank0[k], initial[k]) for k in rank0)  # it really trained
+
+
+def test_checkpoint_selection_evaluates_on_interval_and_last_epoch_and_keeps_the_best_weights(tmp_path):
+    import json
+
+    from ignite.engine import Engine
+
+    from synthmr.engines import CheckpointSelection
+
+    class Scripted(CheckpointSelection):
+        """Scores fixed in advance per epoch; lower is better."""
+
+        score_name = "loss"
+        scores = {2: 0.5, 4: 0.2, 5: 0.9}
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.history = {}
+
+        def evaluate(self, engine, generator, folder):
+            self.history[folder.name] = self.scores[engine.state.epoch]
+            return {"loss": self.history[folder.name]}
+
+        def ranking(self):
+            return sorted(self.history.items(), key=lambda item: item[1])
+
+    generator = torch.nn.Linear(1, 1)
+    engine = Engine(lambda engine, batch: torch.nn.init.constant_(generator.weight, float(engine.state.epoch)))
+    selection = Scripted(generator, tmp_path / "validation", tmp_path / "best.pt", interval=2)
+    selection.attach(engine)
+    engine.run([0], max_epochs=5)
+
+    assert list(selection.history) == ["epoch_0002", "epoch_0004", "epoch_0005"]  # every 2nd epoch and the last
+    assert torch.load(tmp_path / "best.pt", weights_only=True)["weight"].item() == 4.0  # epoch 4's weights
+    ranking = json.loads((tmp_path / "validation" / "selection.json").read_text())
+    assert ranking["best"] == "epoch_0004"
+    assert [entry["epoch"] for entry in ranking["ranking"]] == ["epoch_0004", "epoch_0002", "epoch_0005"]

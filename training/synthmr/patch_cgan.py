@@ -26,7 +26,8 @@ import numpy as np
 import torch
 
 from synthmr.errors import InputError
-from synthmr.engines.base import save_weights, unwrap
+from synthmr.engines.base import unwrap
+from synthmr.engines.selection import CheckpointSelection
 from synthmr.io import Volume, save_datalist, write_image
 from synthmr.metrics.extractors import describe_extractor, get_extractor
 from synthmr.metrics.fid import fid as fid_metric
@@ -127,12 +128,12 @@ def evaluate_generator(
     return evaluate_patches(real, labels, fake, fake_labels, extractor, n_max, seed)
 
 
-class LowestFidSelection:
+class LowestFidSelection(CheckpointSelection):
     """Every ``interval`` epochs (and after the last) evaluate the generator and keep the lowest-FID weights.
 
     The score of an epoch is the mean over classes of the per-class FID (the paper chooses its best epoch by the
     lowest FID). ``best_path`` receives the generator's CPU ``state_dict``; ``work_dir/selection.json`` the
-    history; ``work_dir/epoch_NNNN.json`` each evaluation.
+    ranking; ``work_dir/epoch_NNNN/report.json`` each evaluation (see :class:`~synthmr.engines.CheckpointSelection`).
 
     Args:
         generator: the generator being trained (DDP-wrapped or not).
@@ -144,47 +145,32 @@ class LowestFidSelection:
         extractor, extractor_weights: the FID feature extractor (see :func:`synthmr.metrics.extractors.get_extractor`).
     """
 
+    score_name = "fid"
+
     def __init__(
         self, generator: torch.nn.Module, real_patches: Sequence[dict], best_path: str | os.PathLike,
         work_dir: str | os.PathLike, interval: int = 1, n_max: int = 1000, extractor: str = "domain",
         extractor_weights: str | None = None,
     ) -> None:
-        if isinstance(interval, bool) or not isinstance(interval, int) or interval < 1:
-            raise InputError(f"interval must be a positive integer, got {interval!r}")
-        self.generator = generator
+        super().__init__(generator, work_dir, best_path, interval)
         self.real_patches = real_patches
-        self.best_path = Path(best_path)
-        self.work_dir = Path(work_dir)
-        self.interval = interval
         self.n_max = n_max
         self.extractor_name = extractor
         self.extractor_weights = extractor_weights
         self.history: dict[str, float] = {}
-        self.best: str | None = None
 
-    def attach(self, engine) -> None:
-        from ignite.engine import Events
-
-        engine.add_event_handler(Events.EPOCH_COMPLETED, self)
-
-    def __call__(self, engine) -> None:
-        epoch, last = engine.state.epoch, engine.state.epoch == engine.state.max_epochs
-        if epoch % self.interval and not last:
-            return
-        if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_rank():
-            return  # rank 0 alone evaluates and saves
+    def evaluate(self, engine, generator: torch.nn.Module, folder: Path) -> dict[str, float]:
         extractor = get_extractor(self.extractor_name, self.extractor_weights)
-        report = evaluate_generator(self.generator, self.real_patches, self.n_max, extractor, seed=epoch)
-        score = float(np.mean([entry["fid"] for entry in report["classes"].values()]))
-        name = f"epoch_{epoch:04d}"
-        self.work_dir.mkdir(parents=True, exist_ok=True)
-        (self.work_dir / f"{name}.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
-        self.history[name] = score
-        if self.best is None or score < self.history[self.best]:
-            self.best = name
-            save_weights(unwrap(self.generator).state_dict(), self.best_path)
-        selection = {"criterion": "mean over classes of the per-class FID", "best": self.best, "fid": self.history}
-        (self.work_dir / "selection.json").write_text(json.dumps(selection, indent=2), encoding="utf-8")
+        report = evaluate_generator(generator, self.real_patches, self.n_max, extractor, seed=engine.state.epoch)
+        (folder / "report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+        self.history[folder.name] = float(np.mean([entry["fid"] for entry in report["classes"].values()]))
+        return {"mean per-class fid": self.history[folder.name]}
+
+    def criterion(self) -> dict:
+        return {"criterion": "mean over classes of the per-class FID"}
+
+    def ranking(self) -> list[tuple[str, float]]:
+        return sorted(self.history.items(), key=lambda item: item[1])
 
 
 def write_patches(

@@ -2,9 +2,10 @@
 
 from synthmr.engines.latent import LatentGanTrainer
 from synthmr.engines.paired import GanStep, PairedGanTrainer, concat_condition, image_only, on_features, on_images
-from synthmr.engines.selection import SAMeCheckpointSelection
+from synthmr.engines.selection import CheckpointSelection, SAMeCheckpointSelection
 
 __all__ = [
+    "CheckpointSelection",
     "GanStep",
     "LatentGanTrainer",
     "PairedGanTrainer",
