@@ -1,4 +1,4 @@
-"""Checks every SynthMR bundle must pass (DESIGN §3); each bundle's test module calls them.
+"""Checks every SynthMR bundle must pass (docs/design.md, *The bundle contract*); each bundle's test module calls them.
 
 Usage in ``tests/test_bundle_<name>.py``::
 

@@ -37,7 +37,7 @@ TOOL_BLOCK = {
     "lesion_edits": ["translate", "mirror"],
 }
 
-# The contract of DESIGN §3 and synthmr.bundle.runner: bundle_root, device, input (default: a sample in the
+# The contract of docs/design.md (*The bundle contract*) and synthmr.bundle.runner: bundle_root, device, input (default: a sample in the
 # bundle), output_dir, progress; outputs go to <output_dir>/<case_id>/<role>.nii.gz on the input's grid.
 CONFIG_HEAD = """\
 imports:

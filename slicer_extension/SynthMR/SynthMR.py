@@ -1,6 +1,6 @@
 """SynthMR: run a SynthMR bundle on volumes and segmentations of the scene, with optional lesion edits.
 
-The module is thin (DESIGN §6): the interface comes from the chosen bundle's metadata, everything that needs no
+The module is thin (docs/design.md, *The 3D Slicer extension*): the interface comes from the chosen bundle's metadata, everything that needs no
 Slicer lives in ``SynthMRLib`` (tested with plain pytest), and inference runs in separate processes
 (``synthmr lesion``, ``synthmr run``) that print machine-readable progress, so Slicer never freezes and Cancel ends
 the whole process tree. The Logic is the adapter between MRML nodes and files: inputs are written as NRRD on the

@@ -1,4 +1,4 @@
-"""SynthMRLib: everything the 3D Slicer module does that needs no Slicer (DESIGN §6).
+"""SynthMRLib: everything the 3D Slicer module does that needs no Slicer (docs/design.md, *The 3D Slicer extension*).
 
 Finding bundles and reading their interface (:mod:`~SynthMRLib.bundles`), RAS/LPS grids and NRRD files
 (:mod:`~SynthMRLib.geometry`), checking the user's inputs (:mod:`~SynthMRLib.validation`), lesion edit requests

@@ -2,7 +2,7 @@
 
 A SynthMR bundle's ``configs/metadata.json`` carries, next to the MONAI fields, one block under the top-level key
 ``"synthmr"``. The command line (``synthmr run``, ``synthmr bundles``) and the 3D Slicer module build their
-interface and their input checks from it alone (DESIGN §3). Example::
+interface and their input checks from it alone (docs/design.md, *The bundle contract*). Example::
 
     "synthmr": {
       "spatial_dims": 2,
@@ -34,7 +34,7 @@ misspelt one is reported instead of silently ignored):
     - ``kind``: ``"volume"`` (an intensity image) or ``"labelmap"`` (integer labels).
     - ``description``: what the input is, in words a user understands (shown as its label in a UI).
     - ``required``: optional, default ``true``; an optional input may be left out of a run.
-    - ``sequence`` (volumes only, optional): the canonical sequence key of DESIGN §2 (``t1_pre``, ``t1n``, ...).
+    - ``sequence`` (volumes only, optional): the canonical sequence key (docs/design.md, *Data conventions*) (``t1_pre``, ``t1n``, ...).
     - ``labels`` (labelmaps only, optional): label value (a positive integer written as a string) -> name.
       When given, the labelmap may hold only 0 (background) and these values. A required labelmap must not be
       empty (all zero) in any case: an all-zero mask is almost always the wrong file or an unfinished
@@ -87,7 +87,7 @@ from synthmr.io.datalist import read_json
 BLOCK_KEY = "synthmr"
 KINDS = ("volume", "labelmap")
 LESION_EDITS = ("translate", "scale", "mirror", "transplant")
-# The runner sends the case name inside the same ``input`` dict as the images (the bundle contract of DESIGN §3).
+# The runner sends the case name inside the same ``input`` dict as the images (docs/design.md, *The bundle contract*).
 RESERVED_INPUT_ROLES = ("case_id",)
 
 _ROLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")

@@ -1,7 +1,7 @@
 """Run a bundle on one case: check the inputs against the bundle's tool description, run its inference, and
 put the outputs in a folder, all or nothing.
 
-This is what ``synthmr run`` and the 3D Slicer module call (DESIGN §6): the module starts ``synthmr run`` as a
+This is what ``synthmr run`` and the 3D Slicer module call (docs/design.md, *The 3D Slicer extension*): the module starts ``synthmr run`` as a
 separate process and follows the lines it prints.
 
 **Progress protocol.** While it runs, :func:`run_bundle` (with the default ``progress``) prints to stdout, flushed

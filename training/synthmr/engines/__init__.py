@@ -1,4 +1,4 @@
-"""GAN trainers on MONAI/Ignite engines (DESIGN §4): paired/conditional and latent/class-conditional."""
+"""GAN trainers on MONAI/Ignite engines (docs/design.md, *Engines, losses and metrics*): paired/conditional and latent/class-conditional."""
 
 from synthmr.engines.latent import LatentGanTrainer
 from synthmr.engines.paired import GanStep, PairedGanTrainer, concat_condition, image_only, on_features, on_images

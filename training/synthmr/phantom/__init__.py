@@ -1,4 +1,4 @@
-"""Simulated multiparametric MRI: the default data of SynthMR (DESIGN §5).
+"""Simulated multiparametric MRI: the default data of SynthMR (docs/design.md, *The phantom*).
 
 Each organ phantom is a small callable object: configuration in the constructor, one case per seed::
 

@@ -18,7 +18,7 @@ class PhantomCase:
     LPS directions of the array axes).
 
     Args:
-        images: sequence key (DESIGN §2 names) -> float32 image.
+        images: sequence key (docs/design.md, *Data conventions*) -> float32 image.
         masks: mask key (``label``, ``liver``, ``tumor``, ``lesion`` ...) -> uint8 label map.
         spacing, origin, direction: the grid.
         meta: JSON-serialisable facts about the case (seed, lesion classes, parameters drawn).

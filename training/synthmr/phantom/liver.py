@@ -5,14 +5,14 @@ z -> superior). Every organ is an implicit shape (ellipsoid, tube, superellipse)
 deformed copy of the grid coordinates, so cross-sections change smoothly along z. Shapes become
 partial-volume *occupancies* and are stacked by priority into
 tissue fractions; :func:`synthmr.phantom.physics.render` turns the fractions into the signal of each series
-and :class:`synthmr.phantom.physics.Acquisition` adds bias, noise and scaling (DESIGN §5).
+and :class:`synthmr.phantom.physics.Acquisition` adds bias, noise and scaling (docs/design.md, *The phantom*).
 
 The disease is MMHCC (the subtype of seed paper 000): large (5-12 cm here), lobulated, heterogeneous tumours
 with necrosis, arterial phase hyperenhancement, portal venous phase washout and sometimes an enhancing capsule
 (Ziol et al., Hepatology 2018;68:103-112; Mulé et al., Radiology 2020;295:562-571; LI-RADS v2018 feature
 definitions, Chernyak et al., Radiology 2018;289:816-830).
 
-Series (DESIGN §2 keys):
+Series (keys of docs/design.md, *Data conventions*):
 
 - ``t1fs_arterial`` / ``t1fs_portal``: fat-suppressed 3D spoiled gradient echo (VIBE/LAVA/THRIVE type) in the
   late arterial and portal venous phases of an extracellular Gd agent.

@@ -1,4 +1,4 @@
-"""Feature extractors for the Fréchet distance, by name, with weights from local files only (DESIGN §4).
+"""Feature extractors for the Fréchet distance, by name, with weights from local files only (docs/design.md, *Engines, losses and metrics*).
 
 ========================  =====  ==========================================================================
 name                      dim    weights
