@@ -1,9 +1,11 @@
 """SynthMRLib, the Slicer module's Slicer-free library: it imports with neither Slicer nor synthmr, finds bundles
-(repository, user folder, added folders and zips), reads their interface with or without synthmr, checks inputs,
+(repository, user folder, added folders and zips), reads their tool description with synthmr's reader, installed or not, checks inputs,
 writes files on the right grid, and runs a bundle through the real runner with progress and cancel."""
 
+import dataclasses
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -29,12 +31,13 @@ from SynthMRLib import (  # noqa: E402 (the module folder is not a package on th
     lps_grid,
     ras_point_to_ijk,
     ras_vector_to_ijk,
-    read_interface,
+    read_tool_description,
     resolve_bundle,
     segment_label_values,
     unpack_bundle_zip,
     write_nrrd,
 )
+import SynthMRLib.bundles  # noqa: E402
 from SynthMRLib.bundles import repository_bundles, repository_root  # noqa: E402
 from SynthMRLib.geometry import on_reference_grid  # noqa: E402
 from SynthMRLib.testing import INTERFACE, LESION_CONTRAST, write_test_bundle  # noqa: E402
@@ -79,7 +82,7 @@ def bundle(tmp_path):
 
 @pytest.fixture
 def interface(bundle):
-    return read_interface(bundle)
+    return read_tool_description(bundle)
 
 
 def write_case(folder, arrays=None):
@@ -92,7 +95,8 @@ def write_case(folder, arrays=None):
 
 
 def test_imports_without_slicer_or_synthmr(bundle):
-    """In a fresh Slicer synthmr is not installed; SynthMRLib must still list bundles and show their interface."""
+    """In a fresh Slicer synthmr is not installed; SynthMRLib must still list bundles and show their tool description,
+    read by synthmr's own reader loaded from the checkout's source file."""
     code = f"""
 import sys, json
 for name in ("slicer", "qt", "ctk", "vtk", "synthmr", "torch", "monai", "SimpleITK"):
@@ -101,33 +105,69 @@ sys.path.insert(0, {str(EXTENSION)!r})
 import SynthMRLib
 from SynthMRLib import discover_bundles
 entry, = [e for e in discover_bundles(user_folder={str(bundle.parent)!r}) if e.name == {bundle.name!r}]
-i = entry.interface
-print(json.dumps([i.checked, list(i.inputs), i.inputs["liver"].labels, i.lesion_edits, entry.source]))
+d = entry.tool_description
+print(json.dumps([type(d).__name__, type(d).__module__, list(d.inputs), d.inputs["liver"].labels, d.lesion_edits,
+                  entry.source]))
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == [
-        False, ["t1_pre", "liver", "tumor"], {"1": "liver"}, list(INTERFACE["lesion_edits"]), "user folder"
+        "ToolDescription", "synthmr_tool_description", ["t1_pre", "liver", "tumor"], {"1": "liver"},
+        list(INTERFACE["lesion_edits"]), "user folder",
     ]
 
 
-# Interface: the light reading agrees with synthmr's
+def test_without_synthmr_or_checkout_the_reader_comes_from_the_packaged_wheel(bundle, tmp_path):
+    """Installed from the Extensions catalog: no checkout above the module, synthmr not installed, only the wheel the
+    extension carries (here a zip with the reader's two files, as the wheel holds them)."""
+    module = tmp_path / "install" / "SynthMR"
+    shutil.copytree(EXTENSION / "SynthMRLib", module / "SynthMRLib", ignore=shutil.ignore_patterns("__pycache__"))
+    wheels = module / "Resources" / "Wheels"
+    wheels.mkdir(parents=True)
+    source = Path(__file__).resolve().parents[1] / "training" / "synthmr" / "bundle"
+    with zipfile.ZipFile(wheels / "synthmr-0.0.1-py3-none-any.whl", "w") as wheel:
+        for name in ("description.py", "tool_description.schema.json"):
+            wheel.write(source / name, f"synthmr/bundle/{name}")
+    code = f"""
+import sys, json
+for name in ("slicer", "qt", "synthmr", "torch", "monai"):
+    sys.modules[name] = None
+sys.path.insert(0, {str(module)!r})
+from SynthMRLib import read_tool_description, SynthMRError
+from SynthMRLib.bundles import repository_root
+d = read_tool_description({str(bundle)!r})
+try:
+    read_tool_description({str(bundle.parent / 'nowhere')!r})
+except SynthMRError as error:
+    problem = str(error)
+print(json.dumps([repository_root(), type(d).__module__, d.reference, problem]))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    root, module_name, reference, problem = json.loads(result.stdout)
+    assert root is None and module_name == "synthmr_tool_description" and reference == "t1_pre"
+    assert "not a bundle folder" in problem
 
 
-def hide_synthmr_reader(monkeypatch):
-    monkeypatch.setitem(sys.modules, "synthmr.bundle.description", None)
+@pytest.fixture
+def without_synthmr(monkeypatch):
+    """synthmr uninstalled for SynthMRLib: its reader is loaded again, from the checkout's source file."""
+    for name in ("synthmr", "synthmr.bundle", "synthmr.bundle.description"):
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.setattr(SynthMRLib.bundles, "_tool_description_module", None)
+    monkeypatch.delitem(sys.modules, SynthMRLib.bundles.READER_MODULE, raising=False)
 
 
-def test_interface_from_metadata_with_and_without_synthmr(bundle, monkeypatch):
-    full = read_interface(bundle)
-    assert full.checked and full.name == "synthmr_test"
-    assert list(full.inputs) == ["t1_pre", "liver", "tumor"] and list(full.outputs) == ["t1_post1"]
-    assert full.inputs["tumor"].required is False and full.inputs["liver"].labels == {1: "liver"}
-    assert (full.reference, full.organ_mask, full.lesion) == ("t1_pre", "liver", "tumor")
-    hide_synthmr_reader(monkeypatch)
-    light = read_interface(bundle)
-    assert not light.checked
-    assert {**vars(light), "checked": True} == vars(full)
+def test_the_same_reader_with_and_without_synthmr(bundle, request):
+    installed = read_tool_description(bundle)
+    assert type(installed).__module__ == "synthmr.bundle.description" and installed.name == "synthmr_test"
+    assert list(installed.inputs) == ["t1_pre", "liver", "tumor"] and list(installed.outputs) == ["t1_post1"]
+    assert installed.inputs["tumor"].required is False and installed.inputs["liver"].labels == {1: "liver"}
+    assert (installed.reference, installed.organ_mask, installed.lesion) == ("t1_pre", "liver", "tumor")
+    request.getfixturevalue("without_synthmr")
+    alone = read_tool_description(bundle)
+    assert type(alone).__module__ == "synthmr_tool_description"
+    assert dataclasses.asdict(alone) == dataclasses.asdict(installed)
 
 
 def rewrite_block(bundle, change):
@@ -145,7 +185,7 @@ def rewrite_block(bundle, change):
         (lambda b: b.update(reference="tumor"), "synthmr.reference"),
         (lambda b: b.update(organ_mask="t1_pre"), "synthmr.organ_mask"),
         (lambda b: b.update(lesion_edits=["rotate"]), "synthmr.lesion_edits"),
-        (lambda b: b.update(lesion=None), "synthmr.lesion_edits"),
+        (lambda b: b.update(lesion=None), "synthmr.lesion"),
         (lambda b: b["inputs"]["liver"].update(labels={"0": "bg"}), "synthmr.inputs.liver.labels"),
         (lambda b: b["inputs"]["t1_pre"].update(labels={"1": "x"}), "synthmr.inputs.t1_pre.labels"),
         (lambda b: b.update(spatial_dims=4), "synthmr.spatial_dims"),
@@ -153,15 +193,15 @@ def rewrite_block(bundle, change):
         (lambda b: b["inputs"].update(case_id=b["inputs"]["t1_pre"]), "synthmr.inputs.case_id"),
     ],
 )
-def test_both_readers_reject_a_bad_block_naming_the_field(bundle, monkeypatch, change, field):
+def test_a_bad_block_is_rejected_naming_the_field_with_and_without_synthmr(bundle, request, change, field):
     rewrite_block(bundle, change)
-    with pytest.raises(SynthMRError) as full:
-        read_interface(bundle)
-    hide_synthmr_reader(monkeypatch)
-    with pytest.raises(SynthMRError) as light:
-        read_interface(bundle)
-    for raised in (full, light):
-        assert str(raised.value).startswith(f"{bundle / 'configs' / 'metadata.json'}: ") and field in str(raised.value)
+    with pytest.raises(SynthMRError) as installed:
+        read_tool_description(bundle)
+    request.getfixturevalue("without_synthmr")
+    with pytest.raises(SynthMRError) as alone:
+        read_tool_description(bundle)
+    assert str(alone.value) == str(installed.value)
+    assert str(installed.value).startswith(f"{bundle / 'configs' / 'metadata.json'}: ") and field in str(installed.value)
 
 
 # Discovery
@@ -180,8 +220,8 @@ def test_discovery_order_user_folder_repository_and_problems(tmp_path):
     found = {entry.name: entry for entry in entries}
     assert [entry.name for entry in entries] == ["shared", "gone", "broken", "only_repository"]
     assert found["shared"].path == mine.resolve() and found["shared"].source == "added"  # first source wins
-    assert found["only_repository"].source == "repository" and found["only_repository"].interface is not None
-    assert found["broken"].interface is None and "not valid JSON" in found["broken"].problem
+    assert found["only_repository"].source == "repository" and found["only_repository"].tool_description is not None
+    assert found["broken"].tool_description is None and "not valid JSON" in found["broken"].problem
     assert found["gone"].problem == f"{tmp_path / 'gone'}: no such bundle folder or zip"
 
 
@@ -208,7 +248,7 @@ def test_zipped_bundle_is_unpacked_once_into_the_cache(tmp_path):
     of_content = zip_folder(bundle, tmp_path / "named_by_zip.zip")  # a zip of its content
     unpacked = unpack_bundle_zip(of_folder, cache)
     assert unpacked.name == "zipped" and unpacked.parent.parent == cache.resolve()
-    assert read_interface(unpacked).inputs.keys() == {"t1_pre", "liver", "tumor"}
+    assert read_tool_description(unpacked).inputs.keys() == {"t1_pre", "liver", "tumor"}
     stamp = (unpacked / "configs" / "metadata.json").stat().st_mtime_ns
     assert unpack_bundle_zip(of_folder, cache) == unpacked  # same content: the same folder, not unpacked again
     assert (unpacked / "configs" / "metadata.json").stat().st_mtime_ns == stamp
@@ -373,7 +413,7 @@ def test_edit_request_arguments_and_checks(interface):
         LesionEditRequest(mirror=True).check(interface, has_lesion=False)
     with pytest.raises(SynthMRError, match="scale factor -1: must be a positive number"):
         LesionEditRequest(scale=-1).check(interface, has_lesion=True)
-    narrow = type(interface)(**{**vars(interface), "lesion_edits": ("translate",)})
+    narrow = dataclasses.replace(interface, lesion_edits=("translate",))
     with pytest.raises(SynthMRError, match=r"does not support the lesion edit\(s\) mirror \(it supports: translate\)"):
         LesionEditRequest(mirror=True).check(narrow, has_lesion=True)
     assert not LesionEditRequest().requested
@@ -448,7 +488,7 @@ def test_cancel_ends_the_process_tree_and_leaves_nothing(tmp_path):
         f"$open({str(runner_pid)!r}, 'w').write(str(__import__('os').getpid()) + '\\n')",
         "$__import__('time').sleep(120)",
     ]
-    interface = read_interface(write_test_bundle(tmp_path / "bundles", "slow", run=run))
+    interface = read_tool_description(write_test_bundle(tmp_path / "bundles", "slow", run=run))
     work = tmp_path / "work"
     paths = write_case(work)
     job = SynthesisJob(interface, paths, work / "out")

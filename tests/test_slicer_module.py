@@ -17,7 +17,7 @@ import pytest
 
 from test_slicer_lib import EXTENSION, IJK_TO_RAS, SHAPE, case_arrays
 
-from SynthMRLib import SynthMRError, read_interface, write_nrrd
+from SynthMRLib import SynthMRError, read_tool_description, write_nrrd
 from SynthMRLib.geometry import on_reference_grid
 from SynthMRLib.testing import LESION_CONTRAST, write_test_bundle
 from synthmr.io import read_image
@@ -180,7 +180,7 @@ def mrml(monkeypatch, tmp_path):
                                                            segmentations=SimpleNamespace(logic=lambda: segmentations)),
                         raising=False)
     module = import_synthmr(monkeypatch, qt_side_fakes())
-    interface = read_interface(write_test_bundle(tmp_path / "bundles"))
+    interface = read_tool_description(write_test_bundle(tmp_path / "bundles"))
     return SimpleNamespace(slicer=slicer, vtk=importlib.import_module("vtk"), scene=scene, module=module,
                            logic=module.SynthMRLogic(), interface=interface)
 

@@ -1,6 +1,6 @@
 """SynthMR: run a SynthMR bundle on volumes and segmentations of the scene, with optional lesion edits.
 
-The module is thin (docs/design.md, *The 3D Slicer extension*): the interface comes from the chosen bundle's metadata, everything that needs no
+The module is thin (docs/design.md, *The 3D Slicer extension*): the toolDescription comes from the chosen bundle's metadata, everything that needs no
 Slicer lives in ``SynthMRLib`` (tested with plain pytest), and inference runs in separate processes
 (``synthmr lesion``, ``synthmr run``) that print machine-readable progress, so Slicer never freezes and Cancel ends
 the whole process tree. The Logic is the adapter between MRML nodes and files: inputs are written as NRRD on the
@@ -18,9 +18,10 @@ import tempfile
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Union
+from typing import TYPE_CHECKING, Annotated, Union
 
 import numpy as np
 import qt
@@ -45,10 +46,8 @@ from slicer.util import VTKObservationMixin
 
 from SynthMRLib import (
     BundleEntry,
-    BundleInterface,
     JobState,
     LesionEditRequest,
-    Role,
     SceneInput,
     SynthesisJob,
     SynthMRError,
@@ -58,13 +57,16 @@ from SynthMRLib import (
     discover_bundles,
     ras_point_to_ijk,
     ras_vector_to_ijk,
-    read_interface,
+    read_tool_description,
     segment_label_values,
     write_nrrd,
 )
 from SynthMRLib import dependencies
 from SynthMRLib.geometry import on_reference_grid
 from SynthMRLib.validation import GRID_TOLERANCE_MM, check_labelmap, check_roles, grid_difference
+
+if TYPE_CHECKING:  # annotations only: SynthMRLib loads synthmr's reader at run time
+    from synthmr.bundle.description import InputRole, ToolDescription
 
 # Node classes a role of each kind accepts (labelmap roles take a labelmap volume or a segmentation).
 VOLUME_CLASSES = ("vtkMRMLScalarVolumeNode",)
@@ -214,7 +216,7 @@ class SynthMRWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode: SynthMRParameterNode | None = None
         self._parameterNodeGuiTag = None
         self._bundles: list[BundleEntry] = []
-        self._interface: BundleInterface | None = None
+        self._toolDescription: ToolDescription | None = None
         self._inputSelectors: dict[str, object] = {}
         self._task: SynthesisTask | None = None
         self._timer = qt.QTimer()
@@ -298,7 +300,7 @@ class SynthMRWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         wasBlocked = combo.blockSignals(True)
         combo.clear()
         for index, entry in enumerate(self._bundles):
-            text = entry.name if entry.interface else _("{name} (cannot be used)").format(name=entry.name)
+            text = entry.name if entry.tool_description else _("{name} (cannot be used)").format(name=entry.name)
             combo.addItem(text)
             combo.setItemData(index, entry.problem or str(entry.path), qt.Qt.ToolTipRole)
         combo.blockSignals(wasBlocked)
@@ -316,7 +318,7 @@ class SynthMRWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         entry = self._bundles[index] if 0 <= index < len(self._bundles) else None
         if self._parameterNode and entry is not None and self._parameterNode.bundlePath != str(entry.path):
             self._parameterNode.bundlePath = str(entry.path)
-        self._interface = entry.interface if entry else None
+        self._toolDescription = entry.tool_description if entry else None
         self._buildInterface(entry)
         self._checkCanApply()
 
@@ -363,7 +365,7 @@ class SynthMRWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def _cacheFolder() -> str:
         return str(Path(slicer.app.cachePath) / "SynthMR" / "bundles")
 
-    # The interface of the chosen bundle
+    # The toolDescription of the chosen bundle
 
     def _buildInterface(self, entry: BundleEntry | None) -> None:
         """One selector per input role, the outputs it will create, and only the lesion edits it supports."""
@@ -372,23 +374,22 @@ class SynthMRWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if item.widget():
                 item.widget().deleteLater()
         self._inputSelectors = {}
-        interface = entry.interface if entry else None
+        toolDescription = entry.tool_description if entry else None
         if entry is None:
             self.ui.bundleDescriptionLabel.text = _("No bundle found: add a bundle folder or zip.")
-        elif interface is None:
+        elif toolDescription is None:
             self.ui.bundleDescriptionLabel.text = entry.problem
         else:
-            checked = "" if interface.checked else _(" (read without synthmr: fully checked once it is installed)")
-            self.ui.bundleDescriptionLabel.text = f"{entry.path}{checked}"
+            self.ui.bundleDescriptionLabel.text = str(entry.path)
         self.ui.outputsLabel.text = (
-            "\n".join(f"{interface.name} {name}: {role.description}" for name, role in interface.outputs.items())
-            if interface
+            "\n".join(f"{toolDescription.name} {name}: {role.description}" for name, role in toolDescription.outputs.items())
+            if toolDescription
             else ""
         )
-        self.ui.lesionCollapsibleButton.visible = bool(interface and interface.lesion_edits)
-        if not interface:
+        self.ui.lesionCollapsibleButton.visible = bool(toolDescription and toolDescription.lesion_edits)
+        if not toolDescription:
             return
-        for name, role in interface.inputs.items():
+        for name, role in toolDescription.inputs.items():
             selector = self._createSelector(role)
             label = role.description if role.required else _("{description} (optional)").format(
                 description=role.description
@@ -401,10 +402,10 @@ class SynthMRWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             ("mirror", self.ui.mirrorCheckBox),
             ("transplant", self.ui.transplantWidget),
         ):
-            widget.visible = edit in interface.lesion_edits
+            widget.visible = edit in toolDescription.lesion_edits
         self._updateTranslateLabels()
 
-    def _createSelector(self, role: Role):
+    def _createSelector(self, role: InputRole):
         selector = slicer.qMRMLNodeComboBox()
         selector.nodeTypes = list(VOLUME_CLASSES if role.kind == "volume" else LABELMAP_CLASSES)
         # A labelmap volume is a scalar volume to MRML; a volume role must not offer it.
@@ -444,11 +445,11 @@ class SynthMRWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         self.ui.applyButton.text = _("Synthesize")
         reason = None
-        if self._interface is None:
+        if self._toolDescription is None:
             reason = _("Choose a usable bundle.")
         else:
             selected = self._selectedInputs()
-            missing = [role.description for name, role in self._interface.inputs.items()
+            missing = [role.description for name, role in self._toolDescription.inputs.items()
                        if role.required and name not in selected]
             if missing:
                 reason = _("Choose: {inputs}.").format(inputs=", ".join(missing))
@@ -481,10 +482,10 @@ class SynthMRWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if not self.logic.installDependencies(askConfirmation=True):
                 return
             self._task = self.logic.start(
-                self._interface,
+                self._toolDescription,
                 self._selectedInputs(),
                 device=self._parameterNode.device,
-                edits=LesionEditSettings.fromParameterNode(self._parameterNode, self._interface.lesion_edits),
+                edits=LesionEditSettings.fromParameterNode(self._parameterNode, self._toolDescription.lesion_edits),
             )
             self.ui.progressBar.value = 0
             self.ui.statusLabel.text = _("Starting...")
@@ -532,13 +533,13 @@ class SynthesisTask:
     """One started synthesis: its job and what :meth:`SynthMRLogic.finish` needs to put the results in the scene.
 
     Args:
-        interface: the bundle's interface.
+        toolDescription: the bundle's tool description.
         job: the running job.
         workFolder: the temporary folder holding the input files and the outputs; removed by finish and cancel.
         referenceNodeID: the reference volume node, whose geometry the outputs get.
     """
 
-    interface: BundleInterface
+    toolDescription: ToolDescription
     job: SynthesisJob
     workFolder: Path
     referenceNodeID: str
@@ -630,7 +631,7 @@ class SynthMRLogic(ScriptedLoadableModuleLogic):
 
     # Scene -> files
 
-    def sceneInputs(self, interface: BundleInterface, nodes: dict[str, object]) -> dict[str, SceneInput]:
+    def sceneInputs(self, toolDescription: ToolDescription, nodes: dict[str, object]) -> dict[str, SceneInput]:
         """The chosen nodes as arrays on the reference grid, checked against the bundle (SynthMRLib.validation).
 
         Segmentations are exported onto the reference volume's grid; volumes and labelmap volumes must already be on
@@ -639,27 +640,27 @@ class SynthMRLogic(ScriptedLoadableModuleLogic):
         Raises:
             SynthMRError: a node of the wrong kind, under a transform, or not fitting its role (one message).
         """
-        check_roles(interface, nodes)
-        reference = nodes[interface.reference]
+        check_roles(toolDescription, nodes)
+        reference = nodes[toolDescription.reference]
         if not reference.IsA("vtkMRMLVolumeNode"):
             raise SynthMRError(
-                f"input {interface.reference!r} ({reference.GetName()}): is the reference whose grid the outputs get; "
+                f"input {toolDescription.reference!r} ({reference.GetName()}): is the reference whose grid the outputs get; "
                 "choose a volume, not a segmentation"
             )
         inputs = {}
         for name, node in nodes.items():
-            role = interface.inputs[name]
+            role = toolDescription.inputs[name]
             self._checkNode(role, node)
             if node.IsA("vtkMRMLSegmentationNode"):
                 array, ijkToRAS = self.segmentationArray(role, node, reference), self.ijkToRAS(reference)
             else:
                 array, ijkToRAS = slicer.util.arrayFromVolume(node), self.ijkToRAS(node)
             inputs[name] = SceneInput(node.GetName(), array, ijkToRAS)
-        check_inputs(interface, inputs)
+        check_inputs(toolDescription, inputs)
         return inputs
 
     @staticmethod
-    def _checkNode(role: Role, node) -> None:
+    def _checkNode(role: InputRole, node) -> None:
         what = f"input {role.name!r} ({node.GetName()})"
         if role.kind == "volume":
             if not node.IsA("vtkMRMLScalarVolumeNode") or node.IsA("vtkMRMLLabelMapVolumeNode"):
@@ -679,7 +680,7 @@ class SynthMRLogic(ScriptedLoadableModuleLogic):
         volumeNode.GetIJKToRASMatrix(matrix)
         return slicer.util.arrayFromVTKMatrix(matrix)
 
-    def segmentationArray(self, role: Role, segmentationNode, referenceNode) -> np.ndarray:
+    def segmentationArray(self, role: InputRole, segmentationNode, referenceNode) -> np.ndarray:
         """A segmentation as one labelmap array ``(K, J, I)`` on the reference volume's grid.
 
         Each segment is resampled (nearest neighbour, cropped to the reference's extent) onto the reference grid
@@ -718,7 +719,7 @@ class SynthMRLogic(ScriptedLoadableModuleLogic):
             masks.append((name, voxels == segmentation.GetSegment(segmentId).GetLabelValue()))
         return combine_segments(role, segmentationNode.GetName(), masks, values)
 
-    def lesionEditRequest(self, interface: BundleInterface, settings: LesionEditSettings | None, referenceNode,
+    def lesionEditRequest(self, toolDescription: ToolDescription, settings: LesionEditSettings | None, referenceNode,
                           inputFolder: Path) -> LesionEditRequest | None:
         """The edits in voxel (IJK) units; a transplant donor is written as a file on the reference grid."""
         if settings is None:
@@ -735,11 +736,11 @@ class SynthMRLogic(ScriptedLoadableModuleLogic):
         donorFile = centre = None
         if settings.donor is not None:
             # The donor takes the lesion's labels, and must not be empty.
-            lesion = interface.inputs[interface.lesion]
-            donorRole = Role("transplant donor", lesion.kind, lesion.description, True, None, lesion.labels)
+            lesion = toolDescription.inputs[toolDescription.lesion]
+            donorRole = dataclasses.replace(lesion, name="transplant donor", required=True)  # a donor must hold a lesion
             self._checkNode(donorRole, settings.donor)
             donor = self._labelmapInput(donorRole, settings.donor, referenceNode)
-            check_labelmap(interface, donorRole, donor)
+            check_labelmap(toolDescription, donorRole, donor)
             donorFile = write_nrrd(inputFolder / "transplant_donor.nrrd", donor.array, ijkToRAS)
             if settings.centre is not None:
                 if settings.centre.GetNumberOfControlPoints() < 1:
@@ -750,7 +751,7 @@ class SynthMRLogic(ScriptedLoadableModuleLogic):
         request = LesionEditRequest(translate, settings.scale, settings.mirror, donorFile, centre)
         return request if request.requested else None
 
-    def _labelmapInput(self, role: Role, node, referenceNode) -> SceneInput:
+    def _labelmapInput(self, role: InputRole, node, referenceNode) -> SceneInput:
         """A labelmap volume (which must be on the reference grid) or a segmentation, as a labelmap on that grid."""
         if node.IsA("vtkMRMLSegmentationNode"):
             return SceneInput(node.GetName(), self.segmentationArray(role, node, referenceNode),
@@ -768,7 +769,7 @@ class SynthMRLogic(ScriptedLoadableModuleLogic):
 
     def start(
         self,
-        interface: BundleInterface,
+        toolDescription: ToolDescription,
         nodes: dict[str, object],
         device: str = "cpu",
         edits: LesionEditSettings | None = None,
@@ -778,7 +779,7 @@ class SynthMRLogic(ScriptedLoadableModuleLogic):
         """Check the inputs, write them on the reference grid and start the job; returns at once.
 
         Args:
-            interface: the bundle's interface.
+            toolDescription: the bundle's tool description.
             nodes: input role -> chosen node.
             device: "cpu" or "cuda".
             edits: lesion edits, or None.
@@ -791,8 +792,8 @@ class SynthMRLogic(ScriptedLoadableModuleLogic):
         """
         if workFolder is not None and Path(workFolder).is_dir() and any(Path(workFolder).iterdir()):
             raise SynthMRError(f"{workFolder}: the work folder must be new or empty (it is deleted after the run)")
-        inputs = self.sceneInputs(interface, nodes)
-        reference = nodes[interface.reference]
+        inputs = self.sceneInputs(toolDescription, nodes)
+        reference = nodes[toolDescription.reference]
         folder = Path(workFolder) if workFolder is not None else self._newTemporaryFolder()
         try:
             inputFolder = folder / "inputs"
@@ -800,11 +801,11 @@ class SynthMRLogic(ScriptedLoadableModuleLogic):
             paths = {name: write_nrrd(inputFolder / f"{name}.nrrd", value.array, value.ijk_to_ras)
                      for name, value in inputs.items()}
             job = SynthesisJob(
-                interface,
+                toolDescription,
                 paths,
                 folder / "outputs",
                 device=device,
-                edits=self.lesionEditRequest(interface, edits, reference, inputFolder),
+                edits=self.lesionEditRequest(toolDescription, edits, reference, inputFolder),
                 python=python or shutil.which("PythonSlicer") or sys.executable,
                 env=slicer.util.startupEnvironment() if hasattr(slicer, "app") else None,
                 input_names={name: f"scene node {value.name!r}" for name, value in inputs.items()},
@@ -814,7 +815,7 @@ class SynthMRLogic(ScriptedLoadableModuleLogic):
             shutil.rmtree(folder, ignore_errors=True)
             raise
         logging.info("SynthMR: running %s", " && ".join(" ".join(command) for command in job.commands()))
-        return SynthesisTask(interface, job, folder, reference.GetID())
+        return SynthesisTask(toolDescription, job, folder, reference.GetID())
 
     @staticmethod
     def _newTemporaryFolder() -> Path:
@@ -846,26 +847,26 @@ class SynthMRLogic(ScriptedLoadableModuleLogic):
             reference = slicer.mrmlScene.GetNodeByID(task.referenceNodeID)
             if reference is None:
                 raise SynthMRError("the reference volume was removed from the scene during the run")
-            name = task.interface.name
+            name = task.toolDescription.name
             loaded = [self._readOnGrid(job.outputs[role], f"{name} {role}", reference, labelmap=False)
-                      for role in task.interface.outputs]
+                      for role in task.toolDescription.outputs]
             if job.edited_lesion is not None:
-                loaded.append(self._readOnGrid(job.edited_lesion, f"{name} {task.interface.lesion} (edited)",
+                loaded.append(self._readOnGrid(job.edited_lesion, f"{name} {task.toolDescription.lesion} (edited)",
                                                reference, labelmap=True))
             return self._addToScene(loaded)
         finally:
             shutil.rmtree(task.workFolder, ignore_errors=True)
 
-    def process(self, interface: BundleInterface, nodes: dict[str, object], progress=None, **options) -> list:
+    def process(self, toolDescription: ToolDescription, nodes: dict[str, object], progress=None, **options) -> list:
         """:meth:`start`, wait (passing each :class:`~SynthMRLib.process.Progress` to ``progress``), :meth:`finish`.
 
         Args:
-            interface: the bundle's interface.
+            toolDescription: the bundle's tool description.
             nodes: input role -> chosen node.
             progress: called with each progress event, or None.
             options: the other arguments of :meth:`start` (device, edits, workFolder, python).
         """
-        task = self.start(interface, nodes, **options)
+        task = self.start(toolDescription, nodes, **options)
         task.job.wait(progress=progress)
         return self.finish(task)
 
@@ -929,7 +930,7 @@ class SynthMRLogic(ScriptedLoadableModuleLogic):
 class SynthMRTest(ScriptedLoadableModuleTest):
     """The module's self-test (Reload & Test, and ctest inside Slicer).
 
-    It needs no trained weights: it writes SynthMRLib's tiny test bundle, checks its interface, the scene-to-file
+    It needs no trained weights: it writes SynthMRLib's tiny test bundle, checks its toolDescription, the scene-to-file
     adapter on an oblique, anisotropic grid (read back with Slicer's own reader) and, when synthmr is installed,
     a whole run whose outputs must land on the input's geometry.
     """
@@ -945,8 +946,8 @@ class SynthMRTest(ScriptedLoadableModuleTest):
         from SynthMRLib.testing import write_test_bundle
 
         with tempfile.TemporaryDirectory(prefix="SynthMRTest-") as folder:
-            interface = read_interface(write_test_bundle(folder))
-            self.assertEqual(list(interface.inputs), ["t1_pre", "liver", "tumor"])
+            toolDescription = read_tool_description(write_test_bundle(folder))
+            self.assertEqual(list(toolDescription.inputs), ["t1_pre", "liver", "tumor"])
             angle = np.deg2rad(25)
             ijkToRAS = np.array([[0.8 * np.cos(angle), -1.1 * np.sin(angle), 0, -30.0],
                                  [0.8 * np.sin(angle), 1.1 * np.cos(angle), 0, 12.5],
@@ -958,14 +959,14 @@ class SynthMRTest(ScriptedLoadableModuleTest):
             volume = slicer.util.addVolumeFromArray(t1, ijkToRAS, "t1 pre")
             mask = slicer.util.addVolumeFromArray(liver, ijkToRAS, "liver", "vtkMRMLLabelMapVolumeNode")
             logic = SynthMRLogic()
-            inputs = logic.sceneInputs(interface, {"t1_pre": volume, "liver": mask})
+            inputs = logic.sceneInputs(toolDescription, {"t1_pre": volume, "liver": mask})
             written = write_nrrd(Path(folder) / "t1_pre.nrrd", inputs["t1_pre"].array, inputs["t1_pre"].ijk_to_ras)
             back = SynthMRLogic._readOnGrid(written, "read back", volume, labelmap=False)
             np.testing.assert_array_equal(slicer.util.arrayFromVolume(back), t1)
             if dependencies.missing_modules():
                 self.delayDisplay("synthmr is not installed: the run itself was not tested")
                 return
-            nodes = logic.process(interface, {"t1_pre": volume, "liver": mask}, workFolder=Path(folder) / "work")
+            nodes = logic.process(toolDescription, {"t1_pre": volume, "liver": mask}, workFolder=Path(folder) / "work")
             self.assertEqual([node.GetName() for node in nodes], ["synthmr_test t1_post1"])
             np.testing.assert_array_equal(self.ijkToRASOf(nodes[0]), self.ijkToRASOf(volume))
             np.testing.assert_allclose(slicer.util.arrayFromVolume(nodes[0]), 2 * t1)

@@ -1,22 +1,20 @@
 """SynthMRLib: everything the 3D Slicer module does that needs no Slicer (docs/design.md, *The 3D Slicer extension*).
 
-Finding bundles and reading their interface (:mod:`~SynthMRLib.bundles`), RAS/LPS grids and NRRD files
+Finding bundles and reading their tool description (:mod:`~SynthMRLib.bundles`), RAS/LPS grids and NRRD files
 (:mod:`~SynthMRLib.geometry`), checking the user's inputs (:mod:`~SynthMRLib.validation`), lesion edit requests
 (:mod:`~SynthMRLib.edits`), running a synthesis in separate processes with progress and cancel
 (:mod:`~SynthMRLib.process`) and the dependencies to install (:mod:`~SynthMRLib.dependencies`).
 
 It imports the standard library and NumPy only (Slicer's Python has both), never ``slicer`` or ``qt``, so it is
 tested with plain pytest. ``synthmr`` is imported only where a function needs it, and only once the user has
-installed it: discovery and interface reading work without it.
+installed it: discovery and the tool-description reading work without it (they load synthmr's reader alone).
 """
 
 from SynthMRLib.bundles import (
     BundleEntry,
-    BundleInterface,
-    Role,
     clear_cache,
     discover_bundles,
-    read_interface,
+    read_tool_description,
     repository_bundles,
     resolve_bundle,
     unpack_bundle_zip,
@@ -30,11 +28,9 @@ from SynthMRLib.validation import SceneInput, check_inputs, combine_segments, se
 __all__ = [
     "DEVICES",
     "BundleEntry",
-    "BundleInterface",
     "JobState",
     "LesionEditRequest",
     "Progress",
-    "Role",
     "SceneInput",
     "SynthMRError",
     "SynthesisJob",
@@ -45,7 +41,7 @@ __all__ = [
     "lps_grid",
     "ras_point_to_ijk",
     "ras_vector_to_ijk",
-    "read_interface",
+    "read_tool_description",
     "repository_bundles",
     "resolve_bundle",
     "segment_label_values",

@@ -6,99 +6,46 @@ user's retrained bundle stands in for a shipped one of the same name):
 1. the bundles the user pointed to: a bundle folder, or a ``.zip`` of one, which is unpacked into a cache folder
    (once per zip content: the cache entry is named after the zip's SHA-256);
 2. the subfolders of the user's bundle folder that hold ``configs/metadata.json``;
-3. the repository's ``bundles/`` folder, when the module runs from a SynthMR checkout
-   (``<repository>/slicer_extension/SynthMR``).
+3. the shipped bundles: the repository's ``bundles/`` folder when the module runs from a SynthMR checkout
+   (``<repository>/slicer_extension/SynthMR``), else the bundles packaged with the extension
+   (``<module folder>/Resources/Bundles``, :data:`PACKAGED_BUNDLES`), as installed from Slicer's Extensions catalog.
 
 Nothing is downloaded.
 
-**The interface description** is the ``"synthmr"`` block of ``configs/metadata.json``, documented in
-``synthmr.bundle.description``. When synthmr is importable, :func:`read_interface` uses synthmr's own reader and all
-of its checks. Before synthmr is installed (a fresh Slicer, where the module must show what a bundle needs before it
-offers to install anything) the block is read with :mod:`json`: the fields the interface is built from are
-checked for presence, type and cross-references (the reference, organ and lesion roles exist and have the right
-kind, the edits are known ones), and the description is marked ``checked=False``. What that reader does not check
-(misspelt extra fields, label keys spelt ``"01"``, the demo block) is checked by synthmr again before every run, so
-a bundle that passes the light reading and fails synthmr's fails with synthmr's message, before anything is written.
-Nothing of synthmr is vendored; the tests read the same blocks with both readers and require the same result.
+**The tool description** is the ``"synthmr"`` block of ``configs/metadata.json``, defined once by synthmr's JSON
+Schema and read by synthmr's own reader, ``synthmr.bundle.description``, which needs only the standard library.
+:func:`read_tool_description` imports it when synthmr is installed; before that (a fresh Slicer, where the module
+shows what a bundle needs before it offers to install anything) it loads that same file from where synthmr's source
+is: the checkout the module runs from, or the synthmr wheel packaged with the extension. Every reading is the full
+check, and the command line and the module share one set of names (``ToolDescription``, ``InputRole``,
+``OutputRole``).
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
-import re
 import shutil
+import sys
+import types
 import uuid
 import zipfile
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+import zipimport
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from SynthMRLib.errors import SynthMRError
 
-BLOCK_KEY = "synthmr"
-KINDS = ("volume", "labelmap")
-LESION_EDITS = ("translate", "scale", "mirror", "transplant")
-RESERVED_INPUT_ROLES = ("case_id",)
 # The most a bundle zip may unpack to: more is not a bundle (weights are <= 16 MB per file) but a mistake or a bomb.
 MAX_UNPACKED_BYTES = 4 * 1024**3
-_ROLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
 _ZIP_HASH_CHARS = 16
-
-
-@dataclass(frozen=True)
-class Role:
-    """One input or output of a bundle (outputs are always ``required``).
-
-    Args:
-        name: the role name the bundle reads or writes it under.
-        kind: ``"volume"`` or ``"labelmap"``.
-        description: what it is, for a user; the module's label for it.
-        required: whether a run needs it (inputs only).
-        sequence: canonical sequence key of a volume, or None.
-        labels: label value -> name of a labelmap; when given, the only values besides 0 it may hold.
-    """
-
-    name: str
-    kind: str
-    description: str
-    required: bool = True
-    sequence: str | None = None
-    labels: dict[int, str] | None = None
-
-
-@dataclass(frozen=True)
-class BundleInterface:
-    """What a bundle needs and makes: the ``"synthmr"`` block of its metadata.
-
-    Args:
-        bundle_dir: the bundle folder (its name is the bundle's name).
-        spatial_dims: 2 (slice-wise) or 3.
-        inputs: role name -> input role, in display order.
-        outputs: role name -> output role, in display order.
-        reference: the input whose grid every input shares and the outputs land on.
-        organ_mask: labelmap input lesion edits are clipped to, or None.
-        lesion: labelmap input holding the lesion, or None.
-        lesion_edits: the lesion edits the bundle supports.
-        checked: True when synthmr's reader checked the whole block; False for the standard-library reading.
-    """
-
-    bundle_dir: Path
-    spatial_dims: int
-    inputs: dict[str, Role]
-    outputs: dict[str, Role]
-    reference: str
-    organ_mask: str | None = None
-    lesion: str | None = None
-    lesion_edits: tuple[str, ...] = field(default_factory=tuple)
-    checked: bool = False
-
-    @property
-    def name(self) -> str:
-        """The bundle's name: its folder name."""
-        return self.bundle_dir.name
+# Where the packaged extension keeps the shipped bundles, relative to the module folder (the folder holding
+# SynthMR.py and SynthMRLib/; the module's CMakeLists.txt installs them there).
+PACKAGED_BUNDLES = ("Resources", "Bundles")
 
 
 @dataclass(frozen=True)
@@ -108,16 +55,23 @@ class BundleEntry:
     Args:
         name: the bundle's name.
         path: its folder (for a zip: where it was unpacked).
-        source: where it was found: ``"added"``, ``"user folder"`` or ``"repository"``.
-        interface: its interface, or None when it cannot be used.
+        source: where it was found: ``"added"``, ``"user folder"``, ``"repository"`` (the checkout's) or
+            ``"shipped"`` (packaged with the extension).
+        tool_description: its ``ToolDescription``, or None when it cannot be used.
         problem: why it cannot be used (one message), or None.
+        title: the metadata's ``name`` (the bundle's name when it has none).
+        version: the metadata's ``version``, or ``""``.
+        description: the metadata's ``description``, or ``""``.
     """
 
     name: str
     path: Path
     source: str
-    interface: BundleInterface | None = None
+    tool_description: Any = None
     problem: str | None = None
+    title: str = ""
+    version: str = ""
+    description: str = ""
 
 
 def repository_root() -> Path | None:
@@ -134,44 +88,115 @@ def repository_bundles() -> Path | None:
     return root / "bundles" if root is not None and (root / "bundles").is_dir() else None
 
 
+def module_dir() -> Path:
+    """The module folder: the one holding ``SynthMR.py`` and ``SynthMRLib/`` (and ``Resources/`` once packaged)."""
+    return Path(__file__).resolve().parents[1]
+
+
+def packaged_bundles() -> Path | None:
+    """The bundles packaged with the extension (``<module folder>/Resources/Bundles``), or None."""
+    folder = module_dir().joinpath(*PACKAGED_BUNDLES)
+    return folder if folder.is_dir() else None
+
+
+def shipped_bundles() -> tuple[Path, str] | None:
+    """The bundles that came with the module and their source name: the checkout's ``bundles/``
+    (``"repository"``) when it runs from a checkout, else the packaged ones (``"shipped"``); None when neither is
+    there."""
+    repository = repository_bundles()
+    if repository is not None:
+        return repository, "repository"
+    packaged = packaged_bundles()
+    return (packaged, "shipped") if packaged is not None else None
+
+
+def bundle_summary(bundle_dir: str | os.PathLike) -> tuple[str, str, str]:
+    """``(title, version, description)`` of a bundle for a user, from its ``configs/metadata.json`` (MONAI's
+    ``name``, ``version`` and ``description`` fields). Never raises: a missing or unreadable field gives the folder
+    name as title and ``""`` for the others (the tool-description reading reports what is wrong with the metadata)."""
+    bundle_dir = Path(bundle_dir)
+    try:
+        metadata = json.loads(metadata_path(bundle_dir).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        metadata = None
+    if not isinstance(metadata, dict):
+        metadata = {}
+
+    def text(key: str) -> str:
+        value = metadata.get(key)
+        return " ".join(value.split()) if isinstance(value, str) else ""
+
+    return text("name") or bundle_dir.name, text("version"), text("description")
+
+
 def metadata_path(bundle_dir: str | os.PathLike) -> Path:
-    """Where a bundle keeps its metadata and interface description."""
+    """Where a bundle keeps its metadata and tool description."""
     return Path(bundle_dir) / "configs" / "metadata.json"
 
 
-def read_interface(bundle_dir: str | os.PathLike) -> BundleInterface:
-    """The interface of the bundle in ``bundle_dir`` (see the module docstring for the two readers).
+def read_tool_description(bundle_dir: str | os.PathLike) -> Any:
+    """The ``synthmr.bundle.description.ToolDescription`` of the bundle in ``bundle_dir`` (see the module docstring).
 
     Raises:
-        SynthMRError: the folder is not a bundle, or its metadata or interface block is invalid; the message names
-            the metadata file and the field.
+        SynthMRError: the folder is not a bundle, its metadata or tool description is invalid (the message names
+            the metadata file and the field), or synthmr's reader is nowhere to be found.
     """
-    bundle_dir = Path(bundle_dir)
     try:
-        from synthmr.bundle.description import read_tool_description
-        from synthmr.errors import InputError
-    except ImportError:  # synthmr is not installed yet: the light reading below
-        return _read_interface_json(bundle_dir)
-    try:
-        description = read_tool_description(bundle_dir)
-    except InputError as error:
+        return tool_description_module().read_tool_description(bundle_dir)
+    except ValueError as error:  # synthmr's InputError, or ValueError when its reader was loaded alone
         raise SynthMRError(str(error)) from None
 
-    def role(value: Any) -> Role:  # synthmr's InputRole or OutputRole (which has no `required`: always written)
-        required = getattr(value, "required", True)
-        return Role(value.name, value.kind, value.description, required, value.sequence, value.labels)
 
-    return BundleInterface(
-        bundle_dir=description.bundle_dir,
-        spatial_dims=description.spatial_dims,
-        inputs={name: role(value) for name, value in description.inputs.items()},
-        outputs={name: role(value) for name, value in description.outputs.items()},
-        reference=description.reference,
-        organ_mask=description.organ_mask,
-        lesion=description.lesion,
-        lesion_edits=tuple(description.lesion_edits),
-        checked=True,
-    )
+def tool_description_module() -> Any:
+    """synthmr's tool-description reader (``synthmr.bundle.description``): imported when synthmr is installed, else
+    loaded from the checkout's source file or from the packaged synthmr wheel (loaded once, then kept).
+
+    Raises:
+        SynthMRError: neither synthmr nor its source is here.
+    """
+    global _tool_description_module
+    if _tool_description_module is None:
+        _tool_description_module = _load_tool_description_module()
+    return _tool_description_module
+
+
+_tool_description_module: Any = None
+_READER = ("synthmr", "bundle", "description.py")
+# The name synthmr's reader is loaded under when synthmr itself is not installed.
+READER_MODULE = "synthmr_tool_description"
+
+
+def _load_tool_description_module() -> Any:
+    try:
+        import synthmr.bundle.description as module
+    except ImportError:
+        pass
+    else:
+        return module
+    root = repository_root()
+    if root is not None:
+        spec = importlib.util.spec_from_file_location(READER_MODULE, root.joinpath("training", *_READER))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[READER_MODULE] = module  # dataclasses look their module up there
+        spec.loader.exec_module(module)
+        return module
+    from SynthMRLib.dependencies import packaged_wheel  # imported here: dependencies imports this module
+
+    wheel = packaged_wheel()
+    if wheel is None:
+        raise SynthMRError(
+            "synthmr's bundle reader is missing: synthmr is not installed, and neither a SynthMR checkout nor the "
+            "synthmr wheel packaged with the extension is here; reinstall the SynthMR extension"
+        )
+    # A pure-Python wheel is a zip, and the reader needs no other synthmr module: it is run alone from the wheel, with
+    # the zip importer as its loader so that it reads its schema from the wheel too.
+    importer = zipimport.zipimporter(str(wheel.joinpath(*_READER[:-1])))
+    name = _READER[-1].removesuffix(".py")
+    module = types.ModuleType(READER_MODULE)
+    module.__file__, module.__loader__ = importer.get_filename(name), importer
+    sys.modules[READER_MODULE] = module
+    exec(importer.get_code(name), module.__dict__)  # noqa: S102 (the extension's own wheel, as an import would)
+    return module
 
 
 def discover_bundles(
@@ -189,7 +214,8 @@ def discover_bundles(
         added: bundle folders or zips the user pointed to.
         user_folder: the user's bundle folder, or None.
         cache_folder: where zips are unpacked; needed when ``added`` holds a zip.
-        repository: the repository's bundle folder; default :func:`repository_bundles`.
+        repository: a folder of shipped bundles (listed as source ``"repository"``); default
+            :func:`shipped_bundles`: the checkout's, else those packaged with the extension.
     """
     found: dict[str, BundleEntry] = {}
 
@@ -202,8 +228,9 @@ def discover_bundles(
             add(_entry(resolve_bundle(path, cache_folder), "added"))
         except SynthMRError as error:
             add(BundleEntry(_bundle_name(path), path, "added", problem=str(error)))
-    repository = repository_bundles() if repository is None else Path(repository)
-    for folder, source in ((user_folder, "user folder"), (repository, "repository")):
+    shipped = shipped_bundles() if repository is None else (Path(repository), "repository")
+    shipped_folder, shipped_source = shipped if shipped is not None else (None, "repository")
+    for folder, source in ((user_folder, "user folder"), (shipped_folder, shipped_source)):
         if folder is None or not Path(folder).is_dir():
             continue
         for candidate in sorted(Path(folder).iterdir()):
@@ -279,10 +306,12 @@ def clear_cache(cache_folder: str | os.PathLike) -> None:
 
 
 def _entry(bundle_dir: Path, source: str) -> BundleEntry:
+    title, version, description = bundle_summary(bundle_dir)
+    summary = {"title": title, "version": version, "description": description}
     try:
-        return BundleEntry(bundle_dir.name, bundle_dir, source, interface=read_interface(bundle_dir))
+        return BundleEntry(bundle_dir.name, bundle_dir, source, tool_description=read_tool_description(bundle_dir), **summary)
     except SynthMRError as error:
-        return BundleEntry(bundle_dir.name, bundle_dir, source, problem=str(error))
+        return BundleEntry(bundle_dir.name, bundle_dir, source, problem=str(error), **summary)
 
 
 def _bundle_name(path: Path) -> str:
@@ -314,121 +343,3 @@ def _zip_layout(zip_path: Path, members: list[zipfile.ZipInfo]) -> tuple[str, st
     raise SynthMRError(
         f"{zip_path}: holds no bundle (expected configs/metadata.json at its top, or in its one top folder)"
     )
-
-
-def _read_interface_json(bundle_dir: Path) -> BundleInterface:
-    """The light, standard-library reading of the interface block (module docstring)."""
-    path = metadata_path(bundle_dir)
-    if not path.is_file():
-        raise SynthMRError(f"{bundle_dir}: not a bundle folder (no configs/metadata.json)")
-    try:
-        metadata = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise SynthMRError(f"{path}: not valid JSON ({error.msg} at line {error.lineno})") from None
-    except (OSError, UnicodeDecodeError) as error:
-        raise SynthMRError(f"{path}: cannot be read ({error})") from None
-    return _JsonReader(path).interface(bundle_dir, metadata)
-
-
-class _JsonReader:
-    """Reads one metadata file's block; every error names the file and the dotted field, as synthmr's reader does."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def error(self, field_name: str, problem: str) -> SynthMRError:
-        return SynthMRError(f"{self.path}: field {field_name}: {problem}")
-
-    def interface(self, bundle_dir: Path, metadata: Any) -> BundleInterface:
-        if not isinstance(metadata, dict) or BLOCK_KEY not in metadata:
-            raise SynthMRError(
-                f"{self.path}: no {BLOCK_KEY!r} block; it describes the bundle's inputs and outputs to SynthMR tools"
-            )
-        block = metadata[BLOCK_KEY]
-        if not isinstance(block, dict):
-            raise self.error(BLOCK_KEY, f"must be a JSON object, got {json.dumps(block)}")
-        missing = [key for key in ("spatial_dims", "inputs", "outputs", "reference") if key not in block]
-        if missing:
-            raise self.error(BLOCK_KEY, f"missing field(s) {', '.join(missing)}")
-        spatial_dims = block["spatial_dims"]
-        if isinstance(spatial_dims, bool) or spatial_dims not in (2, 3):
-            raise self.error(f"{BLOCK_KEY}.spatial_dims", f"must be 2 or 3, got {spatial_dims!r}")
-        inputs = {name: self.role("inputs", name, value) for name, value in self.group("inputs", block).items()}
-        outputs = {name: self.role("outputs", name, value) for name, value in self.group("outputs", block).items()}
-        reference = block["reference"]
-        if not isinstance(reference, str) or reference not in inputs:
-            raise self.error(f"{BLOCK_KEY}.reference", f"{reference!r} is not an input role ({', '.join(inputs)})")
-        if not inputs[reference].required:
-            raise self.error(f"{BLOCK_KEY}.reference", f"input {reference!r} is optional; it must be required")
-        organ_mask = self.labelmap_role("organ_mask", block.get("organ_mask"), inputs)
-        lesion = self.labelmap_role("lesion", block.get("lesion"), inputs)
-        edits = block.get("lesion_edits", [])
-        if not isinstance(edits, list) or any(edit not in LESION_EDITS for edit in edits):
-            allowed = ", ".join(LESION_EDITS)
-            problem = f"must be a list drawn from {allowed}, not {json.dumps(edits)}"
-            raise self.error(f"{BLOCK_KEY}.lesion_edits", problem)
-        if edits and lesion is None:
-            raise self.error(f"{BLOCK_KEY}.lesion_edits", "lesion edits need a lesion input; set the lesion field")
-        return BundleInterface(bundle_dir, spatial_dims, inputs, outputs, reference, organ_mask, lesion, tuple(edits))
-
-    def group(self, group: str, block: Mapping[str, Any]) -> Mapping[str, Any]:
-        value = block[group]
-        field_name = f"{BLOCK_KEY}.{group}"
-        if not isinstance(value, dict) or not value:
-            raise self.error(field_name, f"must be a non-empty JSON object of roles, got {json.dumps(value)}")
-        for name in value:
-            if not _ROLE_NAME.fullmatch(name):
-                raise self.error(
-                    f"{field_name}.{name}", "role names start with a letter and hold only letters, digits and _"
-                )
-            if group == "inputs" and name in RESERVED_INPUT_ROLES:
-                raise self.error(f"{field_name}.{name}", "this name is reserved for the case name the runner passes")
-        return value
-
-    def role(self, group: str, name: str, value: Any) -> Role:
-        field_name = f"{BLOCK_KEY}.{group}.{name}"
-        if not isinstance(value, dict):
-            raise self.error(field_name, f"must be a JSON object, got {json.dumps(value)}")
-        missing = [key for key in ("kind", "description") if key not in value]
-        if missing:
-            raise self.error(field_name, f"missing field(s) {', '.join(missing)}")
-        kind, description = value["kind"], value["description"]
-        if kind not in KINDS:
-            raise self.error(f"{field_name}.kind", f"must be one of {', '.join(KINDS)}, got {json.dumps(kind)}")
-        if not isinstance(description, str) or not description.strip():
-            raise self.error(f"{field_name}.description", "must be a non-empty string")
-        required = value.get("required", True) if group == "inputs" else True
-        if not isinstance(required, bool):
-            raise self.error(f"{field_name}.required", f"must be true or false, got {json.dumps(required)}")
-        sequence = value.get("sequence")
-        if sequence is not None and (kind != "volume" or not isinstance(sequence, str) or not sequence):
-            raise self.error(f"{field_name}.sequence", "only volumes have a sequence, a sequence key string")
-        labels = value.get("labels")
-        if labels is not None:
-            if kind != "labelmap":
-                raise self.error(f"{field_name}.labels", "only labelmaps have labels")
-            labels = self.labels(f"{field_name}.labels", labels)
-        return Role(name, kind, description, required, sequence, labels)
-
-    def labels(self, field_name: str, value: Any) -> dict[int, str]:
-        if not isinstance(value, dict) or not value:
-            raise self.error(field_name, f"must be a non-empty JSON object of value -> name, got {json.dumps(value)}")
-        labels = {}
-        for key, name in value.items():
-            if not (key.isdigit() and int(key) > 0):
-                raise self.error(field_name, f"label value {key!r} is not a positive integer (0 is the background)")
-            if not isinstance(name, str) or not name:
-                raise self.error(f"{field_name}.{key}", f"must be the label's name, got {json.dumps(name)}")
-            labels[int(key)] = name
-        return labels
-
-    def labelmap_role(self, field_name: str, value: Any, inputs: Mapping[str, Role]) -> str | None:
-        if value is None:
-            return None
-        if not isinstance(value, str) or value not in inputs or inputs[value].kind != "labelmap":
-            labelmaps = [name for name, role in inputs.items() if role.kind == "labelmap"]
-            raise self.error(
-                f"{BLOCK_KEY}.{field_name}",
-                f"{json.dumps(value)} is not a labelmap input role (labelmap inputs: {', '.join(labelmaps) or 'none'})",
-            )
-        return value

@@ -13,9 +13,13 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from SynthMRLib.bundles import LESION_EDITS, BundleInterface
+from SynthMRLib.bundles import tool_description_module
 from SynthMRLib.errors import SynthMRError
+
+if TYPE_CHECKING:  # annotations only: the reader is loaded at run time (SynthMRLib.bundles)
+    from synthmr.bundle.description import ToolDescription
 
 
 @dataclass(frozen=True)
@@ -39,27 +43,27 @@ class LesionEditRequest:
 
     @property
     def requested(self) -> tuple[str, ...]:
-        """The names of the edits asked for, in :data:`~SynthMRLib.bundles.LESION_EDITS` order."""
+        """The names of the edits asked for, in the order of the tool description's ``LESION_EDITS``."""
         asked = {
             "translate": self.translate is not None,
             "scale": self.scale is not None,
             "mirror": self.mirror,
             "transplant": self.transplant is not None,
         }
-        return tuple(name for name in LESION_EDITS if asked[name])
+        return tuple(name for name in tool_description_module().LESION_EDITS if asked[name])
 
-    def check(self, interface: BundleInterface, has_lesion: bool) -> None:
+    def check(self, description: ToolDescription, has_lesion: bool) -> None:
         """Refuse edits the bundle does not support, values that cannot work, and edits without a lesion.
 
         Args:
-            interface: the bundle's interface.
+            description: the bundle's tool description.
             has_lesion: whether the user gave the bundle's lesion input.
         """
-        unsupported = [name for name in self.requested if name not in interface.lesion_edits]
+        unsupported = [name for name in self.requested if name not in description.lesion_edits]
         if unsupported:
-            supported = ", ".join(interface.lesion_edits) or "none"
+            supported = ", ".join(description.lesion_edits) or "none"
             raise SynthMRError(
-                f"bundle {interface.name}: does not support the lesion edit(s) {', '.join(unsupported)} "
+                f"bundle {description.name}: does not support the lesion edit(s) {', '.join(unsupported)} "
                 f"(it supports: {supported})"
             )
         if self.centre is not None and self.transplant is None:
@@ -71,7 +75,7 @@ class LesionEditRequest:
                 raise SynthMRError(f"{name} {values}: needs three finite values (I, J, K)")
         if self.requested and self.transplant is None and not has_lesion:
             raise SynthMRError(
-                f"lesion edits: choose the lesion input {interface.lesion!r} to edit (or transplant another lesion)"
+                f"lesion edits: choose the lesion input {description.lesion!r} to edit (or transplant another lesion)"
             )
 
     def arguments(self) -> list[str]:

@@ -35,10 +35,13 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from SynthMRLib.bundles import BundleInterface
 from SynthMRLib.edits import LesionEditRequest
 from SynthMRLib.errors import SynthMRError
+
+if TYPE_CHECKING:  # annotations only: the reader is loaded at run time (SynthMRLib.bundles)
+    from synthmr.bundle.description import ToolDescription
 
 DEVICES = ("cpu", "cuda")
 # After SIGTERM, how long the runner may take to clean up before the group is killed.
@@ -78,7 +81,7 @@ class SynthesisJob:
     """Edit the lesion (optionally) and run a bundle, each in a separate process (module docstring).
 
     Args:
-        interface: the bundle's interface.
+        description: the bundle's tool description.
         inputs: input role -> file on the reference grid.
         out: the output folder ``synthmr run`` creates; it must not exist yet. The edited lesion is written beside
             it, as ``<out>.<lesion role>.nrrd``.
@@ -92,7 +95,7 @@ class SynthesisJob:
 
     def __init__(
         self,
-        interface: BundleInterface,
+        description: ToolDescription,
         inputs: Mapping[str, str | os.PathLike],
         out: str | os.PathLike,
         device: str = "cpu",
@@ -103,7 +106,7 @@ class SynthesisJob:
     ) -> None:
         if device not in DEVICES:
             raise SynthMRError(f"device {device!r}: use one of {', '.join(DEVICES)}")
-        self.interface = interface
+        self.description = description
         self.out = Path(out).absolute()
         if self.out.exists():
             raise SynthMRError(f"{self.out}: already exists; a job writes a new output folder")
@@ -114,7 +117,7 @@ class SynthesisJob:
         self.env = dict(env) if env is not None else None
         self.input_names = dict(input_names or {})
         self.edited_lesion = (
-            self.out.with_name(f"{self.out.name}.{interface.lesion}.nrrd") if self.edits is not None else None
+            self.out.with_name(f"{self.out.name}.{description.lesion}.nrrd") if self.edits is not None else None
         )
         self.outputs: dict[str, Path] = {}
         self.error: str | None = None
@@ -126,7 +129,7 @@ class SynthesisJob:
         self._cancelled = False
         self._thread: threading.Thread | None = None
         if self.edits is not None:
-            self.edits.check(interface, has_lesion=interface.lesion in self.inputs)
+            self.edits.check(description, has_lesion=description.lesion in self.inputs)
 
     @property
     def state(self) -> JobState:
@@ -147,7 +150,7 @@ class SynthesisJob:
         if self._state is not JobState.PENDING:
             raise RuntimeError("a SynthesisJob runs once")
         self._state = JobState.RUNNING
-        self._thread = threading.Thread(target=self._work, name=f"SynthMR {self.interface.name}", daemon=True)
+        self._thread = threading.Thread(target=self._work, name=f"SynthMR {self.description.name}", daemon=True)
         self._thread.start()
 
     def poll(self) -> list[Progress]:
@@ -199,7 +202,7 @@ class SynthesisJob:
         inputs = dict(self.inputs)
         steps = []
         if self.edits is not None:
-            lesion_role, organ_role = self.interface.lesion, self.interface.organ_mask
+            lesion_role, organ_role = self.description.lesion, self.description.organ_mask
             command = [*module, "lesion", "--out", str(self.edited_lesion)]
             if lesion_role in inputs:
                 command += ["--lesion", str(inputs[lesion_role])]
@@ -207,7 +210,7 @@ class SynthesisJob:
                 command += ["--organ", str(inputs[organ_role])]
             steps.append(_Step(EDIT_STAGE, command + self.edits.arguments()))
             inputs[lesion_role] = self.edited_lesion
-        command = [*module, "run", str(self.interface.bundle_dir)]
+        command = [*module, "run", str(self.description.bundle_dir)]
         for role, path in inputs.items():
             command += ["--input", f"{role}={path}"]
         steps.append(_Step("run", command + ["--out", str(self.out), "--device", self.device]))
@@ -223,8 +226,8 @@ class SynthesisJob:
             for step in self._steps():
                 if not self._run_step(step, parse_progress_line):
                     return
-            if set(self.outputs) != set(self.interface.outputs):
-                self._finish(JobState.FAILED, f"synthmr run ended without writing the outputs of {self.interface.name}")
+            if set(self.outputs) != set(self.description.outputs):
+                self._finish(JobState.FAILED, f"synthmr run ended without writing the outputs of {self.description.name}")
                 return
             self._finish(JobState.SUCCEEDED)
         except Exception as error:  # a bug here must not leave the GUI waiting for ever

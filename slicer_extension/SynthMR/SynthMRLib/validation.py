@@ -1,4 +1,4 @@
-"""Checking the scene inputs the user picked against a bundle's interface, before anything is written or run.
+"""Checking the scene inputs the user picked against a bundle's tool description, before anything is written or run.
 
 The runner checks the files again, but its messages name temporary files; these name the scene nodes the user
 picked, so a wrong choice is reported in the user's terms. The checks are the runner's (``synthmr run``): every
@@ -14,11 +14,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from SynthMRLib.bundles import BundleInterface, Role
 from SynthMRLib.errors import SynthMRError
 from SynthMRLib.geometry import check_matrix, spacing
+
+if TYPE_CHECKING:  # annotations only: the reader is loaded at run time (SynthMRLib.bundles)
+    from synthmr.bundle.description import InputRole, ToolDescription
 
 # Grids closer than this (mm, per matrix entry) are the same grid: files store positions as 32-bit floats.
 GRID_TOLERANCE_MM = 1e-3
@@ -41,25 +45,25 @@ class SceneInput:
     ijk_to_ras: np.ndarray
 
 
-def check_inputs(interface: BundleInterface, inputs: Mapping[str, SceneInput]) -> None:
+def check_inputs(description: ToolDescription, inputs: Mapping[str, SceneInput]) -> None:
     """Check the picked inputs as ``synthmr run`` checks files: roles, grids, values (module docstring).
 
     Raises:
         SynthMRError: the first problem found, naming the role and the node.
     """
-    check_roles(interface, inputs)
-    reference = inputs[interface.reference]
+    check_roles(description, inputs)
+    reference = inputs[description.reference]
     for name, scene_input in inputs.items():
-        role = interface.inputs[name]
+        role = description.inputs[name]
         what = f"input {name!r} ({scene_input.name})"
         if scene_input.array.ndim != 3:
             components = int(np.prod(scene_input.array.shape[3:]))
             raise SynthMRError(f"{what}: has {components} components per voxel; a single-component volume is needed")
-        if name != interface.reference:
+        if name != description.reference:
             difference = grid_difference(scene_input, reference)
             if difference:
                 raise SynthMRError(
-                    f"{what}: is not on the grid of the reference input {interface.reference!r} ({reference.name}): "
+                    f"{what}: is not on the grid of the reference input {description.reference!r} ({reference.name}): "
                     f"{difference}; resample it onto the reference first (e.g. with the Resample Scalar/Vector/DWI "
                     "Volume module)"
                 )
@@ -68,23 +72,23 @@ def check_inputs(interface: BundleInterface, inputs: Mapping[str, SceneInput]) -
             if bad:
                 raise SynthMRError(f"{what}: {bad} voxels are NaN or infinite")
         else:
-            check_labelmap(interface, role, scene_input)
+            check_labelmap(description, role, scene_input)
 
 
-def check_roles(interface: BundleInterface, inputs: Mapping[str, object]) -> None:
+def check_roles(description: ToolDescription, inputs: Mapping[str, object]) -> None:
     """Every required input role given, and no role the bundle does not have."""
     summary = ", ".join(
-        f"{name} ({role.description}{'' if role.required else ', optional'})" for name, role in interface.inputs.items()
+        f"{name} ({role.description}{'' if role.required else ', optional'})" for name, role in description.inputs.items()
     )
-    unknown = [name for name in inputs if name not in interface.inputs]
+    unknown = [name for name in inputs if name not in description.inputs]
     if unknown:
         raise SynthMRError(
-            f"bundle {interface.name}: has no input role(s) {', '.join(map(repr, unknown))}; its inputs: {summary}"
+            f"bundle {description.name}: has no input role(s) {', '.join(map(repr, unknown))}; its inputs: {summary}"
         )
-    missing = [name for name, role in interface.inputs.items() if role.required and name not in inputs]
+    missing = [name for name, role in description.inputs.items() if role.required and name not in inputs]
     if missing:
         names = ", ".join(map(repr, missing))
-        raise SynthMRError(f"bundle {interface.name}: choose the required input(s) {names}; its inputs: {summary}")
+        raise SynthMRError(f"bundle {description.name}: choose the required input(s) {names}; its inputs: {summary}")
 
 
 def grid_difference(volume: SceneInput, reference: SceneInput) -> str:
@@ -107,7 +111,7 @@ def grid_difference(volume: SceneInput, reference: SceneInput) -> str:
     return ", ".join(parts)
 
 
-def check_labelmap(interface: BundleInterface, role: Role, scene_input: SceneInput) -> None:
+def check_labelmap(description: ToolDescription, role: InputRole, scene_input: SceneInput) -> None:
     """Whole values only, only the role's declared labels, and not empty when the role is required."""
     what = f"input {role.name!r} ({scene_input.name})"
     array = scene_input.array
@@ -118,14 +122,14 @@ def check_labelmap(interface: BundleInterface, role: Role, scene_input: SceneInp
         unexpected = values[~np.isin(values, [0, *role.labels])]
         if unexpected.size:
             raise SynthMRError(
-                f"{what}: holds label value(s) {_listed(unexpected.tolist())} that bundle {interface.name} does not "
+                f"{what}: holds label value(s) {_listed(unexpected.tolist())} that bundle {description.name} does not "
                 f"declare; expected {_expected(role)}"
             )
     if role.required and not array.any():
         raise SynthMRError(f"{what}: is empty (every voxel is 0); a required labelmap must mark at least one voxel")
 
 
-def segment_label_values(role: Role, node_name: str, segment_names: Sequence[str]) -> list[int]:
+def segment_label_values(role: InputRole, node_name: str, segment_names: Sequence[str]) -> list[int]:
     """The label value each segment of a segmentation gets when it is exported for ``role`` (in segment order).
 
     A role without declared labels takes the segments as 1, 2, 3, ... in their order. A role with declared labels
@@ -155,7 +159,7 @@ def segment_label_values(role: Role, node_name: str, segment_names: Sequence[str
 
 
 def combine_segments(
-    role: Role, node_name: str, masks: Sequence[tuple[str, np.ndarray]], values: Sequence[int]
+    role: InputRole, node_name: str, masks: Sequence[tuple[str, np.ndarray]], values: Sequence[int]
 ) -> np.ndarray:
     """One labelmap from the segments' binary masks (same shape), segment ``i`` becoming ``values[i]``.
 
@@ -178,7 +182,7 @@ def combine_segments(
     return labelmap
 
 
-def _expected(role: Role, background: bool = True) -> str:
+def _expected(role: InputRole, background: bool = True) -> str:
     labels = [f"{value} ({name})" for value, name in (role.labels or {}).items()]
     return ", ".join((["0 (background)"] if background else []) + labels)
 

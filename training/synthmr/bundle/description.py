@@ -1,74 +1,15 @@
 """The tool description of a bundle: what its inputs and outputs are, so that tools need no bundle-specific code.
 
-A SynthMR bundle's ``configs/metadata.json`` carries, next to the MONAI fields, one block under the top-level key
-``"synthmr"``. The command line (``synthmr run``, ``synthmr bundles``) and the 3D Slicer module build their
-interface and their input checks from it alone (docs/design.md, *The bundle contract*). Example::
+The block is defined once, by the JSON Schema ``tool_description.schema.json`` beside this file; docs/design.md
+(*The tool description*) explains each field. :func:`read_tool_description` validates a bundle's block against
+that schema, then checks what a schema cannot say (the ``reference``, ``organ_mask`` and ``lesion`` fields name
+input roles of the right kind), and returns a :class:`ToolDescription`.
 
-    "synthmr": {
-      "spatial_dims": 2,
-      "inputs": {
-        "t1_pre": {"kind": "volume", "sequence": "t1_pre", "description": "pre-contrast T1w fat-saturated"},
-        "liver": {"kind": "labelmap", "labels": {"1": "liver"}, "description": "liver mask", "required": true}
-      },
-      "outputs": {
-        "t1_post1": {"kind": "volume", "sequence": "t1_post1", "description": "synthetic first post-contrast phase"}
-      },
-      "reference": "t1_pre",
-      "organ_mask": null,
-      "lesion": null,
-      "lesion_edits": [],
-      "demo": {"organ": "breast", "seed": 300000, "phantom": {"dims": 2, "size": 128, "n_lesions": [1, 2]}}
-    }
-
-Fields (all but ``organ_mask``, ``lesion`` and ``lesion_edits`` are required; no other fields are allowed, so a
-misspelt one is reported instead of silently ignored):
-
-``spatial_dims``
-    2: the network works on 2D slices and is applied slice-wise to volumes; 3: it works on volumes. A
-    3D bundle refuses 2D images.
-``inputs``
-    Role name -> input role, in the order a user interface shows them. Role names are identifiers (a letter,
-    then letters, digits or ``_``) because bundles refer to them in expressions (``@input#t1_pre``);
-    ``case_id`` is reserved for the case name the runner passes along with the inputs. Each role has:
-
-    - ``kind``: ``"volume"`` (an intensity image) or ``"labelmap"`` (integer labels).
-    - ``description``: what the input is, in words a user understands (shown as its label in a UI).
-    - ``required``: optional, default ``true``; an optional input may be left out of a run.
-    - ``sequence`` (volumes only, optional): the canonical sequence key (docs/design.md, *Data conventions*) (``t1_pre``, ``t1n``, ...).
-    - ``labels`` (labelmaps only, optional): label value (a positive integer written as a string) -> name.
-      When given, the labelmap may hold only 0 (background) and these values. A required labelmap must not be
-      empty (all zero) in any case: an all-zero mask is almost always the wrong file or an unfinished
-      segmentation.
-``outputs``
-    Role name -> output role, with ``kind``, ``description`` and the optional ``sequence``/``labels`` as for
-    inputs (no ``required``: every output is always written). The bundle writes output role ``r`` as
-    ``<output_dir>/<case_id>/r.nii.gz``.
-``reference``
-    The required input whose grid (shape, spacing, origin, direction) every input must share and every output
-    lands on; ``null`` only for a generator bundle (below).
-``organ_mask``
-    Role of a labelmap input that lesion edits are clipped to (edited lesions stay inside the organ), or
-    ``null``.
-``lesion``
-    Role of the labelmap input that holds the lesion, or ``null``. Lesion edits need one.
-``lesion_edits``
-    The lesion edits the bundle supports, a subset of ``["translate", "scale", "mirror", "transplant"]``
-    (default: none).
-``demo``
-    Optional: the simulated phantom case ``synthmr demo`` runs the bundle on. ``organ`` (a phantom of
-    :mod:`synthmr.phantom`), ``seed`` (default 0) and ``phantom`` (constructor options, default none). Each input
-    role is filled from the case's image or mask of the role's ``sequence`` (or, without one, of the role's
-    name); each output is shown beside the case's real image of the same ``sequence``, when it has one.
-
-Generator bundles (de novo synthesis from noise, e.g. ``breast_dce_patch_cgan``) take no image: they declare
-``"inputs": {}`` and ``"reference": null``, and nothing else changes (their outputs are described as above and the
-grid is the network's own). An empty ``inputs`` is allowed only with a null ``reference``, and a null ``reference``
-only with an empty ``inputs``. :func:`~synthmr.bundle.runner.run_bundle` (``synthmr run``, the Slicer module) runs
-bundles on a user's case, so it refuses generator bundles with a message that says to run them with
-``python -m monai.bundle run``.
-
-:func:`read_tool_description` reads and checks the block; every problem raises
-:class:`~synthmr.errors.InputError` naming the metadata file and the field.
+This module imports only the standard library, so that the 3D Slicer module can load this very file (from the
+installed package, the checkout or the wheel the extension carries) and show a bundle's interface before synthmr
+and its dependencies are installed: one reader, one schema, one set of names for the command line and Slicer.
+It therefore carries its own validator of the JSON Schema keywords the schema uses (:class:`SchemaValidator`);
+a test checks it against the ``jsonschema`` package on the same blocks.
 """
 
 from __future__ import annotations
@@ -76,26 +17,29 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from synthmr.errors import InputError
-from synthmr.io.datalist import read_json
+try:
+    from synthmr.errors import InputError
+except ImportError:  # loaded alone from its file by the Slicer module, before synthmr is installed
+    InputError = ValueError  # type: ignore[misc,assignment]
 
 BLOCK_KEY = "synthmr"
-KINDS = ("volume", "labelmap")
-LESION_EDITS = ("translate", "scale", "mirror", "transplant")
-# The runner sends the case name inside the same ``input`` dict as the images (docs/design.md, *The bundle contract*).
-RESERVED_INPUT_ROLES = ("case_id",)
+SCHEMA_FILE = "tool_description.schema.json"
 
-_ROLE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
-_BLOCK_FIELDS = ("spatial_dims", "inputs", "outputs", "reference", "organ_mask", "lesion", "lesion_edits", "demo")
-_DEMO_FIELDS = ("organ", "seed", "phantom")
-_REQUIRED_BLOCK_FIELDS = ("spatial_dims", "inputs", "outputs", "reference")
-_INPUT_FIELDS = ("kind", "description", "required", "sequence", "labels")
-_OUTPUT_FIELDS = ("kind", "description", "sequence", "labels")
+
+def load_schema() -> dict:
+    """The tool-description JSON Schema, read through this module's loader (a file, or a member of a wheel)."""
+    folder = os.path.dirname(__file__)
+    return json.loads(__loader__.get_data(os.path.join(folder, SCHEMA_FILE)).decode("utf-8"))
+
+
+SCHEMA = load_schema()
+LESION_EDITS = tuple(SCHEMA["properties"]["lesion_edits"]["items"]["enum"])
+KINDS = tuple(SCHEMA["$defs"]["kind"]["enum"])
 
 
 @dataclass(frozen=True)
@@ -121,15 +65,7 @@ class InputRole:
 
 @dataclass(frozen=True)
 class OutputRole:
-    """One output of a bundle, written as ``<role name>.nii.gz``.
-
-    Args:
-        name: the role name.
-        kind: ``"volume"`` or ``"labelmap"``.
-        description: what the output is, for a user.
-        sequence: canonical sequence key of a volume, or None.
-        labels: label value -> name of a labelmap, or None.
-    """
+    """One output of a bundle, written as ``<role name>.nii.gz``; arguments as for :class:`InputRole`."""
 
     name: str
     kind: str
@@ -140,7 +76,7 @@ class OutputRole:
 
 @dataclass(frozen=True)
 class ToolDescription:
-    """The ``"synthmr"`` block of a bundle's metadata (see the module docstring for each field).
+    """The ``"synthmr"`` block of a bundle's metadata (docs/design.md, *The tool description*).
 
     Args:
         bundle_dir: the bundle folder.
@@ -153,6 +89,7 @@ class ToolDescription:
         lesion: labelmap input role holding the lesion, or None.
         lesion_edits: the supported lesion edits, from :data:`LESION_EDITS`.
         demo: ``{"organ", "seed", "phantom"}`` of the demo case, or None.
+        requires: the synthmr versions the bundle works with (a PEP 440 specifier), or None.
     """
 
     bundle_dir: Path
@@ -164,6 +101,7 @@ class ToolDescription:
     lesion: str | None = None
     lesion_edits: tuple[str, ...] = field(default_factory=tuple)
     demo: dict | None = None
+    requires: str | None = None
 
     @property
     def name(self) -> str:
@@ -190,163 +128,247 @@ def read_tool_description(bundle_dir: str | os.PathLike) -> ToolDescription:
     """Read and check the ``"synthmr"`` block of ``<bundle_dir>/configs/metadata.json``.
 
     Raises:
-        InputError: the metadata file is missing or not JSON, has no ``"synthmr"`` block, or a field of the
-            block is missing or invalid; the message names the file and the field.
+        InputError: the metadata file is missing, unreadable or not JSON, has no ``"synthmr"`` block, or the block
+            breaks the schema or names a role that is not there; the message names the file and the field.
     """
     bundle_dir = Path(bundle_dir)
     path = metadata_path(bundle_dir)
     if not path.is_file():
         raise InputError(f"{bundle_dir}: not a bundle folder (no configs/metadata.json)")
-    return _Parser(path).description(bundle_dir, read_json(path, "bundle metadata"))
-
-
-class _Parser:
-    """Checks one metadata file's block; every error names the file and the dotted field."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def error(self, field_name: str, problem: str) -> InputError:
-        return InputError(f"{self.path}: field {field_name}: {problem}")
-
-    def description(self, bundle_dir: Path, metadata: Any) -> ToolDescription:
-        if not isinstance(metadata, dict) or BLOCK_KEY not in metadata:
-            raise InputError(
-                f"{self.path}: no {BLOCK_KEY!r} block; it describes the bundle's inputs and outputs to SynthMR tools "
-                "(see synthmr.bundle.description)"
-            )
-        block = self.mapping(BLOCK_KEY, metadata[BLOCK_KEY], _BLOCK_FIELDS, _REQUIRED_BLOCK_FIELDS)
-        spatial_dims = block["spatial_dims"]
-        if isinstance(spatial_dims, bool) or spatial_dims not in (2, 3):
-            raise self.error(f"{BLOCK_KEY}.spatial_dims", f"must be 2 or 3, got {spatial_dims!r}")
-        reference = block["reference"]
-        generator = reference is None and block["inputs"] == {}
-        inputs = {}
-        if not generator:
-            roles = self.roles("inputs", block["inputs"])
-            inputs = {name: self.input_role(name, role) for name, role in roles.items()}
-        outputs = {name: self.output_role(name, role) for name, role in self.roles("outputs", block["outputs"]).items()}
-
-        # A generator bundle has no input, hence no reference grid; every other bundle needs one.
-        if reference is None and not generator:
-            raise self.error(f"{BLOCK_KEY}.reference", "null is only for generator bundles, whose inputs are {}")
-        if not generator and reference not in inputs:
-            raise self.error(f"{BLOCK_KEY}.reference", f"{reference!r} is not an input role ({', '.join(inputs)})")
-        if not generator and not inputs[reference].required:
-            raise self.error(f"{BLOCK_KEY}.reference", f"input {reference!r} is optional; it must be required")
-        organ_mask = self.labelmap_role("organ_mask", block.get("organ_mask"), inputs)
-        lesion = self.labelmap_role("lesion", block.get("lesion"), inputs)
-        lesion_edits = self.lesion_edits(block.get("lesion_edits", []), lesion)
-        demo = self.demo(block.get("demo"))
-        return ToolDescription(
-            bundle_dir, spatial_dims, inputs, outputs, reference, organ_mask, lesion, lesion_edits, demo
+    try:
+        metadata = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise InputError(f"{path}: not valid JSON ({error.msg} at line {error.lineno})") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise InputError(f"{path}: cannot be read ({error})") from None
+    if not isinstance(metadata, dict) or BLOCK_KEY not in metadata:
+        raise InputError(
+            f"{path}: no {BLOCK_KEY!r} block; it describes the bundle's inputs and outputs to SynthMR tools "
+            "(docs/design.md, *The tool description*)"
         )
+    block = metadata[BLOCK_KEY]
+    problem = SchemaValidator(SCHEMA).first_error(block, [BLOCK_KEY])
+    if problem is None:
+        problem = _role_reference_error(block)
+    if problem is not None:
+        where, message = problem
+        raise InputError(f"{path}: field {'.'.join(where)}: {message}")
+    return _description(bundle_dir, block)
 
-    def demo(self, value: Any) -> dict | None:
-        if value is None:
-            return None
-        field_name = f"{BLOCK_KEY}.demo"
-        demo = self.mapping(field_name, value, _DEMO_FIELDS, ("organ",))
-        seed = demo.get("seed", 0)
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise self.error(f"{field_name}.seed", f"must be a non-negative integer, got {json.dumps(seed)}")
-        if not isinstance(demo.get("phantom", {}), dict):
-            raise self.error(f"{field_name}.phantom", "must be a JSON object of phantom options")
-        return {"organ": demo["organ"], "seed": seed, "phantom": dict(demo.get("phantom", {}))}
 
-    def mapping(
-        self, field_name: str, value: Any, allowed: tuple[str, ...], required: tuple[str, ...]
-    ) -> Mapping[str, Any]:
-        """``value`` as a JSON object with only ``allowed`` keys and every ``required`` one."""
-        if not isinstance(value, dict):
-            raise self.error(field_name, f"must be a JSON object, got {json.dumps(value)}")
-        unknown = [key for key in value if key not in allowed]
+def _role_reference_error(block: Mapping[str, Any]) -> tuple[list[str], str] | None:
+    """The first field naming an input role that is not there or has the wrong kind (what the schema cannot say)."""
+    inputs = block["inputs"]
+    reference = block["reference"]
+    if reference is not None:
+        if reference not in inputs:
+            return [BLOCK_KEY, "reference"], f"{reference!r} is not an input role ({', '.join(inputs)})"
+        if not inputs[reference].get("required", True):
+            return [BLOCK_KEY, "reference"], f"input {reference!r} is optional; it must be required"
+    labelmaps = [name for name, role in inputs.items() if role["kind"] == "labelmap"]
+    for field_name in ("organ_mask", "lesion"):
+        value = block.get(field_name)
+        if value is not None and value not in labelmaps:
+            listed = ", ".join(labelmaps) or "none"
+            return [BLOCK_KEY, field_name], f"{value!r} is not a labelmap input role (labelmap inputs: {listed})"
+    return None
+
+
+def _description(bundle_dir: Path, block: Mapping[str, Any]) -> ToolDescription:
+    """The dataclasses of a block that passed :func:`read_tool_description`'s checks."""
+
+    def labels(role: Mapping[str, Any]) -> dict[int, str] | None:
+        return {int(value): name for value, name in role["labels"].items()} if "labels" in role else None
+
+    inputs = {
+        name: InputRole(
+            name, role["kind"], role["description"], role.get("required", True), role.get("sequence"), labels(role)
+        )
+        for name, role in block["inputs"].items()
+    }
+    outputs = {
+        name: OutputRole(name, role["kind"], role["description"], role.get("sequence"), labels(role))
+        for name, role in block["outputs"].items()
+    }
+    demo = block.get("demo")
+    if demo is not None:
+        demo = {"organ": demo["organ"], "seed": demo.get("seed", 0), "phantom": dict(demo.get("phantom", {}))}
+    return ToolDescription(
+        bundle_dir=bundle_dir,
+        spatial_dims=int(block["spatial_dims"]),
+        inputs=inputs,
+        outputs=outputs,
+        reference=block["reference"],
+        organ_mask=block.get("organ_mask"),
+        lesion=block.get("lesion"),
+        lesion_edits=tuple(block.get("lesion_edits", [])),
+        demo=demo,
+        requires=block.get("requires"),
+    )
+
+
+_TYPE_WORDS = {
+    "object": "a JSON object",
+    "array": "a list",
+    "string": "a string",
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "true or false",
+    "null": "null",
+}
+
+
+class SchemaValidator:
+    """Validates JSON values against a JSON Schema (draft 2020-12), limited to the keywords the tool-description
+    schema uses (:data:`KEYWORDS`); an unknown keyword is an error, so the schema cannot outgrow this validator.
+
+    Errors are ``(path, message)``: the dotted field path and, in words, what is wrong. A schema's ``description``
+    words the message: the described subschema nearest to the failing keyword says what was expected, and the
+    description of an ``if``/``then`` rule is the message for a broken rule.
+    """
+
+    KEYWORDS = frozenset(
+        {
+            "$schema", "title", "description", "$defs", "$ref", "type", "enum", "const", "properties", "required",
+            "additionalProperties", "propertyNames", "pattern", "minLength", "minimum", "minProperties",
+            "maxProperties", "items", "minItems", "uniqueItems", "allOf", "not", "if", "then", "else",
+        }
+    )  # fmt: skip
+
+    def __init__(self, schema: Mapping[str, Any]) -> None:
+        self.root = schema
+
+    def first_error(self, value: Any, path: list[str]) -> tuple[list[str], str] | None:
+        """The first error of ``value`` (at ``path``) in document order, or None when it is valid."""
+        return next(self.errors(value, self.root, path, None), None)
+
+    def errors(self, value: Any, schema: Any, path: list[str], described: Any) -> Iterator[tuple[list[str], str]]:
+        """Every error of ``value`` against ``schema``; ``described`` is the nearest enclosing described schema."""
+        if schema is True:
+            return
+        if schema is False:
+            yield path, self.worded(described, "is not allowed here")
+            return
+        unknown = set(schema) - self.KEYWORDS
         if unknown:
-            raise self.error(field_name, f"unknown field(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}")
-        missing = [key for key in required if key not in value]
+            raise ValueError(f"tool-description schema: keyword(s) {', '.join(sorted(unknown))} are not supported")
+        if "description" in schema:
+            described = schema
+        if "$ref" in schema:
+            yield from self.errors(value, self.resolve(schema["$ref"]), path, described)
+        if "type" in schema and not self.has_type(value, schema["type"]):
+            types = [schema["type"]] if isinstance(schema["type"], str) else schema["type"]
+            words = " or ".join(_TYPE_WORDS[name] for name in types)
+            yield path, self.worded(described, f"must be {words}, got {_shown(value)}", expect=False)
+            return
+        if "enum" in schema and not any(self.equal(value, option) for option in schema["enum"]):
+            options = ", ".join(option if isinstance(option, str) else _shown(option) for option in schema["enum"])
+            yield path, self.worded(described, f"must be one of {options}, got {_shown(value)}", expect=False)
+        if "const" in schema and not self.equal(value, schema["const"]):
+            yield path, self.worded(described, f"must be {_shown(schema['const'])}, got {_shown(value)}")
+        if "minimum" in schema and self.has_type(value, "number") and value < schema["minimum"]:
+            yield path, self.worded(described, f"must be at least {schema['minimum']}, got {_shown(value)}")
+        yield from self.string_errors(value, schema, path, described)
+        yield from self.object_errors(value, schema, path, described)
+        yield from self.array_errors(value, schema, path, described)
+        for part in schema.get("allOf", []):
+            yield from self.errors(value, part, path, described)
+        if "not" in schema and self.is_valid(value, schema["not"]):
+            yield path, self.worded(described, f"{_shown(value)} is not allowed")
+        if "if" in schema:
+            branch = "then" if self.is_valid(value, schema["if"]) else "else"
+            if branch in schema:
+                yield from self.errors(value, schema[branch], path, schema if "description" in schema else described)
+
+    def string_errors(self, value: Any, schema: Mapping, path: list[str], described: Any) -> Iterator:
+        if not isinstance(value, str):
+            return
+        too_short = len(value) < schema.get("minLength", 0)
+        if too_short or ("pattern" in schema and not re.search(schema["pattern"], value)):
+            yield path, self.worded(described, f"{_shown(value)} is not allowed")
+
+    def object_errors(self, value: Any, schema: Mapping, path: list[str], described: Any) -> Iterator:
+        if not isinstance(value, dict):
+            return
+        missing = [name for name in schema.get("required", []) if name not in value]
         if missing:
-            raise self.error(field_name, f"missing field(s) {', '.join(missing)}")
-        return value
+            yield path, self.worded(described, f"missing field(s) {', '.join(missing)}", expect=False)
+        properties = schema.get("properties", {})
+        if schema.get("additionalProperties") is False:
+            unknown = [name for name in value if name not in properties]
+            if unknown:
+                allowed = ", ".join(properties)
+                yield path, f"unknown field(s) {', '.join(unknown)}; allowed: {allowed}"
+        inner = described if self.is_rule(described) else None  # a rule holds for the fields; a description does not
+        if len(value) < schema.get("minProperties", 0):
+            yield path, self.worded(described, f"must have at least {schema['minProperties']} field(s)")
+        if "maxProperties" in schema and len(value) > schema["maxProperties"]:
+            yield path, self.worded(described, f"must have at most {schema['maxProperties']} field(s)")
+        for name, item in value.items():
+            if "propertyNames" in schema:
+                for _, message in self.errors(name, schema["propertyNames"], path, None):
+                    yield [*path, name], message
+            if name in properties:
+                yield from self.errors(item, properties[name], [*path, name], inner)
+            elif isinstance(schema.get("additionalProperties"), dict):
+                yield from self.errors(item, schema["additionalProperties"], [*path, name], inner)
 
-    def roles(self, group: str, value: Any) -> Mapping[str, Any]:
-        field_name = f"{BLOCK_KEY}.{group}"
-        if not isinstance(value, dict) or not value:
-            raise self.error(field_name, f"must be a non-empty JSON object of roles, got {json.dumps(value)}")
-        for name in value:
-            if not _ROLE_NAME.fullmatch(name):
-                raise self.error(
-                    f"{field_name}.{name}", "role names start with a letter and hold only letters, digits and _"
-                )
-            if group == "inputs" and name in RESERVED_INPUT_ROLES:
-                raise self.error(f"{field_name}.{name}", "this name is reserved for the case name the runner passes")
-        return value
+    def array_errors(self, value: Any, schema: Mapping, path: list[str], described: Any) -> Iterator:
+        if not isinstance(value, list):
+            return
+        if len(value) < schema.get("minItems", 0):
+            yield path, self.worded(described, f"must hold at least {schema['minItems']} item(s)")
+        if schema.get("uniqueItems") and any(
+            self.equal(a, b) for index, a in enumerate(value) for b in value[index + 1 :]
+        ):
+            yield path, self.worded(described, f"lists an item twice: {_shown(value)}")
+        for index, item in enumerate(value):
+            if "items" in schema:
+                yield from self.errors(item, schema["items"], [*path, str(index)], None)
 
-    def input_role(self, name: str, value: Any) -> InputRole:
-        field_name = f"{BLOCK_KEY}.inputs.{name}"
-        role = self.mapping(field_name, value, _INPUT_FIELDS, ("kind", "description"))
-        required = role.get("required", True)
-        if not isinstance(required, bool):
-            raise self.error(f"{field_name}.required", f"must be true or false, got {json.dumps(required)}")
-        kind, description, sequence, labels = self.common(field_name, role)
-        return InputRole(name, kind, description, required, sequence, labels)
+    def is_valid(self, value: Any, schema: Any) -> bool:
+        return next(self.errors(value, schema, [], None), None) is None
 
-    def output_role(self, name: str, value: Any) -> OutputRole:
-        field_name = f"{BLOCK_KEY}.outputs.{name}"
-        role = self.mapping(field_name, value, _OUTPUT_FIELDS, ("kind", "description"))
-        return OutputRole(name, *self.common(field_name, role))
+    def resolve(self, reference: str) -> Any:
+        if not reference.startswith("#/"):
+            raise ValueError(f"tool-description schema: only local references are supported, not {reference!r}")
+        schema: Any = self.root
+        for part in reference[2:].split("/"):
+            schema = schema[part]
+        return schema
 
-    def common(self, field_name: str, role: Mapping[str, Any]) -> tuple[str, str, str | None, dict[int, str] | None]:
-        """``kind``, ``description``, ``sequence`` and ``labels``, shared by input and output roles."""
-        kind = role["kind"]
-        if kind not in KINDS:
-            raise self.error(f"{field_name}.kind", f"must be one of {', '.join(KINDS)}, got {json.dumps(kind)}")
-        description = role["description"]
-        if not isinstance(description, str) or not description.strip():
-            raise self.error(f"{field_name}.description", "must be a non-empty string")
-        sequence = role.get("sequence")
-        if sequence is not None:
-            if kind != "volume":
-                raise self.error(f"{field_name}.sequence", "only volumes have a sequence")
-            if not isinstance(sequence, str) or not sequence:
-                raise self.error(f"{field_name}.sequence", f"must be a sequence key, got {json.dumps(sequence)}")
-        labels = role.get("labels")
-        if labels is not None:
-            if kind != "labelmap":
-                raise self.error(f"{field_name}.labels", "only labelmaps have labels")
-            labels = self.labels(f"{field_name}.labels", labels)
-        return kind, description, sequence, labels
+    @staticmethod
+    def is_rule(described: Any) -> bool:
+        return described is not None and "if" in described
 
-    def labels(self, field_name: str, value: Any) -> dict[int, str]:
-        if not isinstance(value, dict) or not value:
-            raise self.error(field_name, f"must be a non-empty JSON object of value -> name, got {json.dumps(value)}")
-        labels = {}
-        for key, name in value.items():
-            # Only the canonical spelling: "01" or " 1" would be a second key for the same value.
-            if not (key.isdigit() and str(int(key)) == key and int(key) > 0):
-                raise self.error(field_name, f"label value {key!r} is not a positive integer (0 is the background)")
-            if not isinstance(name, str) or not name:
-                raise self.error(f"{field_name}.{key}", f"must be the label's name, got {json.dumps(name)}")
-            labels[int(key)] = name
-        return labels
+    @staticmethod
+    def worded(described: Any, fallback: str, expect: bool = True) -> str:
+        """The message for a failed keyword: a broken rule's description; else ``fallback``, followed (``expect``)
+        by what was expected, in the words of the nearest described schema."""
+        if SchemaValidator.is_rule(described):
+            return described["description"]
+        if expect and described is not None:
+            return f"{fallback}: expected {described['description']}"
+        return fallback
 
-    def labelmap_role(self, field_name: str, value: Any, inputs: Mapping[str, InputRole]) -> str | None:
-        if value is None:
-            return None
-        if value not in inputs or inputs[value].kind != "labelmap":
-            labelmaps = [name for name, role in inputs.items() if role.kind == "labelmap"]
-            raise self.error(
-                f"{BLOCK_KEY}.{field_name}",
-                f"{json.dumps(value)} is not a labelmap input role (labelmap inputs: {', '.join(labelmaps) or 'none'})",
-            )
-        return value
+    @staticmethod
+    def has_type(value: Any, name: str | list[str]) -> bool:
+        if isinstance(name, list):
+            return any(SchemaValidator.has_type(value, one) for one in name)
+        if name == "integer":  # JSON has no separate integers: 2.0 is one, true is not
+            return not isinstance(value, bool) and (isinstance(value, int) or (isinstance(value, float) and value.is_integer()))
+        if name == "number":
+            return not isinstance(value, bool) and isinstance(value, (int, float))
+        kinds = {"object": dict, "array": list, "string": str, "boolean": bool, "null": type(None)}
+        return isinstance(value, kinds[name])
 
-    def lesion_edits(self, value: Any, lesion: str | None) -> tuple[str, ...]:
-        field_name = f"{BLOCK_KEY}.lesion_edits"
-        if not isinstance(value, list) or any(edit not in LESION_EDITS for edit in value):
-            allowed = ", ".join(LESION_EDITS)
-            raise self.error(field_name, f"must be a list drawn from {allowed}, not {json.dumps(value)}")
-        if len(set(value)) != len(value):
-            raise self.error(field_name, f"lists an edit twice: {json.dumps(value)}")
-        if value and lesion is None:
-            raise self.error(field_name, "lesion edits need a lesion input; set the lesion field")
-        return tuple(value)
+    @staticmethod
+    def equal(a: Any, b: Any) -> bool:
+        """JSON equality: true is not 1, and 2 equals 2.0."""
+        if isinstance(a, bool) or isinstance(b, bool):
+            return type(a) is type(b) and a == b
+        return a == b
+
+
+def _shown(value: Any) -> str:
+    return json.dumps(value)

@@ -1,0 +1,87 @@
+"""The tool-description schema is the one definition of the block: the reader's own validator agrees with the
+``jsonschema`` package on it, and every bundle in the repository passes it."""
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+from test_runner import TOOL_BLOCK, _with
+
+from synthmr.bundle.description import SCHEMA, SchemaValidator
+
+REPO = Path(__file__).resolve().parents[1]
+
+BLOCKS = [
+    TOOL_BLOCK,
+    _with(lambda b: b["inputs"]["liver"].update(kind="mask")),
+    _with(lambda b: b.update(lesion_edits=["rotate"])),
+    _with(lambda b: b.update(lesion_edits=["mirror", "mirror"])),
+    _with(lambda b: b.update(lesion=None)),
+    _with(lambda b: b.pop("lesion")),
+    _with(lambda b: b.update(lesion_edits=[], lesion=None)),
+    _with(lambda b: b["inputs"]["liver"].update(labels={"0": "background"})),
+    _with(lambda b: b["inputs"]["liver"].update(labels={"01": "liver"})),
+    _with(lambda b: b["inputs"]["liver"].update(labels={})),
+    _with(lambda b: b["inputs"]["t1_pre"].update(labels={"1": "x"})),
+    _with(lambda b: b["inputs"]["liver"].update(sequence="t1")),
+    _with(lambda b: b["inputs"]["liver"].update(requried=True)),
+    _with(lambda b: b["inputs"]["liver"].update(required="yes")),
+    _with(lambda b: b["inputs"]["t1_pre"].update(description=" ")),
+    _with(lambda b: b.pop("outputs")),
+    _with(lambda b: b.update(outputs={})),
+    _with(lambda b: b.update(spatial_dims=4)),
+    _with(lambda b: b.update(spatial_dims=True)),
+    _with(lambda b: b.update(spatial_dims=3.0)),
+    _with(lambda b: b["inputs"].update(case_id=b["inputs"]["t1_pre"])),
+    _with(lambda b: b["inputs"].update({"1x": b["inputs"]["t1_pre"]})),
+    _with(lambda b: b["outputs"].update({"t1-post": b["outputs"]["t1_post1"]})),
+    _with(lambda b: b.update(reference=None)),
+    _with(lambda b: b.update(reference=None, inputs={}, organ_mask=None, lesion=None, lesion_edits=[])),
+    _with(lambda b: b.update(inputs={})),
+    _with(lambda b: b.update(demo={"organ": "liver", "seed": 3, "phantom": {"dims": 2}})),
+    _with(lambda b: b.update(demo={"organ": "liver", "seed": -1})),
+    _with(lambda b: b.update(demo={"seed": 1})),
+    _with(lambda b: b.update(demo={"organ": "liver", "colour": "red"})),
+    _with(lambda b: b.update(requires=">=0.2,<0.3")),
+    _with(lambda b: b.update(requires="0.2")),
+    _with(lambda b: b.update(colour="red")),
+    [],
+]
+
+
+def jsonschema_errors(block):
+    validator = jsonschema.Draft202012Validator(SCHEMA)
+    return sorted(tuple(str(part) for part in error.absolute_path) for error in validator.iter_errors(block))
+
+
+def test_the_schema_is_a_valid_json_schema():
+    jsonschema.Draft202012Validator.check_schema(SCHEMA)
+
+
+@pytest.mark.parametrize("block", BLOCKS, ids=range(len(BLOCKS)))
+def test_own_validator_agrees_with_jsonschema(block):
+    expected = jsonschema_errors(block)
+    found = SchemaValidator(SCHEMA).first_error(block, [])
+    assert (found is None) == (not expected), (found, expected)
+    if found is not None:
+        path, message = found
+        # jsonschema reports an error of a key name at the object holding it; ours names the key itself.
+        assert tuple(path) in expected or tuple(path[:-1]) in expected, (found, expected)
+        assert message
+
+
+def test_the_corpus_holds_valid_and_invalid_blocks():
+    outcomes = {not jsonschema_errors(block) for block in BLOCKS}
+    assert outcomes == {True, False}
+
+
+@pytest.mark.parametrize("bundle", sorted(path.name for path in (REPO / "bundles").iterdir()))
+def test_every_bundle_passes_the_schema(bundle):
+    metadata = json.loads((REPO / "bundles" / bundle / "configs" / "metadata.json").read_text())
+    assert jsonschema_errors(metadata["synthmr"]) == []
+
+
+def test_a_keyword_the_validator_lacks_is_refused():
+    with pytest.raises(ValueError, match="keyword.*maxLength.*not supported"):
+        SchemaValidator({"type": "string", "maxLength": 3}).first_error("abcd", [])
