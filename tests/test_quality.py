@@ -1,4 +1,5 @@
-"""quality_report: candidates against real images, globally and inside region masks, ranked by SAMe."""
+"""breast_dce_pre2post's quality_report: candidates against real images, globally and inside region masks (the
+shared region_metrics), ranked by SAMe."""
 
 import json
 
@@ -7,7 +8,7 @@ import pytest
 
 from synthmr.errors import InputError
 from synthmr.io import Volume, write_image
-from synthmr.metrics.quality import format_quality_table, quality_report
+from synthmr.methods.breast_dce_pre2post import format_quality_table, quality_report
 
 
 def write(path, array):

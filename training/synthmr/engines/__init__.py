@@ -2,14 +2,13 @@
 
 from synthmr.engines.latent import LatentGanTrainer
 from synthmr.engines.paired import GanStep, PairedGanTrainer, concat_condition, image_only, on_features, on_images
-from synthmr.engines.selection import CheckpointSelection, SAMeCheckpointSelection
+from synthmr.engines.selection import CheckpointSelection
 
 __all__ = [
     "CheckpointSelection",
     "GanStep",
     "LatentGanTrainer",
     "PairedGanTrainer",
-    "SAMeCheckpointSelection",
     "concat_condition",
     "image_only",
     "on_features",

@@ -5,8 +5,8 @@ whole. :func:`load_datalist` turns them into absolute paths; :func:`save_datalis
 
 Which strings are paths: a string ending with an image extension (:data:`~synthmr.io.image.IMAGE_EXTENSIONS`)
 always is, and must exist. Any other string is a path only when it contains a ``/`` and names something
-that exists next to the JSON (e.g. a DICOM series folder ``dicom/case0``). Bare words such as class names
-(``"malignant"``) or case ids stay as they are even when a folder of that name sits beside the JSON;
+that exists next to the JSON (e.g. a DICOM series folder ``dicom/case0``). Bare words such as class names or
+case ids stay as they are even when a folder of that name sits beside the JSON;
 :func:`save_datalist` therefore writes a bare relative folder name as ``./name``.
 """
 

@@ -1,4 +1,5 @@
-"""Evaluation metrics: paired image and segmentation metrics, 1-NN two-sample test, MS-SSIM diversity, SAMe.
+"""Evaluation metrics: paired image and segmentation metrics (also inside region masks), 1-NN two-sample test,
+MS-SSIM diversity, SAMe.
 
 Two entry points live in their modules and are not re-exported here, because a function of the same name as its
 module would hide the module: :func:`synthmr.metrics.evaluate.evaluate` (two image sets -> report) and
@@ -8,6 +9,7 @@ module would hide the module: :func:`synthmr.metrics.evaluate.evaluate` (two ima
 from synthmr.metrics.diversity import ms_ssim_diversity, ms_ssim_settings
 from synthmr.metrics.evaluate import METRICS, format_table, select_checkpoint
 from synthmr.metrics.image import paired_metrics, segmentation_metrics, ssim_window
+from synthmr.metrics.regions import region_metrics
 from synthmr.metrics.same import default_direction, rank_candidates, same_scores, scaled_metrics
 from synthmr.metrics.two_sample import nn_accuracy
 
@@ -20,6 +22,7 @@ __all__ = [
     "nn_accuracy",
     "paired_metrics",
     "rank_candidates",
+    "region_metrics",
     "same_scores",
     "scaled_metrics",
     "select_checkpoint",

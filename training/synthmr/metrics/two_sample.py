@@ -2,8 +2,7 @@
 
 Lopez-Paz & Oquab, "Revisiting Classifier Two-Sample Tests", ICLR 2017, arXiv 1610.06545; proposed as a GAN
 metric by Xu et al., "An empirical study on evaluation metrics of generative adversarial networks", arXiv
-1806.07755, and used by Haarburger et al. ("Multiparametric Magnetic Resonance Image Synthesis using Generative
-Adversarial Networks", VCBM 2019) with 1000 real and 1000 generated breast MRI patches.
+1806.07755.
 
 Every point of the pooled set is classified by its nearest *other* point (leave-one-out: the distance of a point
 to itself is excluded): it is correct when that neighbour comes from the same set. With equally sized sets,

@@ -1,11 +1,10 @@
-"""Class-conditional DCGAN generator and critic for multi-channel 64 x 64 MR patches.
+"""Class-conditional DCGAN generator and critic for multi-channel 64 x 64 images.
 
-Haarburger et al., "Multiparametric Magnetic Resonance Image Synthesis using Generative Adversarial Networks"
-(VCBM 2019), §3: the DCGAN of Radford et al. (arXiv 1511.06434) with
+The DCGAN of Radford et al. (arXiv 1511.06434) with
 
 - a generator of four upsampling layers with batch norm and ReLU, then an upsampling layer with tanh, whose
   upconvolutions are replaced by the resize-convolutions of Odena et al. (Distill 2016) against checkerboard
-  artefacts, and one output channel per MR contrast or DCE time point (T2 and the five T1 phases: 6);
+  artefacts, and any number of output channels (e.g. one per MR contrast);
 - a discriminator of four strided convolutions with batch norm and LeakyReLU and a fully-connected layer;
 - class conditioning as in Mirza & Osindero (arXiv 1411.1784): the one-hot class is concatenated to ``z``.
 
@@ -32,18 +31,17 @@ def _positive(value: int, name: str) -> int:
 
 
 class ConditionalDCGANGenerator(nn.Module):
-    """``G(z, y)``: noise and class -> ``out_channels`` x 64 x 64 patch in [-1, 1].
+    """``G(z, y)``: noise and class -> ``out_channels`` x 64 x 64 image in [-1, 1].
 
     The first layer projects the ``latent_dim + n_classes`` vector onto a 4 x 4 grid (a 4 x 4 transposed
     convolution of the 1 x 1 input, DCGAN's projection; on a 1 x 1 input its kernels do not overlap, so it paints
     no checkerboard). Three resize-convolutions with batch norm and ReLU take it to 32 x 32, a last
-    resize-convolution with tanh to 64 x 64: four upsampling layers with batch norm and ReLU, then one with tanh,
-    as the paper describes.
+    resize-convolution with tanh to 64 x 64: four upsampling layers with batch norm and ReLU, then one with tanh.
 
     Args:
         latent_dim: size of ``z`` (100 in DCGAN).
-        n_classes: number of classes of the one-hot condition (3: healthy, benign, malignant).
-        out_channels: channels of the patch (one per contrast or time point).
+        n_classes: number of classes of the one-hot condition.
+        out_channels: channels of the image (e.g. one per contrast).
         channels: width of the last hidden layer; the layers have 8, 4, 2 and 1 times it (DCGAN's ``ngf``, 64).
 
     ``forward(x, labels=None)``: with ``labels`` (integer class indices ``(B,)``), ``x`` is ``z`` ``(B,
@@ -85,17 +83,17 @@ class ConditionalDCGANGenerator(nn.Module):
 
 
 class ConditionalDCGANCritic(nn.Module):
-    """``D(x, y)``: patch and class -> one score per patch (a logit for DCGAN, the critic value for WGAN).
+    """``D(x, y)``: image and class -> one score per image (a logit for DCGAN, the critic value for WGAN).
 
     Four stride-2 4 x 4 convolutions (64 -> 4 pixels) with LeakyReLU(0.2) and batch norm on all but the first
     (DCGAN), then a fully-connected layer. The class enters as ``n_classes`` constant one-hot planes concatenated to
     the image channels, the conditional GAN's way of showing the discriminator the condition.
 
     Args:
-        in_channels: channels of the patch.
+        in_channels: channels of the image.
         n_classes: number of classes.
         channels: width of the first layer; then 2, 4 and 8 times it (DCGAN's ``ndf``, 64).
-        patch_size: side of the square patch (64; the fully-connected layer's size depends on it).
+        patch_size: side of the square image (a multiple of 16; the fully-connected layer's size depends on it).
     """
 
     def __init__(self, in_channels: int = 6, n_classes: int = 3, channels: int = 64, patch_size: int = 64) -> None:

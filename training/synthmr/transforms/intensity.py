@@ -3,10 +3,10 @@
 MR intensities have no absolute unit, so each case is scaled by its own robust range: the 0.5th and 99.5th
 percentiles of its foreground (voxels brighter than 5% of the 99th percentile, i.e. the body without the air
 around it) map to -1 and to ``-1 + 2 / headroom``. ``headroom`` leaves room above the source's bright end for
-a target that is brighter than its source on the same receiver scale (contrast enhancement: in post-contrast
-breast DCE the enhancing heart and lesions reach about 2.6 times the pre-contrast 99.5th percentile, so the
-breast bundle uses a headroom of 3). Targets are scaled with the *source's* mapping, never their own, so that the
-generator learns the enhancement ratio and its output can be mapped back to the source's units.
+a target that is brighter than its source on the same receiver scale (contrast enhancement: a post-contrast
+image can exceed the pre-contrast 99.5th percentile several times over, so a bundle picks a headroom that covers
+its enhancement). Targets are scaled with the *source's* mapping, never their own, so that the generator learns
+the enhancement ratio and its output can be mapped back to the source's units.
 """
 
 from __future__ import annotations

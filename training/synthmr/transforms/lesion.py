@@ -17,8 +17,8 @@ Conventions:
 - Mirroring flips the array axis closest to left-right about a mid-sagittal plane: the organ's when an organ
   mask is given (the middle of its left-right extent), else the image's (its middle column). The organ's plane
   is the useful one for organs off the image centre (a liver lesion stays in the liver instead of landing in the
-  spleen) and for paired organs (a breast lesion goes to the same place in the other breast when the mask holds
-  both breasts). Because ``2 * plane`` is always a whole voxel index, the flip is exact on the voxel grid; on an
+  spleen) and for paired organs (a lesion goes to the same place in the other organ of the pair when the mask
+  holds both). Because ``2 * plane`` is always a whole voxel index, the flip is exact on the voxel grid; on an
   oblique grid it is a flip of the axis nearest to left-right, not of the patient's true sagittal plane.
 - Clipping to the organ mask (:class:`ClipToMask`) comes last, as in seed paper 000, where augmented tumours are
   intersected with the liver mask so that none lies outside the liver.

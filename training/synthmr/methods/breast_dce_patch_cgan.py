@@ -1,0 +1,481 @@
+"""Class-conditional GAN for multiparametric breast DCE patches: the method of bundle ``breast_dce_patch_cgan``.
+
+Haarburger et al., "Multiparametric Magnetic Resonance Image Synthesis using Generative Adversarial Networks"
+(VCBM 2019): a DCGAN (Radford et al., arXiv 1511.06434) or a WGAN with weight clipping (Arjovsky et al., arXiv
+1701.07875), conditioned on the class (healthy tissue, benign or malignant lesion), generates 64 x 64 axial
+patches whose channels are T2 and the T1 dynamic series. Read top to bottom:
+
+1. **Data** (§3, :func:`extract_patches`): 64 x 64 axial patches of benign and malignant lesions, centred on the
+   centre of mass of each lesion's segmentation, and of healthy tissue, centred on random points inside the breast
+   with no finding in a 32 x 32 neighbourhood; one channel per contrast and time point (T2 and the T1 dynamic
+   series: pre and every post-contrast phase), cut at the same place in every channel so that the channels stay
+   coherent. Intensities: the paper rescales every image to the fixed range [0, 1023]. Rescaling each T1 phase on
+   its own would change the ratio between phases, i.e. the enhancement curve that tells malignant (wash-out) from
+   benign (persistent) lesions, so here the five T1 phases of a case share one scale (:func:`scale_case`): their
+   common maximum maps to 1 and 0 to -1 (the tanh range). T2, a separate acquisition, is scaled by its own
+   maximum. :func:`central_washout` tells whether a patch's centre washes out.
+2. **Networks and training** (§3): the generator and critic of :mod:`synthmr.nets.conditional_dcgan` (DCGAN with
+   resize-convolutions instead of transposed convolutions, the one-hot class concatenated to ``z``), trained by
+   :class:`synthmr.engines.LatentGanTrainer` with the loss, critic steps, weight clipping and optimiser of
+   :func:`gan_settings` and :func:`gan_optimizer`.
+3. **Evaluation** (§4, :func:`evaluate_patches`): generated patches are judged per class by the FID with T2, T1 pre
+   and T1 post1 as the three channels (1000 real and 1000 generated patches), and by the leave-one-out
+   1-nearest-neighbour accuracy of real against generated patches (:func:`synthmr.metrics.two_sample.nn_accuracy`,
+   1000 vs 1000; 0.5 is ideal). The paper feeds the three contrasts to Inception-v3 as R, G and B. The project's
+   default extractor (``domain``) takes one grey channel (an RGB input is averaged to grey, which would mix the
+   contrasts into one image), so here the FID is computed per contrast, each of the three channels on its own
+   through the extractor, and the class's FID is the mean of the three (all three are reported). The 1-NN test
+   runs on the patches themselves (all channels, flattened), which needs no extractor.
+4. **Epoch selection** (:class:`LowestFidSelection`): the best epoch is the one with the lowest FID.
+5. **Output** (:func:`write_patches`): patches written as images in the paper's range [0, 1023], with a datalist
+   and a PNG grid; the evaluation table (:func:`format_report`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from synthmr.engines.base import unwrap
+from synthmr.engines.selection import CheckpointSelection
+from synthmr.errors import InputError
+from synthmr.io import Volume, read_image, save_datalist, write_image
+from synthmr.metrics.extractors import describe_extractor, get_extractor
+from synthmr.metrics.fid import fid as fid_metric
+from synthmr.metrics.two_sample import nn_accuracy
+
+CLASSES = ("healthy", "benign", "malignant")
+CHANNELS = ("t2", "t1_pre", "t1_post1", "t1_post2", "t1_post3", "t1_post4")
+# Channels that share one intensity scale per case (the dynamic series).
+T1_SERIES = ("t1_pre", "t1_post1", "t1_post2", "t1_post3", "t1_post4")
+# The FID's three channels, as the paper's R, G and B.
+FID_CHANNELS = ("t2", "t1_pre", "t1_post1")
+# Written intensities: the paper's fixed range [0, 1023] for the generator's [-1, 1].
+OUTPUT_MAX = 1023.0
+SPACING_MM = 1.4  # the breast phantom's in-plane spacing, given to the written patches
+
+
+# Data (§3): patches and their intensities.
+def scale_case(images: dict[str, np.ndarray], channels: Sequence[str] = CHANNELS) -> np.ndarray:
+    """Stack a case's ``channels`` scaled to [-1, 1]: T1 phases on one shared scale, every other channel alone.
+
+    Args:
+        images: channel -> array (all the same shape).
+        channels: the channel order.
+
+    Returns:
+        ``(len(channels), *shape)`` float32.
+    """
+    t1 = [name for name in channels if name in T1_SERIES]
+    t1_max = max(float(np.max(images[name])) for name in t1) if t1 else 0.0
+    stacked = []
+    for name in channels:
+        image = np.clip(np.asarray(images[name], dtype=np.float32), 0.0, None)  # magnitudes: noise below 0 clips
+        peak = t1_max if name in T1_SERIES else float(image.max())
+        stacked.append(2.0 * image / peak - 1.0 if peak > 0 else np.full_like(image, -1.0))
+    return np.stack(stacked).astype(np.float32)
+
+
+def _crop(stack: np.ndarray, centre: Sequence[int], size: int) -> np.ndarray:
+    """``size`` x ``size`` window of ``stack`` ``(C, X, Y)`` centred on ``centre``, padded with -1 (no signal)."""
+    half = size // 2
+    out = np.full((stack.shape[0], size, size), -1.0, dtype=np.float32)
+    x0, y0 = int(centre[0]) - half, int(centre[1]) - half
+    xs, ys = max(x0, 0), max(y0, 0)
+    xe, ye = min(x0 + size, stack.shape[1]), min(y0 + size, stack.shape[2])
+    out[:, xs - x0 : xe - x0, ys - y0 : ye - y0] = stack[:, xs:xe, ys:ye]
+    return out
+
+
+def _axial(array: np.ndarray, z: int | None) -> np.ndarray:
+    """A 2D image as it is; a 3D volume's axial slice ``z`` (the last axis is the slice axis)."""
+    if array.ndim == 2:
+        return array
+    if array.ndim == 3 and z is not None:
+        return array[:, :, z]
+    raise InputError(f"expected 2D images or 3D volumes, got an array of shape {array.shape}")
+
+
+def extract_patches(
+    datalist: Sequence[dict],
+    size: int = 64,
+    healthy_per_case: int = 2,
+    neighbourhood: int = 32,
+    channels: Sequence[str] = CHANNELS,
+    seed: int = 0,
+) -> list[dict]:
+    """Patches of every lesion and ``healthy_per_case`` healthy patches of every case.
+
+    Args:
+        datalist: items with a path per channel, ``lesion`` (one label per lesion, 1..k), ``breast`` (mask) and
+            ``lesion_classes`` (k names, "benign" or "malignant", for labels 1..k), as the breast phantom writes
+            them. 2D images, or 3D volumes (then the axial slice through each lesion's centre of mass, and for
+            healthy patches a random slice holding breast).
+        size: patch side in pixels.
+        healthy_per_case: healthy patches drawn per case (fewer when the breast has no room for them).
+        neighbourhood: side of the square around a healthy centre that must hold no lesion pixel.
+        channels: image keys, in channel order.
+        seed: of the healthy centres.
+
+    Returns:
+        one ``{"image": (len(channels), size, size) float32 in [-1, 1], "label": class index into CLASSES,
+        "case_id": str}`` per patch.
+
+    Raises:
+        InputError: an item lacks a key, or its lesion classes do not match its lesion labels.
+    """
+    rng = np.random.default_rng(seed)
+    patches: list[dict] = []
+    for index, item in enumerate(datalist):
+        case_id = str(item.get("case_id", index))
+        missing = [key for key in (*channels, "lesion", "breast", "lesion_classes") if key not in item]
+        if missing:
+            raise InputError(f"datalist item {case_id}: lacks {', '.join(missing)} (needed for patch extraction)")
+        images = {name: read_image(item[name]).array for name in channels}
+        lesion = np.rint(read_image(item["lesion"]).array).astype(np.int64)
+        breast = read_image(item["breast"]).array > 0
+        classes = list(item["lesion_classes"])
+        labels = [value for value in np.unique(lesion) if value > 0]
+        if labels != list(range(1, len(classes) + 1)):
+            raise InputError(
+                f"datalist item {case_id}: lesion labels {labels} do not match its {len(classes)} lesion_classes"
+            )
+        unknown = sorted(set(classes) - set(CLASSES[1:]))
+        if unknown:
+            raise InputError(f"datalist item {case_id}: unknown lesion class(es) {unknown}; use benign or malignant")
+        for value, name in enumerate(classes, start=1):
+            centre = np.rint(np.argwhere(lesion == value).mean(axis=0)).astype(int)
+            z = int(centre[2]) if lesion.ndim == 3 else None
+            stack = scale_case({key: _axial(image, z) for key, image in images.items()}, channels)
+            patches.append({"image": _crop(stack, centre[:2], size), "label": CLASSES.index(name), "case_id": case_id})
+        patches += _healthy(images, lesion, breast, size, healthy_per_case, neighbourhood, channels, rng, case_id)
+    return patches
+
+
+def _healthy(images, lesion, breast, size, count, neighbourhood, channels, rng, case_id) -> list[dict]:
+    """Healthy patches: centres inside the breast, the whole patch inside the image, no lesion nearby."""
+    from scipy.ndimage import maximum_filter
+
+    found = []
+    for _ in range(count):
+        z = None
+        if lesion.ndim == 3:
+            slices = np.flatnonzero(breast.any(axis=(0, 1)))
+            if not len(slices):
+                break
+            z = int(rng.choice(slices))
+        near_lesion = maximum_filter(_axial(lesion, z) > 0, size=neighbourhood, mode="constant")
+        allowed = _axial(breast, z) & ~near_lesion
+        half = size // 2
+        border = np.zeros_like(allowed)
+        border[half : allowed.shape[0] - half + 1, half : allowed.shape[1] - half + 1] = True
+        candidates = np.argwhere(allowed & border)
+        if not len(candidates):
+            break
+        centre = candidates[rng.integers(len(candidates))]
+        stack = scale_case({key: _axial(image, z) for key, image in images.items()}, channels)
+        found.append({"image": _crop(stack, centre, size), "label": CLASSES.index("healthy"), "case_id": case_id})
+    return found
+
+
+def central_washout(
+    patches: np.ndarray, radius: int = 2, early: int = 2, late: int = 5, drop: float = 0.1
+) -> np.ndarray:
+    """Whether the centre of each patch washes out from the early to the late post-contrast phase.
+
+    The kinetic curve types of the BI-RADS MRI lexicon: the delayed phase "washes out" when its signal falls by
+    more than 10 % below the early post-contrast signal (within +-10 %: plateau; above: persistent). Malignant
+    lesions typically wash out, benign ones persist. The signal is the mean over the central
+    ``(2 radius + 1)^2`` window, on the magnitude scale (the patches' [-1, 1] mapped to [0, 1], 0 = no signal).
+
+    Args:
+        patches: ``(N, C, H, W)`` patches in [-1, 1], in :data:`CHANNELS` order by default.
+        radius: half side of the central window.
+        early, late: channel indices of the first and the last post-contrast phase.
+        drop: the relative decrease that counts as wash-out.
+
+    Returns:
+        ``(N,)`` bool.
+    """
+    patches = np.asarray(patches)
+    h, w = patches.shape[-2] // 2, patches.shape[-1] // 2
+    centre = (patches[:, :, h - radius : h + radius + 1, w - radius : w + radius + 1].mean(axis=(2, 3)) + 1) / 2
+    return centre[:, late] < (1 - drop) * centre[:, early]
+
+
+# Networks and training (§3). The two GANs of the paper, as their original authors set them: DCGAN (Radford et
+# al., arXiv 1511.06434: Adam, lr 2e-4, beta1 0.5) and WGAN with weight clipping (Arjovsky et al., arXiv 1701.07875,
+# Algorithm 1: RMSProp, lr 5e-5, clip 0.01, 5 critic steps per generator step).
+GAN_SETTINGS = {
+    "dcgan": {"loss": "vanilla", "n_critic": 1, "clip_value": None, "learning_rate": 2e-4},
+    "wgan": {"loss": "wasserstein", "n_critic": 5, "clip_value": 0.01, "learning_rate": 5e-5},
+}
+
+
+def gan_settings(gan_type: str) -> dict:
+    """Loss mode, critic steps, clip value and learning rate of ``gan_type`` ("dcgan" or "wgan")."""
+    if gan_type not in GAN_SETTINGS:
+        raise InputError(f"gan_type must be one of {', '.join(GAN_SETTINGS)}, got {gan_type!r}")
+    return dict(GAN_SETTINGS[gan_type])
+
+
+def gan_optimizer(parameters, gan_type: str, learning_rate: float | None = None) -> torch.optim.Optimizer:
+    """Adam(0.5, 0.999) for DCGAN, RMSProp for WGAN, at ``learning_rate`` or the method's default."""
+    lr = gan_settings(gan_type)["learning_rate"] if learning_rate is None else learning_rate
+    if gan_type == "dcgan":
+        return torch.optim.Adam(parameters, lr=lr, betas=(0.5, 0.999))
+    return torch.optim.RMSprop(parameters, lr=lr)
+
+
+# Evaluation (§4): sampling, FID and 1-NN per class, wash-out of the generated lesions.
+@torch.no_grad()
+def sample_patches(
+    generator: torch.nn.Module, n_per_class: int, classes: Sequence[int] | None = None, seed: int = 0,
+    batch_size: int = 256,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n_per_class`` patches of every class from ``generator`` in eval mode, reproducibly from ``seed``.
+
+    Returns:
+        patches ``(n, C, H, W)`` on the CPU in [-1, 1] and their class indices ``(n,)``, class by class.
+    """
+    if isinstance(n_per_class, bool) or not isinstance(n_per_class, int) or n_per_class < 1:
+        raise InputError(f"n_per_class must be a positive integer, got {n_per_class!r}")
+    net = unwrap(generator)
+    classes = list(range(net.n_classes)) if classes is None else list(classes)
+    device = next(net.parameters()).device
+    was_training = net.training
+    net.eval()
+    noise = torch.Generator().manual_seed(seed)
+    labels = torch.tensor(classes).repeat_interleave(n_per_class)
+    z = torch.randn(len(labels), net.latent_dim, generator=noise)
+    try:
+        out = [
+            net(z[i : i + batch_size].to(device), labels[i : i + batch_size].to(device)).float().cpu()
+            for i in range(0, len(labels), batch_size)
+        ]
+    finally:
+        net.train(was_training)
+    return torch.cat(out), labels
+
+
+def evaluate_patches(
+    real: torch.Tensor, real_labels: torch.Tensor, fake: torch.Tensor, fake_labels: torch.Tensor,
+    extractor: torch.nn.Module | str = "domain", n_max: int = 1000, seed: int = 0,
+) -> dict:
+    """FID (per contrast and their mean) and 1-NN accuracy, per class, of generated against real patches.
+
+    Each class uses ``n = min(n_max, real count, generated count)`` patches of each set (drawn at random from
+    ``seed``), so that the 1-NN chance level is 0.5.
+
+    Returns:
+        ``{"extractor": str, "classes": {name: {"n": int, "fid": float, "fid_channels": {t2, t1_pre, t1_post1},
+        "nn_accuracy": float, "nn_accuracy_real": float, "nn_accuracy_fake": float}}}``.
+    """
+    if isinstance(extractor, str):
+        extractor = get_extractor(extractor)
+    rng = np.random.default_rng(seed)
+    report: dict = {"extractor": describe_extractor(extractor), "classes": {}}
+    for index, name in enumerate(CLASSES):
+        real_c, fake_c = real[real_labels == index], fake[fake_labels == index]
+        n = min(n_max, len(real_c), len(fake_c))
+        if n < 2:
+            raise InputError(f"class {name}: {len(real_c)} real and {len(fake_c)} generated patches; need >= 2 of each")
+        real_c = real_c[torch.as_tensor(rng.permutation(len(real_c))[:n])]
+        fake_c = fake_c[torch.as_tensor(rng.permutation(len(fake_c))[:n])]
+        # [-1, 1] -> [0, 1], the extractors' range; a patch's channel is one grey image.
+        to_unit = lambda x, c: ((x[:, c : c + 1] + 1) / 2).clamp(0, 1)  # noqa: E731
+        channels = {
+            key: fid_metric(to_unit(real_c, CHANNELS.index(key)), to_unit(fake_c, CHANNELS.index(key)), extractor)[
+                "fid"
+            ]
+            for key in FID_CHANNELS
+        }
+        nn = nn_accuracy(real_c, fake_c)
+        report["classes"][name] = {
+            "n": n,
+            "fid": float(np.mean(list(channels.values()))),
+            "fid_channels": channels,
+            "nn_accuracy": nn["accuracy"],
+            "nn_accuracy_real": nn["accuracy_real"],
+            "nn_accuracy_fake": nn["accuracy_fake"],
+        }
+    return report
+
+
+def evaluate_generator(
+    generator: torch.nn.Module, real_patches: Sequence[dict], n_max: int = 1000,
+    extractor: torch.nn.Module | str = "domain", seed: int = 0,
+) -> dict:
+    """:func:`evaluate_patches` of ``n_max`` generated patches per class against ``real_patches``
+    (items of :func:`extract_patches`)."""
+    if not real_patches:
+        raise InputError("no real patches to evaluate against")
+    real = torch.as_tensor(np.stack([item["image"] for item in real_patches]))
+    labels = torch.as_tensor([int(item["label"]) for item in real_patches])
+    fake, fake_labels = sample_patches(generator, n_max, seed=seed)
+    return evaluate_patches(real, labels, fake, fake_labels, extractor, n_max, seed)
+
+
+def washout_fractions(generator: torch.nn.Module, n_per_class: int = 100, seed: int = 0) -> dict[str, float]:
+    """Per class, the fraction of generated patches whose central signal washes out from T1 post1 to post4
+    (:func:`central_washout`): high for malignant, low for benign when the
+    conditioning carries the kinetics (malignant lesions wash out, benign ones persist)."""
+    patches, labels = sample_patches(generator, n_per_class, seed=seed)
+    washes = central_washout(patches.numpy())
+    return {name: float(washes[labels.numpy() == index].mean()) for index, name in enumerate(CLASSES)}
+
+
+# Epoch selection: the lowest FID.
+class LowestFidSelection(CheckpointSelection):
+    """Every ``interval`` epochs (and after the last) evaluate the generator and keep the lowest-FID weights.
+
+    The score of an epoch is the mean over classes of the per-class FID (the paper chooses its best epoch by the
+    lowest FID). ``best_path`` receives the generator's CPU ``state_dict``; ``work_dir/selection.json`` the
+    ranking; ``work_dir/epoch_NNNN/report.json`` each evaluation (see :class:`~synthmr.engines.CheckpointSelection`).
+
+    Args:
+        generator: the generator being trained (DDP-wrapped or not).
+        real_patches: validation patches (items of :func:`extract_patches`).
+        best_path: where the best weights go.
+        work_dir: where the reports go.
+        interval: epochs between evaluations.
+        n_max: generated patches per class (and the cap of real ones).
+        extractor, extractor_weights: the FID feature extractor (see :func:`synthmr.metrics.extractors.get_extractor`).
+    """
+
+    score_name = "fid"
+
+    def __init__(
+        self, generator: torch.nn.Module, real_patches: Sequence[dict], best_path: str | os.PathLike,
+        work_dir: str | os.PathLike, interval: int = 1, n_max: int = 1000, extractor: str = "domain",
+        extractor_weights: str | None = None,
+    ) -> None:
+        super().__init__(generator, work_dir, best_path, interval)
+        self.real_patches = real_patches
+        self.n_max = n_max
+        self.extractor_name = extractor
+        self.extractor_weights = extractor_weights
+        self.history: dict[str, float] = {}
+
+    def evaluate(self, engine, generator: torch.nn.Module, folder: Path) -> dict[str, float]:
+        extractor = get_extractor(self.extractor_name, self.extractor_weights)
+        report = evaluate_generator(generator, self.real_patches, self.n_max, extractor, seed=engine.state.epoch)
+        (folder / "report.json").write_text(json.dumps(report, indent=2), encoding="utf-8")
+        self.history[folder.name] = float(np.mean([entry["fid"] for entry in report["classes"].values()]))
+        return {"mean per-class fid": self.history[folder.name]}
+
+    def criterion(self) -> dict:
+        return {"criterion": "mean over classes of the per-class FID"}
+
+    def ranking(self) -> list[tuple[str, float]]:
+        return sorted(self.history.items(), key=lambda item: item[1])
+
+
+# Output: generated patches as images, and the evaluation table.
+def write_patches(
+    generator: torch.nn.Module, output_dir: str | os.PathLike, n_per_class: int = 8, seed: int = 0,
+    overwrite: bool = False, grid_columns: int = 8,
+) -> list[dict]:
+    """Generate ``n_per_class`` patches per class and write them with a datalist and a PNG grid.
+
+    Writes ``output_dir/<class>_<i>/<channel>.nii.gz`` for every channel of :data:`CHANNELS` (intensities in the
+    paper's range [0, 1023], in-plane spacing 1.4 mm), ``output_dir/datalist.json`` (``"testing"``: one item per
+    patch with ``case_id``, ``class`` and a path per channel) and ``output_dir/grid.png`` (per patch T1 post1, the
+    subtraction post1 - pre and T2, as in the paper's figure 1).
+
+    Raises:
+        InputError: an output exists and ``overwrite`` is false (nothing is written then).
+    """
+    from synthmr.io._atomic import check_destination
+
+    output_dir = Path(output_dir)
+    patches, labels = sample_patches(generator, n_per_class, seed=seed)
+    items = []
+    for index, (patch, label) in enumerate(zip(patches.numpy(), labels.tolist())):
+        case_id = f"{CLASSES[label]}_{index % n_per_class:04d}"
+        items.append({"case_id": case_id, "class": CLASSES[label], "patch": patch})
+    targets = [output_dir / "datalist.json", output_dir / "grid.png"]
+    targets += [output_dir / item["case_id"] / f"{key}.nii.gz" for item in items for key in CHANNELS]
+    if not overwrite:
+        for target in targets:
+            check_destination(target, overwrite, what="file")
+    datalist = []
+    for item in items:
+        entry = {"case_id": item["case_id"], "class": item["class"]}
+        for channel, key in enumerate(CHANNELS):
+            image = ((item["patch"][channel] + 1) / 2 * OUTPUT_MAX).astype(np.float32)
+            volume = Volume(image, spacing=(SPACING_MM, SPACING_MM), origin=(0.0, 0.0), direction=np.eye(2))
+            path = write_image(volume, output_dir / item["case_id"] / f"{key}.nii.gz", overwrite=overwrite)
+            entry[key] = str(path.absolute())
+        datalist.append(entry)
+    # Paths inside output_dir are stored relative to the datalist (save_datalist), so the folder can move.
+    save_datalist({"testing": datalist}, output_dir / "datalist.json", overwrite=overwrite)
+    save_grid(patches, labels, output_dir / "grid.png", columns=grid_columns)
+    return datalist
+
+
+def save_grid(patches: torch.Tensor, labels: torch.Tensor, path: str | os.PathLike, columns: int = 8) -> Path:
+    """A PNG: one row of (T1 post1 | subtraction post1 - pre | T2) triplets per class and ``columns`` patches."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    present = [c for c in range(len(CLASSES)) if (labels == c).any()]
+    columns = max(1, min(columns, max(int((labels == c).sum()) for c in present)))
+    size = (1.2 * 3 * columns, 1.4 * len(present))
+    figure, axes = plt.subplots(len(present), 3 * columns, figsize=size, squeeze=False)
+    post1, pre, t2 = (CHANNELS.index(key) for key in ("t1_post1", "t1_pre", "t2"))
+    for row, c in enumerate(present):
+        chosen = patches[labels == c][:columns].numpy()
+        for column in range(len(chosen)):
+            views = (chosen[column, post1], chosen[column, post1] - chosen[column, pre], chosen[column, t2])
+            # The subtraction is shown from 0 (no enhancement) up: enhancement is what it is for.
+            for offset, (view, title, limits) in enumerate(
+                zip(views, ("post1", "sub", "T2"), ((-1, 1), (0, 1.5), (-1, 1)))
+            ):
+                axis = axes[row, 3 * column + offset]
+                axis.imshow(view.T, cmap="gray", vmin=limits[0], vmax=limits[1], origin="lower")
+                axis.set_title(f"{CLASSES[c]} {title}" if column == 0 else title, fontsize=6)
+        for axis in axes[row]:
+            axis.axis("off")
+    figure.tight_layout()
+    path = Path(path)
+    figure.savefig(path, dpi=80)
+    plt.close(figure)
+    return path
+
+
+def format_report(report: dict) -> str:
+    """The evaluation as a table: per class and generator FID (mean and per channel) and 1-NN accuracies."""
+    lines = [f"{'class':<10} {'generator':<10} {'n':>5} {'FID':>8} {'FID t2/pre/post1':>24} {'1-NN':>6} "
+             f"{'real':>6} {'fake':>6}"]
+    for name in CLASSES:
+        for model in ("model", "untrained"):
+            entry = report[model]["classes"][name]
+            channels = "/".join(f"{entry['fid_channels'][key]:.1f}" for key in FID_CHANNELS)
+            lines.append(
+                f"{name:<10} {model:<10} {entry['n']:>5} {entry['fid']:>8.2f} {channels:>24} "
+                f"{entry['nn_accuracy']:>6.3f} {entry['nn_accuracy_real']:>6.3f} {entry['nn_accuracy_fake']:>6.3f}"
+            )
+    if "washout" in report:
+        lines.append("central wash-out post1 -> post4 (fraction of generated patches): "
+                     + ", ".join(f"{name} {value:.2f}" for name, value in report["washout"].items()))
+    lines.append(f"extractor: {report['model']['extractor']}")
+    return "\n".join(lines)
+
+
+def save_report(report: dict, path: str | os.PathLike, overwrite: bool = True) -> str:
+    """Write ``report`` as JSON to ``path`` (folders created) and return its :func:`format_report` table."""
+    from synthmr.io._atomic import check_destination
+
+    path = Path(path)
+    check_destination(path, overwrite, what="file")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2), encoding="utf-8")
+    return format_report(report)
