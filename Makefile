@@ -9,9 +9,10 @@ DEMO ?= demo
 .PHONY: demo test benchmark clean
 
 # Reinstall when the project's requirements change; torch and friends come pinned from constraints.txt.
+# The extras: train (phantom, training, evaluation: what the demo needs) and test; plain synthmr is inference only.
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -c constraints.txt -e '.[test]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[train,test]'
 	touch $@
 
 demo: $(STAMP)

@@ -8,3 +8,29 @@ anything else is a bug and keeps its traceback.
 
 class InputError(ValueError):
     """Bad input from the user: the message names the input and what is wrong with it."""
+
+
+# Top-level modules that only the optional extra "train" brings (pyproject.toml), each with the distribution that
+# provides it: the phantom, training and evaluation need them; `pip install synthmr` alone brings what inference,
+# the runner and `python -m monai.bundle run` need.
+TRAIN_EXTRA_MODULES = {
+    "nilearn": "nilearn",
+    "sklearn": "scikit-learn",
+    "scipy": "scipy",
+    "ignite": "pytorch-ignite",
+    "tensorboard": "tensorboard",
+    "tqdm": "tqdm",
+}
+TRAIN_EXTRA_INSTALL = 'pip install "synthmr[train]"'
+
+
+def missing_extra(error: ModuleNotFoundError) -> InputError | None:
+    """The :class:`InputError` to raise instead of ``error`` when the module it misses comes with an extra of
+    synthmr (a train-only feature used without ``synthmr[train]``), or None for any other missing module."""
+    module = (error.name or "").partition(".")[0]
+    if module not in TRAIN_EXTRA_MODULES:
+        return None
+    return InputError(
+        f"this needs {TRAIN_EXTRA_MODULES[module]}, one of the phantom, training and evaluation dependencies "
+        f"that plain `pip install synthmr` leaves out: {TRAIN_EXTRA_INSTALL}"
+    )

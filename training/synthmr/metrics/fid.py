@@ -31,7 +31,6 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 import numpy as np
-import scipy.linalg
 import torch
 import torch.nn as nn
 
@@ -72,6 +71,8 @@ def frechet_distance(features_a, features_b) -> float:
     dof_a, dof_b = a.shape[0] - 1, b.shape[0] - 1
     r_a = np.linalg.qr(centred_a, mode="r")
     r_b = np.linalg.qr(centred_b, mode="r")
+    import scipy.linalg  # the "train" extra: imported here, so that inference never needs it
+
     trace_sqrt = scipy.linalg.svdvals(r_a @ r_b.T).sum() / np.sqrt(dof_a * dof_b)
     trace_a = np.square(centred_a).sum() / dof_a
     trace_b = np.square(centred_b).sum() / dof_b

@@ -56,7 +56,10 @@ from synthmr.phantom.physics import Tissue
 
 # nilearn ships the template in nilearn/datasets/data; locating the package without importing it avoids
 # nilearn.datasets' ~3 s import of scikit-learn.
-TEMPLATE_DIR = os.path.join(importlib.util.find_spec("nilearn").submodule_search_locations[0], "datasets", "data")
+_NILEARN = importlib.util.find_spec("nilearn")
+if _NILEARN is None:  # an import error like any other missing package ("train" extra, see synthmr.errors)
+    raise ModuleNotFoundError("No module named 'nilearn' (the brain phantom's template ships with it)", name="nilearn")
+TEMPLATE_DIR = os.path.join(_NILEARN.submodule_search_locations[0], "datasets", "data")
 TEMPLATE_FILE = "mni_icbm152_{}_tal_nlin_sym_09a_converted.nii.gz"
 
 # ----------------------------------------------------------------------------------------------------------
