@@ -1,6 +1,6 @@
-"""Bundle breast_dce_patch_cgan: the bundle contract (bundle_checks), the patches, the networks and what the method
-promises (Haarburger et al., "Multiparametric Magnetic Resonance Image Synthesis using Generative Adversarial
-Networks", VCBM 2019)."""
+"""Bundle breast_dce_patch_cgan: the patches, the networks and what the method promises (Haarburger et al.,
+"Multiparametric Magnetic Resonance Image Synthesis using Generative Adversarial Networks", VCBM 2019). The bundle
+contract, which every bundle passes, is tests/test_bundle_contract.py."""
 
 import json
 
@@ -8,17 +8,25 @@ import numpy as np
 import pytest
 import torch
 
-from bundle_checks import BundleChecks
+from bundle_contract import BundleFolder
 from synthmr.errors import InputError
 from synthmr.io import read_image
+from synthmr.methods.breast_dce_patch_cgan import (
+    CHANNELS,
+    CLASSES,
+    central_washout,
+    evaluate_patches,
+    extract_patches,
+    gan_settings,
+    sample_patches,
+    washout_fractions,
+    write_patches,
+)
 from synthmr.metrics.two_sample import nn_accuracy
 from synthmr.nets.conditional_dcgan import ConditionalDCGANCritic, ConditionalDCGANGenerator
-from synthmr.patch_cgan import evaluate_patches, gan_settings, sample_patches, washout_fractions, write_patches
 from synthmr.phantom.dataset import phantom_datalist
-from synthmr.transforms.patches import CHANNELS, CLASSES, central_washout, extract_patches
 
-checks = BundleChecks("breast_dce_patch_cgan")
-LATENT_INPUT = (1, 103, 1, 1)  # z (100) + one-hot class (3), as network_data_format's inputs.image declares
+BUNDLE = BundleFolder("breast_dce_patch_cgan")
 
 
 @pytest.fixture(scope="module")
@@ -37,61 +45,30 @@ def held_out(tmp_path_factory):
 
 
 def shipped_generator(weights="model.pt"):
-    generator = checks.parser().get_parsed_content("network_def")
-    generator.load_state_dict(torch.load(checks.root / "models" / weights, weights_only=True))
-    return generator.eval()
+    return BUNDLE.network(weights)
 
 
-# ---------------------------------------------------------------------------------------------- the bundle contract
+# ---------------------------------------------------------------------------------------------- the bundle
 
 
-def test_layout_metadata_and_versions():
-    checks.layout_is_complete()
-    checks.metadata_validates()
-    checks.version_is_in_changelog()
-    checks.required_packages_are_installed_versions()
-
-
-def test_tool_description_is_a_generator_and_network_def_is_the_same_everywhere():
+def test_tool_description_declares_a_generator_of_the_six_channels():
     from synthmr.bundle import read_tool_description
 
-    checks.tool_description_parses()
-    checks.network_def_is_the_same_everywhere()
-    description = read_tool_description(checks.root)
+    description = read_tool_description(BUNDLE.root)
     assert description.is_generator and description.inputs == {} and tuple(description.outputs) == CHANNELS
-
-
-@pytest.mark.parametrize("weights", ["model.pt", "model_wgan.pt"])
-def test_weights_are_cpu_state_dicts_of_the_network(weights):
-    checks.weights_are_cpu_state_dict_of_network_def(weights)
-
-
-def test_verify_net_in_out_and_torchscript_export(tmp_path):
-    checks.net_in_out_matches_metadata(n=1)
-    checks.torchscript_export_equals_eager(tmp_path, LATENT_INPUT)
 
 
 def test_synthmr_run_refuses_a_generator_bundle_with_one_clear_message(tmp_path):
     from synthmr.bundle import run_bundle
 
     with pytest.raises(InputError, match="generates images from noise.*monai.bundle run"):
-        run_bundle(checks.root, {}, tmp_path / "out")
+        run_bundle(BUNDLE.root, {}, tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
 def test_inference_writes_patches_datalist_and_grid_and_keeps_existing_outputs(tmp_path):
-    from monai.bundle import ConfigWorkflow
-
     def run(**overrides):
-        workflow = ConfigWorkflow(
-            config_file=str(checks.inference), meta_file=str(checks.meta_file),
-            logging_file=str(checks.configs / "logging.conf"), workflow_type="inference",
-            bundle_root=str(checks.root), output_dir=str(tmp_path / "output"), device="$torch.device('cpu')",
-            n_per_class=2, **overrides,
-        )
-        workflow.initialize()
-        workflow.run()
-        workflow.finalize()
+        BUNDLE.inference_runs(tmp_path, n_per_class=2, **overrides)
 
     run()
     out = tmp_path / "output"
@@ -114,12 +91,7 @@ def test_inference_writes_patches_datalist_and_grid_and_keeps_existing_outputs(t
 
 @pytest.mark.parametrize("gan_type", ["dcgan", "wgan"])
 def test_training_runs_one_tiny_epoch_and_selects_by_lowest_fid(tmp_path, gan_type):
-    best = tmp_path / "model.pt"
-    workflow = checks.training_runs_one_epoch(
-        tmp_path, gan_type=gan_type, dataset_dir=str(tmp_path / "data"), best_model=str(best),
-        phantom_options={"dims": 2, "size": 128, "n_lesions": [3, 3]}, n_train_cases=3, n_val_cases=2,
-        healthy_per_case=2, batch_size=4, max_epochs=1, val_interval=1, val_n_max=4,
-    )
+    workflow = BUNDLE.training_runs_one_epoch(tmp_path, gan_type=gan_type)  # tiny_train.yaml's run
     selection = json.loads((tmp_path / "train" / "validation" / "selection.json").read_text())
     assert selection["best"] == "epoch_0001"
     report = json.loads((tmp_path / "train" / "validation" / "epoch_0001" / "report.json").read_text())
@@ -132,8 +104,6 @@ def test_training_runs_one_tiny_epoch_and_selects_by_lowest_fid(tmp_path, gan_ty
     if gan_type == "wgan":  # the critic's weights are clipped after its step
         critic = workflow.parser.get_parsed_content("discriminator")
         assert max(p.abs().max().item() for p in critic.parameters()) <= 0.01 + 1e-7
-    generator = workflow.parser.get_parsed_content("network_def")
-    generator.load_state_dict(torch.load(best, weights_only=True))
 
 
 def test_unknown_gan_type_is_one_clear_error():
@@ -226,7 +196,7 @@ def test_shipped_generators_are_clearly_closer_to_real_patches_than_an_untrained
     real = torch.as_tensor(np.stack([p["image"] for p in held_out]))
     real_labels = torch.as_tensor([p["label"] for p in held_out])
     torch.manual_seed(0)
-    untrained = checks.parser().get_parsed_content("network_def").eval()
+    untrained = BUNDLE.network(weights=None)
     for weights in ("model.pt", "model_wgan.pt"):
         trained = shipped_generator(weights)
         for index, name in enumerate(CLASSES):
@@ -246,32 +216,3 @@ def test_conditioning_carries_the_kinetics_malignant_washes_out_benign_persists(
     # post1 to post4 at their centre, at most 30 % of benign ones (the phantom: 100 % and 0 %).
     fractions = washout_fractions(shipped_generator(), n_per_class=200, seed=5)
     assert fractions["malignant"] >= 0.7 and fractions["benign"] <= 0.3, fractions
-
-
-@pytest.mark.parametrize(
-    "inputs, reference, words",
-    [
-        ({}, "t1_pre", "non-empty JSON object of roles"),  # no inputs needs reference null
-        ({"t1_pre": {"kind": "volume", "description": "pre"}}, None, "null is only for generator bundles"),
-    ],
-)
-def test_tool_description_allows_no_inputs_only_with_a_null_reference(tmp_path, inputs, reference, words):
-    from synthmr.bundle import read_tool_description
-
-    block = {"spatial_dims": 2, "inputs": inputs, "reference": reference,
-             "outputs": {"t2": {"kind": "volume", "description": "synthetic T2"}}}
-    (tmp_path / "configs").mkdir()
-    (tmp_path / "configs" / "metadata.json").write_text(json.dumps({"synthmr": block}))
-    with pytest.raises(InputError, match=words):
-        read_tool_description(tmp_path)
-
-
-def test_multi_gpu_train_runs_ddp_on_two_cpu_processes(tmp_path):
-    trainer = checks.multi_gpu_training_runs_on_two_cpu_processes(
-        tmp_path,
-        "--n_train_cases", "2", "--n_val_cases", "2", "--batch_size", "2", "--healthy_per_case", "2",
-        "--phantom_options", "{'dims': 2, 'size': 128, 'n_lesions': [3, 3]}",
-        "--max_epochs", "1", "--val_interval", "1", "--val_n_max", "4",
-    )
-    # 2 cases x (3 lesions + 2 healthy) = 10 patches, 2 ranks, batch 2, last partial batch dropped
-    assert trainer["max_epochs"] == 1 and trainer["iteration"] == 2

@@ -1,52 +1,22 @@
-"""Bundle breast_dce_pre2post: the bundle contract (bundle_checks) and what the method itself promises."""
+"""Bundle breast_dce_pre2post: what the method itself promises. The bundle contract, which every bundle passes, is
+tests/test_bundle_contract.py."""
 
 import json
 
 import numpy as np
 import pytest
-import torch
 
-from bundle_checks import BundleChecks
+from bundle_contract import BundleFolder
 from grids import oblique_volume
 from synthmr.errors import InputError
 from synthmr.io import read_image, write_image
 
-checks = BundleChecks("breast_dce_pre2post")
+BUNDLE = BundleFolder("breast_dce_pre2post")
 
 
-def test_layout_is_complete():
-    checks.layout_is_complete()
-
-
-def test_metadata_validates_against_the_official_schema():
-    checks.metadata_validates()
-
-
-def test_version_is_in_changelog_and_pins_are_installed():
-    checks.version_is_in_changelog()
-    checks.required_packages_are_installed_versions()
-
-
-def test_tool_description_and_network_def():
-    checks.tool_description_parses()
-    checks.network_def_is_the_same_everywhere()
-
-
-def test_weights_are_a_cpu_state_dict_of_the_network():
-    checks.weights_are_cpu_state_dict_of_network_def()
-
-
-def test_verify_net_in_out():
-    checks.net_in_out_matches_metadata(n=1)
-
-
-def test_torchscript_export_equals_eager(tmp_path):
-    checks.torchscript_export_equals_eager(tmp_path, (1, 1, 64, 64))
-
-
-def test_inference_runs_out_of_the_box_on_the_sample(tmp_path):
-    written = checks.inference_runs(tmp_path)
-    sample = read_image(checks.root / "sample" / "t1_pre.nii.gz")
+def test_the_sample_output_is_in_the_input_units(tmp_path):
+    written = BUNDLE.inference_runs(tmp_path)
+    sample = read_image(BUNDLE.root / "sample" / "t1_pre.nii.gz")
     synthetic = read_image(written["t1_post1"])
     assert synthetic.array.dtype == np.float32 and np.isfinite(synthetic.array).all()
     # The output is in the input's units: its bright end is of the order of the pre-contrast image's.
@@ -54,50 +24,33 @@ def test_inference_runs_out_of_the_box_on_the_sample(tmp_path):
 
 
 def test_inference_keeps_an_oblique_anisotropic_grid(tmp_path):
-    pre = read_image(checks.root / "sample" / "t1_pre.nii.gz").array[30:94, 30:94, 4:7]
+    pre = read_image(BUNDLE.root / "sample" / "t1_pre.nii.gz").array[30:94, 30:94, 4:7]
     volume = oblique_volume(np.ascontiguousarray(pre))
     path = write_image(volume, tmp_path / "case7_pre.nii.gz")
-    written = checks.inference_runs(tmp_path, input={"t1_pre": str(path), "case_id": "case7"})
+    written = BUNDLE.inference_runs(tmp_path, input={"t1_pre": str(path), "case_id": "case7"})
     assert read_image(written["t1_post1"]).same_grid(volume)
 
 
 def test_existing_output_is_kept_unless_overwrite(tmp_path):
-    checks.inference_runs(tmp_path)
+    BUNDLE.inference_runs(tmp_path)
     output = tmp_path / "output" / "sample" / "t1_post1.nii.gz"
     output.write_bytes(b"mine")
     with pytest.raises(RuntimeError) as raised:  # MONAI wraps what a config expression raises
-        checks.inference_runs(tmp_path)
+        BUNDLE.inference_runs(tmp_path)
     cause = raised.value.__cause__
     assert isinstance(cause, InputError) and "already exists" in str(cause)
     assert output.read_bytes() == b"mine"
-    checks.inference_runs(tmp_path, overwrite=True)
+    BUNDLE.inference_runs(tmp_path, overwrite=True)
     assert read_image(output).array.shape == (128, 128, 12)
 
 
 def test_training_runs_one_tiny_epoch_and_selects_by_same(tmp_path):
-    best = tmp_path / "model.pt"
-    workflow = checks.training_runs_one_epoch(
-        tmp_path,
-        dataset_dir=str(tmp_path / "data"),
-        best_model=str(best),
-        phantom_options={"dims": 2, "size": 64, "n_lesions": [1, 1]},
-        n_train_cases=4,
-        n_val_cases=2,
-        batch_size=2,
-        patch_size=[64, 64],
-        epochs_constant=1,
-        epochs_decay=0,
-        val_interval=1,
-        **{"checkpoint_selection#synthesizer_kwargs#roi_size": [64, 64]},
-    )
+    BUNDLE.training_runs_one_epoch(tmp_path)  # tiny_train.yaml's run; the SAMe-best weights load as network_def
     selection = json.loads((tmp_path / "train" / "validation" / "selection.json").read_text())
     assert selection["best"] == "epoch_0001"
     assert set(selection["metrics"]) == {"ssim", "mse", "mae", "psnr", "fid"}
     report = json.loads((tmp_path / "train" / "validation" / "epoch_0001" / "report.json").read_text())
     assert report["extractor"].startswith("domain")
-    generator = workflow.parser.get_parsed_content("network_def")
-    generator.load_state_dict(torch.load(best, weights_only=True))  # the SAMe-best weights load as network_def
-    assert (tmp_path / "train" / "checkpoints" / "last.pt").is_file()
 
 
 # ---------------------------------------------------------------------------------------------- synthmr run / demo
@@ -113,7 +66,7 @@ def run_cli(*args):
 def test_synthmr_run_writes_the_output_on_the_input_grid_with_progress(tmp_path):
     from synthmr.bundle.runner import parse_progress_line
 
-    sample = checks.root / "sample" / "t1_pre.nii.gz"
+    sample = BUNDLE.root / "sample" / "t1_pre.nii.gz"
     result = run_cli("run", "breast_dce_pre2post", "--input", f"t1_pre={sample}", "--out", tmp_path / "out")
     assert result.returncode == 0, result.stderr
     events = [parse_progress_line(line) for line in result.stdout.splitlines()]
@@ -153,17 +106,6 @@ def test_synthmr_demo_writes_inputs_outputs_and_a_png(tmp_path):
         run_demo("breast_dce_pre2post", tmp_path / "demo")
 
 
-def test_multi_gpu_train_runs_ddp_on_two_cpu_processes(tmp_path):
-    trainer = checks.multi_gpu_training_runs_on_two_cpu_processes(
-        tmp_path,
-        "--n_train_cases", "4", "--n_val_cases", "2", "--batch_size", "1", "--patch_size", "[64, 64]",
-        "--phantom_options", "{'dims': 2, 'size': 64, 'n_lesions': [1, 1]}",
-        "--epochs_constant", "1", "--epochs_decay", "0", "--val_interval", "1",
-        "--checkpoint_selection#synthesizer_kwargs#roi_size", "[64, 64]",
-    )
-    assert trainer["max_epochs"] == 1 and trainer["iteration"] == 2  # 4 cases, 2 ranks, batch 1
-
-
 def test_shipped_weights_beat_the_identity_baseline_inside_lesions_and_fgt(tmp_path):
     """The bundle's acceptance, on held-out phantom cases other than the model card's: on each case's pre-contrast
     scale (where DCE enhancement is read) the synthetic first post-contrast phase is closer to the real one than the
@@ -171,7 +113,7 @@ def test_shipped_weights_beat_the_identity_baseline_inside_lesions_and_fgt(tmp_p
     from synthmr.phantom.dataset import phantom_datalist
 
     cases = phantom_datalist("breast", tmp_path / "cases", n=12, seed=210000, dims=2, size=128, n_lesions=[1, 3])
-    parser = checks.parser(
+    parser = BUNDLE.parser(
         "evaluate.yaml", output_dir=str(tmp_path / "evaluate"), test_datalist=cases, metrics=["mae"], same_weights=None
     )
     parser.get_parsed_content("initialize")  # the config's own step: the shipped weights into the network

@@ -135,3 +135,26 @@ def test_rand_foreground_slice_picks_one_slice_with_tissue_for_all_keys():
     assert seen == {100.0, 80.0}  # only the two slices with tissue, both of them
     two_d = {"a": torch.zeros(1, 8, 8), "b": torch.zeros(1, 8, 8)}
     assert sampler(two_d)["a"].shape == (1, 8, 8)
+
+
+def test_a_given_inferer_is_the_one_used_and_a_monai_dataset_is_a_datalist(tmp_path, monkeypatch):
+    from monai.data import Dataset
+    from monai.inferers import SlidingWindowInferer
+
+    path = write_image(oblique_volume(body((32, 32, 3))), tmp_path / "case_a.nii.gz")
+    inferer = SlidingWindowInferer(roi_size=(16, 16), sw_batch_size=3, overlap=0.5, mode="gaussian", cval=-1.0)
+    calls = []
+    original = SlidingWindowInferer.__call__
+
+    def spy(self, inputs, network, *args, **kwargs):
+        calls.append(self)
+        return original(self, inputs, network, *args, **kwargs)
+
+    run = synthesizer(tmp_path, Dataset([{"t1_pre": str(path)}]), inferer=inferer)
+    assert (run.roi_size, run.sw_batch_size, run.overlap) == ((16, 16), 3, 0.5)
+    monkeypatch.setattr(SlidingWindowInferer, "__call__", spy)
+    written = run.run()
+    assert calls and all(call is inferer for call in calls)
+    assert read_image(written[0]["t1_post1"]).same_grid(read_image(path))
+    with pytest.raises(InputError, match="SlidingWindowInferer"):
+        synthesizer(tmp_path, [{"t1_pre": str(path)}], inferer=object())

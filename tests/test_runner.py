@@ -431,3 +431,15 @@ def test_cli_lists_bundles(tmp_path, monkeypatch, capsys):
     assert "my_bundle" in text and "input   liver     labelmap: liver mask [1=liver]" in text
     assert "tumor     labelmap, optional" in text and "output  t1_post1  volume: synthetic first phase" in text
     assert "broken_bundle" in text and "not usable: " in text
+
+
+@pytest.mark.parametrize("requires, runs", [(">=0.2,<99", True), (">=99", False)])
+def test_a_bundle_needing_another_synthmr_is_refused_before_anything_is_written(tmp_path, case, requires, runs):
+    bundle = make_bundle(tmp_path, block=_with(lambda b: b.update(requires=requires)))
+    out = tmp_path / "out"
+    if runs:
+        assert set(run_bundle(bundle, {"t1_pre": case["t1_pre"], "liver": case["liver"]}, out, progress=None)) == {"t1_post1"}
+        return
+    with pytest.raises(InputError, match=r"fake_bundle: needs synthmr >=99, but synthmr \S+ is installed"):
+        run_bundle(bundle, {"t1_pre": case["t1_pre"], "liver": case["liver"]}, out, progress=None)
+    assert not out.exists()

@@ -3,11 +3,16 @@
 import json
 import re
 import shlex
+import shutil
 import struct
+import subprocess
+import sys
 import xml.etree.ElementTree as ElementTree
+import zipfile
 from pathlib import Path
 
 import jsonschema
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 MODULE = ROOT / "slicer_extension" / "SynthMR"
@@ -116,3 +121,140 @@ def test_ui_file_is_a_qt_designer_form_of_the_module():
     assert top.get("class") == "qMRMLWidget" and top.get("name") == "SynthMR"
     names = [widget.get("name") for widget in root.iter("widget")]
     assert len(names) == len(set(names))  # childWidgetVariables needs unique object names
+
+
+# Packaging: what the extension installs besides the module's files, so that it works without a checkout
+
+
+def test_module_cmakelists_installs_the_bundles_and_the_wheel_where_synthmrlib_looks():
+    text = "\n".join(line.split("#", 1)[0] for line in (MODULE / "CMakeLists.txt").read_text().splitlines())
+    sys_path = str(MODULE)
+    code = (
+        "import sys, json; sys.path.insert(0, sys.argv[1]); "
+        "from SynthMRLib.bundles import PACKAGED_BUNDLES; from SynthMRLib.dependencies import PACKAGED_WHEELS, "
+        "WHEEL_PATTERN; print(json.dumps([PACKAGED_BUNDLES, PACKAGED_WHEELS, WHEEL_PATTERN]))"
+    )
+    bundles, wheels, pattern = json.loads(subprocess.run(
+        [sys.executable, "-c", code, sys_path], capture_output=True, text=True, check=True
+    ).stdout)
+    resources = '${Slicer_INSTALL_QTSCRIPTEDMODULES_LIB_DIR}/Resources'
+    assert 'set(SynthMR_PACKAGED_RESOURCES_DIR "' + resources + '")' in text
+    assert bundles[0] == wheels[0] == "Resources"
+    # Every bundle's shipped parts (and its LICENSE) go to Resources/Bundles/<name>; nothing else of the bundle.
+    assert sets_in(text)["SynthMR_BUNDLE_PARTS"] == ["configs", "models", "docs", "sample"]
+    glob = r'"\$\{SynthMR_REPOSITORY_DIR\}/bundles/\*/configs/metadata\.json"'
+    assert re.search(r"file\(GLOB SynthMR_BUNDLE_METADATA .*" + glob, text, re.DOTALL)
+    bundle_destination = f'DESTINATION "${{SynthMR_PACKAGED_RESOURCES_DIR}}/{bundles[1]}/${{bundle_name}}"'
+    assert re.search(r'install\(DIRECTORY "\$\{bundle_dir\}/\$\{part\}"\s+' + re.escape(bundle_destination), text)
+    assert re.search(r'install\(FILES "\$\{bundle_dir\}/LICENSE"\s+' + re.escape(bundle_destination), text)
+    # The wheel: named after pyproject's version, built by pip with Slicer's Python, installed to Resources/Wheels.
+    assert pattern == "synthmr-*-py3-none-any.whl"
+    assert 'set(SynthMR_WHEEL_NAME "synthmr-${SynthMR_PACKAGE_VERSION}-py3-none-any.whl")' in text
+    assert re.search(r'"\$\{PYTHON_EXECUTABLE\}" -m pip wheel --no-deps', text)
+    wheel_destination = f'DESTINATION "${{SynthMR_PACKAGED_RESOURCES_DIR}}/{wheels[1]}"'
+    assert re.search(r'install\(FILES "\$\{SynthMR_PACKAGED_WHEEL\}"\s+' + re.escape(wheel_destination), text)
+    assert "COMPONENT RuntimeLibraries" in text
+
+
+def sets_in(text):
+    return {name: shlex.split(values) for name, values in re.findall(r"\bset\(\s*(\w+)\s+(.*?)\)", text, re.DOTALL)}
+
+
+# A stand-in for Slicer's CMake package: just what the extension's CMakeLists use, with the scripted module's files
+# installed the way Slicer's ctkMacroCompilePythonScript installs them (relative paths kept, under the
+# qt-scripted-modules folder).
+STUB_SLICER_CONFIG = """
+set(Slicer_USE_FILE "${CMAKE_CURRENT_LIST_DIR}/UseSlicer.cmake")
+set(Slicer_EXTENSION_GENERATE_CONFIG "${CMAKE_CURRENT_LIST_DIR}/Nothing.cmake")
+set(Slicer_EXTENSION_CPACK "${CMAKE_CURRENT_LIST_DIR}/Nothing.cmake")
+set(Slicer_QTSCRIPTEDMODULES_LIB_DIR "lib/Slicer-5.10/qt-scripted-modules")
+set(Slicer_INSTALL_QTSCRIPTEDMODULES_LIB_DIR "lib/Slicer-5.10/qt-scripted-modules")
+"""
+STUB_USE_SLICER = """
+macro(slicerMacroBuildScriptedModule)
+  cmake_parse_arguments(MY_SLICER "WITH_GENERIC_TESTS" "NAME" "SCRIPTS;RESOURCES" ${ARGN})
+  foreach(file IN LISTS MY_SLICER_SCRIPTS MY_SLICER_RESOURCES)
+    get_filename_component(folder "${file}" DIRECTORY)
+    install(FILES "${CMAKE_CURRENT_SOURCE_DIR}/${file}"
+      DESTINATION "${Slicer_INSTALL_QTSCRIPTEDMODULES_LIB_DIR}/${folder}" COMPONENT RuntimeLibraries)
+  endforeach()
+endmacro()
+"""
+
+
+@pytest.mark.skipif(shutil.which("cmake") is None, reason="needs cmake")
+def test_extension_builds_and_installs_a_layout_that_works_without_a_checkout(tmp_path):
+    """Configure, build and install the extension against a stand-in for Slicer, then use the installed module where
+    no checkout is above it: it finds the packaged bundles, and its install plan names the packaged wheel."""
+    source = tmp_path / "SlicerSynthMR"  # a copy: the wheel build and the build tree stay out of the checkout
+    source.mkdir()
+    for name in ("CMakeLists.txt", "pyproject.toml", "README.md", "LICENSE"):
+        shutil.copy2(ROOT / name, source / name)
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", "output", "data", ".pytest_cache")
+    for name in ("training", "bundles", "slicer_extension"):
+        shutil.copytree(ROOT / name, source / name, ignore=ignore)
+    (source / "bundles" / "breast_dce_pre2post" / "output").mkdir()  # what a run leaves: must not be packaged
+    (source / "bundles" / "breast_dce_pre2post" / "output" / "run.log").write_text("x")
+    stub = tmp_path / "Slicer"
+    stub.mkdir()
+    (stub / "SlicerConfig.cmake").write_text(STUB_SLICER_CONFIG)
+    (stub / "UseSlicer.cmake").write_text(STUB_USE_SLICER)
+    (stub / "Nothing.cmake").write_text("")
+    build, install = tmp_path / "build", tmp_path / "install"
+
+    def run(*command):
+        result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+        shown = " ".join(map(str, command))
+        assert result.returncode == 0, f"{shown}\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
+
+    run("cmake", "-S", source, "-B", build, f"-DSlicer_DIR={stub}", "-DBUILD_TESTING=OFF",
+        f"-DPYTHON_EXECUTABLE={sys.executable}", "-DSynthMR_WHEEL_BUILD_ISOLATION=OFF")
+    run("cmake", "--build", build)
+    run("cmake", "--install", build, "--prefix", install)
+
+    modules = install / "lib" / "Slicer-5.10" / "qt-scripted-modules"
+    assert (modules / "SynthMR.py").is_file() and (modules / "SynthMRLib" / "bundles.py").is_file()
+    shipped = sorted(path.parent.parent.name for path in (ROOT / "bundles").glob("*/configs/metadata.json"))
+    packaged = modules / "Resources" / "Bundles"
+    assert sorted(path.name for path in packaged.iterdir()) == shipped
+    pre2post = packaged / "breast_dce_pre2post"
+    assert sorted(path.name for path in pre2post.iterdir()) == ["LICENSE", "configs", "docs", "models", "sample"]
+    model = "models/model.pt"
+    assert (pre2post / model).read_bytes() == (ROOT / "bundles" / "breast_dce_pre2post" / model).read_bytes()
+    version = re.search(r'^version\s*=\s*"([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.MULTILINE).group(1)
+    wheels = list((modules / "Resources" / "Wheels").iterdir())
+    assert [wheel.name for wheel in wheels] == [f"synthmr-{version}-py3-none-any.whl"]
+    with zipfile.ZipFile(wheels[0]) as archive:
+        names = archive.namelist()
+    assert "synthmr/cli.py" in names and f"synthmr-{version}.dist-info/METADATA" in names
+    assert not [name for name in names if name.startswith("synthmr/") and "__pycache__" in name]
+
+    code = """
+import json, sys
+for name in ("slicer", "qt", "ctk", "vtk", "synthmr", "torch", "monai"):
+    sys.modules[name] = None
+sys.path.insert(0, sys.argv[1])
+from SynthMRLib import dependencies
+from SynthMRLib.bundles import discover_bundles, repository_root
+entries = discover_bundles()
+plan = dependencies.install_plan()
+print(json.dumps({
+    "root": str(repository_root()),
+    "bundles": [[entry.name, entry.source, str(entry.path), entry.title, entry.version] for entry in entries],
+    "source": [plan.source.kind, str(plan.source.path), plan.source.version, plan.source.torch_requirement],
+    "arguments": plan.pip_arguments("constraints.txt"),
+}))
+"""
+    result = subprocess.run([sys.executable, "-c", code, str(modules)], capture_output=True, text=True, timeout=120,
+                            cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout)
+    assert found["root"] == "None"
+    assert [(name, source) for name, source, *_ in found["bundles"]] == [(name, "shipped") for name in shipped]
+    assert all(Path(path).parent == packaged.resolve() for _, _, path, _, _ in found["bundles"])
+    metadata = json.loads((ROOT / "bundles/breast_dce_pre2post/configs/metadata.json").read_text())
+    assert [metadata["name"], metadata["version"]] in [bundle[3:] for bundle in found["bundles"]]
+    assert found["source"][:3] == ["packaged wheel", str(wheels[0].resolve()), version]
+    assert found["source"][3]  # the torch range, read from the wheel's metadata
+    assert found["arguments"] == [str(wheels[0].resolve()), "--constraint", "constraints.txt"]
+    assert "synthmr" not in found["arguments"]

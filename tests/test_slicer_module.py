@@ -95,6 +95,10 @@ def slicer_fakes():
     util = types.ModuleType("slicer.util")
     util.VTKObservationMixin = type("VTKObservationMixin", (), {})
     slicer.util = util
+    # The application: the module connects to its signals (slicer.app.connections records them).
+    connections = []
+    slicer.app = SimpleNamespace(connect=lambda signal, slot: connections.append((signal, slot)),
+                                 connections=connections)
     return {"slicer": slicer, "slicer.util": util, "vtk": types.ModuleType("vtk")}
 
 

@@ -8,7 +8,8 @@ import jsonschema
 import pytest
 from test_runner import TOOL_BLOCK, _with
 
-from synthmr.bundle.description import SCHEMA, SchemaValidator
+from synthmr.bundle.description import SCHEMA, SchemaValidator, read_tool_description
+from synthmr.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -85,3 +86,17 @@ def test_every_bundle_passes_the_schema(bundle):
 def test_a_keyword_the_validator_lacks_is_refused():
     with pytest.raises(ValueError, match="keyword.*maxLength.*not supported"):
         SchemaValidator({"type": "string", "maxLength": 3}).first_error("abcd", [])
+
+
+@pytest.mark.parametrize(
+    "inputs, reference",
+    [({}, "t1_pre"), ({"t1_pre": {"kind": "volume", "description": "pre"}}, None)],
+    ids=["no inputs with a reference", "inputs without a reference"],
+)
+def test_no_inputs_only_with_a_null_reference(tmp_path, inputs, reference):
+    block = {"spatial_dims": 2, "inputs": inputs, "reference": reference,
+             "outputs": {"t2": {"kind": "volume", "description": "synthetic T2"}}}
+    (tmp_path / "configs").mkdir()
+    (tmp_path / "configs" / "metadata.json").write_text(json.dumps({"synthmr": block}))
+    with pytest.raises(InputError, match=r"field synthmr.inputs: a generator bundle \(reference null\) takes no input"):
+        read_tool_description(tmp_path)

@@ -62,7 +62,9 @@ from SynthMRLib import (
     write_nrrd,
 )
 from SynthMRLib import dependencies
+from SynthMRLib.bundles import shipped_bundles
 from SynthMRLib.geometry import on_reference_grid
+from SynthMRLib.samples import bundle_folders, sample_cases
 from SynthMRLib.validation import GRID_TOLERANCE_MM, check_labelmap, check_roles, grid_difference
 
 if TYPE_CHECKING:  # annotations only: SynthMRLib loads synthmr's reader at run time
@@ -124,6 +126,54 @@ class SynthMR(ScriptedLoadableModule):
             "SynthMR turns published GAN methods for multiparametric MRI synthesis into MONAI bundles. Shipped "
             "weights are trained on SynthMR's simulated phantom, not on patients: see each bundle's model card."
         )
+        # Each bundle's sample case goes to the Sample Data module once Slicer has started.
+        slicer.app.connect("startupCompleted()", registerSampleData)
+
+
+def registerSampleData(bundleDirs=None) -> None:
+    """Register each bundle's sample case (``sample/``) with Slicer's Sample Data module, category "SynthMR".
+
+    Without ``bundleDirs`` (at startup): the bundles of the user's bundle folder and the shipped ones; the panel
+    registers those it lists too. It reads files only (SynthMRLib.samples): neither synthmr nor PyTorch is imported.
+    """
+    try:
+        import SampleData
+    except ImportError:  # a Slicer without the Sample Data module
+        return
+    if bundleDirs is None:
+        shipped = shipped_bundles()
+        bundleDirs = bundle_folders([userBundleFolder(), shipped[0] if shipped else None])
+    for case in sample_cases(bundleDirs):
+        SampleData.SampleDataLogic.registerCustomSampleDataSource(
+            category=case.category,
+            sampleName=case.name,
+            uris=case.uris,
+            fileNames=case.file_names,
+            nodeNames=list(case.node_names),
+            loadFileType=list(case.file_types),
+            checksums=list(case.checksums),
+            thumbnailFileName=str(case.thumbnail) if case.thumbnail else None,
+        )
+
+
+def userBundleFolder() -> str:
+    """The user's bundle folder (application settings; default ``~/SynthMR/bundles``)."""
+    default = str(Path.home() / "SynthMR" / "bundles")
+    return str(qt.QSettings().value(SETTINGS_USER_FOLDER) or default)
+
+
+def bundleItemText(entry: BundleEntry) -> str:
+    """A bundle's line in the bundle selector: its title and version from its metadata."""
+    title = entry.title or entry.name
+    text = f"{title} v{entry.version}" if entry.version else title
+    return text if entry.problem is None else _("{bundle} (cannot be used)").format(bundle=text)
+
+
+def bundleItemToolTip(entry: BundleEntry) -> str:
+    """A bundle's tooltip in the bundle selector: why it cannot be used, or its description; then where it is."""
+    where = _("{name}, {source}: {path}").format(name=entry.name, source=entry.source, path=entry.path)
+    first = entry.problem or entry.description
+    return f"{first}\n\n{where}" if first else where
 
 
 #
@@ -300,10 +350,10 @@ class SynthMRWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         wasBlocked = combo.blockSignals(True)
         combo.clear()
         for index, entry in enumerate(self._bundles):
-            text = entry.name if entry.tool_description else _("{name} (cannot be used)").format(name=entry.name)
-            combo.addItem(text)
-            combo.setItemData(index, entry.problem or str(entry.path), qt.Qt.ToolTipRole)
+            combo.addItem(bundleItemText(entry))
+            combo.setItemData(index, bundleItemToolTip(entry), qt.Qt.ToolTipRole)
         combo.blockSignals(wasBlocked)
+        registerSampleData([entry.path for entry in self._bundles if entry.problem is None])
         self._selectBundle(self._parameterNode.bundlePath if self._parameterNode else "")
 
     def _selectBundle(self, bundlePath: str) -> None:
@@ -358,8 +408,7 @@ class SynthMRWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         return [value] if isinstance(value, str) else list(value)
 
     def _userFolder(self) -> str:
-        default = str(Path.home() / "SynthMR" / "bundles")
-        return str(qt.QSettings().value(SETTINGS_USER_FOLDER) or default)
+        return userBundleFolder()
 
     @staticmethod
     def _cacheFolder() -> str:
@@ -460,11 +509,20 @@ class SynthMRWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def _updateDependencyStatus(self) -> None:
         missing = dependencies.missing_modules()
-        self.ui.dependenciesLabel.text = (
-            _("Not installed yet: {modules}.").format(modules=", ".join(missing)) if missing
-            else _("PyTorch, MONAI and synthmr are installed.")
-        )
-        self.ui.installButton.enabled = bool(missing)
+        update = dependencies.synthmr_update()
+        if missing:
+            text = _("Not installed yet: {modules}.").format(modules=", ".join(missing))
+        elif update:
+            text = _("synthmr {installed} is installed; the extension carries {packaged}.").format(
+                installed=update[0], packaged=update[1]
+            )
+        else:
+            text = _("PyTorch, MONAI and synthmr are installed.")
+        problems = dependencies.preflight() if missing or update else []
+        if problems:
+            text += " " + _("Before installing: {problems}.").format(problems="; ".join(problems))
+        self.ui.dependenciesLabel.text = text
+        self.ui.installButton.enabled = bool(missing or update)
 
     def onInstallDependencies(self) -> None:
         with reportingErrors(_("Failed to install the dependencies:")):
@@ -562,7 +620,7 @@ class SynthMRLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def discoverBundles(added: list[str], userFolder: str | None, cacheFolder: str) -> list[BundleEntry]:
-        """The bundles the user added, those of the user folder, and the repository's (see SynthMRLib.bundles)."""
+        """The bundles the user added, those of the user folder, and the shipped ones (see SynthMRLib.bundles)."""
         return discover_bundles(added, userFolder, cacheFolder)
 
     @staticmethod
@@ -586,40 +644,47 @@ class SynthMRLogic(ScriptedLoadableModuleLogic):
     def installDependencies(self, askConfirmation: bool = True) -> bool:
         """Make sure PyTorch, MONAI and synthmr are installed in Slicer's Python; True when they are.
 
-        PyTorch is installed only by the PyTorch extension's PyTorchUtils (it picks the build for the GPU driver);
-        synthmr and MONAI are pip-installed after the user confirms, constrained so that pip keeps Slicer's NumPy and
-        SimpleITK and the extension's PyTorch (SynthMRLib.dependencies). Nothing is imported to check: Slicer's own
-        process never loads PyTorch.
+        synthmr comes from the wheel packaged with the extension, or from the checkout the module runs from; never by
+        name from a package index (SynthMRLib.dependencies). First the preflight: a Python older than synthmr needs,
+        an installed PyTorch outside its range, or no PyTorch and no PyTorch extension stops here with one message,
+        before anything is installed. PyTorch is installed only by the PyTorch extension's PyTorchUtils (it picks the
+        build for the GPU driver), within synthmr's range. Then the plan (what pip installs, from where, what it
+        keeps) is shown and, once the user confirms, pip installs synthmr and MONAI constrained so that it keeps
+        Slicer's NumPy and SimpleITK and the extension's PyTorch. Nothing is imported to check: Slicer's own process
+        never loads PyTorch.
         """
         missing = dependencies.missing_modules()
+        update = dependencies.synthmr_update()
+        if not missing and update is None:
+            return True
+        source = dependencies.synthmr_source()  # raises when the extension carries no wheel and there is no checkout
+        self._raiseProblems(dependencies.preflight(source))
         if "torch" in missing:
-            try:
-                import PyTorchUtils
-            except ImportError:
-                raise SynthMRError(
-                    _("SynthMR needs the PyTorch extension: install 'PyTorch' from the Extensions Manager, restart "
-                      "Slicer and try again.")
-                ) from None
+            import PyTorchUtils  # the preflight made sure the PyTorch extension is there
+
             torch = PyTorchUtils.PyTorchUtilsLogic().installTorch(
-                askConfirmation=askConfirmation, torchVersionRequirement=dependencies.PYTORCH_REQUIREMENT
+                askConfirmation=askConfirmation, torchVersionRequirement=source.torch_requirement or None
             )
             if torch is None:  # the user declined
                 return False
-            missing = dependencies.missing_modules()
-        if not missing:
+            self._raiseProblems(dependencies.preflight(source))
+        plan = dependencies.install_plan()
+        if not plan.missing and update is None:
             return True
-        requirement = dependencies.synthmr_requirement()
-        if askConfirmation and not slicer.util.confirmOkCancelDisplay(
+        question = (
             _("SynthMR needs {modules}, which are not installed in Slicer's Python yet. Install them now with pip "
-              "(a few hundred MB)?").format(modules=", ".join(missing)),
-            detailedText=_("pip install {requirement}; PyTorch, NumPy and SimpleITK are kept at their installed "
-                           "versions.").format(requirement=requirement),
-        ):
+              "(a few hundred MB)?").format(modules=", ".join(plan.missing))
+            if plan.missing
+            else _("Update synthmr from {installed} to {packaged}, the version this extension carries?").format(
+                installed=update[0], packaged=update[1]
+            )
+        )
+        if askConfirmation and not slicer.util.confirmOkCancelDisplay(question, detailedText=plan.describe()):
             return False
         with tempfile.TemporaryDirectory(prefix="SynthMR-") as folder:
             constraints = Path(folder) / "constraints.txt"
-            constraints.write_text(dependencies.protected_constraints(), encoding="utf-8")
-            slicer.util.pip_install(dependencies.pip_arguments(str(constraints)))
+            constraints.write_text(plan.constraints, encoding="utf-8")
+            slicer.util.pip_install(plan.pip_arguments(str(constraints)))
         still = dependencies.missing_modules()
         if still:
             raise SynthMRError(
@@ -628,6 +693,11 @@ class SynthMRLogic(ScriptedLoadableModuleLogic):
                 )
             )
         return True
+
+    @staticmethod
+    def _raiseProblems(problems: list[str]) -> None:
+        if problems:
+            raise SynthMRError(_("nothing was installed: {problems}.").format(problems="; ".join(problems)))
 
     # Scene -> files
 

@@ -17,11 +17,37 @@ from contextlib import contextmanager
 
 import fire
 
-from synthmr.errors import InputError
+from synthmr.errors import InputError, missing_extra
+
+
+class BundleCommands:
+    """Work with a bundle as a whole: `synthmr bundle export NAME --out DIR`."""
+
+    def export(self, name: str, out: str | None = None, overwrite: bool = False) -> None:
+        """Write the bundle as a shareable zip in the MONAI Model Zoo's layout and print the zip's path.
+
+        The zip OUT/<name>_v<version>.zip holds <name>/ with configs/ (YAML configs converted to the JSON that
+        monai.bundle.load looks for), models/, docs/, LICENSE, sample/ if present, and large_files.yml (each weights
+        file with its SHA-256 and size). See synthmr.bundle.export.
+
+        Example: synthmr bundle export breast_dce_pre2post --out dist
+
+        Args:
+            name: bundle name (see `synthmr bundles`) or bundle folder.
+            out: folder to write the zip to.
+            overwrite: replace an existing zip of the same name.
+        """
+        from synthmr.bundle.export import export_bundle
+
+        if out is None:
+            raise InputError("--out is required: the folder to write the zip to")
+        print(export_bundle(str(name), str(out), overwrite=_flag(overwrite, "--overwrite")))
 
 
 class SynthMR:
     """SynthMR: lesion-controllable multiparametric MRI synthesis."""
+
+    bundle = BundleCommands()
 
     def phantom(
         self,
@@ -366,6 +392,11 @@ def main(argv: list[str] | None = None) -> int:
         fire.Fire(SynthMR, command=_gather_repeated(argv, "--input", "-i"), name="synthmr")
     except InputError as err:
         print(f"synthmr: error: {err}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as err:  # a command of the "train" extra (phantom, evaluate, demo) without it
+        if (error := missing_extra(err)) is None:
+            raise
+        print(f"synthmr: error: {error}", file=sys.stderr)
         return 2
     return 0
 

@@ -9,7 +9,9 @@ This is what a bundle's ``inference.yaml`` runs (docs/design.md, *Data conventio
    the batch), a 3D generator over the whole volume, both through MONAI's ``SlidingWindowInferer`` so that any
    image size works and memory stays bounded by ``roi_size`` and ``sw_batch_size``; windows are padded with -1,
    the scaled value of air. (MONAI's ``SliceInferer`` does the same in one call; batching the slices here lets the
-   run report progress after every batch, which the Slicer module shows);
+   run report progress after every batch, which the Slicer module shows). A bundle passes its configured
+   ``SlidingWindowInferer`` (its ``inferer``) and that inferer is the one used; an image smaller than its window
+   gets one of the same settings with a window of the image's size;
 4. maps every output channel back with the reference input's scaling (a synthetic sequence lands on the units of
    the sequence it was made from, as acquisitions on one receiver gain do) and writes it as
    ``<output_dir>/<case_id>/<output key>.nii.gz`` on the reference grid, each file atomically.
@@ -21,7 +23,7 @@ All output paths are checked before any computation, so an existing output stops
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +46,8 @@ class Synthesizer:
     Args:
         network: generator mapping ``(N, len(inputs), *spatial)`` in [-1, 1] to ``(N, len(outputs), *spatial)``.
         datalist: cases, each a dict with a path for every key of ``inputs`` and optionally ``case_id``
-            (default: the reference input's file name without extension).
+            (default: the reference input's file name without extension): a list, a single dict, or any sequence
+            of such dicts (e.g. a :class:`monai.data.Dataset` over a datalist).
         inputs: keys of the input images, in the network's channel order; the first one is the reference.
         outputs: keys of the outputs, in the network's channel order.
         output_dir: folder the outputs are written to.
@@ -57,6 +60,9 @@ class Synthesizer:
         headroom: the generator range's headroom above the input (see :class:`IntensityScaling`).
         overwrite: replace existing output files.
         progress: optional ``progress(done, total)`` called after every batch of slices.
+        inferer: optional :class:`~monai.inferers.SlidingWindowInferer` to run the network with. Its
+            ``roi_size``, ``sw_batch_size`` and ``overlap`` replace the arguments of those names, and its blending
+            mode and padding value are kept; windows shrunk to a smaller image get an inferer of the same settings.
     """
 
     def __init__(
@@ -74,7 +80,13 @@ class Synthesizer:
         headroom: float = 1.0,
         overwrite: bool = False,
         progress: Callable[[int, int], None] | None = None,
+        inferer: SlidingWindowInferer | None = None,
     ) -> None:
+        if inferer is not None:
+            if not isinstance(inferer, SlidingWindowInferer):
+                raise InputError(f"inferer must be a monai.inferers.SlidingWindowInferer, got {type(inferer).__name__}")
+            roi_size = (inferer.roi_size,) * spatial_dims if isinstance(inferer.roi_size, int) else inferer.roi_size
+            sw_batch_size, overlap = inferer.sw_batch_size, inferer.overlap
         if spatial_dims not in (2, 3):
             raise InputError(f"spatial_dims must be 2 or 3, got {spatial_dims!r}")
         if len(roi_size) != spatial_dims:
@@ -82,7 +94,8 @@ class Synthesizer:
         if not inputs or not outputs:
             raise InputError("inputs and outputs must each name at least one image key")
         self.network = network
-        self.datalist = [dict(item) for item in (datalist if isinstance(datalist, (list, tuple)) else [datalist])]
+        cases = [datalist] if isinstance(datalist, Mapping) else [datalist[i] for i in range(len(datalist))]
+        self.datalist = [dict(item) for item in cases]
         self.inputs = list(inputs)
         self.outputs = list(outputs)
         self.output_dir = Path(output_dir).absolute()  # written paths stay valid from any folder
@@ -96,7 +109,15 @@ class Synthesizer:
         self.overlap = overlap
         # Generators that need sizes divisible by 2**downsamplings say so (GlobalGenerator.size_multiple).
         self.size_multiple = int(getattr(network, "size_multiple", 1))
+        self.inferer = inferer
         self._inferers: dict[tuple[int, ...], SlidingWindowInferer] = {}
+        if inferer is not None:
+            self._inferers[self.roi_size] = inferer
+
+    def run(self) -> list[dict[str, Path]]:
+        """The same as calling the synthesizer: the ``run()`` of MONAI's evaluators, which a bundle's inference
+        config exposes as its ``evaluator``."""
+        return self()
 
     def __call__(self) -> list[dict[str, Path]]:
         """Synthesise every case; returns, per case, output key -> written file."""
@@ -198,12 +219,15 @@ class Synthesizer:
         multiple = self.size_multiple
         roi = tuple(min(r, -(-side // multiple) * multiple) for r, side in zip(self.roi_size, batch.shape[2:]))
         if roi not in self._inferers:  # one per window size, so the Gaussian blending weights are computed once
+            template = self.inferer
             self._inferers[roi] = SlidingWindowInferer(
                 roi_size=roi,
                 sw_batch_size=self.sw_batch_size,
                 overlap=self.overlap,
-                mode="gaussian",
-                cval=AIR,
+                mode="gaussian" if template is None else template.mode,
+                sigma_scale=0.125 if template is None else template.sigma_scale,
+                padding_mode="constant" if template is None else template.padding_mode,
+                cval=AIR if template is None else template.cval,
                 cache_roi_weight_map=True,
             )
         output = self._inferers[roi](batch.to(self.device), self.network)

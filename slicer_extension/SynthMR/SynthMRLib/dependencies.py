@@ -319,7 +319,8 @@ def _read_project_table(text: str) -> dict:
         match = re.search(rf'^{key}\s*=\s*"([^"]*)"', body, re.MULTILINE)
         if match:
             project[key] = match.group(1)
-    dependencies = re.search(r"^dependencies\s*=\s*\[(.*?)\]", body, re.MULTILINE | re.DOTALL)
+    # The array ends at a "]" that ends its line (an extra's "]" inside a requirement string does not).
+    dependencies = re.search(r"^dependencies\s*=\s*\[(.*?)\]\s*$", body, re.MULTILINE | re.DOTALL)
     if dependencies:
         project["dependencies"] = re.findall(r'"([^"]*)"', dependencies.group(1))
     return project

@@ -1,49 +1,10 @@
 """Run a bundle on one case: check the inputs against the bundle's tool description, run its inference, and
 put the outputs in a folder, all or nothing.
 
-This is what ``synthmr run`` and the 3D Slicer module call (docs/design.md, *The 3D Slicer extension*): the module starts ``synthmr run`` as a
-separate process and follows the lines it prints.
-
-**Progress protocol.** While it runs, :func:`run_bundle` (with the default ``progress``) prints to stdout, flushed
-at once, one line per event::
-
-    SYNTHMR_PROGRESS {"stage": "validate", "fraction": 0.05}
-    SYNTHMR_PROGRESS {"stage": "load", "fraction": 0.1}
-    SYNTHMR_PROGRESS {"stage": "infer", "fraction": 0.2}
-    SYNTHMR_PROGRESS {"stage": "infer", "fraction": 0.55}
-    SYNTHMR_PROGRESS {"stage": "infer", "fraction": 0.9}
-    SYNTHMR_PROGRESS {"stage": "write", "fraction": 0.95}
-    SYNTHMR_PROGRESS {"stage": "done", "fraction": 1.0}
-
-and ``synthmr run`` adds, after ``done``, the final line::
-
-    SYNTHMR_RESULT {"outputs": {"t1_post1": "/abs/out/t1_post1.nii.gz"}}
-
-Each line is the prefix ``SYNTHMR_PROGRESS`` or ``SYNTHMR_RESULT``, one space, and one JSON object on the same
-line. Stages, in this order: ``validate`` (bundle, inputs and destination are checked; 0.05), ``load`` (the bundle's
-inference config is parsed and initialised, which loads the network weights; 0.1), ``infer`` (0.2 when the
-bundle's run starts, then 0.2 + 0.7 * done / total each time the bundle reports ``progress(done, total)``, and 0.9
-when it ends; a bundle need not report, then the fraction jumps from 0.2 to 0.9), ``write`` (outputs are checked
-and moved into place; 0.95) and ``done`` (1.0). Fractions never decrease. The ``outputs`` of the result map
-each output role to the absolute path of its file. Other stdout lines (the bundle's own logging) carry neither
-prefix and are to be ignored; :func:`parse_progress_line` does that for a consumer.
-
-A run that fails prints no ``done`` and no result line; ``synthmr run`` exits with status 2 and one line
-``synthmr: error: ...`` on stderr for bad input (including a bundle that fails on its own files), or with a
-traceback and status 1 for a bug. Either way nothing is written: the outputs are produced in a hidden folder
-beside ``out`` that is removed on failure, and ``out`` appears, complete, only at the end (an existing ``out`` is
-replaced only with ``overwrite``). To cancel, terminate the process (SIGTERM on POSIX lets ``synthmr run`` remove
-its hidden folder; a killed process may leave a hidden ``.<out name>.<token>.tmp`` folder behind).
-
-**Bundle contract.** The bundle's ``configs/inference.yaml`` is run by :class:`monai.bundle.ConfigWorkflow`
-(``initialize``, ``run``, ``finalize``) with these overrides, which every SynthMR bundle's config accepts:
-
-- ``bundle_root``: the bundle folder;
-- ``input``: ``{<input role>: <absolute path>, ..., "case_id": "synthmr_run"}``, one entry per given input;
-- ``output_dir``: a fresh, empty folder; the bundle writes output role ``r`` to ``<output_dir>/<case_id>/r.nii.gz``
-  on the reference input's grid;
-- ``device``: ``$torch.device('cpu')`` or ``$torch.device('cuda')``;
-- ``progress``: a callable ``progress(done: int, total: int)`` the bundle may call as it goes.
+This is what ``synthmr run`` and the 3D Slicer module call: the module starts ``synthmr run`` as a separate
+process and follows the lines it prints. The progress protocol (``SYNTHMR_PROGRESS``/``SYNTHMR_RESULT`` lines, the
+stages and their fractions), the exit statuses and the overrides every bundle's inference config accepts are
+specified in docs/design.md, *The runner and its progress protocol* and *The bundle contract*.
 """
 
 from __future__ import annotations
@@ -59,7 +20,7 @@ import numpy as np
 
 from synthmr.bundle.description import InputRole, ToolDescription, metadata_path, read_tool_description
 from synthmr.bundle.discovery import find_bundle
-from synthmr.errors import InputError
+from synthmr.errors import InputError, missing_extra
 from synthmr.io import Volume, read_image
 from synthmr.io._atomic import atomic_output, check_destination
 
@@ -141,6 +102,7 @@ def run_bundle(
     report = progress if progress is not None else _ignore_progress
     report("validate", STAGE_FRACTIONS["validate"])
     description = read_tool_description(find_bundle(bundle))
+    _check_synthmr_version(description)
     if description.is_generator:
         raise InputError(
             f"bundle {description.name} generates images from noise and takes no input case; run it with "
@@ -170,6 +132,22 @@ def run_bundle(
     report("done", STAGE_FRACTIONS["done"])
     folder = out.resolve()
     return {role: folder / f"{role}.nii.gz" for role in description.outputs}
+
+
+def _check_synthmr_version(description: ToolDescription) -> None:
+    """Refuse a bundle whose ``requires`` the installed synthmr does not satisfy (its configs may name code that is
+    not there, or that does something else)."""
+    if description.requires is None:
+        return
+    from packaging.specifiers import SpecifierSet
+
+    from synthmr import __version__
+
+    if not SpecifierSet(description.requires).contains(__version__, prereleases=True):
+        raise InputError(
+            f"bundle {description.name}: needs synthmr {description.requires}, but synthmr {__version__} is installed; "
+            "install a synthmr that fits, or use a version of the bundle made for this one"
+        )
 
 
 def _ignore_progress(stage: str, fraction: float) -> None:
@@ -380,8 +358,9 @@ def _run_workflow(
 def _user_error_in(error: BaseException) -> str | None:
     """The message of the first user mistake in the chain of causes of ``error``, or None.
 
-    A user mistake is an :class:`InputError`, or a file the bundle needs and does not find (weights that were
-    never downloaded, a bundle copied without its models/ folder).
+    A user mistake is an :class:`InputError`, a file the bundle needs and does not find (weights that were
+    never downloaded, a bundle copied without its models/ folder), or a bundle whose inference needs a package of
+    the "train" extra that is not installed.
     """
     seen: set[int] = set()
     current: BaseException | None = error
@@ -390,6 +369,8 @@ def _user_error_in(error: BaseException) -> str | None:
             return str(current)
         if isinstance(current, FileNotFoundError) and current.filename:
             return f"{current.filename}: no such file"
+        if isinstance(current, ModuleNotFoundError) and (extra := missing_extra(current)) is not None:
+            return str(extra)
         seen.add(id(current))
         current = current.__cause__ or current.__context__
     return None
