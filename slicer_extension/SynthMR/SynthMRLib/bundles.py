@@ -272,7 +272,7 @@ def unpack_bundle_zip(zip_path: str | os.PathLike, cache_folder: str | os.PathLi
     if not zipfile.is_zipfile(zip_path):
         raise SynthMRError(f"{zip_path}: not a zip file")
     cache_folder = Path(cache_folder)
-    target = cache_folder / _file_hash(zip_path)
+    target = cache_folder / file_sha256(zip_path)[:_ZIP_HASH_CHARS]
     with zipfile.ZipFile(zip_path) as archive:
         members = archive.infolist()
         name, prefix = _zip_layout(zip_path, members)
@@ -318,12 +318,13 @@ def _bundle_name(path: Path) -> str:
     return path.stem if path.suffix.lower() == ".zip" else path.name
 
 
-def _file_hash(path: Path) -> str:
+def file_sha256(path: Path) -> str:
+    """The hex SHA-256 of a file, read in chunks."""
     digest = hashlib.sha256()
     with open(path, "rb") as stream:
         for chunk in iter(lambda: stream.read(1 << 20), b""):
             digest.update(chunk)
-    return digest.hexdigest()[:_ZIP_HASH_CHARS]
+    return digest.hexdigest()
 
 
 def _zip_layout(zip_path: Path, members: list[zipfile.ZipInfo]) -> tuple[str, str]:

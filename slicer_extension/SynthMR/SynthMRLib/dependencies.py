@@ -322,7 +322,8 @@ def _read_project_table(text: str) -> dict:
     # The array ends at a "]" that ends its line (an extra's "]" inside a requirement string does not).
     dependencies = re.search(r"^dependencies\s*=\s*\[(.*?)\]\s*$", body, re.MULTILINE | re.DOTALL)
     if dependencies:
-        project["dependencies"] = re.findall(r'"([^"]*)"', dependencies.group(1))
+        without_comments = re.sub(r"#[^\n]*", "", dependencies.group(1))  # a comment may quote a word too
+        project["dependencies"] = re.findall(r'"([^"]*)"', without_comments)
     return project
 
 

@@ -10,14 +10,13 @@ labels needs them as ``.seg.nrrd`` with segments named after the labels.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from SynthMRLib.bundles import metadata_path
+from SynthMRLib.bundles import file_sha256, metadata_path
 
 CATEGORY = "SynthMR"
 THUMBNAIL = "thumbnail.png"
@@ -85,7 +84,7 @@ def sample_case(bundle_dir: str | os.PathLike) -> SampleCase | None:
             else "VolumeFile"
             for path in files
         ),
-        checksums=tuple(f"SHA256:{_sha256(path)}" for path in files),
+        checksums=tuple(f"SHA256:{file_sha256(path)}" for path in files),
         thumbnail=thumbnail.resolve() if thumbnail.is_file() else None,
     )
 
@@ -136,11 +135,3 @@ def _input_kinds(bundle_dir: Path) -> dict[str, str]:
     if reference in kinds:
         kinds = {reference: kinds[reference], **kinds}
     return kinds
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
