@@ -1,6 +1,7 @@
 """Run an image-to-image generator over the cases of a datalist and write its outputs on each input's grid.
 
-This is what a bundle's ``inference.yaml`` runs (docs/design.md, *Data conventions* and *The bundle contract*). For every case it:
+This is what a bundle's ``inference.yaml`` runs (docs/design.md, *Data conventions* and *The bundle contract*).
+For every case it:
 
 1. reads the input images with :func:`synthmr.io.read_image` (clear errors for missing, corrupt or non-finite
    files) and checks they share the grid of the first input (the reference);

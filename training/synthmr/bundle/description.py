@@ -39,7 +39,6 @@ def load_schema() -> dict:
 
 SCHEMA = load_schema()
 LESION_EDITS = tuple(SCHEMA["properties"]["lesion_edits"]["items"]["enum"])
-KINDS = tuple(SCHEMA["$defs"]["kind"]["enum"])
 
 
 @dataclass(frozen=True)
@@ -356,7 +355,8 @@ class SchemaValidator:
         if isinstance(name, list):
             return any(SchemaValidator.has_type(value, one) for one in name)
         if name == "integer":  # JSON has no separate integers: 2.0 is one, true is not
-            return not isinstance(value, bool) and (isinstance(value, int) or (isinstance(value, float) and value.is_integer()))
+            whole = isinstance(value, int) or (isinstance(value, float) and value.is_integer())
+            return whole and not isinstance(value, bool)
         if name == "number":
             return not isinstance(value, bool) and isinstance(value, (int, float))
         kinds = {"object": dict, "array": list, "string": str, "boolean": bool, "null": type(None)}

@@ -33,6 +33,7 @@ from synthmr.bundle.description import metadata_path
 from synthmr.bundle.discovery import find_bundle
 from synthmr.errors import InputError
 from synthmr.io._atomic import atomic_output, check_destination
+from synthmr.io.datalist import read_json
 
 YAML_SUFFIXES = (".yaml", ".yml")
 # Folders shipped besides configs/ and models/ (each when present); everything else at the top is left out.
@@ -72,10 +73,7 @@ def export_bundle(bundle: str | os.PathLike, out: str | os.PathLike, overwrite: 
 
 def _version(bundle_dir: Path) -> str:
     path = metadata_path(bundle_dir)
-    try:
-        metadata = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InputError(f"{path}: cannot be read as JSON ({error})") from None
+    metadata = read_json(path, "bundle metadata")
     version = metadata.get("version") if isinstance(metadata, dict) else None
     if not isinstance(version, str) or not version or any(c in version for c in "/\\:") or version.startswith("."):
         raise InputError(f"{path}: needs a \"version\" (e.g. \"0.1.0\") to name the zip, got {version!r}")
@@ -122,11 +120,9 @@ def _configs(bundle_dir: Path) -> dict[str, bytes]:
     """``configs/``: YAML configs as JSON, every other file as it is."""
     from monai.bundle import ConfigParser  # slow to import: only when exporting
 
-    members: dict[str, bytes] = {}
-    for path in _files(bundle_dir / "configs", recursive=False):
-        if path.suffix.lower() not in YAML_SUFFIXES:
-            members[f"configs/{path.name}"] = path.read_bytes()
-    for path in _files(bundle_dir / "configs", recursive=False):
+    files = _files(bundle_dir / "configs", recursive=False)
+    members = {f"configs/{path.name}": path.read_bytes() for path in files if path.suffix.lower() not in YAML_SUFFIXES}
+    for path in files:
         if path.suffix.lower() not in YAML_SUFFIXES:
             continue
         target = f"configs/{path.stem}.json"

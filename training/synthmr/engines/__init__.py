@@ -1,4 +1,5 @@
-"""GAN trainers on MONAI/Ignite engines (docs/design.md, *Engines, losses and metrics*): paired/conditional and latent/class-conditional."""
+"""GAN trainers on MONAI/Ignite engines: paired/conditional and latent/class-conditional (docs/design.md, *Engines,
+losses and metrics*)."""
 
 from synthmr.engines.latent import LatentGanTrainer
 from synthmr.engines.paired import GanStep, PairedGanTrainer, concat_condition, image_only, on_features, on_images

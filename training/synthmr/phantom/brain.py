@@ -1,6 +1,7 @@
 """Brain tumour phantom: BraTS-like t1n, t1c, t2w, t2f and an APT-weighted map from MNI anatomy.
 
-Pipeline (docs/design.md, *The phantom*): the ICBM152 grey/white-matter probability maps that ship with nilearn give the anatomy;
+Pipeline (docs/design.md, *The phantom*): the ICBM152 grey/white-matter probability maps that ship with nilearn give
+the anatomy;
 each subject is a random smooth deformation and a small global scaling of it; a glioma (necrotic core,
 enhancing rim, edema spreading along white matter, mass effect) and optionally a resection cavity replace the
 normal tissue fractions; :func:`synthmr.phantom.physics.render` turns fractions into the signal of each

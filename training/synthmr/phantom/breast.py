@@ -1,6 +1,7 @@
 """Breast DCE-MRI phantom: prone breasts, chest wall and thorax, with benign and malignant enhancing lesions.
 
-Procedural anatomy (docs/design.md, *The phantom*). Every structure is a shape with a signed distance in patient millimetres;
+Procedural anatomy (docs/design.md, *The phantom*). Every structure is a shape with a signed distance in patient
+millimetres;
 distances become partial-volume tissue fractions, fractions are rendered per sequence with the signal equations
 of :mod:`synthmr.phantom.physics`, contrast uptake follows the extended Tofts model driven by the Parker AIF,
 and the scanner adds a receive-bias field, blur and Rician noise.

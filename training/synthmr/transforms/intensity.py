@@ -1,4 +1,5 @@
-"""Per-image robust intensity scaling to the generator range [-1, 1], with its exact inverse (docs/design.md, *Data conventions*).
+"""Per-image robust intensity scaling to the generator range [-1, 1], with its exact inverse (docs/design.md,
+*Data conventions*).
 
 MR intensities have no absolute unit, so each case is scaled by its own robust range: the 0.5th and 99.5th
 percentiles of its foreground (voxels brighter than 5% of the 99th percentile, i.e. the body without the air

@@ -1,7 +1,8 @@
 """Lesion edits: move, resize, mirror or transplant a lesion labelmap, then keep it inside the organ.
 
 The 3D Slicer module and ``synthmr lesion`` both edit a bundle's lesion input with these objects before the
-bundle runs (docs/design.md, *The 3D Slicer extension*), so a synthetic image can show the lesion somewhere else, bigger, on the other side, or
+bundle runs (docs/design.md, *The 3D Slicer extension*), so a synthetic image can show the lesion somewhere else,
+bigger, on the other side, or
 taken from another case. Each edit is a small object with one job (TorchIO style): it is called on the lesion
 :class:`~synthmr.io.Volume` and returns a new volume on the same grid. :class:`ComposeEdits` chains them and
 :func:`edit_lesion` builds the chain the tools use.
