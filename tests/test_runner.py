@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 # Imported here rather than first inside a test: MONAI's logger keeps the stdout it first sees, which capsys closes.
 import monai.bundle  # noqa: F401
@@ -16,6 +17,8 @@ from synthmr.bundle import find_bundle, list_bundles, parse_progress_line, read_
 from synthmr.cli import main
 from synthmr.errors import InputError
 from synthmr.io import Volume, read_image, write_image
+
+ROOT = Path(__file__).resolve().parents[1]
 
 SHAPE = (8, 8, 3)
 SPACING = (0.7, 0.9, 3.0)
@@ -91,6 +94,13 @@ def make_bundle(folder, name="fake_bundle", run=DOUBLE_T1, block=TOOL_BLOCK):
 
 def on_grid(array, spacing=SPACING, origin=ORIGIN):
     return Volume(array, spacing, origin, DIRECTION)
+
+
+@pytest.fixture(autouse=True)
+def trust_test_bundles(monkeypatch):
+    """The bundles these tests make live outside the shipped folder: trust them all, as a batch job would
+    (trust itself is tested below with the variable removed)."""
+    monkeypatch.setenv("SYNTHMR_TRUST_BUNDLES", "1")
 
 
 @pytest.fixture
@@ -276,7 +286,7 @@ def test_existing_out_is_kept_unless_overwrite(bundle, case, tmp_path, capfd):
 
 
 def test_out_holding_an_input_is_refused_even_with_overwrite(bundle, case, tmp_path):
-    with pytest.raises(InputError, match="holds input 't1_pre'"):
+    with pytest.raises(InputError, match="contains input 't1_pre'"):
         run_bundle(bundle, case, tmp_path / "case", overwrite=True, progress=None)
     assert case["t1_pre"].is_file()
 
@@ -340,6 +350,49 @@ def test_bundle_breaking_the_output_contract_writes_nothing(tmp_path, case, run,
         run_bundle(bundle, case, out, progress=None)
     assert all(word in str(raised.value) for word in words), raised.value
     assert_nothing_written(tmp_path, out)
+
+
+MARKER_RUN = "$open(@bundle_root + '/../../ran.txt', 'w').write('ran')"
+
+
+def test_a_bundle_from_elsewhere_runs_only_once_trusted_and_again_after_its_code_changes(tmp_path, case, monkeypatch,
+                                                                                           capfd):
+    monkeypatch.delenv("SYNTHMR_TRUST_BUNDLES")
+    bundle = make_bundle(tmp_path / "bundles", run=[MARKER_RUN, *DOUBLE_T1])
+    ran = tmp_path / "ran.txt"
+    status, err = run_main(capfd, "run", bundle, *inputs_args(case), "--out", tmp_path / "out")
+    assert status == 2 and len(err) == 1 and "is not shipped with synthmr" in err[0] and "--trust-bundle" in err[0]
+    assert not ran.exists() and not (tmp_path / "out").exists()
+    status = main(["run", str(bundle), *map(str, inputs_args(case)), "--out", str(tmp_path / "out"), "--trust-bundle"])
+    assert status == 0 and ran.read_text() == "ran"
+    assert "trusted as you asked" in capfd.readouterr().out
+    ran.unlink()
+    assert run_main(capfd, "run", bundle, *inputs_args(case), "--out", tmp_path / "again")[0] == 0  # recorded
+    assert ran.is_file()
+    ran.unlink()
+    config = bundle / "configs" / "inference.yaml"
+    config.write_text(config.read_text() + "\n# edited\n")
+    status, err = run_main(capfd, "run", bundle, *inputs_args(case), "--out", tmp_path / "third")
+    assert status == 2 and "--trust-bundle" in err[0] and not ran.exists()
+
+
+def test_a_bare_name_never_runs_a_folder_of_the_working_directory(tmp_path, monkeypatch):
+    make_bundle(tmp_path / "here", name="planted")
+    monkeypatch.chdir(tmp_path / "here")
+    with pytest.raises(InputError, match=r"bundle 'planted': not found.*write ./planted"):
+        find_bundle("planted")
+    assert find_bundle("./planted") == (tmp_path / "here" / "planted").resolve()
+
+
+def test_a_user_bundle_with_a_shipped_name_is_refused(tmp_path, monkeypatch, capsys):
+    shipped = sorted(path.name for path in (ROOT / "bundles").iterdir() if (path / "configs").is_dir())[0]
+    make_bundle(tmp_path / "mine", name=shipped)
+    monkeypatch.setenv("SYNTHMR_BUNDLE_PATH", str(tmp_path / "mine"))
+    with pytest.raises(InputError, match=f"has the name of a bundle shipped with synthmr.*rename its folder"):
+        find_bundle(shipped)
+    assert list_bundles()[shipped] == (ROOT / "bundles" / shipped).resolve()
+    assert main(["bundles"]) == 0
+    assert f"refused: has the name of the shipped bundle" in capsys.readouterr().out
 
 
 def test_find_bundle_by_path_and_by_name(tmp_path, monkeypatch):

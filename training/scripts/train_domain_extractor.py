@@ -188,7 +188,7 @@ def train(args: argparse.Namespace) -> dict:
 
     out = args.out.resolve()
     state = {key: value.detach().cpu().contiguous() for key, value in extractor.state_dict().items()}
-    with atomic_output(out, suffix=".pt") as temporary:
+    with atomic_output(out, suffix=".pt", overwrite=True) as temporary:
         torch.save(state, temporary)
     get_extractor("domain", weights=out)  # the file must load the way users load it
     record = {
@@ -214,7 +214,7 @@ def train(args: argparse.Namespace) -> dict:
         "weights_bytes": out.stat().st_size,
     }
     record_path = out.with_suffix(".json")
-    with atomic_output(record_path, suffix=".json") as temporary:
+    with atomic_output(record_path, suffix=".json", overwrite=True) as temporary:
         temporary.write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(record["final"]), f"-> {out} ({record['weights_bytes'] / 1e6:.1f} MB)", flush=True)
     return record

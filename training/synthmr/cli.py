@@ -14,10 +14,12 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import fire
 
 from synthmr.errors import InputError, missing_extra
+from synthmr.io._atomic import check_output_location
 
 
 class BundleCommands:
@@ -76,6 +78,7 @@ class SynthMR:
 
         if out is None:
             raise InputError("--out is required: the folder to write the cases to")
+        check_output_location(str(out))
         if dims is not None:
             options["dims"] = dims
         path = write_phantom_dataset(organ, n, str(out), seed=seed, preview=preview, overwrite=overwrite, **options)
@@ -111,6 +114,8 @@ class SynthMR:
         """
         from synthmr.metrics.evaluate import evaluate, format_table
 
+        if out is not None:
+            check_output_location(str(out), {"--real": str(real), "--fake": str(fake)})
         report = evaluate(
             real,
             fake,
@@ -150,6 +155,7 @@ class SynthMR:
         out: str | None = None,
         device: str = "cpu",
         overwrite: bool = False,
+        trust_bundle: bool = False,
     ) -> None:
         """Run a bundle on one case and write its outputs as OUT/<output role>.nii.gz on the reference input's grid.
 
@@ -165,14 +171,22 @@ class SynthMR:
                 (--input t1_pre=pre.nii.gz --input liver=liver.nrrd). Everything after the first "=" is the path.
             out: output folder (must be new or empty unless --overwrite).
             device: cpu or cuda.
-            overwrite: replace an existing output folder (only once the run has succeeded).
+            overwrite: replace an existing output folder (moved aside, and removed once the new outputs are in place).
+            trust_bundle: run a bundle that is not shipped with synthmr (its configs run code): confirm once, and
+                the confirmation is recorded for this version of the bundle's code (README, Safety).
         """
         from synthmr.bundle.runner import print_result, run_bundle
 
         if out is None:
             raise InputError("--out is required: the folder to write the outputs to")
-        with _exit_on_sigterm():
-            outputs = run_bundle(str(bundle), _role_paths(input), str(out), device=str(device), overwrite=overwrite)
+        outputs = run_bundle(
+            str(bundle),
+            _role_paths(input),
+            str(out),
+            device=str(device),
+            overwrite=_flag(overwrite, "--overwrite"),
+            trust_bundle=_flag(trust_bundle, "--trust-bundle"),
+        )
         print_result(outputs)
 
     def lesion(
@@ -225,6 +239,8 @@ class SynthMR:
         case_lesion = donor.with_array(np.zeros_like(donor.array)) if lesion is None else read_image(str(lesion))
         organ_mask = None if organ is None else read_image(str(organ))
         names = {"lesion": str(lesion or "lesion"), "organ": str(organ), "donor": str(transplant)}
+        given = {"--lesion": lesion, "--organ": organ, "--transplant": transplant}
+        check_output_location(str(out), {flag: str(path) for flag, path in given.items() if path is not None})
         edited = edit_lesion(
             case_lesion,
             translate=_numbers(translate, "--translate"),
@@ -240,7 +256,12 @@ class SynthMR:
         print(f"wrote {out}: {int(np.count_nonzero(edited.array))} lesion voxels")
 
     def demo(
-        self, bundle: str = "breast_dce_pre2post", out: str | None = None, device: str = "cpu", overwrite: bool = False
+        self,
+        bundle: str = "breast_dce_pre2post",
+        out: str | None = None,
+        device: str = "cpu",
+        overwrite: bool = False,
+        trust_bundle: bool = False,
     ) -> None:
         """Run a bundle on a simulated phantom case and write a PNG: inputs, synthetic, real and their difference.
 
@@ -249,27 +270,37 @@ class SynthMR:
             out: output folder (default: demo/<bundle>); it gets inputs/, synthetic/ and demo.png.
             device: cpu or cuda.
             overwrite: replace an existing output folder.
+            trust_bundle: run a bundle that is not shipped with synthmr (see `synthmr run --help`).
         """
         from synthmr.demo import run_demo
 
-        png = run_demo(str(bundle), out or f"demo/{bundle}", device=str(device), overwrite=overwrite)
+        png = run_demo(
+            str(bundle),
+            out or f"demo/{Path(str(bundle)).name}",
+            device=str(device),
+            overwrite=_flag(overwrite, "--overwrite"),
+            trust_bundle=_flag(trust_bundle, "--trust-bundle"),
+        )
         print(f"wrote {png}")
 
     def bundles(self) -> None:
         """List the bundles `synthmr run` finds by name, with their inputs and outputs.
 
-        Bundles are looked up in the folders of SYNTHMR_BUNDLE_PATH (os.pathsep-separated), then in the
-        repository's bundles/ folder.
+        Bundles are looked up in the repository's bundles/ folder (the shipped bundles), then in the folders of
+        SYNTHMR_BUNDLE_PATH (os.pathsep-separated), whose bundles run only once trusted (README, Safety).
         """
         from synthmr.bundle.description import read_tool_description
-        from synthmr.bundle.discovery import bundle_folders, list_bundles
+        from synthmr.bundle.discovery import bundle_folders, list_bundles, shadowing_bundles, shipped_folders
 
         found = list_bundles()
         if not found:
             searched = ", ".join(str(folder) for folder in bundle_folders()) or "no bundle folder exists"
             print(f"no bundles found (searched: {searched})")
+        for user, shipped in shadowing_bundles().items():
+            print(f"{user.name}  {user}\n  refused: has the name of the shipped bundle {shipped}; rename its folder")
         for name, path in found.items():
-            print(f"{name}  {path}")
+            origin = "shipped" if any(path.is_relative_to(folder) for folder in shipped_folders()) else "user"
+            print(f"{name}  {path}  ({origin})")
             try:
                 description = read_tool_description(path)
             except InputError as error:
@@ -334,15 +365,24 @@ def _flag(value: bool | str, flag: str) -> bool:
     return value
 
 
+class Terminated(BaseException):
+    """SIGTERM arrived (how a caller, e.g. the 3D Slicer module, cancels a command). A BaseException, like
+    KeyboardInterrupt, so that no ``except Exception`` swallows it and every cleanup on the way out runs."""
+
+
 @contextmanager
-def _exit_on_sigterm() -> Iterator[None]:
-    """Within this block, SIGTERM (how a caller cancels a run) raises SystemExit, so that cleanup code runs and
-    the staging folder is removed; Python's default would end the process at once. Signal handlers can only be
-    set from the main thread: elsewhere the default stays."""
+def _terminate_gracefully() -> Iterator[None]:
+    """Within this block, SIGTERM raises :class:`Terminated`, so that staging folders are removed on the way out;
+    Python's default would end the process at once and leave them. Signal handlers can only be set from the main
+    thread: elsewhere the default stays."""
     if not hasattr(signal, "SIGTERM") or threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+
+    def terminate(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, terminate)
     try:
         yield
     finally:
@@ -386,19 +426,32 @@ def _names(value: str | list[str] | tuple[str, ...] | None) -> list[str] | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the `synthmr` console script."""
+    """Entry point of the `synthmr` console script: a user's mistake is one line on stderr and exit status 2; an
+    interrupt (Ctrl-C, SIGTERM) one line and 130 or 143, after every command has removed its staging."""
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        fire.Fire(SynthMR, command=_gather_repeated(argv, "--input", "-i"), name="synthmr")
+        with _terminate_gracefully():
+            fire.Fire(SynthMR, command=_gather_repeated(argv, "--input", "-i"), name="synthmr")
     except InputError as err:
-        print(f"synthmr: error: {err}", file=sys.stderr)
-        return 2
+        return _fail(str(err), 2)
     except ModuleNotFoundError as err:  # a command of the "train" extra (phantom, evaluate, demo) without it
         if (error := missing_extra(err)) is None:
             raise
-        print(f"synthmr: error: {error}", file=sys.stderr)
-        return 2
+        return _fail(str(error), 2)
+    except OSError as err:  # the machine refused: a full disk, no permission, a file vanishing under us
+        if err.filename is None:
+            raise
+        return _fail(f"{err.filename}: {err.strerror or err}", 2)
+    except KeyboardInterrupt:
+        return _fail("interrupted; nothing was written", 128 + 2, prefix="synthmr: ")
+    except Terminated:
+        return _fail("terminated; nothing was written", 128 + 15, prefix="synthmr: ")
     return 0
+
+
+def _fail(message: str, status: int, prefix: str = "synthmr: error: ") -> int:
+    print(prefix + " ".join(message.split()), file=sys.stderr)  # one line, whatever the message held
+    return status
 
 
 if __name__ == "__main__":

@@ -19,25 +19,33 @@ import numpy as np
 from synthmr.bundle import find_bundle, read_tool_description, run_bundle
 from synthmr.errors import InputError
 from synthmr.io import read_image, write_image
-from synthmr.io._atomic import atomic_output, check_destination
+from synthmr.io._atomic import atomic_output, check_destination, check_output_location
 from synthmr.phantom import PhantomCase, phantom_class
 
 
 def run_demo(
-    bundle: str | os.PathLike, out: str | os.PathLike, device: str = "cpu", overwrite: bool = False
+    bundle: str | os.PathLike,
+    out: str | os.PathLike,
+    device: str = "cpu",
+    overwrite: bool = False,
+    trust_bundle: bool = False,
 ) -> Path:
-    """Run ``bundle`` on its demo phantom case and write the files above to ``out``; returns the PNG's path."""
+    """Run ``bundle`` on its demo phantom case and write the files above to ``out``; returns the PNG's path.
+
+    ``overwrite`` and ``trust_bundle`` are those of :func:`synthmr.bundle.run_bundle`.
+    """
     root = find_bundle(bundle)
     description = read_tool_description(root)
     if description.demo is None:
         raise InputError(f"bundle {description.name} has no demo case in its tool description (field 'demo')")
+    check_output_location(out, {f"bundle {description.name}": root})
     out = Path(out).absolute()
     check_destination(out, overwrite, what="folder")
     demo = description.demo
     case = phantom_class(demo["organ"])(**demo["phantom"])(demo["seed"])
 
     available = {**case.images, **case.masks}
-    with atomic_output(out) as staging:
+    with atomic_output(out, overwrite=overwrite) as staging:
         inputs = {}
         for name, role in description.inputs.items():
             key = role.sequence or name
@@ -46,7 +54,8 @@ def run_demo(
                     raise InputError(f"bundle {description.name}: its demo case has no image or mask {key!r}")
                 continue
             inputs[name] = write_image(case.volume(key), staging / "inputs" / f"{name}.nii.gz")
-        outputs = run_bundle(root, inputs, staging / "synthetic", device=device, progress=None)
+        outputs = run_bundle(root, inputs, staging / "synthetic", device=device, progress=None,
+                             trust_bundle=trust_bundle)
         synthetic = {name: read_image(path).array for name, path in outputs.items()}
         _figure(case, description, synthetic, staging / "demo.png")
     return out / "demo.png"

@@ -34,6 +34,7 @@ from monai.inferers import SlidingWindowInferer
 from synthmr.errors import InputError
 from synthmr.io import Volume, read_image, write_image
 from synthmr.io._atomic import check_destination
+from synthmr.io.datalist import check_case_id
 from synthmr.io.image import image_extension
 from synthmr.transforms.intensity import IntensityScaling
 
@@ -153,7 +154,7 @@ class Synthesizer:
         missing = [key for key in self.inputs if key not in item]
         if missing:
             raise InputError(f"case {index} of the datalist has no {', '.join(missing)} (it needs {self.inputs})")
-        case_id = str(item.get("case_id") or _stem(item[self.inputs[0]]))
+        case_id = check_case_id(item.get("case_id") or _stem(item[self.inputs[0]]), f"case {index} of the datalist")
         destinations = {key: self.output_dir / case_id / f"{key}.nii.gz" for key in self.outputs}
         for path in destinations.values():
             check_destination(path, self.overwrite)

@@ -1,13 +1,15 @@
 """Finding bundles by name or path.
 
-A bundle is a folder holding ``configs/metadata.json``. By name, bundles are looked up in, in this order:
+A bundle is a folder holding ``configs/metadata.json``. By name, bundles are looked up in:
 
-1. each folder of the environment variable ``SYNTHMR_BUNDLE_PATH`` (folders separated by :data:`os.pathsep`,
-   like ``PATH``; folders that do not exist are skipped), so a user's own or retrained bundle can stand in for a
-   shipped one of the same name;
-2. the repository's ``bundles/`` folder (three levels above this package: ``<repo>/bundles/<name>``).
+1. the repository's ``bundles/`` folder (three levels above this package: ``<repo>/bundles/<name>``), the shipped
+   bundles (:func:`shipped_folders`), which synthmr trusts (synthmr.bundle.trust);
+2. each folder of the environment variable ``SYNTHMR_BUNDLE_PATH`` (folders separated by :data:`os.pathsep`,
+   like ``PATH``; folders that do not exist are skipped), for a user's own or retrained bundles. A bundle there
+   with the name of a shipped bundle is refused, never run in its place: a name must mean one bundle.
 
-The first folder holding ``<name>/configs/metadata.json`` wins.
+A bare name is always a name: a folder of that name in the working directory is never picked up (write
+``./name`` to run it). The first of the ``SYNTHMR_BUNDLE_PATH`` folders holding a name wins.
 """
 
 from __future__ import annotations
@@ -23,42 +25,72 @@ BUNDLE_PATH_VARIABLE = "SYNTHMR_BUNDLE_PATH"
 REPOSITORY_BUNDLES = Path(__file__).resolve().parents[3] / "bundles"
 
 
+def shipped_folders() -> list[Path]:
+    """The folders of the bundles shipped with synthmr (none for an installed wheel, which carries no bundles)."""
+    return [REPOSITORY_BUNDLES] if REPOSITORY_BUNDLES.is_dir() else []
+
+
+def user_folders() -> list[Path]:
+    """The existing folders of ``SYNTHMR_BUNDLE_PATH``, in order."""
+    entries = os.environ.get(BUNDLE_PATH_VARIABLE, "").split(os.pathsep)
+    return [Path(entry) for entry in entries if entry and Path(entry).is_dir()]
+
+
 def bundle_folders() -> list[Path]:
     """The folders searched for bundles by name, in search order."""
-    extra = [Path(entry) for entry in os.environ.get(BUNDLE_PATH_VARIABLE, "").split(os.pathsep) if entry]
-    return [folder for folder in (*extra, REPOSITORY_BUNDLES) if folder.is_dir()]
+    return [*shipped_folders(), *user_folders()]
+
+
+def _bundles_in(folder: Path) -> dict[str, Path]:
+    return {candidate.name: candidate.resolve() for candidate in sorted(folder.iterdir())
+            if metadata_path(candidate).is_file()}
+
+
+def shadowing_bundles() -> dict[Path, Path]:
+    """User bundles that carry a shipped bundle's name: user bundle folder -> the shipped bundle it would hide."""
+    shipped = {name: path for folder in shipped_folders() for name, path in _bundles_in(folder).items()}
+    return {path: shipped[name] for folder in user_folders() for name, path in _bundles_in(folder).items()
+            if name in shipped and path != shipped[name]}
 
 
 def list_bundles() -> dict[str, Path]:
     """Bundle name -> bundle folder, for every bundle found by name (the first of each name; sorted by name)."""
     found: dict[str, Path] = {}
     for folder in bundle_folders():
-        for candidate in sorted(folder.iterdir()):
-            if candidate.name not in found and metadata_path(candidate).is_file():
-                found[candidate.name] = candidate.resolve()
+        for name, path in _bundles_in(folder).items():
+            found.setdefault(name, path)
     return dict(sorted(found.items()))
+
+
+def _shadowing_message(user: Path, shipped: Path) -> str:
+    return (f"bundle {user.name}: {user} (in {BUNDLE_PATH_VARIABLE}) has the name of a bundle shipped with synthmr "
+            f"({shipped}); rename its folder to use it, a shipped bundle's name always means the shipped bundle")
 
 
 def find_bundle(name_or_path: str | os.PathLike) -> Path:
     """The folder of a bundle given by its folder or by its name (see the module docstring for the search).
 
     Raises:
-        InputError: a path (anything with a path separator) that is not a bundle folder, or a name no searched
-            folder holds (the message lists the bundles that are available and where they were looked for).
+        InputError: a path (anything with a path separator) that is not a bundle folder, a name no searched
+            folder holds (the message lists the bundles that are available and where they were looked for), or a
+            name that a user bundle shares with a shipped one.
     """
     path = Path(name_or_path)
-    if metadata_path(path).is_file():
-        return path.resolve()
     text = str(name_or_path)
     if os.sep in text or (os.altsep and os.altsep in text) or text in ("", ".", ".."):
+        if metadata_path(path).is_file():
+            return path.resolve()
         problem = "not a bundle folder (no configs/metadata.json)" if path.is_dir() else "no such bundle folder"
         raise InputError(f"{path}: {problem}")
-    # A bare name is a name even when a folder of that name (an output folder, say) happens to be here.
+    for user, shipped in shadowing_bundles().items():
+        if user.name == text:
+            raise InputError(_shadowing_message(user, shipped))
     available = list_bundles()
     if text in available:
         return available[text]
     searched = ", ".join(str(folder) for folder in bundle_folders()) or "no bundle folder exists"
+    here = f"; to run the folder {text} here, write ./{text}" if metadata_path(path).is_file() else ""
     raise InputError(
         f"bundle {text!r}: not found; available: {', '.join(available) or 'none'} (searched: {searched}; "
-        f"add folders with {BUNDLE_PATH_VARIABLE})"
+        f"add folders with {BUNDLE_PATH_VARIABLE}){here}"
     )

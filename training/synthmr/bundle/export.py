@@ -32,7 +32,7 @@ from pathlib import Path
 from synthmr.bundle.description import metadata_path
 from synthmr.bundle.discovery import find_bundle
 from synthmr.errors import InputError
-from synthmr.io._atomic import atomic_output, check_destination
+from synthmr.io._atomic import atomic_output, check_destination, check_output_location
 from synthmr.io.datalist import read_json
 
 YAML_SUFFIXES = (".yaml", ".yml")
@@ -59,9 +59,10 @@ def export_bundle(bundle: str | os.PathLike, out: str | os.PathLike, overwrite: 
     name = bundle_dir.name
     version = _version(bundle_dir)
     destination = Path(out) / f"{name}_v{version}.zip"
+    check_output_location(destination, {f"bundle {name}": bundle_dir})
     check_destination(destination, overwrite, what="file")
     members = _members(bundle_dir)
-    with atomic_output(destination, suffix=".zip") as temporary:
+    with atomic_output(destination, suffix=".zip", overwrite=overwrite) as temporary:
         with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_DEFLATED) as archive:
             for arcname in sorted(members):
                 info = zipfile.ZipInfo(f"{name}/{arcname}", date_time=_TIMESTAMP)

@@ -18,11 +18,12 @@ from typing import Any
 
 import numpy as np
 
+from synthmr.bundle import trust
 from synthmr.bundle.description import InputRole, ToolDescription, metadata_path, read_tool_description
-from synthmr.bundle.discovery import find_bundle
+from synthmr.bundle.discovery import find_bundle, shipped_folders
 from synthmr.errors import InputError, missing_extra
 from synthmr.io import Volume, read_image
-from synthmr.io._atomic import atomic_output, check_destination
+from synthmr.io._atomic import atomic_output, check_destination, check_output_location
 
 PROGRESS_PREFIX = "SYNTHMR_PROGRESS"
 RESULT_PREFIX = "SYNTHMR_RESULT"
@@ -75,21 +76,25 @@ def run_bundle(
     device: str = "cpu",
     overwrite: bool = False,
     progress: ProgressCallback | None = print_progress,
+    trust_bundle: bool = False,
 ) -> dict[str, Path]:
     """Run ``bundle`` on one case and write each output role to ``out/<role>.nii.gz``.
 
     Everything is checked before the bundle runs: the bundle and its tool description, the input roles (every
     required one given, no unknown one), each input file (readable, no NaN or infinite voxels, one component per
     voxel, 2D only for a 2D bundle), every input on the reference input's grid, labelmaps holding only their
-    declared labels and, when required, not empty, the device, and the destination.
+    declared labels and, when required, not empty, the device, the destination (synthmr.io's output policy: never
+    the working directory, an input or a bundle), and that the bundle is trusted (synthmr.bundle.trust).
 
     Args:
         bundle: bundle name (found with :func:`~synthmr.bundle.discovery.find_bundle`) or bundle folder.
         inputs: input role -> image file (any format :func:`synthmr.io.read_image` reads).
         out: output folder; it must not exist or be empty, unless ``overwrite``.
         device: ``"cpu"`` or ``"cuda"``.
-        overwrite: replace an existing ``out``.
+        overwrite: replace an existing ``out`` (moved aside, and removed once the new outputs are in place).
         progress: called as ``progress(stage, fraction)`` at each step (see the module docstring), or None.
+        trust_bundle: the user confirms that a bundle that is not shipped with synthmr may run; the confirmation
+            is recorded by the SHA-256 of its code, and a line on stdout says what runs.
 
     Returns:
         Output role -> absolute path of its file in ``out``.
@@ -103,6 +108,7 @@ def run_bundle(
     report("validate", STAGE_FRACTIONS["validate"])
     description = read_tool_description(find_bundle(bundle))
     _check_synthmr_version(description)
+    _check_trust(description.bundle_dir, trust_bundle)
     if description.is_generator:
         raise InputError(
             f"bundle {description.name} generates images from noise and takes no input case; run it with "
@@ -113,14 +119,15 @@ def run_bundle(
     _check_device(device)
     paths = _check_roles(description, inputs)  # cheap checks first: a wrong role or --out fails before any read
     out = Path(out)
+    check_output_location(out, {**{f"input {role!r}": path for role, path in paths.items()},
+                                f"bundle {description.name}": description.bundle_dir})
     check_destination(out, overwrite, what="folder")
-    _check_out_location(out, paths, description.bundle_dir)
     reference = check_inputs(description, paths)
 
     report("load", STAGE_FRACTIONS["load"])
     # atomic_output stages beside `out` (same file system, so the final rename is atomic) and removes the staging
     # folder on any failure, an exception of the bundle's or an interrupt alike.
-    with atomic_output(out) as staging:
+    with atomic_output(out, overwrite=overwrite) as staging:
         staging.mkdir()
         bundle_output = staging / _BUNDLE_OUTPUT
         _run_workflow(description, config_file, paths, bundle_output, device, report)
@@ -148,6 +155,22 @@ def _check_synthmr_version(description: ToolDescription) -> None:
             f"bundle {description.name}: needs synthmr {description.requires}, but synthmr {__version__} is installed; "
             "install a synthmr that fits, or use a version of the bundle made for this one"
         )
+
+
+def _check_trust(bundle_dir: Path, confirmed: bool) -> None:
+    """Refuse a bundle that is not shipped and not trusted yet, unless the user confirms it now (recorded)."""
+    if trust.is_trusted(bundle_dir, shipped_folders()):
+        return
+    summary = trust.untrusted_summary(bundle_dir)
+    if not confirmed:
+        raise InputError(
+            f"{summary}. Read them, and if you trust their author run again with --trust-bundle (recorded for this "
+            f"version of its code; {trust.TRUST_VARIABLE}=1 trusts every bundle)"
+        )
+    digest = trust.record_trust(bundle_dir)
+    # stdout: stderr is kept for the one line of an error.
+    print(f"synthmr: running {summary}; trusted as you asked (SHA-256 {digest[:16]}, recorded in {trust.trust_store()})",
+          flush=True)
 
 
 def _ignore_progress(stage: str, fraction: float) -> None:
@@ -195,22 +218,6 @@ def _check_roles(description: ToolDescription, inputs: Mapping[str, str | os.Pat
         )
     # Absolute, because the bundle may resolve relative paths against another folder than ours.
     return {role: Path(path).absolute() for role, path in inputs.items()}
-
-
-def _check_out_location(out: Path, paths: Mapping[str, Path], bundle_dir: Path) -> None:
-    """Refuse an ``out`` whose parent cannot be made, or whose replacement would delete an input or the bundle."""
-    existing = next(parent for parent in out.absolute().parents if parent.exists())
-    if not existing.is_dir():
-        raise InputError(f"{out}: cannot be created, {existing} is a file")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise InputError(f"{out}: cannot be created, {existing} is not writable")
-    if not out.is_dir():
-        return
-    folder = out.resolve()
-    for name, path in {**paths, "bundle": bundle_dir}.items():
-        if path.resolve().is_relative_to(folder):
-            what = "the bundle" if name == "bundle" else f"input {name!r}"
-            raise InputError(f"{out}: holds {what} ({path}), which replacing it would delete; choose another folder")
 
 
 def check_inputs(description: ToolDescription, inputs: Mapping[str, str | os.PathLike]) -> Volume:

@@ -23,7 +23,7 @@ def save_weights(state: dict, path: str | os.PathLike) -> Path:
     """Write a ``state_dict`` as CPU tensors (loadable with ``weights_only=True`` anywhere), atomically."""
     path = Path(path)
     cpu = {key: value.detach().cpu().clone() for key, value in state.items()}
-    with atomic_output(path, suffix=".pt") as temporary:
+    with atomic_output(path, suffix=".pt", overwrite=True) as temporary:  # a newer best replaces the last
         torch.save(cpu, temporary)
     return path
 

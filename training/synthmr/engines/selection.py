@@ -94,7 +94,7 @@ class CheckpointSelection:
         best = ranking[0][0]
         save_weights(torch.load(self.work_dir / best / "generator.pt", weights_only=True), self.best_path)
         selection = {"best": best, "ranking": [{"epoch": n, self.score_name: s} for n, s in ranking], **self.criterion()}
-        with atomic_output(self.work_dir / "selection.json", suffix=".json") as temporary:
+        with atomic_output(self.work_dir / "selection.json", suffix=".json", overwrite=True) as temporary:
             temporary.write_text(json.dumps(selection, indent=2) + "\n", encoding="utf-8")
         shown = ", ".join(f"{k} {v:.4g}" for k, v in values.items() if v is not None)
         logger.info(f"{name}: {shown}; best so far {best} -> {self.best_path}")

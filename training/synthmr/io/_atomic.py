@@ -1,34 +1,114 @@
-"""All-or-nothing writes: outputs appear complete or not at all, and an existing output is never half-replaced.
+"""Where outputs may go and how they get there: all or nothing, and never over something unasked.
 
-Writers produce their output under a hidden temporary name next to the destination (same folder, hence the
-same file system, so the final rename is atomic) and rename it into place only once it is complete.
+The output policy (docs/design.md, *Safety: outputs and trust*), shared by every command that writes:
+
+- :func:`check_output_location` refuses an output that is a symbolic link, that is or contains the working
+  directory or the home folder, that is, contains or lies inside one of the command's inputs, a bundle, or a
+  staging folder, or whose parent cannot be created;
+- :func:`check_destination` refuses to replace anything unless asked (``--overwrite``);
+- :func:`atomic_output` writes under a hidden staging name beside the destination (same folder, hence the same file
+  system, so the final rename is atomic) and moves it into place only once complete. Without ``overwrite`` the move
+  never replaces what appeared meanwhile (another run to the same destination); with it, the old output is moved
+  aside and removed only after the new one is in place. On any failure, an interrupt included, the staging and
+  the parent folders it created are removed.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import re
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
 from synthmr.errors import InputError
+
+# The hidden names atomic_output writes under: .<name>.<token>.tmp<suffix> (staging) and .<name>.<token>.old (an
+# output being replaced).
+_STAGING_NAME = re.compile(r"^\..+\.[0-9a-f]{12}\.(tmp|old)")
+# How deep below an output folder check_output_location looks for bundles it would delete (a bundle, a folder of
+# bundles).
+_BUNDLE_DEPTH = 2
+# The staging folders of this process's own atomic_output blocks: a command may write into its own staging (the
+# demo runs a bundle into it), never into another's.
+_OWN_STAGING: set[Path] = set()
 
 
 def check_destination(path: Path, overwrite: bool, what: str = "file") -> None:
     """Raise :class:`InputError` when ``path`` exists and ``overwrite`` is false.
 
     An existing empty folder is not in the way of a folder output: it holds nothing that could be lost.
-    A folder is never replaced by a file or a file by a folder, even with ``overwrite``.
+    A folder is never replaced by a file or a file by a folder, even with ``overwrite``, and a symbolic link is
+    never replaced (the link, not what it points to, would go).
     """
+    path = Path(path)
+    if path.is_symlink():
+        raise InputError(f"{path}: is a symbolic link; give the real {what} it should be written to")
     if path.exists() and path.is_dir() != (what == "folder"):
         raise InputError(f"{path}: exists and is not a {what}")
     if not path.exists() or overwrite:
         return
     if what == "folder" and path.is_dir() and not any(path.iterdir()):
         return
-    raise InputError(f"{path}: {what} already exists; pass overwrite=True to replace it")
+    raise InputError(f"{path}: {what} already exists; pass --overwrite to replace it")
+
+
+def check_output_location(path: str | os.PathLike, protected: Mapping[str, str | os.PathLike] = ()) -> None:
+    """Refuse an output location that writing (or replacing) would make destroy something (module docstring).
+
+    Args:
+        path: the output file or folder, as the user gave it.
+        protected: what the command reads, name -> path (e.g. ``{"input 't1_pre'": ..., "bundle x": ...}``): the
+            output may not be, contain or lie inside any of them.
+    """
+    given = Path(path)
+    if given.is_symlink():
+        problem = "a dangling symbolic link" if not given.exists() else "a symbolic link"
+        raise InputError(f"{given}: is {problem}; give the real folder or file to write to")
+    target = given.resolve()
+    for name, folder in (("the working directory", Path.cwd()), ("your home folder", Path.home())):
+        if folder.resolve().is_relative_to(target):
+            raise InputError(f"{given}: is or contains {name} ({folder}); writing there would replace it")
+    for name, item in dict(protected).items():
+        item = Path(item).resolve()
+        if item.is_relative_to(target) or target.is_relative_to(item):
+            relation = "is" if item == target else "contains" if item.is_relative_to(target) else "lies inside"
+            raise InputError(f"{given}: {relation} {name} ({item}); choose another output")
+    for folder in (target, *target.parents):
+        if _STAGING_NAME.match(folder.name) and folder not in _OWN_STAGING:
+            raise InputError(f"{given}: lies inside a synthmr staging folder ({folder}); choose another output")
+        if (folder / "configs" / "metadata.json").is_file():
+            raise InputError(f"{given}: lies inside bundle {folder.name} ({folder}); choose another output")
+    bundle = _bundle_below(target)
+    if bundle is not None:
+        raise InputError(f"{given}: contains bundle {bundle.name} ({bundle}); choose another output")
+    existing = next(folder for folder in (target, *target.parents) if folder.exists())
+    if existing != target:
+        if not existing.is_dir():
+            raise InputError(f"{given}: cannot be created, {existing} is a file")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise InputError(f"{given}: cannot be created, {existing} is not writable")
+
+
+def _bundle_below(folder: Path) -> Path | None:
+    """A bundle at most :data:`_BUNDLE_DEPTH` levels into ``folder``, or None."""
+    level = [folder] if folder.is_dir() else []
+    for _ in range(_BUNDLE_DEPTH):
+        for candidate in level:
+            if (candidate / "configs" / "metadata.json").is_file():
+                return candidate
+        level = [child for parent in level for child in _subfolders(parent)]
+    return None
+
+
+def _subfolders(folder: Path) -> list[Path]:
+    try:
+        return [child for child in folder.iterdir() if child.is_dir() and not child.is_symlink()]
+    except OSError:  # unreadable: nothing of ours can be in it
+        return []
 
 
 def _remove(path: Path) -> None:
@@ -39,22 +119,27 @@ def _remove(path: Path) -> None:
 
 
 @contextmanager
-def atomic_output(path: Path, suffix: str = "") -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; on success rename it to ``path``, on failure delete it.
+def atomic_output(path: str | os.PathLike, suffix: str = "", overwrite: bool = False) -> Iterator[Path]:
+    """Yield a staging path beside ``path``; on success move it to ``path``, on failure delete it.
 
     Args:
         path: the final file or folder.
-        suffix: ending of the temporary name; writers that choose the format from the extension need it.
+        suffix: ending of the staging name; writers that choose the format from the extension need it.
+        overwrite: replace an existing ``path``. Without it an existing empty folder may be replaced, nothing else:
+            an output that appeared since the caller checked (another run) makes the move fail with
+            :class:`InputError`, and stays as it is.
 
-    A folder that already holds ``path`` is moved aside first and deleted after the new one is in place,
-    because a non-empty folder cannot be renamed over.
+    Parent folders are created as needed and removed again (when still empty) if the output is not written.
     """
+    path = Path(path)
+    created = [folder for folder in path.parents if not folder.exists()]
     path.parent.mkdir(parents=True, exist_ok=True)
     token = uuid.uuid4().hex[:12]
     temporary = path.with_name(f".{path.name}.{token}.tmp{suffix}")
+    _OWN_STAGING.add(temporary.resolve())
     try:
         yield temporary
-        if path.is_dir() and not path.is_symlink():
+        if overwrite and path.exists() and not path.is_symlink():
             old = path.with_name(f".{path.name}.{token}.old")
             os.replace(path, old)
             try:
@@ -62,8 +147,39 @@ def atomic_output(path: Path, suffix: str = "") -> Iterator[Path]:
             except OSError:
                 os.replace(old, path)
                 raise
-            shutil.rmtree(old)
+            _remove(old)
         else:
-            os.replace(temporary, path)
+            _move_without_replacing(temporary, path)
+        created = []
     finally:
+        _OWN_STAGING.discard(temporary.resolve())
         _remove(temporary)
+        for folder in created:  # deepest first, as path.parents lists them
+            try:
+                folder.rmdir()
+            except OSError:  # not empty (someone else wrote there meanwhile) or already gone
+                break
+
+
+def _move_without_replacing(source: Path, destination: Path) -> None:
+    """Rename ``source`` to ``destination`` unless something other than an empty folder is there by now."""
+    appeared = InputError(
+        f"{destination}: appeared while this was being written (another run?); it was left as it is and nothing "
+        "was written; pass --overwrite to replace it"
+    )
+    if source.is_dir():
+        try:
+            os.rename(source, destination)  # POSIX replaces only an empty folder
+        except OSError as error:
+            if error.errno in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOTDIR, errno.EISDIR):
+                raise appeared from None
+            raise
+        return
+    try:
+        os.link(source, destination)  # fails if the name exists, unlike a rename
+    except FileExistsError:
+        raise appeared from None
+    except OSError:  # a file system without hard links: check, then rename (a short window remains)
+        if destination.exists() or destination.is_symlink():
+            raise appeared from None
+        os.replace(source, destination)

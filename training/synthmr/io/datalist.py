@@ -66,13 +66,35 @@ def load_datalist(path: str | os.PathLike, key: str = "training") -> list[dict]:
     return [_resolve_item(item, base, path, key, index) for index, item in enumerate(items)]
 
 
+def check_case_id(case_id: object, where: str) -> str:
+    """``case_id`` as a string, once it is a plain name: outputs go to ``<output_dir>/<case_id>/``, so a path
+    (``../../x``, ``/tmp/x``) would put them anywhere.
+
+    Args:
+        case_id: the value of an item's ``case_id``.
+        where: the item, for the message (e.g. ``"data.json: testing[3]"``).
+    """
+    text = str(case_id)
+    if not text or text in (".", "..") or any(mark in text for mark in ("/", "\\", "\0")) or Path(text).is_absolute():
+        raise InputError(
+            f"{where}: case_id {text!r} is not a plain name (no path separators, not . or ..); outputs are written "
+            "to <output_dir>/<case_id>/"
+        )
+    return text
+
+
 def _resolve_item(item: object, base: Path, path: Path, key: str, index: int) -> dict:
     if isinstance(item, str):
         item = {"image": item}
     if not isinstance(item, dict):
         raise InputError(f"{path}: {key}[{index}] must be an object, found {type(item).__name__}")
+    if "case_id" in item:
+        check_case_id(item["case_id"], f"{path}: {key}[{index}]")
     resolved = {}
     for field, value in item.items():
+        if field == "case_id":  # a name, never a path, even when a folder of that name is near
+            resolved[field] = item[field]
+            continue
         if isinstance(value, list):
             resolved[field] = [_resolve_value(v, base, path, f"{key}[{index}].{field}") for v in value]
         else:
@@ -132,7 +154,7 @@ def save_datalist(
         text = json.dumps(content, indent=2) + "\n"
     except TypeError as error:
         raise InputError(f"{path}: the datalist cannot be written as JSON ({error})") from None
-    with atomic_output(path, suffix=".json") as temporary:
+    with atomic_output(path, suffix=".json", overwrite=overwrite) as temporary:
         temporary.write_text(text, encoding="utf-8")
     return path
 

@@ -251,7 +251,7 @@ def write_image(volume: Volume, path: str | os.PathLike, overwrite: bool = False
     check_destination(path, overwrite)
     stored_dtype = _STORED_DTYPES.get(volume.array.dtype, volume.array.dtype)
     image = volume.with_array(volume.array.astype(stored_dtype, copy=False)).to_sitk()
-    with atomic_output(path, suffix=extension) as temporary:
+    with atomic_output(path, suffix=extension, overwrite=overwrite) as temporary:
         try:
             sitk.WriteImage(image, str(temporary), useCompression=extension in _COMPRESSED_EXTENSIONS)
         except RuntimeError as error:
@@ -301,7 +301,7 @@ def write_dicom_series(
     series = _series_attributes(volume, modality, series_description, slope, intercept)
     slices = volume.array.shape[2]
     digits = max(4, len(str(slices)))
-    with atomic_output(folder) as temporary:
+    with atomic_output(folder, overwrite=overwrite) as temporary:
         temporary.mkdir()
         for index in range(slices):
             dataset = _slice_dataset(series, volume, stored[:, :, index], index)

@@ -218,7 +218,7 @@ def quality_report(
     )
     report["same"] = [[name, score] for name, score in ranking]
     if out is not None:
-        with atomic_output(Path(out), suffix=".json") as temporary:
+        with atomic_output(Path(out), suffix=".json", overwrite=overwrite) as temporary:
             temporary.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n", encoding="utf-8")
     return report
 

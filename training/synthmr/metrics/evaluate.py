@@ -366,7 +366,7 @@ def _finite_or_none(value):
 
 def _write_json(report: dict, path: Path, overwrite: bool) -> None:
     check_destination(path, overwrite)
-    with atomic_output(path, suffix=".json") as temporary:
+    with atomic_output(path, suffix=".json", overwrite=overwrite) as temporary:
         temporary.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n", encoding="utf-8")
 
 

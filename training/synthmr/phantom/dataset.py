@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import inspect
 import json
-import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from synthmr.errors import InputError
 from synthmr.io import save_datalist, write_image
+from synthmr.io._atomic import atomic_output, check_destination
 from synthmr.phantom import phantom_class
 
 
@@ -29,15 +28,6 @@ def _make_phantom(organ: str, options: dict):
             f"unknown option(s) for the {organ} phantom: {', '.join(unknown)}; it accepts {', '.join(accepted)}"
         )
     return cls(**options)
-
-
-def _staging_folder(out: Path) -> Path:
-    """A fresh temporary folder beside ``out``, so the final rename is atomic and on one file system."""
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    except OSError as err:
-        raise InputError(f"--out {out}: cannot write there ({err.strerror or err})") from None
 
 
 def _recipe(organ: str, n: int, seed: int, options: dict) -> dict:
@@ -107,13 +97,9 @@ def write_phantom_dataset(
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise InputError(f"--seed must be a non-negative integer, got {seed!r}")
     out = Path(out).absolute()  # datalist paths are made relative from absolute ones
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {out}: exists and is not a folder")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise InputError(f"--out {out}: folder is not empty (pass --overwrite to replace it)")
+    check_destination(out, overwrite, what="folder")
 
-    staging = _staging_folder(out)
-    try:
+    with atomic_output(out, overwrite=overwrite) as staging:
         items, cases = [], []
         for i in range(n):
             case = phantom(seed + i)
@@ -138,10 +124,4 @@ def write_phantom_dataset(
             from synthmr.phantom.preview import write_preview  # matplotlib only when asked for
 
             write_preview(cases, staging / "preview.png", lesion_mask=phantom.lesion_mask)
-        if out.exists():
-            shutil.rmtree(out)
-        staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return out
