@@ -1,6 +1,7 @@
 """SynthMRLib, the Slicer module's Slicer-free library: it imports with neither Slicer nor synthmr, finds bundles
-(repository, user folder, added folders and zips), reads their tool description with synthmr's reader, installed or not, checks inputs,
-writes files on the right grid, and runs a bundle through the real runner with progress and cancel."""
+(repository, user folder, added folders and zips, damaged ones listed with their problem), reads their tool
+description with synthmr's reader, installed or not, runs only trusted bundles, checks inputs, writes files on the
+right grid, and runs a bundle through the real runner with progress and cancel."""
 
 import dataclasses
 import json
@@ -9,8 +10,10 @@ import shutil
 import signal
 import subprocess
 import sys
+import struct
 import time
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +30,7 @@ from SynthMRLib import (  # noqa: E402 (the module folder is not a package on th
     SynthMRError,
     check_inputs,
     combine_segments,
+    confirm_trust,
     discover_bundles,
     lps_grid,
     ras_point_to_ijk,
@@ -34,11 +38,12 @@ from SynthMRLib import (  # noqa: E402 (the module folder is not a package on th
     read_tool_description,
     resolve_bundle,
     segment_label_values,
+    trust_bundle,
     unpack_bundle_zip,
     write_nrrd,
 )
 import SynthMRLib.bundles  # noqa: E402
-from SynthMRLib.bundles import repository_bundles, repository_root  # noqa: E402
+from SynthMRLib.bundles import SHADOWING_PROBLEM, repository_bundles, repository_root, saved_paths  # noqa: E402
 from SynthMRLib.geometry import on_reference_grid  # noqa: E402
 from SynthMRLib.testing import INTERFACE, LESION_CONTRAST, write_test_bundle  # noqa: E402
 
@@ -75,6 +80,15 @@ def scene_inputs(arrays=None, **changes):
     return inputs
 
 
+@pytest.fixture(autouse=True)
+def private_synthmr_config(tmp_path, monkeypatch):
+    """Each test its own trust records (synthmr.bundle.trust), never the user's: every test bundle has the same
+    code, so one test's confirmation would otherwise trust another test's bundle."""
+    monkeypatch.setenv("SYNTHMR_CONFIG_DIR", str(tmp_path / "synthmr_config"))
+    monkeypatch.delenv("SYNTHMR_TRUST_BUNDLES", raising=False)
+    return tmp_path / "synthmr_config"
+
+
 @pytest.fixture
 def bundle(tmp_path):
     return write_test_bundle(tmp_path / "bundles")
@@ -82,6 +96,8 @@ def bundle(tmp_path):
 
 @pytest.fixture
 def interface(bundle):
+    """The test bundle's tool description, the bundle trusted: a job runs only a trusted bundle."""
+    trust_bundle(bundle)
     return read_tool_description(bundle)
 
 
@@ -107,13 +123,13 @@ from SynthMRLib import discover_bundles
 entry, = [e for e in discover_bundles(user_folder={str(bundle.parent)!r}) if e.name == {bundle.name!r}]
 d = entry.tool_description
 print(json.dumps([type(d).__name__, type(d).__module__, list(d.inputs), d.inputs["liver"].labels, d.lesion_edits,
-                  entry.source]))
+                  entry.source, entry.trusted, SynthMRLib.bundles.trust_module().__name__]))
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout) == [
         "ToolDescription", "synthmr_tool_description", ["t1_pre", "liver", "tumor"], {"1": "liver"},
-        list(INTERFACE["lesion_edits"]), "user folder",
+        list(INTERFACE["lesion_edits"]), "user folder", False, "synthmr_trust",
     ]
 
 
@@ -126,39 +142,45 @@ def test_without_synthmr_or_checkout_the_reader_comes_from_the_packaged_wheel(bu
     wheels.mkdir(parents=True)
     source = Path(__file__).resolve().parents[1] / "training" / "synthmr" / "bundle"
     with zipfile.ZipFile(wheels / "synthmr-0.0.1-py3-none-any.whl", "w") as wheel:
-        for name in ("description.py", "tool_description.schema.json"):
+        for name in ("description.py", "tool_description.schema.json", "trust.py"):
             wheel.write(source / name, f"synthmr/bundle/{name}")
     code = f"""
 import sys, json
 for name in ("slicer", "qt", "synthmr", "torch", "monai"):
     sys.modules[name] = None
 sys.path.insert(0, {str(module)!r})
-from SynthMRLib import read_tool_description, SynthMRError
-from SynthMRLib.bundles import repository_root
+from SynthMRLib import read_tool_description, trust_bundle, SynthMRError
+from SynthMRLib.bundles import bundle_is_trusted, repository_root, trust_module
 d = read_tool_description({str(bundle)!r})
 try:
     read_tool_description({str(bundle.parent / 'nowhere')!r})
 except SynthMRError as error:
     problem = str(error)
-print(json.dumps([repository_root(), type(d).__module__, d.reference, problem]))
+before = bundle_is_trusted({str(bundle)!r})
+trust_bundle({str(bundle)!r})
+print(json.dumps([repository_root(), type(d).__module__, d.reference, problem, trust_module().__name__,
+                  trust_module().__file__, before, bundle_is_trusted({str(bundle)!r})]))
 """
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
-    root, module_name, reference, problem = json.loads(result.stdout)
+    root, module_name, reference, problem, trust_name, trust_file, before, after = json.loads(result.stdout)
     assert root is None and module_name == "synthmr_tool_description" and reference == "t1_pre"
     assert "not a bundle folder" in problem
+    assert trust_name == "synthmr_trust" and trust_file.startswith(str(wheels)) and (before, after) == (False, True)
 
 
 @pytest.fixture
 def without_synthmr(monkeypatch):
     """synthmr uninstalled for SynthMRLib: its reader is loaded again, from the checkout's source file."""
-    for name in ("synthmr", "synthmr.bundle", "synthmr.bundle.description"):
+    for name in ("synthmr", "synthmr.bundle", "synthmr.bundle.description", "synthmr.bundle.trust"):
         monkeypatch.setitem(sys.modules, name, None)
-    monkeypatch.setattr(SynthMRLib.bundles, "_tool_description_module", None)
-    monkeypatch.delitem(sys.modules, SynthMRLib.bundles.READER_MODULE, raising=False)
+    monkeypatch.setattr(SynthMRLib.bundles, "_synthmr_modules", {})
+    for name in (SynthMRLib.bundles.READER_MODULE, SynthMRLib.bundles.TRUST_MODULE):
+        monkeypatch.delitem(sys.modules, name, raising=False)
 
 
 def test_the_same_reader_with_and_without_synthmr(bundle, request):
+    assert SynthMRLib.bundles.trust_module().__name__ == "synthmr.bundle.trust"
     installed = read_tool_description(bundle)
     assert type(installed).__module__ == "synthmr.bundle.description" and installed.name == "synthmr_test"
     assert list(installed.inputs) == ["t1_pre", "liver", "tumor"] and list(installed.outputs) == ["t1_post1"]
@@ -168,6 +190,7 @@ def test_the_same_reader_with_and_without_synthmr(bundle, request):
     alone = read_tool_description(bundle)
     assert type(alone).__module__ == "synthmr_tool_description"
     assert dataclasses.asdict(alone) == dataclasses.asdict(installed)
+    assert SynthMRLib.bundles.trust_module().__name__ == "synthmr_trust"  # the trust rules too, from the checkout
 
 
 def rewrite_block(bundle, change):
@@ -209,20 +232,37 @@ def test_a_bad_block_is_rejected_naming_the_field_with_and_without_synthmr(bundl
 
 def test_discovery_order_user_folder_repository_and_problems(tmp_path):
     repository, user, added = tmp_path / "repository", tmp_path / "user", tmp_path / "added"
-    write_test_bundle(repository, "shared")
+    write_test_bundle(repository, "shipped")
     write_test_bundle(repository, "only_repository")
-    write_test_bundle(user, "shared")
+    write_test_bundle(user, "mine")
     broken = write_test_bundle(user, "broken")
     (broken / "configs" / "metadata.json").write_text("{not json")
-    mine = write_test_bundle(added, "shared")
+    mine = write_test_bundle(added, "mine")
     (user / "not_a_bundle").mkdir()
     entries = discover_bundles(added=[mine, tmp_path / "gone"], user_folder=user, repository=repository)
     found = {entry.name: entry for entry in entries}
-    assert [entry.name for entry in entries] == ["shared", "gone", "broken", "only_repository"]
-    assert found["shared"].path == mine.resolve() and found["shared"].source == "added"  # first source wins
+    assert [entry.name for entry in entries] == ["mine", "gone", "broken", "only_repository", "shipped"]
+    assert found["mine"].path == mine.resolve() and found["mine"].source == "added"  # first source wins
     assert found["only_repository"].source == "repository" and found["only_repository"].tool_description is not None
     assert found["broken"].tool_description is None and "not valid JSON" in found["broken"].problem
     assert found["gone"].problem == f"{tmp_path / 'gone'}: no such bundle folder or zip"
+    # Shipped bundles are trusted; the others wait for the user's confirmation.
+    assert [entry.trusted for entry in entries] == [False, False, False, True, True]
+
+
+def test_a_bundle_with_a_shipped_name_is_refused_and_the_shipped_one_stays(tmp_path):
+    repository, user, added = tmp_path / "repository", tmp_path / "user", tmp_path / "added"
+    shipped = write_test_bundle(repository, "shipped")
+    in_user_folder = write_test_bundle(user, "shipped")
+    in_added = write_test_bundle(added, "shipped")
+    entries = discover_bundles(added=[in_added, shipped], user_folder=user, repository=repository)
+    assert [(entry.source, entry.path) for entry in entries] == [
+        ("added", in_added.resolve()), ("user folder", in_user_folder.resolve()), ("repository", shipped.resolve())
+    ]  # the shipped folder itself, added again, is listed once: as shipped
+    for entry in entries[:2]:
+        assert entry.problem == f"{entry.path}: {SHADOWING_PROBLEM}" and entry.tool_description is None
+        assert not entry.trusted
+    assert entries[2].problem is None and entries[2].trusted and entries[2].tool_description.name == "shipped"
 
 
 def test_repository_bundles_are_found_from_the_checkout():
@@ -276,6 +316,146 @@ def test_bad_zips_are_refused_with_one_message(tmp_path):
     with pytest.raises(SynthMRError, match="outside the bundle folder"):
         unpack_bundle_zip(escaping, cache)
     assert not (tmp_path / "outside.txt").exists() and not cache.exists()
+
+
+def damage(zip_path, name, change):
+    """Rewrite the central-directory header of member ``name``: ``change(header)`` edits its bytes in place."""
+    data = bytearray(zip_path.read_bytes())
+    at = data.find(b"PK\x01\x02")
+    while at != -1:
+        length = struct.unpack_from("<H", data, at + 28)[0]
+        if data[at + 46 : at + 46 + length] == name.encode():
+            change(memoryview(data)[at:])
+        at = data.find(b"PK\x01\x02", at + 4)
+    zip_path.write_bytes(bytes(data))
+    return zip_path
+
+
+def flip_data_byte(zip_path, name):
+    """Flip one byte of a stored member's data: its checksum no longer fits."""
+    with zipfile.ZipFile(zip_path) as archive:
+        info = archive.getinfo(name)
+    data = bytearray(zip_path.read_bytes())
+    data[info.header_offset + 30 + len(info.filename.encode()) + len(info.extra) + 3] ^= 0xFF
+    zip_path.write_bytes(bytes(data))
+    return zip_path
+
+
+def assert_refused(zip_path, cache, words):
+    with pytest.raises(SynthMRError) as raised:
+        unpack_bundle_zip(zip_path, cache)
+    message = str(raised.value)
+    assert message.startswith(f"{zip_path}: ") and "\n" not in message and words in message, message
+    assert not cache.exists() or list(cache.iterdir()) == []  # no staging folder, no half entry
+
+
+def test_damaged_zips_are_one_message_and_leave_nothing_in_the_cache(tmp_path):
+    bundle = write_test_bundle(tmp_path / "src", "zipped")
+    cache = tmp_path / "cache"
+    metadata = "zipped/configs/metadata.json"
+    bad_crc = flip_data_byte(zip_folder(bundle, tmp_path / "crc.zip", inside="zipped/"), metadata)
+    assert_refused(bad_crc, cache, f"member {metadata!r} is damaged")
+    # Headers that declare more than the member holds: zipfile itself would accept the deflated member.
+    deflated = tmp_path / "deflated.zip"
+    shutil.make_archive(str(deflated.with_suffix("")), "zip", bundle.parent, bundle.name)
+    bigger = damage(deflated, metadata, lambda header: struct.pack_into("<I", header, 24, 100_000))
+    assert_refused(bigger, cache, "its header declares 100000 bytes")
+    truncated = tmp_path / "truncated.zip"
+    whole = zip_folder(bundle, tmp_path / "whole.zip", inside="zipped/").read_bytes()
+    truncated.write_bytes(whole[: len(whole) // 2] + whole[-22:])  # the end record points at nothing
+    assert_refused(truncated, cache, "cannot be unpacked, it is damaged (")
+    unknown = damage(zip_folder(bundle, tmp_path / "method.zip", inside="zipped/"), metadata,
+                     lambda header: struct.pack_into("<H", header, 10, 99))  # compression method 99 (AES)
+    assert_refused(unknown, cache, "cannot be unpacked, it is damaged (")
+    encrypted = damage(zip_folder(bundle, tmp_path / "encrypted.zip", inside="zipped/"), metadata,
+                       lambda header: struct.pack_into("<H", header, 8, 1))
+    assert_refused(encrypted, cache, "is encrypted")
+
+
+def test_a_zip_bomb_with_lying_headers_is_stopped_by_what_really_comes_out(tmp_path, monkeypatch):
+    bundle = write_test_bundle(tmp_path / "src", "zipped")
+    (bundle / "models").mkdir()
+    (bundle / "models" / "weights.pt").write_bytes(bytes(3 * 1024 * 1024))  # deflates to a few kB
+    bomb = tmp_path / "bomb.zip"
+    shutil.make_archive(str(bomb.with_suffix("")), "zip", bundle.parent, bundle.name)
+    monkeypatch.setattr(SynthMRLib.bundles, "MAX_UNPACKED_BYTES", 2 * 1024 * 1024)
+    assert_refused(bomb, tmp_path / "cache", "unpacks to 0.0")  # honest headers: refused before unpacking
+    # The headers now declare 10 bytes of the checksum of their first 10: zipfile alone would write 10 bytes and
+    # call the member sound.
+    damage(bomb, "zipped/models/weights.pt", lambda header: struct.pack_into("<I", header, 24, 10))
+    damage(bomb, "zipped/models/weights.pt", lambda header: struct.pack_into("<I", header, 16, zlib.crc32(bytes(10))))
+    with zipfile.ZipFile(bomb) as archive:
+        assert archive.read("zipped/models/weights.pt") == bytes(10)
+    assert_refused(bomb, tmp_path / "cache", "unpacks to more than a bundle's")
+
+
+def test_a_broken_saved_bundle_does_not_stop_the_listing(tmp_path, bundle):
+    """The added bundles are saved in Slicer's settings and listed at every start: whatever they became, the
+    others are still listed, and each broken one says why."""
+    bad_crc = flip_data_byte(zip_folder(bundle, tmp_path / "crc.zip", inside="x/"), "x/configs/metadata.json")
+    too_long = str(tmp_path / ("x" * 300))  # stat fails with an error other than "not found"
+    listed = discover_bundles(added=saved_paths([str(bad_crc), too_long, 7, "", None, str(bundle)]),
+                              cache_folder=tmp_path / "cache", repository=tmp_path / "none")
+    assert [(entry.name, entry.problem is None) for entry in listed] == [("crc", False), ("x" * 300, False),
+                                                                       (bundle.name, True)]
+    assert "is damaged" in listed[0].problem and "cannot be read (File name too long)" in listed[1].problem
+    assert saved_paths("/one/bundle") == ["/one/bundle"] and saved_paths(None) == saved_paths(3) == []
+    assert discover_bundles(added=[3, None], repository=tmp_path / "none") == []  # as saved: no path, nothing
+
+
+# Trust: a bundle's configs run code
+
+
+def job_for(bundle, tmp_path):
+    return SynthesisJob(read_tool_description(bundle), write_case(tmp_path / "case"), tmp_path / "out")
+
+
+def test_an_untrusted_bundle_is_not_run_until_the_user_confirms_it(tmp_path, bundle, private_synthmr_config):
+    (entry,) = discover_bundles(added=[bundle], repository=tmp_path / "none")
+    assert entry.problem is None and not entry.trusted
+    with pytest.raises(SynthMRError) as refused:
+        job_for(bundle, tmp_path)
+    message = str(refused.value)
+    assert message.startswith(f"bundle {bundle.name} ({bundle}): is not trusted") and "confirm" in message
+    assert "\n" not in message
+    questions = []
+    declined = confirm_trust(entry, lambda question: questions.append(question) or False)
+    assert not declined.trusted and not (private_synthmr_config / "trusted_bundles.json").exists()
+    assert questions[0].startswith(f"The bundle {bundle.name} ({bundle}) is not shipped with synthmr")
+    assert "configs/inference.yaml" in questions[0] and "Run it only if you trust its author." in questions[0]
+    accepted = confirm_trust(entry, lambda question: True)
+    assert accepted.trusted and len(questions) == 1
+    records = json.loads((private_synthmr_config / "trusted_bundles.json").read_text())["bundles"]
+    assert list(records) == [SynthMRLib.bundles.trust_module().code_digest(bundle)]
+    assert confirm_trust(accepted, lambda question: pytest.fail("asked again")).trusted
+    assert discover_bundles(added=[bundle], repository=tmp_path / "none")[0].trusted
+    job = job_for(bundle, tmp_path)
+    assert job.commands()[-1][-1] == "--trust-bundle"  # synthmr run may not know it: it refuses without
+
+
+def test_a_changed_config_needs_trust_again_new_weights_do_not(tmp_path, bundle):
+    trust_bundle(bundle)
+    (bundle / "models").mkdir()
+    (bundle / "models" / "model.pt").write_bytes(b"new weights")
+    assert discover_bundles(added=[bundle], repository=tmp_path / "none")[0].trusted
+    config = bundle / "configs" / "inference.yaml"
+    config.write_text(config.read_text() + "\nextra: $__import__('os').getcwd()\n")
+    (entry,) = discover_bundles(added=[bundle], repository=tmp_path / "none")
+    assert not entry.trusted
+    with pytest.raises(SynthMRError, match="is not trusted"):
+        job_for(bundle, tmp_path)
+    assert not confirm_trust(entry, lambda question: False).trusted  # checked again, so asked again
+
+
+def test_shipped_bundles_are_trusted_and_the_environment_can_trust_all(tmp_path, bundle, monkeypatch):
+    shipped = [entry for entry in discover_bundles() if entry.problem is None]
+    assert shipped and all(entry.trusted for entry in shipped)
+    assert confirm_trust(shipped[0], lambda question: pytest.fail("a shipped bundle asked")).trusted
+    job = SynthesisJob(shipped[0].tool_description, {}, tmp_path / "out")  # not refused
+    assert job.commands()[-1][-1] == "--trust-bundle"
+    monkeypatch.setenv("SYNTHMR_TRUST_BUNDLES", "1")
+    assert discover_bundles(added=[bundle], repository=tmp_path / "none")[0].trusted
+    job_for(bundle, tmp_path)
 
 
 # Geometry: what the module writes is read on the same grid by SimpleITK (synthmr)
@@ -488,7 +668,9 @@ def test_cancel_ends_the_process_tree_and_leaves_nothing(tmp_path):
         f"$open({str(runner_pid)!r}, 'w').write(str(__import__('os').getpid()) + '\\n')",
         "$__import__('time').sleep(120)",
     ]
-    interface = read_tool_description(write_test_bundle(tmp_path / "bundles", "slow", run=run))
+    slow = write_test_bundle(tmp_path / "bundles", "slow", run=run)
+    trust_bundle(slow)
+    interface = read_tool_description(slow)
     work = tmp_path / "work"
     paths = write_case(work)
     job = SynthesisJob(interface, paths, work / "out")

@@ -16,8 +16,9 @@ import numpy as np
 import pytest
 
 from test_slicer_lib import EXTENSION, IJK_TO_RAS, SHAPE, case_arrays
+from test_slicer_lib import private_synthmr_config  # noqa: F401 (autouse: each test its own trust records)
 
-from SynthMRLib import SynthMRError, read_tool_description, write_nrrd
+from SynthMRLib import SynthMRError, discover_bundles, read_tool_description, trust_bundle, write_nrrd
 from SynthMRLib.geometry import on_reference_grid
 from SynthMRLib.testing import LESION_CONTRAST, write_test_bundle
 from synthmr.io import read_image
@@ -159,6 +160,32 @@ def test_every_slicer_parameter_name_is_a_parameter_node_field_of_a_fitting_type
     assert {name for _, name in bindings} == set(fields) - {"bundlePath"}
 
 
+def test_choosing_an_untrusted_bundle_asks_and_no_keeps_synthesize_disabled(monkeypatch, tmp_path):
+    """The panel's side of trust, on a stand-in for the widget (its Qt parts need a running Slicer): choosing a
+    bundle from elsewhere asks once, with the library's text; No leaves Synthesize disabled, saying why."""
+    fakes = {**slicer_fakes(), **qt_side_fakes()}
+    questions, answers = [], [False, True]
+    fakes["slicer.util"].confirmYesNoDisplay = lambda text: questions.append(text) or answers.pop(0)
+    module = import_synthmr(monkeypatch, fakes)
+    bundle = write_test_bundle(tmp_path / "elsewhere", "someone_elses")
+    widget = SimpleNamespace(_bundles=discover_bundles(added=[bundle], repository=tmp_path / "none"),
+                             _parameterNode=None, _task=None, _inputSelectors={}, _buildInterface=lambda entry: None,
+                             ui=SimpleNamespace(applyButton=SimpleNamespace()))
+    for name in ("_checkCanApply", "_selectedInputs"):
+        setattr(widget, name, getattr(module.SynthMRWidget, name).__get__(widget))
+    choose = module.SynthMRWidget.onBundleChanged.__get__(widget)
+    choose(0, ask=False)  # the module's start or a refresh: nobody is asked
+    assert questions == [] and not widget.ui.applyButton.enabled
+    choose(0)
+    assert len(questions) == 1 and "Run it only if you trust its author." in questions[0]
+    assert not widget.ui.applyButton.enabled and "not trusted" in widget.ui.applyButton.toolTip
+    choose(0)
+    assert len(questions) == 2 and widget._bundles[0].trusted
+    assert widget.ui.applyButton.toolTip.startswith("Choose: ")  # now only the inputs are missing
+    choose(0)
+    assert len(questions) == 2  # recorded: not asked again
+
+
 def test_every_widget_the_code_uses_is_in_the_ui():
     names = {widget.get("name") for widget in ElementTree.parse(UI_FILE).getroot().iter("widget")}
     used = set(re.findall(r"self\.ui\.(\w+)", (EXTENSION / "SynthMR.py").read_text()))
@@ -184,7 +211,9 @@ def mrml(monkeypatch, tmp_path):
                                                            segmentations=SimpleNamespace(logic=lambda: segmentations)),
                         raising=False)
     module = import_synthmr(monkeypatch, qt_side_fakes())
-    interface = read_tool_description(write_test_bundle(tmp_path / "bundles"))
+    bundle = write_test_bundle(tmp_path / "bundles")
+    trust_bundle(bundle)  # as the user's Yes in the panel does
+    interface = read_tool_description(bundle)
     return SimpleNamespace(slicer=slicer, vtk=importlib.import_module("vtk"), scene=scene, module=module,
                            logic=module.SynthMRLogic(), interface=interface)
 
@@ -324,6 +353,7 @@ def test_failures_leave_the_scene_as_it_was(mrml, tmp_path):
     before = scene_ids(mrml.scene)
     # The runner fails (a bundle without its inference config): one message, no node, no file.
     (mrml.interface.bundle_dir / "configs" / "inference.yaml").unlink()
+    trust_bundle(mrml.interface.bundle_dir)  # its code changed: trusted again, so that the runner is what fails
     with pytest.raises(SynthMRError, match="bundle has no configs/inference.yaml"):
         mrml.logic.process(mrml.interface, nodes, workFolder=tmp_path / "work")
     assert scene_ids(mrml.scene) == before and not (tmp_path / "work").exists()

@@ -22,6 +22,7 @@ from types import SimpleNamespace
 import pytest
 
 from test_slicer_lib import EXTENSION
+from test_slicer_lib import private_synthmr_config  # noqa: F401 (autouse: each test its own trust records)
 from test_slicer_module import import_synthmr, qt_side_fakes, slicer_fakes
 
 from SynthMRLib import SynthMRError, dependencies
@@ -110,6 +111,38 @@ print(json.dumps({
     assert found["entries"] == [[SHIPPED.name, "shipped", str(packaged / SHIPPED.name), None, True,
                                  metadata["name"], metadata["version"]]]
     assert found["samples"] == [[SHIPPED.name, ["t1_pre"]]]
+
+
+def test_trust_works_from_the_packaged_wheel(tmp_path):
+    """Installed from the catalog, before synthmr is installed: the trust rules are synthmr's own module, run from the
+    wheel the extension carries; the packaged bundles are trusted, a user's bundle only once confirmed."""
+    modules = install_layout(tmp_path)
+    user = write_test_bundle(tmp_path / "user", "mine")
+    write_test_bundle(tmp_path / "user", SHIPPED.name)  # a shipped bundle's name: refused, the shipped one stays
+    found = run_in(modules, f"""
+from SynthMRLib import SynthesisJob, SynthMRError, confirm_trust, discover_bundles
+from SynthMRLib.bundles import trust_module
+entries = discover_bundles(user_folder={str(user.parent)!r})
+listed = [[e.name, e.source, e.trusted, e.problem] for e in entries]
+mine = entries[0]
+try:
+    SynthesisJob(mine.tool_description, {{}}, {str(tmp_path / "out")!r})
+except SynthMRError as error:
+    refused = str(error)
+trusted = confirm_trust(mine, lambda question: True).trusted
+job = SynthesisJob(mine.tool_description, {{}}, {str(tmp_path / "out")!r})
+print(json.dumps({{"module": [trust_module().__name__, trust_module().__file__], "listed": listed,
+                  "refused": refused, "trusted": trusted, "store": str(trust_module().trust_store())}}))
+""")
+    wheel = next((modules / "Resources" / "Wheels").glob("synthmr-*.whl"))
+    assert found["module"] == ["synthmr_trust", str(wheel / "synthmr" / "bundle" / "trust.py")]
+    shadow = tmp_path / "user" / SHIPPED.name
+    assert found["listed"] == [["mine", "user folder", False, None],
+                               [SHIPPED.name, "user folder", False,
+                                f"{shadow}: has the name of a shipped bundle; rename its folder to use it"],
+                               [SHIPPED.name, "shipped", True, None]]
+    assert found["refused"].startswith(f"bundle mine ({user}): is not trusted") and found["trusted"]
+    assert found["store"].startswith(str(tmp_path))  # the test's own records, never the user's
 
 
 def test_from_the_checkout_the_repository_bundles_are_the_shipped_ones():

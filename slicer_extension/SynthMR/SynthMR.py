@@ -5,7 +5,8 @@ Slicer lives in ``SynthMRLib`` (tested with plain pytest), and inference runs in
 (``synthmr lesion``, ``synthmr run``) that print machine-readable progress, so Slicer never freezes and Cancel ends
 the whole process tree. The Logic is the adapter between MRML nodes and files: inputs are written as NRRD on the
 reference volume's grid (IJK-to-RAS kept, LPS in the files), and the outputs come back as volume nodes on the
-reference's exact geometry.
+reference's exact geometry. A bundle's configs run code: one that did not come with the extension runs only once the
+user has confirmed that they trust it (the question and the records come from SynthMRLib.bundles).
 """
 
 from __future__ import annotations
@@ -54,15 +55,17 @@ from SynthMRLib import (
     check_inputs,
     clear_cache,
     combine_segments,
+    confirm_trust,
     discover_bundles,
     ras_point_to_ijk,
     ras_vector_to_ijk,
     read_tool_description,
     segment_label_values,
+    trust_bundle,
     write_nrrd,
 )
 from SynthMRLib import dependencies
-from SynthMRLib.bundles import shipped_bundles
+from SynthMRLib.bundles import saved_paths, shipped_bundles
 from SynthMRLib.geometry import on_reference_grid
 from SynthMRLib.samples import bundle_folders, sample_cases
 from SynthMRLib.validation import GRID_TOLERANCE_MM, check_labelmap, check_roles, grid_difference
@@ -266,6 +269,7 @@ class SynthMRWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode: SynthMRParameterNode | None = None
         self._parameterNodeGuiTag = None
         self._bundles: list[BundleEntry] = []
+        self._entry: BundleEntry | None = None
         self._toolDescription: ToolDescription | None = None
         self._inputSelectors: dict[str, object] = {}
         self._task: SynthesisTask | None = None
@@ -343,8 +347,9 @@ class SynthMRWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     # Bundles
 
-    def refreshBundles(self) -> None:
-        """List the bundles of every source again, keeping the current choice when it is still there."""
+    def refreshBundles(self, ask: bool = False) -> None:
+        """List the bundles of every source again, keeping the current choice when it is still there (``ask``: see
+        :meth:`onBundleChanged`)."""
         self._bundles = self.logic.discoverBundles(self._addedBundles(), self._userFolder(), self._cacheFolder())
         combo = self.ui.bundleComboBox
         wasBlocked = combo.blockSignals(True)
@@ -354,18 +359,26 @@ class SynthMRWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             combo.setItemData(index, bundleItemToolTip(entry), qt.Qt.ToolTipRole)
         combo.blockSignals(wasBlocked)
         registerSampleData([entry.path for entry in self._bundles if entry.problem is None])
-        self._selectBundle(self._parameterNode.bundlePath if self._parameterNode else "")
+        self._selectBundle(self._parameterNode.bundlePath if self._parameterNode else "", ask)
 
-    def _selectBundle(self, bundlePath: str) -> None:
+    def _selectBundle(self, bundlePath: str, ask: bool = False) -> None:
         paths = [str(entry.path) for entry in self._bundles]
         index = paths.index(bundlePath) if bundlePath in paths else (0 if paths else -1)
         wasBlocked = self.ui.bundleComboBox.blockSignals(True)
         self.ui.bundleComboBox.currentIndex = index
         self.ui.bundleComboBox.blockSignals(wasBlocked)
-        self.onBundleChanged(index)
+        self.onBundleChanged(index, ask)
 
-    def onBundleChanged(self, index: int) -> None:
+    def onBundleChanged(self, index: int, ask: bool = True) -> None:
+        """Show the chosen bundle. ``ask``: the user chose it (not a refresh or the module's start), so a bundle that
+        is not trusted yet asks them to confirm it (its configs run code)."""
         entry = self._bundles[index] if 0 <= index < len(self._bundles) else None
+        if entry is not None and ask:
+            try:
+                entry = self._bundles[index] = confirm_trust(entry, slicer.util.confirmYesNoDisplay)
+            except SynthMRError as error:
+                slicer.util.errorDisplay(_("Cannot trust the bundle: {error}").format(error=error))
+        self._entry = entry
         if self._parameterNode and entry is not None and self._parameterNode.bundlePath != str(entry.path):
             self._parameterNode.bundlePath = str(entry.path)
         self._toolDescription = entry.tool_description if entry else None
@@ -383,13 +396,15 @@ class SynthMRWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self._addBundle(path)
 
     def _addBundle(self, path: str) -> None:
+        bundleDir = None
         with reportingErrors(_("Cannot add the bundle:")):
             bundleDir = self.logic.resolveBundle(path, self._cacheFolder())  # unpacks a zip; raises if no bundle
             added = [entry for entry in self._addedBundles() if entry != path] + [path]
             qt.QSettings().setValue(SETTINGS_ADDED_BUNDLES, added)
             if self._parameterNode:
                 self._parameterNode.bundlePath = str(bundleDir)
-            self.refreshBundles()
+        if bundleDir is not None:  # outside the wait cursor: a bundle from elsewhere asks to be trusted
+            self.refreshBundles(ask=True)
 
     def onUserFolderChanged(self, folder: str) -> None:
         qt.QSettings().setValue(SETTINGS_USER_FOLDER, folder)
@@ -404,8 +419,7 @@ class SynthMRWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             self.refreshBundles()
 
     def _addedBundles(self) -> list[str]:
-        value = qt.QSettings().value(SETTINGS_ADDED_BUNDLES) or []
-        return [value] if isinstance(value, str) else list(value)
+        return saved_paths(qt.QSettings().value(SETTINGS_ADDED_BUNDLES))
 
     def _userFolder(self) -> str:
         return userBundleFolder()
@@ -496,6 +510,9 @@ class SynthMRWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         reason = None
         if self._toolDescription is None:
             reason = _("Choose a usable bundle.")
+        elif not self._entry.trusted:
+            reason = _("This bundle is not trusted: its configs run code. Choose it again and answer Yes if you trust "
+                       "its author.")
         else:
             selected = self._selectedInputs()
             missing = [role.description for name, role in self._toolDescription.inputs.items()
@@ -1016,7 +1033,8 @@ class SynthMRTest(ScriptedLoadableModuleTest):
         from SynthMRLib.testing import write_test_bundle
 
         with tempfile.TemporaryDirectory(prefix="SynthMRTest-") as folder:
-            toolDescription = read_tool_description(write_test_bundle(folder))
+            bundle = write_test_bundle(folder)
+            toolDescription = read_tool_description(bundle)
             self.assertEqual(list(toolDescription.inputs), ["t1_pre", "liver", "tumor"])
             angle = np.deg2rad(25)
             ijkToRAS = np.array([[0.8 * np.cos(angle), -1.1 * np.sin(angle), 0, -30.0],
@@ -1036,6 +1054,7 @@ class SynthMRTest(ScriptedLoadableModuleTest):
             if dependencies.missing_modules():
                 self.delayDisplay("synthmr is not installed: the run itself was not tested")
                 return
+            trust_bundle(bundle)  # SynthMRLib's own test bundle, recorded by the digest of its code like any other
             nodes = logic.process(toolDescription, {"t1_pre": volume, "liver": mask}, workFolder=Path(folder) / "work")
             self.assertEqual([node.GetName() for node in nodes], ["synthmr_test t1_post1"])
             np.testing.assert_array_equal(self.ijkToRASOf(nodes[0]), self.ijkToRASOf(volume))

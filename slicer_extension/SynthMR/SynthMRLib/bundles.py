@@ -1,7 +1,8 @@
 """Finding bundles and reading what they need from the user, with the standard library only.
 
-**Where bundles come from**, in this order; the first bundle of a name wins (as in ``synthmr``'s own search, so a
-user's retrained bundle stands in for a shipped one of the same name):
+**Where bundles come from**, in this order; the first bundle of a name wins, except that nothing stands in for a
+shipped bundle: a bundle of another source with a shipped bundle's name is listed with a problem (rename its folder)
+and the shipped one stays usable, so a folder dropped somewhere can never swap the code behind a shipped name:
 
 1. the bundles the user pointed to: a bundle folder, or a ``.zip`` of one, which is unpacked into a cache folder
    (once per zip content: the cache entry is named after the zip's SHA-256);
@@ -12,18 +13,27 @@ user's retrained bundle stands in for a shipped one of the same name):
 
 Nothing is downloaded.
 
+**Trust.** A bundle's configs are code (MONAI evaluates ``$`` expressions and imports any ``_target_``). The shipped
+bundles are trusted; any other runs only once the user has confirmed it, recorded by the SHA-256 of its code.
+The rules and the records are synthmr's own, ``synthmr.bundle.trust`` (standard library only, loaded like the reader
+below): :func:`discover_bundles` marks each entry ``trusted``, :func:`confirm_trust` asks and records,
+and :class:`~SynthMRLib.process.SynthesisJob` refuses to run an untrusted bundle.
+
 **The tool description** is the ``"synthmr"`` block of ``configs/metadata.json``, defined once by synthmr's JSON
 Schema and read by synthmr's own reader, ``synthmr.bundle.description``, which needs only the standard library.
 :func:`read_tool_description` imports it when synthmr is installed; before that (a fresh Slicer, where the module
 shows what a bundle needs before it offers to install anything) it loads that same file from where synthmr's source
-is: the checkout the module runs from, or the synthmr wheel packaged with the extension. Every reading is the full
-check, and the command line and the module share one set of names (``ToolDescription``, ``InputRole``,
-``OutputRole``).
+is: the checkout the module runs from, or the synthmr wheel packaged with the extension (:func:`synthmr_module`).
+Every reading is the full check, and the command line and the module share one set of names (``ToolDescription``,
+``InputRole``, ``OutputRole``).
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import hashlib
+import importlib
 import importlib.util
 import json
 import os
@@ -33,7 +43,8 @@ import types
 import uuid
 import zipfile
 import zipimport
-from collections.abc import Sequence
+import zlib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +54,13 @@ from SynthMRLib.errors import SynthMRError
 # The most a bundle zip may unpack to: more is not a bundle (weights are <= 16 MB per file) but a mistake or a bomb.
 MAX_UNPACKED_BYTES = 4 * 1024**3
 _ZIP_HASH_CHARS = 16
+try:
+    from lzma import LZMAError
+except ImportError:  # a Python without lzma cannot read an LZMA member either (NotImplementedError)
+    LZMAError = zlib.error
+# What reading a damaged or hostile zip raises besides OSError (an unknown compression: NotImplementedError).
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, LZMAError, EOFError, NotImplementedError)
+SHADOWING_PROBLEM = "has the name of a shipped bundle; rename its folder to use it"
 # Where the packaged extension keeps the shipped bundles, relative to the module folder (the folder holding
 # SynthMR.py and SynthMRLib/; the module's CMakeLists.txt installs them there).
 PACKAGED_BUNDLES = ("Resources", "Bundles")
@@ -62,6 +80,7 @@ class BundleEntry:
         title: the metadata's ``name`` (the bundle's name when it has none).
         version: the metadata's ``version``, or ``""``.
         description: the metadata's ``description``, or ``""``.
+        trusted: whether it may run without asking the user (shipped, or its code confirmed; module docstring).
     """
 
     name: str
@@ -72,6 +91,7 @@ class BundleEntry:
     title: str = ""
     version: str = ""
     description: str = ""
+    trusted: bool = False
 
 
 def repository_root() -> Path | None:
@@ -148,36 +168,45 @@ def read_tool_description(bundle_dir: str | os.PathLike) -> Any:
 
 
 def tool_description_module() -> Any:
-    """synthmr's tool-description reader (``synthmr.bundle.description``): imported when synthmr is installed, else
-    loaded from the checkout's source file or from the packaged synthmr wheel (loaded once, then kept).
+    """synthmr's tool-description reader, ``synthmr.bundle.description`` (see :func:`synthmr_module`)."""
+    return synthmr_module("description")
+
+
+def trust_module() -> Any:
+    """synthmr's rules and records of which bundles may run, ``synthmr.bundle.trust`` (see :func:`synthmr_module`)."""
+    return synthmr_module("trust")
+
+
+# synthmr's standard-library-only modules SynthMRLib uses, and the name each is loaded under without synthmr.
+READER_MODULE = "synthmr_tool_description"
+TRUST_MODULE = "synthmr_trust"
+_ALONE_NAMES = {"description": READER_MODULE, "trust": TRUST_MODULE}
+_synthmr_modules: dict[str, Any] = {}
+
+
+def synthmr_module(name: str) -> Any:
+    """``synthmr.bundle.<name>``: imported when synthmr is installed, else loaded alone from the checkout's source
+    file or from the packaged synthmr wheel (loaded once, then kept). ``name`` is ``"description"`` or ``"trust"``.
 
     Raises:
         SynthMRError: neither synthmr nor its source is here.
     """
-    global _tool_description_module
-    if _tool_description_module is None:
-        _tool_description_module = _load_tool_description_module()
-    return _tool_description_module
+    if name not in _synthmr_modules:
+        _synthmr_modules[name] = _load_synthmr_module(name)
+    return _synthmr_modules[name]
 
 
-_tool_description_module: Any = None
-_READER = ("synthmr", "bundle", "description.py")
-# The name synthmr's reader is loaded under when synthmr itself is not installed.
-READER_MODULE = "synthmr_tool_description"
-
-
-def _load_tool_description_module() -> Any:
+def _load_synthmr_module(name: str) -> Any:
     try:
-        import synthmr.bundle.description as module
-    except ImportError:
+        return importlib.import_module(f"synthmr.bundle.{name}")
+    except ImportError:  # not installed, or a synthmr too old to have the module
         pass
-    else:
-        return module
+    alone = _ALONE_NAMES[name]
     root = repository_root()
     if root is not None:
-        spec = importlib.util.spec_from_file_location(READER_MODULE, root.joinpath("training", *_READER))
+        spec = importlib.util.spec_from_file_location(alone, root / "training" / "synthmr" / "bundle" / f"{name}.py")
         module = importlib.util.module_from_spec(spec)
-        sys.modules[READER_MODULE] = module  # dataclasses look their module up there
+        sys.modules[alone] = module  # dataclasses look their module up there
         spec.loader.exec_module(module)
         return module
     from SynthMRLib.dependencies import packaged_wheel  # imported here: dependencies imports this module
@@ -185,16 +214,15 @@ def _load_tool_description_module() -> Any:
     wheel = packaged_wheel()
     if wheel is None:
         raise SynthMRError(
-            "synthmr's bundle reader is missing: synthmr is not installed, and neither a SynthMR checkout nor the "
+            f"synthmr.bundle.{name} is missing: synthmr is not installed, and neither a SynthMR checkout nor the "
             "synthmr wheel packaged with the extension is here; reinstall the SynthMR extension"
         )
-    # A pure-Python wheel is a zip, and the reader needs no other synthmr module: it is run alone from the wheel, with
-    # the zip importer as its loader so that it reads its schema from the wheel too.
-    importer = zipimport.zipimporter(str(wheel.joinpath(*_READER[:-1])))
-    name = _READER[-1].removesuffix(".py")
-    module = types.ModuleType(READER_MODULE)
+    # A pure-Python wheel is a zip, and these modules need no other synthmr module: each is run alone from the wheel,
+    # with the zip importer as its loader so that the reader reads its schema from the wheel too.
+    importer = zipimport.zipimporter(str(wheel / "synthmr" / "bundle"))
+    module = types.ModuleType(alone)
     module.__file__, module.__loader__ = importer.get_filename(name), importer
-    sys.modules[READER_MODULE] = module
+    sys.modules[alone] = module
     exec(importer.get_code(name), module.__dict__)  # noqa: S102 (the extension's own wheel, as an import would)
     return module
 
@@ -207,50 +235,118 @@ def discover_bundles(
 ) -> list[BundleEntry]:
     """Every bundle of the three sources (module docstring), first of each name only, in search order.
 
-    A bundle that cannot be used (damaged metadata, a zip that is no bundle) is listed with its ``problem``, so the
-    user sees why it is missing instead of not seeing it at all.
+    A bundle that cannot be used (damaged metadata, a zip that is no bundle, a shipped bundle's name) is listed with
+    its ``problem``, so the user sees why it is missing instead of not seeing it at all. Never raises for one bad
+    bundle: the list is what the module shows at every start, and ``added`` comes from saved settings.
 
     Args:
-        added: bundle folders or zips the user pointed to.
+        added: bundle folders or zips the user pointed to (as saved: an item that is no path is left out).
         user_folder: the user's bundle folder, or None.
         cache_folder: where zips are unpacked; needed when ``added`` holds a zip.
         repository: a folder of shipped bundles (listed as source ``"repository"``); default
             :func:`shipped_bundles`: the checkout's, else those packaged with the extension.
     """
-    found: dict[str, BundleEntry] = {}
-
-    def add(entry: BundleEntry) -> None:
-        found.setdefault(entry.name, entry)
-
-    for path in added:
-        path = Path(path)
-        try:
-            add(_entry(resolve_bundle(path, cache_folder), "added"))
-        except SynthMRError as error:
-            add(BundleEntry(_bundle_name(path), path, "added", problem=str(error)))
     shipped = shipped_bundles() if repository is None else (Path(repository), "repository")
     shipped_folder, shipped_source = shipped if shipped is not None else (None, "repository")
-    for folder, source in ((user_folder, "user folder"), (shipped_folder, shipped_source)):
-        if folder is None or not Path(folder).is_dir():
-            continue
-        for candidate in sorted(Path(folder).iterdir()):
-            if metadata_path(candidate).is_file():
-                add(_entry(candidate.resolve(), source))
-    return list(found.values())
+    shipped_entries = [_entry(folder, shipped_source, shipped=True) for folder in _bundle_folders(shipped_folder)]
+    shipped_paths = {entry.name: entry.path for entry in shipped_entries}
+    others: list[BundleEntry] = []
+    for path in saved_paths(added):
+        try:
+            others.append(_entry(resolve_bundle(path, cache_folder), "added"))
+        except SynthMRError as error:
+            others.append(BundleEntry(_bundle_name(Path(path)), Path(path), "added", problem=str(error)))
+    others += [_entry(folder, "user folder") for folder in _bundle_folders(user_folder)]
+    found: dict[str, BundleEntry] = {}
+    shadowing = []
+    for entry in others:
+        if entry.name not in shipped_paths:
+            found.setdefault(entry.name, entry)
+        elif entry.path != shipped_paths[entry.name]:  # the shipped folder itself, added again, is listed once
+            shadowing.append(dataclasses.replace(entry, problem=f"{entry.path}: {SHADOWING_PROBLEM}",
+                                                 tool_description=None, trusted=False))
+    return [*found.values(), *shadowing, *shipped_entries]
+
+
+def confirm_trust(entry: BundleEntry, ask: Callable[[str], bool]) -> BundleEntry:
+    """The entry, trusted once the user said so: a usable bundle that is neither shipped nor trusted already (checked
+    again: its code may have changed since it was listed) is trusted when ``ask(question)`` answers yes.
+
+    Raises:
+        SynthMRError: the bundle's code cannot be read, or the confirmation cannot be recorded.
+    """
+    if entry.tool_description is None:
+        return entry
+    entry = dataclasses.replace(entry, trusted=_is_trusted(entry.path, entry.source in ("repository", "shipped")))
+    if entry.trusted or not ask(f"The {trust_module().untrusted_summary(entry.path)}.\n\nRun it only if you trust "
+                                "its author. Trust it?"):
+        return entry
+    trust_bundle(entry.path)
+    return dataclasses.replace(entry, trusted=True)
+
+
+def trust_bundle(bundle_dir: str | os.PathLike) -> None:
+    """Record that the user trusts the bundle in ``bundle_dir`` as its code is now (synthmr's trust records).
+
+    Raises:
+        SynthMRError: the bundle's code cannot be read, or the record cannot be written.
+    """
+    trust = trust_module()
+    try:
+        trust.record_trust(bundle_dir)
+    except OSError as error:
+        raise SynthMRError(f"{trust.trust_store()}: cannot record that you trust {bundle_dir} ({error})") from None
+
+
+def bundle_is_trusted(bundle_dir: str | os.PathLike) -> bool:
+    """Whether the bundle may run without asking: shipped with the module, or trusted by synthmr's rules.
+
+    Raises:
+        SynthMRError: the bundle's code files cannot be read.
+    """
+    shipped = shipped_bundles()
+    return _is_trusted(Path(bundle_dir), trust_module().is_shipped(bundle_dir, [shipped[0]] if shipped else []))
+
+
+def _is_trusted(bundle_dir: Path, shipped: bool) -> bool:
+    try:
+        return shipped or trust_module().is_trusted(bundle_dir)
+    except OSError as error:
+        raise SynthMRError(f"{bundle_dir}: its code cannot be read to check it ({error})") from None
+
+
+def saved_paths(value: Any) -> list[str | os.PathLike]:
+    """The bundle paths of a saved setting: Qt gives a list, a string for a list of one, or None; anything else (a
+    damaged or foreign setting, an empty string that would mean the current folder) holds no path."""
+    values = [value] if isinstance(value, str) else value if isinstance(value, (list, tuple)) else []
+    return [item for item in values if isinstance(item, os.PathLike) or isinstance(item, str) and item]
+
+
+def _bundle_folders(folder: str | os.PathLike | None) -> list[Path]:
+    """The bundle folders (those holding ``configs/metadata.json``) in ``folder``; none when it cannot be read."""
+    try:
+        return [path.resolve() for path in sorted(Path(folder).iterdir()) if metadata_path(path).is_file()]
+    except (OSError, TypeError):  # no folder (None), gone, or not readable
+        return []
 
 
 def resolve_bundle(path: str | os.PathLike, cache_folder: str | os.PathLike | None = None) -> Path:
     """The bundle folder of ``path``: the folder itself, or a zip unpacked with :func:`unpack_bundle_zip`.
 
     Raises:
-        SynthMRError: ``path`` does not exist, is neither a bundle folder nor a zip, or the zip is no bundle.
+        SynthMRError: ``path`` does not exist or cannot be read, is neither a bundle folder nor a zip, or the zip is
+            no bundle.
     """
     path = Path(path)
-    if path.is_dir():
-        if not metadata_path(path).is_file():
-            raise SynthMRError(f"{path}: not a bundle folder (no configs/metadata.json)")
-        return path.resolve()
-    if path.is_file():
+    try:
+        if path.is_dir():
+            if not metadata_path(path).is_file():
+                raise SynthMRError(f"{path}: not a bundle folder (no configs/metadata.json)")
+            return path.resolve()
+        is_file = path.is_file()
+    except (OSError, ValueError) as error:  # a path that cannot be looked at: not allowed, too long, a NUL in it
+        raise SynthMRError(f"{path}: cannot be read ({getattr(error, 'strerror', None) or error})") from None
+    if is_file:
         if cache_folder is None:
             raise SynthMRError(f"{path}: a zipped bundle needs a cache folder to be unpacked into")
         return unpack_bundle_zip(path, cache_folder)
@@ -262,16 +358,26 @@ def unpack_bundle_zip(zip_path: str | os.PathLike, cache_folder: str | os.PathLi
 
     The zip holds either one top folder that is the bundle (``<name>/configs/metadata.json``; the bundle keeps that
     name) or the bundle's content itself (``configs/metadata.json``; the bundle is named after the zip). It is
-    unpacked into a hidden folder first and renamed into place, so an interrupted unpack leaves no half bundle.
+    unpacked into a hidden folder first and renamed into place, so a failed or interrupted unpack leaves nothing in
+    the cache.
 
     Raises:
-        SynthMRError: not a zip, no bundle in it, a member that would land outside the bundle (an absolute path or
-            ``..``), or more than :data:`MAX_UNPACKED_BYTES` once unpacked.
+        SynthMRError: not a zip, damaged (a bad checksum, a member whose size is not the one its header declares,
+            an unsupported compression or encryption), unreadable, no bundle in it, a member that would land outside
+            the bundle (an absolute path or ``..``), or more than :data:`MAX_UNPACKED_BYTES` once unpacked.
     """
     zip_path = Path(zip_path)
     if not zipfile.is_zipfile(zip_path):
         raise SynthMRError(f"{zip_path}: not a zip file")
-    cache_folder = Path(cache_folder)
+    try:
+        return _unpack(zip_path, Path(cache_folder))
+    except _ZIP_ERRORS as error:
+        raise SynthMRError(f"{zip_path}: cannot be unpacked, it is damaged ({error})") from None
+    except OSError as error:  # reading the zip or writing the cache (a damaged bzip2 member says so too)
+        raise SynthMRError(f"{zip_path}: cannot be unpacked ({error})") from None
+
+
+def _unpack(zip_path: Path, cache_folder: Path) -> Path:
     target = cache_folder / file_sha256(zip_path)[:_ZIP_HASH_CHARS]
     with zipfile.ZipFile(zip_path) as archive:
         members = archive.infolist()
@@ -280,22 +386,52 @@ def unpack_bundle_zip(zip_path: str | os.PathLike, cache_folder: str | os.PathLi
         if metadata_path(bundle_dir).is_file():  # unpacked before
             return bundle_dir.resolve()
         size = sum(member.file_size for member in members)
-        if size > MAX_UNPACKED_BYTES:
-            limit = MAX_UNPACKED_BYTES / 1024**3
-            raise SynthMRError(f"{zip_path}: unpacks to {size / 1024**3:.1f} GB, more than a bundle's {limit:g} GB")
+        if size > MAX_UNPACKED_BYTES:  # refused before anything is written; _extract counts what really comes out
+            raise SynthMRError(f"{zip_path}: unpacks to {size / 1024**3:.1f} GB, more than a bundle's "
+                               f"{MAX_UNPACKED_BYTES / 1024**3:g} GB")
         cache_folder.mkdir(parents=True, exist_ok=True)
         staging = cache_folder / f".{target.name}.{uuid.uuid4().hex[:8]}.tmp"
         try:
             # With configs/ at the zip's top, unpack under the bundle's name so that the folder is named after it.
-            archive.extractall(staging if prefix else staging / name)
+            _extract(zip_path, archive, members, staging if prefix else staging / name)
+            if not metadata_path(staging / name).is_file():
+                raise SynthMRError(f"{zip_path}: unpacked, but {name}/configs/metadata.json is no file")
             if target.exists():  # a stale, incomplete entry
                 shutil.rmtree(target)
             os.replace(staging, target)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
-    if not metadata_path(bundle_dir).is_file():
-        raise SynthMRError(f"{zip_path}: unpacked, but {bundle_dir} holds no configs/metadata.json")
     return bundle_dir.resolve()
+
+
+def _extract(zip_path: Path, archive: zipfile.ZipFile, members: list[zipfile.ZipInfo], folder: Path) -> None:
+    """Write the members under ``folder`` (their names were checked by :func:`_zip_layout`), counting the bytes that
+    really come out and checking them against each member's header."""
+    left = MAX_UNPACKED_BYTES
+    for member in members:
+        path = folder / member.filename
+        if member.is_dir():
+            path.mkdir(parents=True, exist_ok=True)
+            continue
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # zipfile would cut a member at its declared size and check the checksum of what it cut: a header that lies
+        # would pass. Read the member's real data instead (up to just past the limit) and check it here.
+        unbounded = copy.copy(member)
+        unbounded.file_size, unbounded.CRC = left + 1, None
+        written = crc = 0
+        with archive.open(unbounded) as source, open(path, "wb") as target:
+            while chunk := source.read(1 << 20):
+                written += len(chunk)
+                if written > left:
+                    raise SynthMRError(f"{zip_path}: unpacks to more than a bundle's "
+                                       f"{MAX_UNPACKED_BYTES / 1024**3:g} GB")
+                crc = zlib.crc32(chunk, crc)
+                target.write(chunk)
+        if (written, crc) != (member.file_size, member.CRC):
+            raise SynthMRError(f"{zip_path}: member {member.filename!r} is damaged: {written} bytes of checksum "
+                               f"{crc:08x}, but its header declares {member.file_size} bytes of checksum "
+                               f"{member.CRC:08x}")
+        left -= written
 
 
 def clear_cache(cache_folder: str | os.PathLike) -> None:
@@ -305,13 +441,15 @@ def clear_cache(cache_folder: str | os.PathLike) -> None:
         shutil.rmtree(cache_folder)
 
 
-def _entry(bundle_dir: Path, source: str) -> BundleEntry:
+def _entry(bundle_dir: Path, source: str, shipped: bool = False) -> BundleEntry:
     title, version, description = bundle_summary(bundle_dir)
     summary = {"title": title, "version": version, "description": description}
     try:
-        return BundleEntry(bundle_dir.name, bundle_dir, source, tool_description=read_tool_description(bundle_dir), **summary)
-    except SynthMRError as error:
+        tool_description = read_tool_description(bundle_dir)
+        trusted = _is_trusted(bundle_dir, shipped)
+    except (SynthMRError, OSError) as error:  # OSError: a folder that cannot be looked into
         return BundleEntry(bundle_dir.name, bundle_dir, source, problem=str(error), **summary)
+    return BundleEntry(bundle_dir.name, bundle_dir, source, tool_description, trusted=trusted, **summary)
 
 
 def _bundle_name(path: Path) -> str:
@@ -334,6 +472,9 @@ def _zip_layout(zip_path: Path, members: list[zipfile.ZipInfo]) -> tuple[str, st
         parts = Path(member.filename).parts
         if member.filename.startswith(("/", "\\")) or ".." in parts or (parts and ":" in parts[0]):
             raise SynthMRError(f"{zip_path}: member {member.filename!r} would be unpacked outside the bundle folder")
+        if member.flag_bits & 0x1:  # zipfile would raise a bare RuntimeError asking for a password
+            raise SynthMRError(f"{zip_path}: member {member.filename!r} is encrypted; zip the bundle without a "
+                               "password")
     names = {member.filename.rstrip("/") for member in members}
     if "configs/metadata.json" in names:
         return zip_path.stem, ""

@@ -4,7 +4,12 @@ A :class:`SynthesisJob` runs up to two commands, one after the other, on a backg
 
 1. ``python -m synthmr lesion ...`` when lesion edits were asked for: it writes the edited lesion, which replaces
    the bundle's lesion input;
-2. ``python -m synthmr run BUNDLE --input ROLE=PATH ... --out OUT --device cpu|cuda``.
+2. ``python -m synthmr run BUNDLE --input ROLE=PATH ... --out OUT --device cpu|cuda --trust-bundle``.
+
+A bundle's configs run code, so a job refuses a bundle that is not trusted (SynthMRLib.bundles: shipped with the
+module, or confirmed by the user). Once it is, ``--trust-bundle`` tells ``synthmr run`` so: synthmr's own list of
+shipped bundles may not hold the module's (the extension's packaged bundles, a checkout's bundles when synthmr was
+installed from it as a copy), and without the flag it would refuse them.
 
 ``synthmr run`` prints ``SYNTHMR_PROGRESS``/``SYNTHMR_RESULT`` lines (the protocol of ``synthmr.bundle.runner``);
 they are parsed with synthmr's own :func:`~synthmr.bundle.runner.parse_progress_line`, imported on the worker
@@ -37,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from SynthMRLib.bundles import bundle_is_trusted
 from SynthMRLib.edits import LesionEditRequest
 from SynthMRLib.errors import SynthMRError
 
@@ -91,6 +97,10 @@ class SynthesisJob:
         env: the environment of the commands; default: this process's.
         input_names: input role -> what the user calls that input (a scene node's name); error messages use it
             instead of the temporary file's path.
+
+    Raises:
+        SynthMRError: a bad device, an existing output folder, an edit the bundle cannot do, or a bundle that is not
+            trusted (SynthMRLib.bundles: shipped with the module, or confirmed by the user).
     """
 
     def __init__(
@@ -106,6 +116,9 @@ class SynthesisJob:
     ) -> None:
         if device not in DEVICES:
             raise SynthMRError(f"device {device!r}: use one of {', '.join(DEVICES)}")
+        if not bundle_is_trusted(description.bundle_dir):
+            raise SynthMRError(f"bundle {description.name} ({description.bundle_dir}): is not trusted, and its configs "
+                               "run code; confirm that you trust its author first (choose it in the SynthMR module)")
         self.description = description
         self.out = Path(out).absolute()
         if self.out.exists():
@@ -213,7 +226,7 @@ class SynthesisJob:
         command = [*module, "run", str(self.description.bundle_dir)]
         for role, path in inputs.items():
             command += ["--input", f"{role}={path}"]
-        steps.append(_Step("run", command + ["--out", str(self.out), "--device", self.device]))
+        steps.append(_Step("run", command + ["--out", str(self.out), "--device", self.device, "--trust-bundle"]))
         return steps
 
     def _work(self) -> None:
