@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import datetime
 import gzip
 import json
 import os
 import re
 import shutil
+import tracemalloc
 from pathlib import Path
 
 import nibabel
@@ -14,6 +16,7 @@ import nilearn
 import numpy as np
 import pydicom
 import pytest
+import torch
 from nibabel.testing import data_path as NIBABEL_DATA
 
 import synthmr.io.image as image_module
@@ -23,11 +26,13 @@ from synthmr.io import (
     Volume,
     brats2023_datalist,
     load_datalist,
+    load_weights,
     read_image,
     save_datalist,
     write_dicom_series,
     write_image,
 )
+from synthmr.io.image import image_size
 
 MNI_T1 = Path(nilearn.__file__).parent / "datasets" / "data" / "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"
 
@@ -296,6 +301,90 @@ def test_nonfinite_values(tmp_path):
     assert np.isnan(read_image(path, allow_nonfinite=True).array[0, 1, 2])
 
 
+@pytest.mark.parametrize("extension", [".nii", ".nii.gz"])
+def test_nonfinite_nifti_voxels_are_not_zeroed(tmp_path, extension):
+    # ITK's NIfTI reader turns NaN and infinity into 0; nibabel writes the file so ITK's writer is not involved.
+    array = np.ones((6, 5, 4), np.float32)
+    array[0, 1, 2], array[5, 4, 3] = np.nan, -np.inf
+    affine = oblique_volume().affine
+    path = tmp_path / f"nan{extension}"
+    nibabel.save(nibabel.Nifti1Image(array, affine), path)
+    with raises_naming(path, "2 of 120 voxels are NaN or infinite"):
+        read_image(path)
+    volume = read_image(path, allow_nonfinite=True)
+    assert np.isnan(volume.array[0, 1, 2]) and volume.array[5, 4, 3] == -np.inf
+    np.testing.assert_array_equal(np.isfinite(volume.array), np.isfinite(array))
+    np.testing.assert_allclose(volume.affine, affine, atol=1e-5)
+
+
+NRRD_2GIB = "NRRD0004\ntype: float\ndimension: 3\nsizes: 1024 1024 512\nendian: little\nencoding: {}\n{}\n"
+META_2GIB = "ObjectType = Image\nNDims = 3\nDimSize = 1024 1024 512\nElementType = MET_FLOAT\n{}ElementDataFile = {}\n"
+
+
+def _nifti_2gib() -> bytes:
+    header = nibabel.Nifti1Header()
+    header.set_data_shape((1024, 1024, 512))
+    header.set_data_dtype(np.float32)
+    header["vox_offset"] = 352
+    return header.binaryblock + bytes(4)
+
+
+@pytest.mark.parametrize(
+    ("name", "content"),
+    [
+        ("big.nii.gz", lambda: gzip.compress(_nifti_2gib())),
+        ("big.nii", _nifti_2gib),
+        ("big.nrrd", lambda: NRRD_2GIB.format("raw", "").encode() + bytes(16)),
+        ("big_gzip.nrrd", lambda: NRRD_2GIB.format("gzip", "").encode() + gzip.compress(bytes(1000))),
+        ("big.nhdr", lambda: NRRD_2GIB.format("raw", "data file: big.raw\n").encode()),
+        ("big.mha", lambda: META_2GIB.format("CompressedData = True\n", "LOCAL").encode() + bytes(16)),
+        ("big.mhd", lambda: META_2GIB.format("", "big.raw").encode()),
+    ],
+)
+def test_declared_size_is_checked_before_reading(tmp_path, name, content):
+    (tmp_path / "big.raw").write_bytes(bytes(100))  # the detached data file of .nhdr and .mhd
+    path = tmp_path / name
+    path.write_bytes(content())
+    tracemalloc.start()
+    try:
+        with raises_naming(path, r"header declares 1024x1024x512 float32 voxels \(2\.0 GiB\) but .* holds only"):
+            read_image(path)
+        assert tracemalloc.get_traced_memory()[1] < 10_000_000  # the 2 GiB were never allocated
+    finally:
+        tracemalloc.stop()
+
+
+def test_absurd_voxel_count_and_missing_data_file_are_refused(tmp_path):
+    path = tmp_path / "huge.nrrd"
+    path.write_bytes(b"NRRD0004\ntype: uchar\ndimension: 3\nsizes: 4096 4096 4096\nencoding: gzip\n\n" + bytes(10**5))
+    with raises_naming(path, "4096x4096x4096 uint8 voxels, more than 2147483648 voxels"):
+        read_image(path)
+    path = tmp_path / "image.mhd"
+    path.write_text(META_2GIB.format("", "gone.raw"))
+    with raises_naming(path, "data file gone.raw is missing"):
+        read_image(path)
+
+
+@pytest.mark.parametrize("extension", [".nii.gz", ".nrrd"])
+def test_highly_compressed_images_are_read(tmp_path, extension):
+    # Zeros compress about 1028:1, just within deflate's limit of 1032:1 that the size check relies on.
+    volume = Volume(np.zeros((128, 128, 64), np.float32), (1.0, 1.0, 1.0), (0.0, 0.0, 0.0), np.eye(3))
+    assert not read_image(write_image(volume, tmp_path / f"zeros{extension}")).array.any()
+
+
+def test_folders_are_one_line_and_silent(tmp_path, capfd):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "text").mkdir()
+    (tmp_path / "text" / "notes.txt").write_text("not an image")
+    for folder in (tmp_path / "empty", tmp_path / "text"):
+        with raises_naming(folder, "no DICOM series"):
+            read_image(folder)
+    series = write_dicom_series(oblique_volume(), tmp_path / "series")
+    assert image_size(series) == (6, 5, 4) and image_size(series / "0001.dcm") == (6, 5, 1)
+    assert image_size(write_image(oblique_volume(), tmp_path / "image.nrrd")) == (6, 5, 4)
+    assert capfd.readouterr().err == ""  # no GDCM warnings, no HDF5-DIAG from probing a folder
+
+
 def test_series_uid_needs_a_folder(tmp_path):
     path = write_image(oblique_volume(), tmp_path / "image.mha")
     with raises_naming(path, "single file"):
@@ -447,3 +536,36 @@ def test_brats_root_without_cases(tmp_path):
         brats2023_datalist(tmp_path)
     with raises_naming(tmp_path / "absent", "not found"):
         brats2023_datalist(tmp_path / "absent")
+
+
+# ---------------------------------------------------------------- network weights
+
+
+def test_load_weights_accepts_wrapped_and_data_parallel_state_dicts(tmp_path):
+    torch.manual_seed(0)
+    trained = torch.nn.Linear(3, 2)
+    path = tmp_path / "model.pt"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in trained.state_dict().items()}, "epoch": 7}, path)
+    network = torch.nn.Linear(3, 2)
+    assert load_weights(network, path) is network
+    assert torch.equal(network.weight, trained.weight) and torch.equal(network.bias, trained.bias)
+
+
+def test_load_weights_refusals_are_one_line_naming_the_file(tmp_path):
+    good = tmp_path / "model.pt"
+    torch.save(torch.nn.Linear(3, 2).state_dict(), good)
+    bad = {
+        "pickled.pt": lambda path: torch.save({"weight": torch.zeros(2, 3), "made": datetime.date(2024, 1, 1)}, path),
+        "truncated.pt": lambda path: path.write_bytes(good.read_bytes()[:100]),
+        "numbers.pt": lambda path: torch.save({"learning_rate": 0.1}, path),
+    }
+    for name, write in bad.items():
+        write(tmp_path / name)
+        with raises_naming(tmp_path / name, "not a weights file this bundle can load .*pickled Python objects"):
+            load_weights(torch.nn.Linear(3, 2), tmp_path / name)
+    with raises_naming(tmp_path / "absent.pt", "no such file"):
+        load_weights(torch.nn.Linear(3, 2), tmp_path / "absent.pt")
+    with raises_naming(good, "does not fit the network \\(2 missing key\\(s\\) e.g. 0.bias, 0.weight; 2 unexpected"):
+        load_weights(torch.nn.Sequential(torch.nn.Linear(3, 2)), good)
+    with raises_naming(good, "2 wrong shape key\\(s\\) e.g. bias, weight\\)$"):
+        load_weights(torch.nn.Linear(3, 4), good)

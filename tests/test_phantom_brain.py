@@ -270,6 +270,7 @@ def test_2d_healthy_case_is_mid_brain():
         ({"dims": True}, "dims"),
         ({"spacing": 0}, "spacing"),
         ({"spacing": -2.0}, "spacing"),
+        ({"spacing": 0.1}, r"spacing must be in \[1, 10\]"),  # a 6 G voxel grid
         ({"spacing": float("nan")}, "spacing"),
         ({"spacing": "2"}, "spacing"),
         ({"tumor_probability": -0.1}, "tumor_probability"),

@@ -287,6 +287,9 @@ def test_volume_shape_and_visible_lesions():
     [
         ({"dims": 4}, "dims"),
         ({"size": 8}, "size"),
+        ({"size": 100000}, "size must be an integer in [16, 1024]"),  # would need 37 GiB per array
+        ({"dims": 3, "size": 1024, "slices": 64}, "size x size x slices = 1024 x 1024 x 64"),
+        ({"slice_spacing": float("inf")}, "slice_spacing must be a finite number"),
         ({"size": 64, "spacing": 2.0}, "size * spacing"),
         ({"spacing": -1.0}, "spacing"),
         ({"slices": 0}, "slices"),

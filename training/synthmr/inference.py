@@ -35,7 +35,7 @@ from synthmr.errors import InputError
 from synthmr.io import Volume, read_image, write_image
 from synthmr.io._atomic import check_destination
 from synthmr.io.datalist import check_case_id
-from synthmr.io.image import image_extension
+from synthmr.io.image import image_extension, image_size
 from synthmr.transforms.intensity import IntensityScaling
 
 # Value of air in the generator range: what windows that overhang the image are padded with.
@@ -249,10 +249,5 @@ def _stem(path: str | os.PathLike) -> str:
 
 def _depth(path: str | os.PathLike) -> int:
     """Slices along the last axis of a 3D image (1 for 2D), from the header only."""
-    import SimpleITK as sitk
-
-    reader = sitk.ImageFileReader()
-    reader.SetFileName(str(path))
-    reader.ReadImageInformation()
-    size = reader.GetSize()
+    size = image_size(path)
     return int(size[2]) if len(size) == 3 else 1

@@ -7,16 +7,20 @@ can get wrong raises :class:`~synthmr.errors.InputError` with a one-line message
 
 from __future__ import annotations
 
+import math
 import os
 import re
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
+from typing import NamedTuple
 
 import nibabel
 import numpy as np
 import SimpleITK as sitk
-from nibabel.filebasedimages import ImageFileError
+from nibabel.arrayproxy import ArrayProxy
 from nibabel.openers import ImageOpener
+from nibabel.spatialimages import HeaderDataError
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.misc import is_dicom
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, MRImageStorage, generate_uid
@@ -55,6 +59,20 @@ _MODALITY_ATTRIBUTES = {
     "CT": {"KVP": ""},
 }
 _INT16 = np.iinfo(np.int16)
+# Largest image read. 2**31 voxels (8 GiB as float32) is twice a 1024^3 volume, beyond any MR acquisition; a header
+# declaring more is damaged or hostile, and ITK would try to allocate all of it before reading a byte.
+MAX_VOXELS = 2**31
+# Deflate cannot compress better than about 1032:1 (RFC 1951: a 258-byte match costs at least two bits; zlib's
+# "technical details", https://zlib.net/zlib_tech.html, give 1032:1 as the limit), so a compressed file shorter than
+# 1/1032 of its declared data cannot hold it.
+_DEFLATE_MAX_RATIO = 1032
+# Bytes of file at least needed per declared byte of voxels, by NRRD encoding (teem's NRRD format). bzip2 is left
+# out: its ratio has no useful bound. ascii: at least one character per value of at most 8 bytes.
+_NRRD_MIN_BYTES_PER_BYTE = {
+    "raw": 1.0, "gzip": 1 / _DEFLATE_MAX_RATIO, "gz": 1 / _DEFLATE_MAX_RATIO, "hex": 2.0,
+    "ascii": 1 / 8, "text": 1 / 8, "txt": 1 / 8,
+}
+_TEXT_HEADER_BYTES = 1 << 16  # NRRD and MetaImage headers are a few hundred bytes; read no further looking for them
 # Slices whose spacing varies by more than this fraction are not one regular grid (missing or extra slices).
 _SLICE_GAP_TOLERANCE = 0.01
 _SAME_POSITION_MM = 1e-4  # slices this close are one position repeated (echoes, b-values, phases)
@@ -88,7 +106,8 @@ def read_image(
 
     Raises:
         InputError: the path is missing, has an unsupported format, cannot be decoded (corrupt or
-            truncated), holds several DICOM series and no ``series_uid``, has more than three
+            truncated), declares more voxels than its file can hold or than :data:`MAX_VOXELS` (checked
+            before any voxel is read), holds several DICOM series and no ``series_uid``, has more than three
             dimensions, or has non-finite voxels while ``allow_nonfinite`` is false.
     """
     path = Path(path)
@@ -106,6 +125,8 @@ def read_image(
             "read, split it into 3D volumes first"
         )
     volume = Volume.from_sitk(image)
+    if not path.is_dir() and READ_FORMATS.get(image_extension(path)) == "NiftiImageIO":
+        _restore_nifti_nonfinite(path, volume.array)
     bad = 0 if allow_nonfinite else _count_nonfinite(volume.array)
     if bad:
         raise InputError(
@@ -115,17 +136,9 @@ def read_image(
 
 
 def _read_file(path: Path) -> sitk.Image:
-    extension = image_extension(path)
-    if extension is not None:
-        reader = READ_FORMATS[extension]
-    elif is_dicom(path):
-        reader = "GDCMImageIO"
-    else:
-        raise InputError(
-            f"{path}: unsupported image format; supported: {', '.join(IMAGE_EXTENSIONS)}, a DICOM file, "
-            "or a folder holding a DICOM series"
-        )
+    reader = _reader_for(path)
     try:
+        _check_declared_size(path, reader)
         image = sitk.ReadImage(str(path), imageIO=reader)
     except RuntimeError as error:
         if reader == "NiftiImageIO" and _is_nifti2(path):
@@ -133,10 +146,167 @@ def _read_file(path: Path) -> sitk.Image:
         else:
             reason = _itk_reason(error, path)
         raise InputError(f"{path}: cannot be read as {_FORMAT_NAMES[reader]} ({reason})") from None
-    # ITK's NIfTI reader fills a short file with zeros without complaint, so check the length ourselves.
-    if reader == "NiftiImageIO" and not _nifti_data_complete(path):
-        raise InputError(f"{path}: truncated or damaged NIfTI file (less voxel data than its header declares)")
     return image
+
+
+def _reader_for(path: Path) -> str:
+    """The ImageIO for the file ``path``, always named: left to probe, ITK tries every format, and its HDF5
+    probe prints dozens of HDF5-DIAG lines on stderr for a path it cannot open (a folder)."""
+    extension = image_extension(path)
+    if extension is not None:
+        return READ_FORMATS[extension]
+    if is_dicom(path):
+        return "GDCMImageIO"
+    raise InputError(
+        f"{path}: unsupported image format; supported: {', '.join(IMAGE_EXTENSIONS)}, a DICOM file, "
+        "or a folder holding a DICOM series"
+    )
+
+
+def image_size(path: str | os.PathLike) -> tuple[int, ...]:
+    """The size ``(x, y[, z])`` of the image file or DICOM series folder at ``path``, read from headers only.
+
+    Raises:
+        InputError: the path is missing or not an image :func:`read_image` reads.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: no such file or folder")
+    try:
+        if path.is_dir():
+            files = _series_files(path, None)
+            return (*_header(Path(files[0]), "GDCMImageIO").GetSize()[:2], len(files))
+        return _header(path, _reader_for(path)).GetSize()
+    except RuntimeError as error:
+        raise InputError(f"{path}: cannot be read ({_itk_reason(error, path)})") from None
+
+
+def _header(path: Path, reader: str) -> sitk.ImageFileReader:
+    """A reader that has read the header of ``path`` and no voxels."""
+    header = sitk.ImageFileReader()
+    header.SetImageIO(reader)
+    header.SetFileName(str(path))
+    header.ReadImageInformation()
+    return header
+
+
+class _Declared(NamedTuple):
+    """What a header declares about its voxels."""
+
+    size: tuple[int, ...]  # per axis, then components when there are several
+    dtype: np.dtype
+    data_file: Path | None  # the file holding the voxels; None when the header names several
+    least_bytes: int  # the shortest data_file that can hold them
+
+
+def _check_declared_size(path: Path, reader: str) -> None:
+    """Refuse, before any voxel is read, a header that declares more than :data:`MAX_VOXELS` or more data than
+    its file can hold: ITK allocates the declared size first, so a 60-byte file could cost gigabytes before it
+    fails. DICOM is left to GDCM, which reads each pixel data element by its own length."""
+    if reader == "NiftiImageIO":
+        declared = _nifti_declared(path)
+    elif reader in ("NrrdImageIO", "MetaImageIO"):
+        declared = _itk_declared(path, reader)
+    else:
+        return
+    if declared is None:  # no header we can parse: ITK's own error says what is wrong
+        return
+    voxels = math.prod(declared.size)
+    described = f"{'x'.join(map(str, declared.size))} {declared.dtype.name} voxels"
+    if voxels > MAX_VOXELS:
+        raise InputError(f"{path}: header declares {described}, more than {MAX_VOXELS} voxels; damaged header?")
+    if declared.data_file is None:
+        return
+    if not declared.data_file.is_file():
+        raise InputError(f"{path}: its data file {declared.data_file.name} is missing")
+    held = declared.data_file.stat().st_size
+    if held < declared.least_bytes:
+        holder = "the file" if declared.data_file == path else f"its data file {declared.data_file.name}"
+        raise InputError(
+            f"{path}: header declares {described} ({_in_units(voxels * declared.dtype.itemsize)}) but {holder} "
+            f"holds only {held} bytes; truncated or damaged"
+        )
+    # A gzip stream cut short still holds far more than 1/1032 of its data: decompressing it is the only check.
+    if reader == "NiftiImageIO" and path.name.lower().endswith(".gz") and not _gzip_complete(path):
+        raise InputError(f"{path}: truncated or damaged NIfTI file (less voxel data than its header declares)")
+
+
+def _nifti_declared(path: Path) -> _Declared | None:
+    header = _nifti_header(path)
+    if header is None:
+        return None
+    compressed = path.name.lower().endswith(".gz")  # the header and the voxels are both inside the stream
+    end = _nifti_end(header)
+    return _Declared(header.get_data_shape(), header.get_data_dtype(), path,
+                     end // _DEFLATE_MAX_RATIO if compressed else end)
+
+
+def _nifti_header(path: Path) -> nibabel.Nifti1Header | None:
+    """The NIfTI-1 or NIfTI-2 header of ``path`` (nibabel reads it without the voxels; unchecked, since ITK
+    reads headers that nibabel's checks refuse), or None when the file starts with neither."""
+    try:
+        with ImageOpener(path, "rb") as stream:
+            block = stream.read(nibabel.Nifti2Header.template_dtype.itemsize)
+    except (OSError, EOFError):  # includes a damaged gzip stream
+        return None
+    for kind in (nibabel.Nifti1Header, nibabel.Nifti2Header):
+        block_size = kind.template_dtype.itemsize
+        if len(block) >= block_size and kind.may_contain_header(block[:block_size]):
+            return kind(block[:block_size], check=False)
+    return None
+
+
+def _nifti_end(header: nibabel.Nifti1Header) -> int:
+    """Offset just past the last voxel byte of a single-file NIfTI (of its uncompressed stream)."""
+    return int(header.get_data_offset()) + math.prod(header.get_data_shape()) * header.get_data_dtype().itemsize
+
+
+def _itk_declared(path: Path, reader: str) -> _Declared:
+    """Size and type of a NRRD or MetaImage from ITK's reading of its header; data file and encoding from the
+    header text, which ITK does not report."""
+    header = _header(path, reader)
+    components = header.GetNumberOfComponents()
+    dtype = sitk.GetArrayViewFromImage(sitk.Image([1, 1], header.GetPixelID(), components)).dtype
+    size = (*header.GetSize(), components) if components > 1 else header.GetSize()
+    fields, header_bytes = _text_header(path, reader)
+    if reader == "NrrdImageIO":
+        name = fields.get("data file", fields.get("datafile"))
+        per_byte = _NRRD_MIN_BYTES_PER_BYTE.get(fields.get("encoding", "raw").lower(), 0.0)
+    else:
+        name = fields.get("elementdatafile")
+        name = None if name and name.upper() == "LOCAL" else name
+        per_byte = 1 / _DEFLATE_MAX_RATIO if fields.get("compresseddata", "").lower() == "true" else 1.0
+    least = math.floor(math.prod(size) * dtype.itemsize * per_byte)
+    if name is None:  # attached: the data follows the header
+        return _Declared(size, dtype, path, header_bytes + least)
+    if len(name.split()) > 1 or name.upper() == "LIST" or "%" in name:  # a list or pattern of data files
+        return _Declared(size, dtype, None, 0)
+    return _Declared(size, dtype, path.parent / name, least)
+
+
+def _text_header(path: Path, reader: str) -> tuple[dict[str, str], int]:
+    """The fields of a NRRD ("key: value") or MetaImage ("Key = Value") header, keys lower-case, and its length
+    in bytes. A NRRD header ends at a blank line, a MetaImage header with its ElementDataFile line."""
+    with open(path, "rb") as stream:
+        head = stream.read(_TEXT_HEADER_BYTES)
+    separator = ":" if reader == "NrrdImageIO" else "="
+    fields, length = {}, 0
+    for line in head.split(b"\n"):
+        length += len(line) + 1
+        text = line.decode("latin-1").strip()
+        if reader == "NrrdImageIO" and not text:
+            break
+        key, _, value = text.partition(separator)
+        fields[key.strip().lower()] = value.strip()
+        if key.strip().lower() == "elementdatafile":
+            break
+    return fields, min(length, len(head))
+
+
+def _in_units(size: int) -> str:
+    """A byte count for people: 2147483648 -> "2.0 GiB"."""
+    power = min(3, (size.bit_length() - 1) // 10) if size else 0
+    return f"{size} bytes" if power == 0 else f"{size / 1024**power:.1f} {('KiB', 'MiB', 'GiB')[power - 1]}"
 
 
 def _itk_reason(error: RuntimeError, path: Path) -> str:
@@ -147,30 +317,26 @@ def _itk_reason(error: RuntimeError, path: Path) -> str:
     message = detail[0]
     if message.endswith(":") and len(detail) > 1:  # e.g. NRRD: "Error reading x:" ... the actual cause last
         message = f"{message} {detail[-1]}"
-    message = re.sub(r"^(?:sitk::ERROR:|ITK ERROR: \w+\(0x[0-9a-fA-F]+\):)\s*", "", message)
+    message = re.sub(r"^(?:sitk::ERROR:|(?:ITK ERROR:|itk::ERROR:) \w+\(0x[0-9a-fA-F]+\):)\s*", "", message)
     return message.replace(str(path), "file")
 
 
 def _is_nifti2(path: Path) -> bool:
-    try:
-        return isinstance(nibabel.load(path), nibabel.Nifti2Image)
-    except (ImageFileError, OSError, ValueError):  # not even a readable NIfTI-2 header
-        return False
+    return isinstance(_nifti_header(path), nibabel.Nifti2Header)
 
 
-def _nifti_data_complete(path: Path) -> bool:
-    """True when the file holds every voxel byte its header declares."""
+def _gzip_complete(path: Path) -> bool:
+    """True when the gzip stream of the ``.nii.gz`` at ``path`` holds every voxel byte its header declares."""
+    end = _nifti_end(_nifti_header(path))
+    # A gzip file ends with its uncompressed size mod 2**32 (RFC 1952); a file cut short ends in
+    # compressed data instead, so a match spares decompressing the whole file a second time.
+    if _gzip_trailer_size(path) == end % 2**32:
+        return True
     try:
-        voxels = nibabel.load(path).dataobj
-        end = voxels.offset + int(np.prod(voxels.shape)) * voxels.dtype.itemsize
-        # A gzip file ends with its uncompressed size mod 2**32 (RFC 1952); a file cut short ends in
-        # compressed data instead, so a match spares decompressing the whole file a second time.
-        if path.name.lower().endswith(".gz") and _gzip_trailer_size(path) == end % 2**32:
-            return True
         with ImageOpener(path, "rb") as stream:
-            stream.seek(end - 1)  # on a gzip stream this decompresses up to there
+            stream.seek(end - 1)  # this decompresses up to there
             return len(stream.read(1)) == 1
-    except (ImageFileError, EOFError, OSError):  # a gzip stream cut short fails while decompressing
+    except (EOFError, OSError):  # a gzip stream cut short fails while decompressing
         return False
 
 
@@ -180,25 +346,62 @@ def _gzip_trailer_size(path: Path) -> int:
         return int.from_bytes(stream.read(4), "little")
 
 
+def _restore_nifti_nonfinite(path: Path, array: np.ndarray) -> None:
+    """Put back into ``array`` the NaN and infinite voxels of a floating-point NIfTI file, which ITK's reader
+    turns into 0 without a word, so that they are refused or, when allowed, kept."""
+    header = _nifti_header(path)
+    # Integer data cannot hold NaN or infinity; a scaling that overflows shows in ITK's array, checked as it is.
+    if header is None or not np.issubdtype(header.get_data_dtype(), np.floating):
+        return
+    shape, dtype, offset = header.get_data_shape(), header.get_data_dtype(), header.get_data_offset()
+    stored = np.asanyarray(ArrayProxy(path, (shape, dtype, offset)))  # as stored, scaling not applied
+    bad = ~np.isfinite(stored)
+    if not bad.any():
+        return
+    try:
+        slope, inter = header.get_slope_inter()
+    except HeaderDataError:  # a finite slope with an invalid intercept, which ITK ignores
+        slope, inter = header["scl_slope"], None
+    array[bad.reshape(array.shape)] = stored[bad] * (1.0 if slope is None else slope) + (inter or 0.0)
+
+
+@contextmanager
+def _itk_warnings_off():
+    """Silence ITK's warnings, which go straight to stderr (GDCM's "No Series were found" for a folder without
+    DICOM files): the InputError says it in one line. The switch is process-wide, so it is restored at once."""
+    before = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+    try:
+        yield
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(before)
+
+
+def _series_files(folder: Path, series_uid: str | None) -> tuple[str, ...]:
+    """The files, in slice order, of the DICOM series ``series_uid`` in ``folder``, or of its only series."""
+    with _itk_warnings_off():
+        found = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
+        if not found:
+            raise InputError(f"{folder}: no DICOM series in this folder (subfolders are not searched)")
+        if series_uid is None:
+            if len(found) > 1:
+                raise InputError(
+                    f"{folder}: holds {len(found)} DICOM series ({', '.join(found)}); pass series_uid= to pick one"
+                )
+            series_uid = found[0]
+        elif series_uid not in found:
+            raise InputError(f"{folder}: no DICOM series {series_uid} here (found: {', '.join(found)})")
+        return sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_uid)
+
+
 def _read_dicom_series(folder: Path, series_uid: str | None) -> sitk.Image:
-    found = sitk.ImageSeriesReader.GetGDCMSeriesIDs(str(folder))
-    if not found:
-        raise InputError(f"{folder}: no DICOM series in this folder (subfolders are not searched)")
-    if series_uid is None:
-        if len(found) > 1:
-            raise InputError(
-                f"{folder}: holds {len(found)} DICOM series ({', '.join(found)}); pass series_uid= to pick one"
-            )
-        series_uid = found[0]
-    elif series_uid not in found:
-        raise InputError(f"{folder}: no DICOM series {series_uid} here (found: {', '.join(found)})")
     reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(str(folder), series_uid))
+    reader.SetFileNames(_series_files(folder, series_uid))
     reader.MetaDataDictionaryArrayUpdateOn()
     try:
         image = reader.Execute()
     except RuntimeError as error:
-        raise InputError(f"{folder}: cannot read DICOM series {series_uid} ({_itk_reason(error, folder)})") from None
+        raise InputError(f"{folder}: cannot read its DICOM series ({_itk_reason(error, folder)})") from None
     _check_regular_slices(folder, reader, image)
     return image
 

@@ -52,6 +52,7 @@ from scipy.special import expit
 
 from synthmr.errors import InputError
 from synthmr.phantom import physics
+from synthmr.phantom._arguments import number
 from synthmr.phantom.case import PhantomCase
 from synthmr.phantom.physics import Tissue
 
@@ -129,6 +130,9 @@ T1C_DELAY_MIN = 5.0  # post-contrast 3D T1 is acquired ~5 min after a 0.1 mmol/k
 # Geometry constants (mm)
 # ----------------------------------------------------------------------------------------------------------
 
+# The ICBM152 template's own voxel size: a finer grid only interpolates it, and at 0.5 mm would hold ~50 M voxels, past
+# the phantoms' memory bound (synthmr.phantom._arguments.MAX_VOXELS).
+MIN_SPACING_MM = 1.0
 GRID_MARGIN_MM = 12.0  # room for the +-5 % scaling (~4 mm at the brain edge) plus ~2 std of the deformation
 DEFORMATION_SCALE_MM = 20.0  # correlation length of the subject deformation: lobe-sized shape differences
 SCALE_RANGE = 0.05  # global scaling +-5 % per axis: spread of adult head sizes after MNI-like alignment
@@ -517,15 +521,6 @@ def _aptw_image(anatomy: BrainAnatomy, rng: np.random.Generator, snr: float) -> 
 # ----------------------------------------------------------------------------------------------------------
 
 
-def _real(value, name: str, low: float, high: float, low_open: bool = False) -> float:
-    """``value`` as a float in [low, high] (or (low, high]), else an InputError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
-        raise InputError(f"{name} must be a finite number, got {value!r}")
-    if value > high or value < low or (low_open and value == low):
-        raise InputError(f"{name} must be in {'(' if low_open else '['}{low:g}, {high:g}], got {value!r}")
-    return float(value)
-
-
 class BrainPhantom:
     """Simulated glioma MRI (BraTS 2023 sequences plus APTw) on MNI ICBM152 anatomy.
 
@@ -540,7 +535,8 @@ class BrainPhantom:
     Args:
         dims: 3 for a volume, 2 for one axial plane through the tumour centre (mid-brain when healthy); the 2D
             case stores the plane's z in ``meta["slice_z_mm"]``.
-        spacing: isotropic voxel size in mm, (0, 10]; coarser grids cannot hold a 15 mm tumour's structure.
+        spacing: isotropic voxel size in mm, [1, 10]: finer than the template's 1 mm voxels adds no anatomy (and
+            would exceed memory: ~6 M voxels at 1 mm, 50 M at 0.5 mm), coarser cannot hold a 15 mm tumour's structure.
         tumor_probability: chance that the subject has a glioma.
         cavity_probability: chance that a tumour has been partly resected (fluid-filled cavity).
         deformation_mm: std of the smooth random subject deformation per axis, [0, 10].
@@ -564,11 +560,11 @@ class BrainPhantom:
         if isinstance(dims, bool) or not isinstance(dims, numbers.Integral) or dims not in (2, 3):
             raise InputError(f"dims must be 2 or 3, got {dims!r}")
         self.dims = int(dims)
-        self.spacing = _real(spacing, "spacing", 0.0, 10.0, low_open=True)
-        self.tumor_probability = _real(tumor_probability, "tumor_probability", 0.0, 1.0)
-        self.cavity_probability = _real(cavity_probability, "cavity_probability", 0.0, 1.0)
-        self.deformation_mm = _real(deformation_mm, "deformation_mm", 0.0, 10.0)
-        self.snr = _real(snr, "snr", 0.0, math.inf, low_open=True)
+        self.spacing = number(spacing, "spacing", MIN_SPACING_MM, 10.0)
+        self.tumor_probability = number(tumor_probability, "tumor_probability", 0.0, 1.0)
+        self.cavity_probability = number(cavity_probability, "cavity_probability", 0.0, 1.0)
+        self.deformation_mm = number(deformation_mm, "deformation_mm", 0.0, 10.0)
+        self.snr = number(snr, "snr", 0.0, math.inf, low_open=True)
 
     def __repr__(self) -> str:
         return (

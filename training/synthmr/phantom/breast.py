@@ -68,6 +68,7 @@ from scipy.spatial.transform import Rotation
 
 from synthmr.errors import InputError
 from synthmr.phantom import physics
+from synthmr.phantom._arguments import MAX_SIZE, check_voxels, integer, number
 from synthmr.phantom.case import PhantomCase
 from synthmr.phantom.physics import Acquisition, SpinEcho, SpoiledGradientEcho, Tissue
 
@@ -1196,27 +1197,6 @@ def _image(
 # ----------------------------------------------------------------------------------------------------------
 
 
-def _integer(value, name: str, low: int, high: int | None = None) -> int:
-    """``value`` as an int in [low, high], or an InputError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low or (
-        high is not None and value > high
-    ):
-        bounds = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
-        raise InputError(f"{name} must be {bounds}, got {value!r}")
-    return int(value)
-
-
-def _number(value, name: str, low: float, high: float = np.inf, low_open: bool = False) -> float:
-    """``value`` as a finite float in [low, high] (low excluded when ``low_open``), or an InputError naming
-    ``name``."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not np.isfinite(value):
-        raise InputError(f"{name} must be a finite number, got {value!r}")
-    if value < low or value > high or (low_open and value == low):
-        bounds = f"{'>' if low_open else '>='} {low}" if high == np.inf else f"in [{low}, {high}]"
-        raise InputError(f"{name} must be {bounds}, got {value!r}")
-    return float(value)
-
-
 class BreastPhantom:
     """Simulated bilateral breast DCE-MRI: T2-weighted and fat-suppressed T1 before and after contrast.
 
@@ -1231,10 +1211,10 @@ class BreastPhantom:
 
     Args:
         dims: 2 for one axial slice through the breasts, 3 for an axial volume.
-        size: in-plane matrix, ``size x size``. Default 256 in 2D and 128 in 3D (3D stays fast).
+        size: in-plane matrix, ``size x size``, 16 to 1024. Default 256 in 2D and 128 in 3D (3D stays fast).
         spacing: in-plane voxel size, mm. Default: the one that gives a 358 mm field of view (1.4 mm at 256).
             ``size * spacing`` must be at least 300 mm, room for both breasts and the chest wall.
-        slices: number of axial slices (3D only).
+        slices: number of axial slices (3D only); ``size x size x slices`` is at most 2**24 voxels.
         slice_spacing: slice distance, mm (3D only).
         n_lesions: inclusive range the number of lesions is drawn from. A lesion that does not fit in its
             breast, even shrunk, is left out, so a case can hold fewer.
@@ -1265,29 +1245,31 @@ class BreastPhantom:
         post_times_min: tuple[float, ...] = (1.5, 3.0, 4.5, 6.0),
         snr: float = 30.0,
     ):
-        self.dims = _integer(dims, "dims", 2, 3)
-        self.size = _integer((256 if self.dims == 2 else 128) if size is None else size, "size", 16)
-        self.spacing = _number(DEFAULT_FOV_MM / self.size if spacing is None else spacing, "spacing", 0, low_open=True)
+        self.dims = integer(dims, "dims", 2, 3)
+        self.size = integer((256 if self.dims == 2 else 128) if size is None else size, "size", 16, MAX_SIZE)
+        self.spacing = number(DEFAULT_FOV_MM / self.size if spacing is None else spacing, "spacing", 0, low_open=True)
         if self.size * self.spacing < MIN_FOV_MM:
             raise InputError(
                 f"size * spacing = {self.size * self.spacing:g} mm: the field of view must be at least "
                 f"{MIN_FOV_MM:g} mm to hold both breasts and the chest wall"
             )
-        self.slices = _integer(slices, "slices", 1)
-        self.slice_spacing = _number(slice_spacing, "slice_spacing", 0, low_open=True)
+        self.slices = integer(slices, "slices", 1, MAX_SIZE)
+        if self.dims == 3:
+            check_voxels((self.size, self.size, self.slices), "size x size x slices")
+        self.slice_spacing = number(slice_spacing, "slice_spacing", 0, low_open=True)
         if not isinstance(n_lesions, (tuple, list)) or len(n_lesions) != 2:
             raise InputError(f"n_lesions must be a (min, max) pair, got {n_lesions!r}")
-        low = _integer(n_lesions[0], "n_lesions[0]", 0, 255)
-        self.n_lesions = (low, _integer(n_lesions[1], "n_lesions[1]", low, 255))
-        self.malignant_fraction = _number(malignant_fraction, "malignant_fraction", 0.0, 1.0)
-        self.bilateral_probability = _number(bilateral_probability, "bilateral_probability", 0.0, 1.0)
+        low = integer(n_lesions[0], "n_lesions[0]", 0, 255)
+        self.n_lesions = (low, integer(n_lesions[1], "n_lesions[1]", low, 255))
+        self.malignant_fraction = number(malignant_fraction, "malignant_fraction", 0.0, 1.0)
+        self.bilateral_probability = number(bilateral_probability, "bilateral_probability", 0.0, 1.0)
         self.post_times_min = self._checked_post_times(post_times_min)
-        self.snr = _number(snr, "snr", 0, low_open=True)
+        self.snr = number(snr, "snr", 0, low_open=True)
 
     def _checked_post_times(self, post_times) -> tuple[float, ...]:
         if not isinstance(post_times, (tuple, list)) or len(post_times) != 4:
             raise InputError(f"post_times_min must hold 4 times (minutes), got {post_times!r}")
-        times = tuple(_number(t, "post_times_min", 0, physics.KINETICS_GRID[-1], low_open=True) for t in post_times)
+        times = tuple(number(t, "post_times_min", 0, physics.KINETICS_GRID[-1], low_open=True) for t in post_times)
         if any(b <= a for a, b in zip(times, times[1:])):
             raise InputError(f"post_times_min must increase, got {post_times!r}")
         if not _kinetic_classes_hold(times):
@@ -1306,7 +1288,7 @@ class BreastPhantom:
     @staticmethod
     def _streams(seed) -> tuple[np.random.Generator, np.random.Generator]:
         """Independent generators for anatomy and imaging, so :meth:`anatomy` matches :meth:`__call__`."""
-        seed = _integer(seed, "seed", 0)
+        seed = integer(seed, "seed", 0)
         return tuple(np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
 
     def anatomy(self, seed: int) -> BreastAnatomy:

@@ -35,6 +35,7 @@ from scipy.interpolate import make_interp_spline
 
 from synthmr.errors import InputError
 from synthmr.phantom import physics
+from synthmr.phantom._arguments import MAX_SIZE, check_voxels, integer, number
 from synthmr.phantom.case import PhantomCase
 from synthmr.phantom.physics import Acquisition, SpinEcho, SpoiledGradientEcho, Tissue
 
@@ -355,9 +356,9 @@ class LiverPhantom:
 
     Args:
         dims: 2 for one axial slice through the liver hilum, 3 for a stack of axial slices centred on it.
-        size: in-plane matrix (size x size). Default 256 in 2D, 128 in 3D (3D is kept fast).
+        size: in-plane matrix (size x size), 16 to 1024. Default 256 in 2D, 128 in 3D (3D is kept fast).
         spacing: in-plane pixel size, mm. Default 1.5 in 2D, 3.0 in 3D: both cover a 384 mm field of view.
-        slices: number of slices (3D only).
+        slices: number of slices (3D only); ``size x size x slices`` is at most 2**24 voxels.
         slice_spacing: slice distance, mm (3D only).
         tumor_probability: chance that a case has tumours; 0 gives healthy livers.
         n_tumors: (min, max) number of tumours in a case with tumours.
@@ -395,11 +396,13 @@ class LiverPhantom:
             raise InputError(f"dims must be 2 or 3, got {dims!r}")
         size = (256 if dims == 2 else 128) if size is None else size
         spacing = (1.5 if dims == 2 else 3.0) if spacing is None else spacing
-        _check_int("size", size, 16)
-        _check_int("slices", slices, 2)
-        _check_positive("spacing", spacing)
-        _check_positive("slice_spacing", slice_spacing)
-        _check_positive("snr", snr)
+        integer(size, "size", 16, MAX_SIZE)
+        integer(slices, "slices", 2, MAX_SIZE)
+        if dims == 3:
+            check_voxels((size, size, slices), "size x size x slices")
+        number(spacing, "spacing", 0, low_open=True)
+        number(slice_spacing, "slice_spacing", 0, low_open=True)
+        number(snr, "snr", 0, low_open=True)
         if not _is_number(tumor_probability) or not 0.0 <= tumor_probability <= 1.0:
             raise InputError(f"tumor_probability must be in [0, 1], got {tumor_probability!r}")
         if (
@@ -736,13 +739,3 @@ def _is_int(value) -> bool:
 
 def _is_number(value) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
-
-
-def _check_int(name: str, value, minimum: int) -> None:
-    if not _is_int(value) or value < minimum:
-        raise InputError(f"{name} must be an integer >= {minimum}, got {value!r}")
-
-
-def _check_positive(name: str, value) -> None:
-    if not _is_number(value) or not value > 0:
-        raise InputError(f"{name} must be a positive number, got {value!r}")

@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 
 from synthmr.errors import InputError
+from synthmr.io.weights import load_state, read_weights
 
 # Keys in a state dict that only count training steps; a file written before they existed (or without them) loses
 # nothing by taking the network's own value, because evaluation never reads them.
@@ -65,17 +66,12 @@ def read_state_dict(path: str | Path, spec: WeightsSpec, extractor: str) -> tupl
     if not path.is_file():
         raise InputError(f"{path}: file not found; {spec.missing_message(extractor)}")
     try:
-        loaded = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for a corrupt/truncated/pickled-object file
+        state = read_weights(path)
+    except InputError:
         raise InputError(
-            f"{path}: cannot read it as a PyTorch state dict ({type(err).__name__}); expected the {spec.what} "
-            f"file {spec.file_name} from {spec.source}"
+            f"{path}: cannot read it as a PyTorch state dict of tensors (truncated, damaged, or pickled objects, "
+            f"which are refused for safety); expected the {spec.what} file {spec.file_name} from {spec.source}"
         ) from None
-    if isinstance(loaded, dict) and isinstance(loaded.get("state_dict"), dict):
-        loaded = loaded["state_dict"]
-    if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
-        raise InputError(f"{path}: not a state dict of tensors; expected the {spec.what} file {spec.file_name}")
-    state = {key.removeprefix("module."): value for key, value in loaded.items()}
     return state, sha256_of(path)
 
 
@@ -87,17 +83,5 @@ def load_into(module: nn.Module, state: dict[str, torch.Tensor], path: str | Pat
     """
     own = module.state_dict()
     counters = {key: value for key, value in own.items() if key.endswith(_BOOKKEEPING_SUFFIX) and key not in state}
-    state = {**counters, **state}
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    wrong_shape = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-    problems = []
-    for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape)):
-        if keys:
-            problems.append(f"{len(keys)} {label} key(s) e.g. {', '.join(keys[:3])}")
-    if problems:
-        raise InputError(
-            f"{path}: does not fit the network ({'; '.join(problems)}); expected the {spec.what} file "
-            f"{spec.file_name} from {spec.source}"
-        )
-    module.load_state_dict(state, strict=True)
+    hint = f"; expected the {spec.what} file {spec.file_name} from {spec.source}"
+    load_state(module, {**counters, **state}, Path(path), hint=hint)
