@@ -233,8 +233,12 @@ def _check_declared_size(path: Path, reader: str) -> None:
 
 def _nifti_declared(path: Path) -> _Declared | None:
     header = _nifti_header(path)
+    # Refused here rather than left to ITK, whose NIfTI library prints its own complaint straight to stderr.
     if header is None:
-        return None
+        raise InputError(f"{path}: cannot be read as NIfTI (no NIfTI-1 or NIfTI-2 header at its start)")
+    dimensions = int(header["dim"][0])
+    if not 1 <= dimensions <= 7:
+        raise InputError(f"{path}: cannot be read as NIfTI (damaged header: dim[0] is {dimensions}, not 1 to 7)")
     compressed = path.name.lower().endswith(".gz")  # the header and the voxels are both inside the stream
     end = _nifti_end(header)
     return _Declared(header.get_data_shape(), header.get_data_dtype(), path,
