@@ -541,12 +541,15 @@ def _(sb):
 
 
 # 2. A bundle folder planted in the working directory is not what a bare name runs.
-@probe("p02-planted-bundle-in-cwd-not-used-for-bare-name")
+@probe("p02-planted-bundle-in-cwd-never-runs-for-a-bare-name")
 def _(sb):
+    # A bare name never runs a folder of the working directory; a bundle folder there that shares the name is refused
+    # as ambiguous (./name runs it, once trusted), by `run` and by `demo` with its default name alike.
     marker = sb.root / "PLANTED_RAN"
     copy_bundle(sb.work / SHIPPED_NAME, marker=marker)
-    out = sb.work / "out1"
-    return [Step(run_args(sb, "out1"), code=0, outputs=(out,), absent=(marker,), present=(out / "t1_post1.nii.gz",))]
+    return [Step(run_args(sb, "out1"), words=(f"./{SHIPPED_NAME}",), absent=(marker, sb.work / "out1"),
+                 before_inference=True),
+            Step(["demo", "--out", "d"], words=(f"./{SHIPPED_NAME}",), absent=(marker, sb.work / "d"))]
 
 
 # 3. Code trust.

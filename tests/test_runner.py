@@ -382,6 +382,12 @@ def test_a_bare_name_never_runs_a_folder_of_the_working_directory(tmp_path, monk
     with pytest.raises(InputError, match=r"bundle 'planted': not found.*write ./planted"):
         find_bundle("planted")
     assert find_bundle("./planted") == (tmp_path / "here" / "planted").resolve()
+    monkeypatch.setenv("SYNTHMR_BUNDLE_PATH", str(tmp_path / "mine"))
+    found = make_bundle(tmp_path / "mine", name="planted")
+    with pytest.raises(InputError, match=r"bundle 'planted': names .* another bundle folder planted.* write ./planted"):
+        find_bundle("planted")
+    monkeypatch.chdir(tmp_path / "mine")  # the folder here is the bundle the name finds: nothing to choose between
+    assert find_bundle("planted") == found.resolve()
 
 
 def test_a_user_bundle_with_a_shipped_name_is_refused(tmp_path, monkeypatch, capsys):

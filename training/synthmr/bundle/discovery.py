@@ -9,7 +9,8 @@ A bundle is a folder holding ``configs/metadata.json``. By name, bundles are loo
    with the name of a shipped bundle is refused, never run in its place: a name must mean one bundle.
 
 A bare name is always a name: a folder of that name in the working directory is never picked up (write
-``./name`` to run it). The first of the ``SYNTHMR_BUNDLE_PATH`` folders holding a name wins.
+``./name`` to run it), and a bare name that a bundle folder of the working directory shares with a found bundle is
+refused as ambiguous rather than guessed. The first of the ``SYNTHMR_BUNDLE_PATH`` folders holding a name wins.
 """
 
 from __future__ import annotations
@@ -87,6 +88,12 @@ def find_bundle(name_or_path: str | os.PathLike) -> Path:
             raise InputError(_shadowing_message(user, shipped))
     available = list_bundles()
     if text in available:
+        if metadata_path(path).is_file() and path.resolve() != available[text]:
+            raise InputError(
+                f"bundle {text!r}: names {available[text]}, but the working directory holds another bundle folder "
+                f"{text}; a bare name never runs a folder of the working directory, so say which: write ./{text} "
+                "for that folder, or run from another directory"
+            )
         return available[text]
     searched = ", ".join(str(folder) for folder in bundle_folders()) or "no bundle folder exists"
     here = f"; to run the folder {text} here, write ./{text}" if metadata_path(path).is_file() else ""
