@@ -23,7 +23,6 @@ that "the repository" of the command under test is the copy.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import json
 import os
 import shutil
@@ -41,6 +40,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from synthmr.metrics.extractors.weights import sha256_of
+
 REPO = Path(__file__).resolve().parents[1]
 BUNDLES = REPO / "bundles"
 SHIPPED_NAME = "breast_dce_pre2post"
@@ -55,14 +56,6 @@ POSIX = sys.platform != "win32"
 
 # ---------------------------------------------------------------------------------------------------------------
 # Snapshots
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as stream:
-        for chunk in iter(lambda: stream.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _excluded(path: Path, exclude: tuple[Path, ...]) -> bool:
@@ -96,7 +89,7 @@ def snapshot(root: Path, exclude: tuple[Path, ...] = ()) -> dict[str, str]:
                 state[rel] = f"link:{os.readlink(path)}"
             elif path.is_file():
                 try:
-                    state[rel] = sha256(path)
+                    state[rel] = sha256_of(path)
                 except OSError as error:  # unreadable: still record that it is there
                     state[rel] = f"unreadable:{error.errno}"
             else:
@@ -130,7 +123,7 @@ def bundles_state(bundles: Path = BUNDLES) -> dict[str, str]:
             if folder.is_dir():
                 for path in sorted(folder.iterdir()):
                     key = f"{entry.name}/{sub}/{path.name}"
-                    state[key] = sha256(path) if path.is_file() else "dir"
+                    state[key] = sha256_of(path) if path.is_file() else "dir"
     return state
 
 
