@@ -502,3 +502,30 @@ def test_a_bundle_needing_another_synthmr_is_refused_before_anything_is_written(
     with pytest.raises(InputError, match=r"fake_bundle: needs synthmr >=99, but synthmr \S+ is installed"):
         run_bundle(bundle, {"t1_pre": case["t1_pre"], "liver": case["liver"]}, out, progress=None)
     assert not out.exists()
+
+
+def test_the_trusted_digest_covers_linked_configs_and_cached_bytecode(tmp_path):
+    from synthmr.bundle import trust
+
+    bundle = make_bundle(tmp_path / "bundles")
+    elsewhere = tmp_path / "elsewhere"
+    (bundle / "configs").rename(elsewhere)
+    (bundle / "configs").symlink_to(elsewhere, target_is_directory=True)
+    assert Path("configs/inference.yaml") in trust.code_files(bundle)
+    digest = trust.code_digest(bundle)
+    (elsewhere / "inference.yaml").write_text((elsewhere / "inference.yaml").read_text() + "\n# edited\n")
+    assert trust.code_digest(bundle) != digest
+    digest = trust.code_digest(bundle)
+    (bundle / "__pycache__").mkdir()
+    (bundle / "__pycache__" / "helper.cpython-311.pyc").write_bytes(b"planted bytecode")
+    assert trust.code_digest(bundle) != digest
+
+
+def test_an_output_holding_a_folder_of_bundles_is_refused(tmp_path, monkeypatch):
+    from synthmr.io._atomic import check_output_location
+
+    make_bundle(tmp_path / "checkout" / "bundles")  # <root>/bundles/<name>: two levels below the output
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    with pytest.raises(InputError, match="contains bundle fake_bundle"):
+        check_output_location(tmp_path / "checkout")

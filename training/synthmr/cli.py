@@ -115,7 +115,8 @@ class SynthMR:
         from synthmr.metrics.evaluate import evaluate, format_table
 
         if out is not None:
-            check_output_location(str(out), {"--real": str(real), "--fake": str(fake)})
+            read = {"--real": real, "--fake": fake, "--extractor_weights": extractor_weights}
+            check_output_location(str(out), {flag: str(path) for flag, path in read.items() if path is not None})
         report = evaluate(
             real,
             fake,
@@ -234,13 +235,13 @@ class SynthMR:
             raise InputError("--out is required: the edited lesion labelmap to write")
         if lesion is None and transplant is None:
             raise InputError("--lesion is required (or --transplant, which brings its own lesion)")
+        given = {"--lesion": lesion, "--organ": organ, "--transplant": transplant}
+        check_output_location(str(out), {flag: str(path) for flag, path in given.items() if path is not None})
         # Read everything first: a bad path fails before anything is computed.
         donor = None if transplant is None else read_image(str(transplant))
         case_lesion = donor.with_array(np.zeros_like(donor.array)) if lesion is None else read_image(str(lesion))
         organ_mask = None if organ is None else read_image(str(organ))
         names = {"lesion": str(lesion or "lesion"), "organ": str(organ), "donor": str(transplant)}
-        given = {"--lesion": lesion, "--organ": organ, "--transplant": transplant}
-        check_output_location(str(out), {flag: str(path) for flag, path in given.items() if path is not None})
         edited = edit_lesion(
             case_lesion,
             translate=_numbers(translate, "--translate"),
@@ -380,13 +381,23 @@ def _terminate_gracefully() -> Iterator[None]:
         return
 
     def terminate(signum, frame):
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the cleanup short
         raise Terminated()
 
+    def interrupt(signum, frame):
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
     previous = signal.signal(signal.SIGTERM, terminate)
+    # Ctrl-C the same way, unless SIGINT is ignored (a background job, nohup): that choice stays.
+    previous_interrupt = signal.getsignal(signal.SIGINT)
+    if previous_interrupt is signal.default_int_handler:
+        signal.signal(signal.SIGINT, interrupt)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        signal.signal(signal.SIGINT, previous_interrupt)
 
 
 def _gather_repeated(argv: list[str], flag: str, short: str) -> list[str]:
@@ -443,9 +454,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         return _fail(f"{err.filename}: {err.strerror or err}", 2)
     except KeyboardInterrupt:
-        return _fail("interrupted; nothing was written", 128 + 2, prefix="synthmr: ")
+        return _fail("interrupted; no partial output is left", 128 + 2, prefix="synthmr: ")
     except Terminated:
-        return _fail("terminated; nothing was written", 128 + 15, prefix="synthmr: ")
+        return _fail("terminated; no partial output is left", 128 + 15, prefix="synthmr: ")
     return 0
 
 

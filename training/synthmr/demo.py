@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from synthmr.bundle import find_bundle, read_tool_description, run_bundle
+from synthmr.bundle.runner import check_trust
 from synthmr.errors import InputError
 from synthmr.io import read_image, write_image
 from synthmr.io._atomic import atomic_output, check_destination, check_output_location
@@ -38,6 +39,7 @@ def run_demo(
     description = read_tool_description(root)
     if description.demo is None:
         raise InputError(f"bundle {description.name} has no demo case in its tool description (field 'demo')")
+    check_trust(root, trust_bundle)  # before the phantom is simulated: an untrusted bundle stops here
     check_output_location(out, {f"bundle {description.name}": root})
     out = Path(out).absolute()
     check_destination(out, overwrite, what="folder")

@@ -304,8 +304,13 @@ def bundle_is_trusted(bundle_dir: str | os.PathLike) -> bool:
     Raises:
         SynthMRError: the bundle's code files cannot be read.
     """
+    return _is_trusted(Path(bundle_dir), bundle_is_shipped(bundle_dir))
+
+
+def bundle_is_shipped(bundle_dir: str | os.PathLike) -> bool:
+    """Whether the bundle came with the module (the checkout's ``bundles/`` or the extension's packaged bundles)."""
     shipped = shipped_bundles()
-    return _is_trusted(Path(bundle_dir), trust_module().is_shipped(bundle_dir, [shipped[0]] if shipped else []))
+    return trust_module().is_shipped(bundle_dir, [shipped[0]] if shipped else [])
 
 
 def _is_trusted(bundle_dir: Path, shipped: bool) -> bool:

@@ -4,12 +4,13 @@ A :class:`SynthesisJob` runs up to two commands, one after the other, on a backg
 
 1. ``python -m synthmr lesion ...`` when lesion edits were asked for: it writes the edited lesion, which replaces
    the bundle's lesion input;
-2. ``python -m synthmr run BUNDLE --input ROLE=PATH ... --out OUT --device cpu|cuda --trust-bundle``.
+2. ``python -m synthmr run BUNDLE --input ROLE=PATH ... --out OUT --device cpu|cuda [--trust-bundle]``.
 
 A bundle's configs run code, so a job refuses a bundle that is not trusted (SynthMRLib.bundles: shipped with the
-module, or confirmed by the user). Once it is, ``--trust-bundle`` tells ``synthmr run`` so: synthmr's own list of
+module, or confirmed by the user). A bundle shipped with the module gets ``--trust-bundle``: synthmr's own list of
 shipped bundles may not hold the module's (the extension's packaged bundles, a checkout's bundles when synthmr was
-installed from it as a copy), and without the flag it would refuse them.
+installed from it as a copy). A confirmed bundle does not: ``synthmr run`` finds the confirmation in the shared
+records by the digest of the bundle's code, so code changed since the user confirmed it is refused, not run.
 
 ``synthmr run`` prints ``SYNTHMR_PROGRESS``/``SYNTHMR_RESULT`` lines (the protocol of ``synthmr.bundle.runner``);
 they are parsed with synthmr's own :func:`~synthmr.bundle.runner.parse_progress_line`, imported on the worker
@@ -42,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from SynthMRLib.bundles import bundle_is_trusted
+from SynthMRLib.bundles import bundle_is_shipped, bundle_is_trusted
 from SynthMRLib.edits import LesionEditRequest
 from SynthMRLib.errors import SynthMRError
 
@@ -120,6 +121,7 @@ class SynthesisJob:
             raise SynthMRError(f"bundle {description.name} ({description.bundle_dir}): is not trusted, and its configs "
                                "run code; confirm that you trust its author first (choose it in the SynthMR module)")
         self.description = description
+        self._shipped = bundle_is_shipped(description.bundle_dir)
         self.out = Path(out).absolute()
         if self.out.exists():
             raise SynthMRError(f"{self.out}: already exists; a job writes a new output folder")
@@ -226,7 +228,8 @@ class SynthesisJob:
         command = [*module, "run", str(self.description.bundle_dir)]
         for role, path in inputs.items():
             command += ["--input", f"{role}={path}"]
-        steps.append(_Step("run", command + ["--out", str(self.out), "--device", self.device, "--trust-bundle"]))
+        trust = ["--trust-bundle"] if self._shipped else []
+        steps.append(_Step("run", command + ["--out", str(self.out), "--device", self.device, *trust]))
         return steps
 
     def _work(self) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -108,7 +109,7 @@ def run_bundle(
     report("validate", STAGE_FRACTIONS["validate"])
     description = read_tool_description(find_bundle(bundle))
     _check_synthmr_version(description)
-    _check_trust(description.bundle_dir, trust_bundle)
+    check_trust(description.bundle_dir, trust_bundle)
     if description.is_generator:
         raise InputError(
             f"bundle {description.name} generates images from noise and takes no input case; run it with "
@@ -157,7 +158,7 @@ def _check_synthmr_version(description: ToolDescription) -> None:
         )
 
 
-def _check_trust(bundle_dir: Path, confirmed: bool) -> None:
+def check_trust(bundle_dir: Path, confirmed: bool) -> None:
     """Refuse a bundle that is not shipped and not trusted yet, unless the user confirms it now (recorded)."""
     if trust.is_trusted(bundle_dir, shipped_folders()):
         return
@@ -325,6 +326,9 @@ def _run_workflow(
 ) -> None:
     """Run the bundle's inference config with the overrides of the bundle contract (module docstring)."""
     from monai.bundle import ConfigWorkflow  # slow to import: only once the checks have passed
+
+    # MONAI puts the bundle on sys.path: cached bytecode written there would change the digest trust records.
+    sys.dont_write_bytecode = True
 
     start, span = STAGE_FRACTIONS["infer"], INFER_END - STAGE_FRACTIONS["infer"]
     reached = [start]  # the protocol promises fractions that never decrease, whatever the bundle reports

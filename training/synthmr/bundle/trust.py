@@ -36,14 +36,24 @@ CODE_SUFFIXES = (".py", ".pyc", ".so", ".pyd")
 
 
 def code_files(bundle_dir: str | os.PathLike) -> list[Path]:
-    """The files of a bundle that decide what code runs, relative to the bundle folder and sorted."""
+    """The files of a bundle that decide what code runs, relative to the bundle folder and sorted.
+
+    Symbolic links are followed (a linked ``configs/`` is the bundle's configs), each real folder once, and
+    ``__pycache__`` counts: Python may run a cached ``.pyc`` without looking at its source.
+    """
     bundle_dir = Path(bundle_dir)
-    found = set()
-    for path in bundle_dir.rglob("*"):
-        relative = path.relative_to(bundle_dir)
-        # Python writes __pycache__ itself when a bundle's scripts are imported: not the author's code.
-        if "__pycache__" not in relative.parts and path.is_file() and (relative.parts[0] in CODE_FOLDERS or path.suffix in CODE_SUFFIXES):
-            found.add(relative)
+    found, seen = [], set()
+    for folder, subfolders, files in os.walk(bundle_dir, followlinks=True):
+        real = os.path.realpath(folder)
+        if real in seen:  # a link back up the tree
+            subfolders[:] = []
+            continue
+        seen.add(real)
+        relative_folder = Path(folder).relative_to(bundle_dir)
+        for name in files:
+            relative = relative_folder / name
+            if relative.parts[0] in CODE_FOLDERS or Path(name).suffix in CODE_SUFFIXES:
+                found.append(relative)
     return sorted(found)
 
 

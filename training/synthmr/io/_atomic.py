@@ -19,6 +19,7 @@ import errno
 import os
 import re
 import shutil
+import signal
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -96,7 +97,7 @@ def check_output_location(path: str | os.PathLike, protected: Mapping[str, str |
 def _bundle_below(folder: Path) -> Path | None:
     """A bundle at most :data:`_BUNDLE_DEPTH` levels into ``folder``, or None."""
     level = [folder] if folder.is_dir() else []
-    for _ in range(_BUNDLE_DEPTH):
+    for _ in range(_BUNDLE_DEPTH + 1):  # the folder itself, then each level below
         for candidate in level:
             if (candidate / "configs" / "metadata.json").is_file():
                 return candidate
@@ -140,14 +141,8 @@ def atomic_output(path: str | os.PathLike, suffix: str = "", overwrite: bool = F
     try:
         yield temporary
         if overwrite and path.exists() and not path.is_symlink():
-            old = path.with_name(f".{path.name}.{token}.old")
-            os.replace(path, old)
-            try:
-                os.replace(temporary, path)
-            except OSError:
-                os.replace(old, path)
-                raise
-            _remove(old)
+            with _signals_deferred():  # an interrupt between the renames would leave no output in place
+                _replace_aside(temporary, path, path.with_name(f".{path.name}.{token}.old"))
         else:
             _move_without_replacing(temporary, path)
         created = []
@@ -159,6 +154,34 @@ def atomic_output(path: str | os.PathLike, suffix: str = "", overwrite: bool = F
                 folder.rmdir()
             except OSError:  # not empty (someone else wrote there meanwhile) or already gone
                 break
+
+
+@contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM back within the block (POSIX); they arrive, as usual, once it is over."""
+    held = {signal.SIGINT, signal.SIGTERM}
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+
+
+def _replace_aside(new: Path, path: Path, old: Path) -> None:
+    """Replace ``path`` by ``new``: the old one is renamed to ``old`` first and removed once ``new`` is in place."""
+    os.replace(path, old)
+    try:
+        os.replace(new, path)
+    except OSError:
+        try:
+            os.replace(old, path)
+        except OSError:  # another run put its output there in between: keep ours aside, never delete it
+            raise InputError(f"{path}: was replaced by another run meanwhile; the previous output is kept as {old}") from None
+        raise
+    _remove(old)
 
 
 def _move_without_replacing(source: Path, destination: Path) -> None:
