@@ -347,11 +347,105 @@ def test_declared_size_is_checked_before_reading(tmp_path, name, content):
     path.write_bytes(content())
     tracemalloc.start()
     try:
-        with raises_naming(path, r"header declares 1024x1024x512 float32 voxels \(2\.0 GiB\) but .* holds only"):
+        pattern = r"header declares 1024x1024x512 float32 voxels, which need at least \d+ bytes \(2\.0 [GM]iB\), but"
+        with raises_naming(path, pattern + " .* holds only"):
             read_image(path)
         assert tracemalloc.get_traced_memory()[1] < 10_000_000  # the 2 GiB were never allocated
     finally:
         tracemalloc.stop()
+
+
+def _patched_nifti(path: Path, **fields) -> Path:
+    """A valid 6x5x4 float32 NIfTI written by nibabel, then its header fields replaced (``dim1=0`` sets dim[1])."""
+    nibabel.save(nibabel.Nifti1Image(np.ones((6, 5, 4), np.float32), np.eye(4)), tmp := path.parent / "valid.nii")
+    data = tmp.read_bytes()
+    tmp.unlink()
+    header = nibabel.Nifti1Header(data[:348], check=False)
+    for name, value in fields.items():
+        if name.startswith("dim"):
+            dim = header["dim"]
+            dim[int(name[3:])] = value
+            name, value = "dim", dim
+        header[name] = value
+    data = header.binaryblock + data[348:]
+    path.write_bytes(gzip.compress(data) if path.name.endswith(".gz") else data)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("name", "fields", "problem"),
+    [
+        ("type.nii", {"datatype": 9999}, "unknown datatype 9999"),
+        ("type.nii.gz", {"datatype": 9999}, "unknown datatype 9999"),
+        ("nan_offset.nii", {"vox_offset": np.nan}, "vox_offset is nan"),
+        ("negative_offset.nii", {"vox_offset": -352}, "vox_offset is -352"),
+        ("empty.nii", {"dim1": 0}, r"dim\[1\] is 0"),
+        ("negative.nii.gz", {"dim3": -4}, r"dim\[3\] is -4"),
+    ],
+)
+def test_damaged_nifti_header_is_one_line_and_silent(tmp_path, capfd, name, fields, problem):
+    path = _patched_nifti(tmp_path / name, **fields)
+    with raises_naming(path, f"cannot be read as NIfTI \\(damaged header: {problem}"):
+        read_image(path)
+    assert capfd.readouterr().err == ""  # nothing from ITK's NIfTI library
+
+
+def test_uncompressed_nifti_named_nii_gz_is_read(tmp_path):
+    # ITK reads it as it is; nibabel, going by the name, would try to decompress it.
+    array = np.arange(120, dtype=np.float32).reshape(6, 5, 4)
+    array[1, 2, 3] = np.nan
+    path = tmp_path / "plain.nii.gz"
+    nibabel.save(nibabel.Nifti1Image(array, np.eye(4)), tmp_path / "plain.nii")
+    (tmp_path / "plain.nii").rename(path)
+    assert path.read_bytes()[:2] != b"\x1f\x8b"
+    with raises_naming(path, "1 of 120 voxels are NaN"):
+        read_image(path)
+    np.testing.assert_array_equal(read_image(path, allow_nonfinite=True).array, array)
+
+
+def test_size_message_quotes_the_bytes_needed_with_the_offset(tmp_path):
+    path = _patched_nifti(tmp_path / "offset.nii", vox_offset=1024)  # 832-byte file: 352 header + 480 voxels
+    with raises_naming(path, r"6x5x4 float32 voxels, which need at least 1504 bytes \(1\.5 KiB\), but the file "
+                             "holds only 832 bytes; truncated"):
+        read_image(path)
+
+
+def _dicom_slice(tmp_path: Path) -> Path:
+    return next(write_dicom_series(oblique_volume(), tmp_path / "series").iterdir())
+
+
+def test_dicom_declaring_more_pixels_than_it_holds_is_refused(tmp_path, capfd):
+    path = _dicom_slice(tmp_path)
+    header = pydicom.dcmread(path)
+    header.Rows = header.Columns = 30000
+    header.save_as(big := tmp_path / "big.dcm")
+    tracemalloc.start()
+    try:
+        with raises_naming(big, r"30000x30000x1 16-bit voxels, which need at least \d+ bytes \(1\.7 GiB\), but "
+                                r"the file holds only \d+ bytes"):
+            read_image(big)
+        assert tracemalloc.get_traced_memory()[1] < 10_000_000
+    finally:
+        tracemalloc.stop()
+    header = pydicom.dcmread(path)
+    header.Rows = 100  # 100x6 int16 = 1200 bytes, more than the file's 60 bytes of pixels and tags after them
+    header.save_as(path)
+    folder = path.parent
+    with pytest.raises(InputError, match=rf"^{re.escape(str(path))}: header declares 6x100x1 16-bit voxels"):
+        read_image(folder)
+    assert capfd.readouterr().err == ""
+
+
+def test_dicom_beyond_max_voxels_is_refused(tmp_path, monkeypatch):
+    path = _dicom_slice(tmp_path)
+    monkeypatch.setattr(image_module, "MAX_VOXELS", 6 * 5 * 4 - 1)
+    with raises_naming(path.parent, "header declares 6x5x4 16-bit voxels, more than 119 voxels"):
+        read_image(path.parent)
+    monkeypatch.setattr(image_module, "MAX_VOXELS", 29)
+    with raises_naming(path, "header declares 6x5x1 16-bit voxels, more than 29 voxels"):
+        read_image(path)
+    monkeypatch.setattr(image_module, "MAX_VOXELS", 30)
+    assert read_image(path).array.shape == (6, 5, 1)
 
 
 def test_absurd_voxel_count_and_missing_data_file_are_refused(tmp_path):

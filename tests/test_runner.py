@@ -529,3 +529,9 @@ def test_an_output_holding_a_folder_of_bundles_is_refused(tmp_path, monkeypatch)
     monkeypatch.chdir(tmp_path / "elsewhere")
     with pytest.raises(InputError, match="contains bundle fake_bundle"):
         check_output_location(tmp_path / "checkout")
+
+
+def test_a_relative_bundle_path_entry_is_refused(monkeypatch):
+    monkeypatch.setenv("SYNTHMR_BUNDLE_PATH", "bundles")  # would make bare names mean folders of the working directory
+    with pytest.raises(InputError, match="SYNTHMR_BUNDLE_PATH: holds relative folder"):
+        find_bundle("breast_dce_pre2post")

@@ -5,7 +5,7 @@ A bundle is a folder holding ``configs/metadata.json``. By name, bundles are loo
 1. the repository's ``bundles/`` folder (three levels above this package: ``<repo>/bundles/<name>``), the shipped
    bundles (:func:`shipped_folders`), which synthmr trusts (synthmr.bundle.trust);
 2. each folder of the environment variable ``SYNTHMR_BUNDLE_PATH`` (folders separated by :data:`os.pathsep`,
-   like ``PATH``; folders that do not exist are skipped), for a user's own or retrained bundles. A bundle there
+   like ``PATH``; absolute only; folders that do not exist are skipped), for a user's own or retrained bundles. A bundle there
    with the name of a shipped bundle is refused, never run in its place: a name must mean one bundle.
 
 A bare name is always a name: a folder of that name in the working directory is never picked up (write
@@ -33,8 +33,11 @@ def shipped_folders() -> list[Path]:
 
 def user_folders() -> list[Path]:
     """The existing folders of ``SYNTHMR_BUNDLE_PATH``, in order."""
-    entries = os.environ.get(BUNDLE_PATH_VARIABLE, "").split(os.pathsep)
-    return [Path(entry) for entry in entries if entry and Path(entry).is_dir()]
+    entries = [Path(entry) for entry in os.environ.get(BUNDLE_PATH_VARIABLE, "").split(os.pathsep) if entry]
+    relative = [str(entry) for entry in entries if not entry.is_absolute()]
+    if relative:  # it would make bare names mean folders of whatever the working directory is
+        raise InputError(f"{BUNDLE_PATH_VARIABLE}: holds relative folder(s) {', '.join(relative)}; give absolute ones")
+    return [entry for entry in entries if entry.is_dir()]
 
 
 def bundle_folders() -> list[Path]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import warnings
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import NamedTuple
 
 import nibabel
 import numpy as np
+import pydicom
 import SimpleITK as sitk
 from nibabel.arrayproxy import ArrayProxy
 from nibabel.openers import ImageOpener
@@ -194,7 +196,7 @@ class _Declared(NamedTuple):
     """What a header declares about its voxels."""
 
     size: tuple[int, ...]  # per axis, then components when there are several
-    dtype: np.dtype
+    kind: str  # the voxel type, for messages: "float32", or "16-bit" for DICOM
     data_file: Path | None  # the file holding the voxels; None when the header names several
     least_bytes: int  # the shortest data_file that can hold them
 
@@ -202,19 +204,16 @@ class _Declared(NamedTuple):
 def _check_declared_size(path: Path, reader: str) -> None:
     """Refuse, before any voxel is read, a header that declares more than :data:`MAX_VOXELS` or more data than
     its file can hold: ITK allocates the declared size first, so a 60-byte file could cost gigabytes before it
-    fails. DICOM is left to GDCM, which reads each pixel data element by its own length."""
+    fails."""
     if reader == "NiftiImageIO":
         declared = _nifti_declared(path)
     elif reader in ("NrrdImageIO", "MetaImageIO"):
         declared = _itk_declared(path, reader)
     else:
-        return
+        declared = _dicom_declared(path)
     if declared is None:  # no header we can parse: ITK's own error says what is wrong
         return
-    voxels = math.prod(declared.size)
-    described = f"{'x'.join(map(str, declared.size))} {declared.dtype.name} voxels"
-    if voxels > MAX_VOXELS:
-        raise InputError(f"{path}: header declares {described}, more than {MAX_VOXELS} voxels; damaged header?")
+    _check_voxel_count(path, declared)
     if declared.data_file is None:
         return
     if not declared.data_file.is_file():
@@ -222,34 +221,90 @@ def _check_declared_size(path: Path, reader: str) -> None:
     held = declared.data_file.stat().st_size
     if held < declared.least_bytes:
         holder = "the file" if declared.data_file == path else f"its data file {declared.data_file.name}"
+        # least_bytes, not the voxel bytes alone: with the header's offset or a compression bound, those could be
+        # fewer than the file holds and the message would contradict itself.
+        needed = f"{declared.least_bytes} bytes" + (
+            f" ({_in_units(declared.least_bytes)})" if declared.least_bytes >= 1024 else ""
+        )
         raise InputError(
-            f"{path}: header declares {described} ({_in_units(voxels * declared.dtype.itemsize)}) but {holder} "
-            f"holds only {held} bytes; truncated or damaged"
+            f"{path}: header declares {_described(declared)}, which need at least {needed}, but {holder} holds "
+            f"only {held} bytes; truncated or damaged"
         )
     # A gzip stream cut short still holds far more than 1/1032 of its data: decompressing it is the only check.
-    if reader == "NiftiImageIO" and path.name.lower().endswith(".gz") and not _gzip_complete(path):
+    if reader == "NiftiImageIO" and _is_gzip(path) and not _gzip_complete(path):
         raise InputError(f"{path}: truncated or damaged NIfTI file (less voxel data than its header declares)")
 
 
-def _nifti_declared(path: Path) -> _Declared | None:
+def _check_voxel_count(path: Path, declared: _Declared) -> None:
+    if math.prod(declared.size) > MAX_VOXELS:
+        raise InputError(
+            f"{path}: header declares {_described(declared)}, more than {MAX_VOXELS} voxels; damaged header?"
+        )
+
+
+def _described(declared: _Declared) -> str:
+    return f"{'x'.join(map(str, declared.size))} {declared.kind} voxels"
+
+
+def _nifti_declared(path: Path) -> _Declared:
+    """Refuses what ITK's NIfTI library would complain about straight to stderr, or what would make nibabel raise
+    (unknown datatype, unusable vox_offset) while the voxels are checked for NaN."""
     header = _nifti_header(path)
-    # Refused here rather than left to ITK, whose NIfTI library prints its own complaint straight to stderr.
     if header is None:
         raise InputError(f"{path}: cannot be read as NIfTI (no NIfTI-1 or NIfTI-2 header at its start)")
-    dimensions = int(header["dim"][0])
-    if not 1 <= dimensions <= 7:
-        raise InputError(f"{path}: cannot be read as NIfTI (damaged header: dim[0] is {dimensions}, not 1 to 7)")
-    compressed = path.name.lower().endswith(".gz")  # the header and the voxels are both inside the stream
-    end = _nifti_end(header)
-    return _Declared(header.get_data_shape(), header.get_data_dtype(), path,
-                     end // _DEFLATE_MAX_RATIO if compressed else end)
+    dim, offset = [int(d) for d in header["dim"]], float(header["vox_offset"])
+    empty = [axis for axis in range(1, dim[0] + 1) if dim[axis] < 1] if 1 <= dim[0] <= 7 else []
+    try:
+        dtype = header.get_data_dtype()
+    except KeyError:
+        dtype = None
+    problem = (
+        f"dim[0] is {dim[0]}, not 1 to 7" if not 1 <= dim[0] <= 7
+        else f"dim[{empty[0]}] is {dim[empty[0]]}, not a positive size" if empty
+        else f"unknown datatype {int(header['datatype'])}" if dtype is None
+        else f"vox_offset is {offset}" if not (math.isfinite(offset) and offset >= 0)
+        else None
+    )
+    if problem:
+        raise InputError(f"{path}: cannot be read as NIfTI (damaged header: {problem})")
+    end = _nifti_end(header)  # the header and the voxels are both inside a gzip stream
+    return _Declared(header.get_data_shape(), dtype.name, path, end // _DEFLATE_MAX_RATIO if _is_gzip(path) else end)
+
+
+def _is_gzip(path: Path) -> bool:
+    """Whether the .nii.gz at ``path`` really is gzip: ITK's NIfTI library (zlib) reads an uncompressed file by
+    that name as it is, while nibabel goes by the name and fails."""
+    if not path.name.lower().endswith(".gz"):
+        return False
+    with open(path, "rb") as stream:
+        return stream.read(2) == b"\x1f\x8b"
+
+
+def _dicom_declared(path: Path) -> _Declared | None:
+    """The pixels a DICOM file declares, from pydicom's reading of the elements before them; None when pydicom
+    cannot read those (GDCM's error then says what is wrong). GDCM allocates Rows x Columns x frames before it
+    reads the pixel data element, whatever that element's length."""
+    try:
+        with open(path, "rb") as stream, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pydicom's complaints about odd values; GDCM judges those
+            header = pydicom.dcmread(stream, stop_before_pixels=True, force=True)
+            pixels_at = stream.tell()  # pydicom stops at the start of the pixel data element
+        bits, samples = int(header.BitsAllocated), int(header.get("SamplesPerPixel") or 1)
+        size = (int(header.Columns), int(header.Rows), int(header.get("NumberOfFrames") or 1))
+        syntax = header.file_meta.get("TransferSyntaxUID", pydicom.uid.ImplicitVRLittleEndian)
+        raw = not (syntax.is_compressed or syntax.is_deflated)  # deflated: the stream position is not the file's
+    except Exception:  # noqa: BLE001 (pydicom raises many types for a damaged file; GDCM reports it)
+        return None
+    size = (*size, samples) if samples > 1 else size
+    least = pixels_at + math.ceil(math.prod(size) * bits / 8)
+    return _Declared(size, f"{bits}-bit", path if raw else None, least)
 
 
 def _nifti_header(path: Path) -> nibabel.Nifti1Header | None:
     """The NIfTI-1 or NIfTI-2 header of ``path`` (nibabel reads it without the voxels; unchecked, since ITK
     reads headers that nibabel's checks refuse), or None when the file starts with neither."""
     try:
-        with ImageOpener(path, "rb") as stream:
+        with ImageOpener(path, "rb") if _is_gzip(path) else open(path, "rb") as stream:
             block = stream.read(nibabel.Nifti2Header.template_dtype.itemsize)
     except (OSError, EOFError):  # includes a damaged gzip stream
         return None
@@ -282,10 +337,10 @@ def _itk_declared(path: Path, reader: str) -> _Declared:
         per_byte = 1 / _DEFLATE_MAX_RATIO if fields.get("compresseddata", "").lower() == "true" else 1.0
     least = math.floor(math.prod(size) * dtype.itemsize * per_byte)
     if name is None:  # attached: the data follows the header
-        return _Declared(size, dtype, path, header_bytes + least)
+        return _Declared(size, dtype.name, path, header_bytes + least)
     if len(name.split()) > 1 or name.upper() == "LIST" or "%" in name:  # a list or pattern of data files
-        return _Declared(size, dtype, None, 0)
-    return _Declared(size, dtype, path.parent / name, least)
+        return _Declared(size, dtype.name, None, 0)
+    return _Declared(size, dtype.name, path.parent / name, least)
 
 
 def _text_header(path: Path, reader: str) -> tuple[dict[str, str], int]:
@@ -358,7 +413,10 @@ def _restore_nifti_nonfinite(path: Path, array: np.ndarray) -> None:
     if header is None or not np.issubdtype(header.get_data_dtype(), np.floating):
         return
     shape, dtype, offset = header.get_data_shape(), header.get_data_dtype(), header.get_data_offset()
-    stored = np.asanyarray(ArrayProxy(path, (shape, dtype, offset)))  # as stored, scaling not applied
+    if _is_gzip(path):
+        stored = np.asanyarray(ArrayProxy(path, (shape, dtype, offset)))  # as stored, scaling not applied
+    else:  # mapped directly: nibabel would take an uncompressed file named .nii.gz for gzip
+        stored = np.memmap(path, dtype, "r", offset, shape, order="F")
     bad = ~np.isfinite(stored)
     if not bad.any():
         return
@@ -399,8 +457,15 @@ def _series_files(folder: Path, series_uid: str | None) -> tuple[str, ...]:
 
 
 def _read_dicom_series(folder: Path, series_uid: str | None) -> sitk.Image:
+    files = _series_files(folder, series_uid)
+    # ITK allocates the first slice's size times the number of files, then reads each file as one slice.
+    first = _dicom_declared(Path(files[0]))
+    if first is not None:
+        _check_voxel_count(folder, first._replace(size=(*first.size[:2], len(files))))
+    for file in files:
+        _check_declared_size(Path(file), "GDCMImageIO")
     reader = sitk.ImageSeriesReader()
-    reader.SetFileNames(_series_files(folder, series_uid))
+    reader.SetFileNames(files)
     reader.MetaDataDictionaryArrayUpdateOn()
     try:
         image = reader.Execute()
