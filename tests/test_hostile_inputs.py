@@ -22,6 +22,7 @@ that "the repository" of the command under test is the copy.
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import os
@@ -177,15 +178,31 @@ def _memory_limiter(limit: int | None) -> Callable[[], None] | None:
     return apply
 
 
+# Runs `python -m MODULE ARGS` and writes the process's peak resident memory (kB) to a file at exit. Linux's VmHWM
+# belongs to the memory of the program after exec; the rusage that wait4 reports also counts the forked copy of
+# the parent before exec (pytest's own gigabyte), so it cannot measure a small command.
+_PEAK_REPORTER = """
+import atexit, runpy, sys
+report = sys.argv.pop(1)
+module = sys.argv.pop(1)
+def write_peak():
+    status = open("/proc/self/status").read()
+    open(report, "w").write(status.split("VmHWM:")[1].split()[0])
+atexit.register(write_peak)
+sys.argv[0] = module
+runpy.run_module(module, run_name="__main__", alter_sys=True)
+"""
+
+
 def run_process(command: list[str], cwd: Path, env: dict, timeout: float, memory_limit: int | None = None) -> Result:
-    """Run ``command``; report its exit status, output and (on POSIX) its own peak memory."""
+    """Run ``command``; report its exit status and output (the peak memory is measured by Sandbox.run)."""
     start = time.monotonic()
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         process = subprocess.Popen(
             command, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
             preexec_fn=_memory_limiter(memory_limit),
         )
-        timed_out, max_rss = False, None
+        timed_out = False
         if hasattr(os, "wait4"):
             deadline = start + timeout
             while True:
@@ -199,7 +216,6 @@ def run_process(command: list[str], cwd: Path, env: dict, timeout: float, memory
                     break
                 time.sleep(0.02)
             process.returncode = os.waitstatus_to_exitcode(status)
-            max_rss = usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024)
         else:
             try:
                 process.wait(timeout=timeout)
@@ -211,7 +227,7 @@ def run_process(command: list[str], cwd: Path, env: dict, timeout: float, memory
         err.seek(0)
         stdout = out.read().decode("utf-8", "replace")
         stderr = err.read().decode("utf-8", "replace")
-    return Result(process.returncode, stdout, stderr, max_rss, timed_out, time.monotonic() - start)
+    return Result(process.returncode, stdout, stderr, None, timed_out, time.monotonic() - start)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -299,8 +315,15 @@ class Sandbox:
 
     def run(self, step: Step) -> Result:
         prefix = [sys.executable, "-m", step.module] if step.module else [sys.executable]
-        command = [*prefix, *map(str, step.args)]
-        return run_process(command, step.cwd or self.work, self.env(step.env), step.timeout, step.memory_limit)
+        measure = step.max_rss is not None and step.module is not None and Path("/proc/self/status").is_file()
+        with tempfile.TemporaryDirectory() as scratch:
+            report = Path(scratch) / "peak"
+            if measure:  # the command reports its own peak: see _PEAK_REPORTER
+                prefix = [sys.executable, "-c", _PEAK_REPORTER, str(report), step.module]
+            command = [*prefix, *map(str, step.args)]
+            result = run_process(command, step.cwd or self.work, self.env(step.env), step.timeout, step.memory_limit)
+            peak = int(report.read_text()) * 1024 if measure and report.is_file() else None
+        return dataclasses.replace(result, max_rss=peak)
 
     def in_process_env(self, monkeypatch) -> None:
         for name in UNSET_VARIABLES:
