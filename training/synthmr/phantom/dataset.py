@@ -11,12 +11,7 @@ from synthmr.errors import InputError
 from synthmr.io import save_datalist, write_image
 from synthmr.io._atomic import atomic_output, check_destination
 from synthmr.phantom import phantom_class
-
-
-def _positive_int(value, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InputError(f"{name} must be a positive integer, got {value!r}")
-    return value
+from synthmr.phantom._arguments import integer
 
 
 def _make_phantom(organ: str, options: dict):
@@ -93,9 +88,7 @@ def write_phantom_dataset(
         options: passed to the phantom's constructor (e.g. ``dims=2``, ``spacing=3.0``).
     """
     phantom = _make_phantom(organ, options)
-    n = _positive_int(n, "--n")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise InputError(f"--seed must be a non-negative integer, got {seed!r}")
+    n, seed = integer(n, "--n", 1), integer(seed, "--seed", 0)
     out = Path(out).absolute()  # datalist paths are made relative from absolute ones
     check_destination(out, overwrite, what="folder")
 
