@@ -64,9 +64,9 @@ _INT16 = np.iinfo(np.int16)
 # Largest image read. 2**31 voxels (8 GiB as float32) is twice a 1024^3 volume, beyond any MR acquisition; a header
 # declaring more is damaged or hostile, and ITK would try to allocate all of it before reading a byte.
 MAX_VOXELS = 2**31
-# Deflate cannot compress better than about 1032:1 (RFC 1951: a 258-byte match costs at least two bits; zlib's
-# "technical details", https://zlib.net/zlib_tech.html, give 1032:1 as the limit), so a compressed file shorter than
-# 1/1032 of its declared data cannot hold it.
+# Deflate cannot compress better than about 1032:1 (RFC 1951: the longest match, 258 bytes, costs at least two bits
+# of code, which bounds the ratio near 1032:1), so a compressed file shorter than 1/1032 of its declared data cannot
+# hold it.
 _DEFLATE_MAX_RATIO = 1032
 # Bytes of file at least needed per declared byte of voxels, by NRRD encoding (teem's NRRD format). bzip2 is left
 # out: its ratio has no useful bound. ascii: at least one character per value of at most 8 bytes.
