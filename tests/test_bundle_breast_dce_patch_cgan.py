@@ -25,6 +25,7 @@ from synthmr.methods.breast_dce_patch_cgan import (
 from synthmr.metrics.two_sample import nn_accuracy
 from synthmr.nets.conditional_dcgan import ConditionalDCGANCritic, ConditionalDCGANGenerator
 from synthmr.phantom.dataset import phantom_datalist
+from synthmr.phantom.validate import share_range
 
 BUNDLE = BundleFolder("breast_dce_patch_cgan")
 
@@ -151,8 +152,12 @@ def test_t1_phases_share_one_scale_so_the_enhancement_curve_survives(cases):
 def test_phantom_patches_wash_out_when_malignant_and_persist_when_benign(held_out):
     images = np.stack([p["image"] for p in held_out])
     labels = np.array([p["label"] for p in held_out])
-    assert central_washout(images[labels == CLASSES.index("malignant")]).mean() > 0.9
-    assert central_washout(images[labels == CLASSES.index("benign")]).mean() < 0.1
+    # Curve types overlap between classes as in Kuhl et al., Radiology 1999 (type III: 57.4 % of malignant, 5.5 % of
+    # benign lesions); a patch washes out at its centre within the sampling range of those shares.
+    for name, share in (("malignant", 0.574), ("benign", 0.055)):
+        washout = central_washout(images[labels == CLASSES.index(name)])
+        low, high = share_range(share, len(washout))
+        assert low <= washout.mean() <= high, (name, washout.mean(), (low, high))
 
 
 def test_bad_datalist_items_are_one_clear_error(cases):

@@ -1,16 +1,32 @@
 """Breast DCE phantom: one grid per case, reproducible, labels match meta, the layout of a prone breast exam
 (breasts in front, chest wall, heart, the posterior edge cutting the thorax), and the physics shows the clinical
-contrasts (fat suppression, dark lungs, enhancing heart, malignant washout vs benign persistence)."""
+contrasts (fat suppression, dark lungs, enhancing heart, each lesion's drawn kinetic curve type, lesions visible
+before contrast, mass effect)."""
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
 import numpy as np
 import pytest
 from scipy import ndimage
 
 from synthmr.errors import InputError
 from synthmr.phantom import phantom_class, physics
-from synthmr.phantom.breast import LESION_KINETICS, BreastPhantom, _draw_lesion_shape
+from synthmr.phantom import breast
+from synthmr.phantom.breast import (
+    CURVE_TYPE_SHARES,
+    CURVE_TYPES,
+    LESION_RELAXATION,
+    BreastPhantom,
+    _displaced,
+    _draw_lesion_shape,
+    _Grid,
+    classify_curve,
+    draw_curve_type,
+    draw_kinetics,
+    validation_figures,
+)
 
 SIZE = 128  # 2.8 mm pixels over the default 358 mm field of view
 MM = 358.4 / SIZE
@@ -125,24 +141,120 @@ def lesion_means(case) -> list[tuple[str, np.ndarray]]:
     ]
 
 
-def test_malignant_washout_and_benign_persistence(forced_lesion_cases):
-    curves = [curve for case in forced_lesion_cases for curve in lesion_means(case)]
-    assert sorted({kind for kind, _ in curves}) == ["benign", "malignant"] and len(curves) == 12
-    for kind, (pre, post1, post2, post3, post4) in curves:
-        assert post1 > 1.5 * pre, "strong early enhancement"
-        if kind == "malignant":
-            assert post4 < 0.9 * post1, "type III: washout"
-        else:
-            assert post4 >= 0.97 * post1, "type I/II: persistent or plateau"
+def test_lesion_roi_shows_its_drawn_curve_type(forced_lesion_cases):
+    """The lesion ROI's time course on the images has the curve type recorded in meta (Kuhl's +-10 % of the
+    first post-contrast phase), and every lesion enhances early."""
+    seen = set()
+    for case in forced_lesion_cases:
+        types = case.meta["curve_types"]
+        assert len(types) == len(case.meta["lesion_classes"]) and set(types) <= set(CURVE_TYPES)
+        for (kind, (pre, post1, *_, post4)), curve_type in zip(lesion_means(case), types):
+            assert post1 > 1.5 * pre, "strong early enhancement"
+            assert classify_curve(post1, post4) == curve_type, (kind, post4 / post1, curve_type)
+            seen.add((kind, curve_type))
+    assert {kind for kind, _ in seen} == {"benign", "malignant"}
 
 
-def test_every_kinetic_draw_keeps_its_curve_type():
+def test_curve_type_thresholds():
+    assert classify_curve(100.0, 110.0) == "I" and classify_curve(100.0, 109.0) == "II"
+    assert classify_curve(100.0, 91.0) == "II" and classify_curve(100.0, 89.0) == "III"
+
+
+def test_curve_types_overlap_between_classes_with_kuhls_shares():
+    """Curve type is drawn per lesion: both classes show all types, in about Kuhl's shares (not one per class)."""
+    rng = np.random.default_rng(1)
+    for kind in ("benign", "malignant"):
+        types = [draw_curve_type(rng, kind) for _ in range(2000)]
+        for curve_type, share in zip(CURVE_TYPES, CURVE_TYPE_SHARES[kind]):
+            observed = types.count(curve_type) / len(types)
+            assert observed > 0 and abs(observed - share) < 2.58 * math.sqrt(share * (1 - share) / 2000) + 0.01
+
+
+def test_kinetic_draws_show_their_type_in_signal():
+    """draw_kinetics gives parameters whose fat-suppressed T1w signal has the requested type, with margin."""
     rng = np.random.default_rng(0)
-    for kind, ranges in LESION_KINETICS.items():
-        for _ in range(150):
-            curve = physics.extended_tofts(**ranges.draw(rng))
-            ratio = physics.sample(curve, 6.0) / physics.sample(curve, 1.5)
-            assert ratio < 0.9 if kind == "malignant" else ratio >= 0.95, (kind, ratio)
+    times = (1.5, 3.0, 4.5, 6.0)
+    for kind, relaxation in LESION_RELAXATION.items():
+        for curve_type in CURVE_TYPES:
+            for _ in range(10):
+                tissue = relaxation.draw(rng)
+                kinetics = draw_kinetics(rng, kind, curve_type, tissue, times)
+                curve = physics.extended_tofts(**kinetics)
+                concentration = np.array([0.0, physics.sample(curve, 1.5), physics.sample(curve, 6.0)])
+                pre, early, late = breast._phase_signals(tissue, concentration)
+                assert early > 1.6 * pre and classify_curve(early, late) == curve_type
+                assert abs(late / early - 1) > 0.14 if curve_type != "II" else abs(late / early - 1) < 0.06
+
+
+def test_lesion_relaxation_drawn_per_lesion_within_literature_spread():
+    rng = np.random.default_rng(0)
+    for kind, relaxation in LESION_RELAXATION.items():
+        draws = [relaxation.draw(rng) for _ in range(300)]
+        t1, t2 = np.array([d.t1 for d in draws]), np.array([d.t2 for d in draws])
+        assert relaxation.t1_bounds[0] <= t1.min() and t1.max() <= relaxation.t1_bounds[1]
+        assert relaxation.t2_bounds[0] <= t2.min() and t2.max() <= relaxation.t2_bounds[1]
+        assert t1.std() > 100 and t2.std() > 4, "lesions differ"
+    # Benign masses are never darker than FGT on T2 (T2 >= FGT's 71 ms); cancers lie around 81 ms.
+    assert LESION_RELAXATION["benign"].t2_bounds[0] >= breast.TISSUES["fgt"].t2
+    assert LESION_RELAXATION["malignant"].t2[0] == 81.0
+
+
+def test_lesions_visible_before_contrast(forced_lesion_cases):
+    """On T2w benign lesions are brighter than FGT and cancers close to it; in fat both show on T2w and T1w."""
+    ratios = {"benign": [], "malignant": []}
+    for case in forced_lesion_cases:
+        labels = case.masks["lesion"]
+        fgt = case.masks["fgt"] > 0
+        for value, kind in enumerate(case.meta["lesion_classes"], start=1):
+            core = ndimage.binary_erosion(labels == value)
+            if core.sum() >= 3 and fgt.sum() > 20:
+                ratios[kind].append(case.images["t2"][core].mean() / case.images["t2"][fgt].mean())
+    assert np.median(ratios["benign"]) > 1.15
+    assert 0.95 < np.median(ratios["malignant"]) < 1.5
+    assert np.median(ratios["benign"]) > np.median(ratios["malignant"])
+
+
+def test_lesion_relaxation_recorded_and_rendered(case_with_anatomy):
+    case, anatomy = case_with_anatomy
+    assert len(case.meta["lesion_relaxation"]) == len(anatomy.lesions) > 0
+    for lesion, recorded in zip(anatomy.lesions, case.meta["lesion_relaxation"]):
+        assert recorded == {"pd": lesion.tissue.pd, "t1_ms": lesion.tissue.t1, "t2_ms": lesion.tissue.t2}
+    # The class maps still sum the lesions' fractions.
+    for kind in ("benign", "malignant"):
+        mine = [lesion.fraction for lesion in anatomy.lesions if lesion.kind == kind]
+        if mine:
+            assert np.allclose(anatomy.fractions[kind], np.add.reduce(mine))
+
+
+def test_mass_effect_pushes_tissue_into_a_rim():
+    """Tissue that filled a benign lesion's place is pushed into a rim around it, not deleted."""
+    grid = _Grid((96, 96, 1), (1.0, 1.0, 1.0), (-47.5, -47.5, 0.0), True)
+    x, y, _ = grid.axes()
+    radius = 10.0
+    no_bumps = breast._Bumps(np.zeros((0, 3)), np.zeros(0), 1.0)
+    shape = breast._LesionShape("benign", (radius, radius, radius), np.eye(3), no_bumps, ())
+    disc = (np.hypot(x, y) < radius).astype(np.float32) * np.ones(grid.shape, np.float32)
+    r = np.hypot(x, y) * np.ones(grid.shape)
+    outside = r >= radius
+    assert disc[outside].sum() == 0
+    moved = _displaced(disc, grid, [(shape, np.zeros(3), 0)])
+    # What filled the lesion's place now lies around it (in 2D in the ring out to sqrt(2) radii), conserved.
+    assert moved[outside].sum() == pytest.approx(disc.sum(), rel=0.1)
+    assert moved[outside & (r < 1.3 * radius)].mean() > 0.9 and moved[r > 1.6 * radius].max() < 0.05
+    # A malignant lesion pushes aside half the tissue in its place (and replaces the rest).
+    half = _displaced(disc, grid, [(replace(shape, kind="malignant"), np.zeros(3), 0)])
+    assert half[outside].sum() == pytest.approx(0.5 * disc.sum(), rel=0.15)
+    # Beyond MASS_EFFECT_REACH radii nothing moves.
+    ring = ((r > 31) & (r < 40)).astype(np.float32)
+    assert np.array_equal(_displaced(ring, grid, [(shape, np.zeros(3), 0)]), ring)
+
+
+def test_validation_figures_are_named_and_finite():
+    figures = validation_figures(3, 123)
+    assert len(figures) >= 20 and len({f.name for f in figures}) == len(figures)
+    for figure in figures:
+        assert figure.name and figure.source and math.isfinite(figure.value), figure
+        assert figure.low <= figure.high
 
 
 def test_fat_suppressed_on_t1_bright_on_t2(case_with_anatomy):

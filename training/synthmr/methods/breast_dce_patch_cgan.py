@@ -323,8 +323,8 @@ def evaluate_generator(
 
 def washout_fractions(generator: torch.nn.Module, n_per_class: int = 100, seed: int = 0) -> dict[str, float]:
     """Per class, the fraction of generated patches whose central signal washes out from T1 post1 to post4
-    (:func:`central_washout`): high for malignant, low for benign when the
-    conditioning carries the kinetics (malignant lesions wash out, benign ones persist)."""
+    (:func:`central_washout`): when the conditioning carries the kinetics it follows the phantom's curve types, most
+    malignant lesions washing out and few benign ones (Kuhl et al., Radiology 1999: type III in 57 % and 6 %)."""
     patches, labels = sample_patches(generator, n_per_class, seed=seed)
     washes = central_washout(patches.numpy())
     return {name: float(washes[labels.numpy() == index].mean()) for index, name in enumerate(CLASSES)}

@@ -13,10 +13,8 @@ thorax (heart, lungs, descending aorta, spine), which the posterior edge of the 
 
 References
 ----------
-- Rakow-Penner et al. "Relaxation times of breast tissue at 1.5T and 3T measured using IDEAL", JMRI
-  2006;23:87-91: T1 of fat and fibroglandular tissue (FGT) at 3 T.
 - Edden et al. "Longitudinal and multi-echo transverse relaxation times of normal breast tissue at 3 Tesla",
-  JMRI 2010;32:982-987: multi-echo T2 of fat (154 ms) and FGT (71 ms).
+  JMRI 2010;32:982-987: T1 and multi-echo T2 of fat (423 / 154 ms) and fibroglandular tissue (FGT, 1680 / 71 ms).
 - Henkelman et al. "Why fat is bright in RARE and fast spin-echo imaging", JMRI 1992;2:533-540.
 - de Bazelaire et al. "MR imaging relaxation times of abdominal and pelvic tissues measured in vivo at 3.0 T",
   Radiology 2004;230:652-659: skeletal muscle.
@@ -32,7 +30,9 @@ References
   dynamic breast MRI?", JMRI 1999;9:187-196: fibroadenomas are T2-bright, cancers are not.
 - Kuhl et al. "Dynamic breast MR imaging: are signal intensity time course data useful for differential
   diagnosis of enhancing lesions?", Radiology 1999;211:101-110: curve types I (persistent), II (plateau),
-  III (washout).
+  III (washout) and their shares among benign (83.0 / 11.5 / 5.5 %) and malignant (8.9 / 33.6 / 57.4 %) lesions.
+- "Quantitative perfusion parameters of benign inflammatory breast pathologies: a descriptive study", Clin
+  Imaging 2020;68:249-256: ve of benign masses 0.48 and of invasive ductal cancers 0.31.
 - Tofts et al., JMRI 1999;10:223-232 and Parker et al., MRM 2006;56:993-1000 (see physics.py).
 - Schabel et al. "Pharmacokinetic mapping for lesion classification in dynamic breast MRI", JMRI
   2010;31:1371-1378: malignant lesions have higher Ktrans and kep than benign ones.
@@ -63,7 +63,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache, reduce
 
 import numpy as np
-from scipy import ndimage
+from scipy import ndimage, stats
 from scipy.spatial.transform import Rotation
 
 from synthmr.errors import InputError
@@ -71,18 +71,20 @@ from synthmr.phantom import physics
 from synthmr.phantom._arguments import MAX_SIZE, check_voxels, integer, number
 from synthmr.phantom.case import PhantomCase
 from synthmr.phantom.physics import Acquisition, SpinEcho, SpoiledGradientEcho, Tissue
+from synthmr.phantom.validate import Figure, share_range
 
 # ----------------------------------------------------------------------------------------------------------
 # Tissues at 3 T. PD is relative to water (fat and blood water-rich, dermis and lung poor in protons).
 # ----------------------------------------------------------------------------------------------------------
 
 TISSUES = {
-    # T1 from Rakow-Penner et al. 2006. T2 is the multi-echo value of Edden et al. 2010 (fat 154, FGT 71 ms)
-    # rather than the single-echo one (~53 ms): the clinical T2w series is a fast spin echo, whose echo train
-    # suppresses J-coupling dephasing and keeps fat bright (Henkelman et al. 1992). At TE 2 ms the choice is
-    # immaterial for the gradient echoes.
-    "fat": Tissue(pd=0.9, t1=367.0, t2=154.0, fat=True, heterogeneity=0.03),
-    "fgt": Tissue(pd=0.8, t1=1445.0, t2=71.0, heterogeneity=0.06),
+    # Fat and fibroglandular tissue (FGT): T1 and multi-echo T2 of Edden et al. 2010 at 3 T (fat 423/154 ms,
+    # FGT 1680/71 ms). The multi-echo T2 rather than the single-echo one (~53 ms): the clinical T2w series is a
+    # fast spin echo, whose echo train suppresses J-coupling dephasing and keeps fat bright (Henkelman et al.
+    # 1992). At TE 2 ms the choice is immaterial for the gradient echoes. PD: fat and FGT are water- and
+    # lipid-rich soft tissue, PD 0.8-0.9 of water (assumed; no breast PD measurement was found).
+    "fat": Tissue(pd=0.9, t1=423.0, t2=154.0, fat=True, heterogeneity=0.03),
+    "fgt": Tissue(pd=0.8, t1=1680.0, t2=71.0, heterogeneity=0.06),
     # No 3 T relaxometry of breast skin was found: dermis is collagen-dense and water-poor, so it gets a short
     # T2 and an intermediate T1 (an assumption, visible only as a thin rim).
     "skin": Tissue(pd=0.7, t1=1000.0, t2=35.0),
@@ -102,11 +104,63 @@ TISSUES = {
     # Lung is ~80 % air (low PD) and its T2* is 0.74 ms at 3 T (Yu et al. 2011): dark on every sequence here.
     # T1 ~1.3 s; any value in the published range gives the same near-zero signal.
     "lung": Tissue(pd=0.15, t1=1300.0, t2=0.74, heterogeneity=0.0),
-    # Cancers: T1 1612 ms, T2 81 ms (Meng et al. 2020). Benign masses: lower T1 (Meng et al. 2020) and longer
-    # T2, 95 ms (Liu et al. 2018), T2-bright like fibroadenomas (Kuhl et al. JMRI 1999).
-    "malignant": Tissue(pd=0.85, t1=1612.0, t2=81.0, heterogeneity=0.05),
-    "benign": Tissue(pd=0.85, t1=1400.0, t2=95.0, heterogeneity=0.03),
 }
+
+
+@dataclass(frozen=True)
+class LesionRelaxation:
+    """Population of one lesion class's relaxation times: each lesion draws its own T1 and T2 from normal
+    distributions truncated to ``t1_bounds`` and ``t2_bounds`` (ms), so lesions differ as in the cited series."""
+
+    pd: float
+    t1: tuple[float, float]  # mean, standard deviation (ms)
+    t2: tuple[float, float]
+    t1_bounds: tuple[float, float]
+    t2_bounds: tuple[float, float]
+    heterogeneity: float
+
+    @property
+    def mean(self) -> Tissue:
+        """The class's typical lesion."""
+        return Tissue(pd=self.pd, t1=self.t1[0], t2=self.t2[0], heterogeneity=self.heterogeneity)
+
+    def draw(self, rng: np.random.Generator) -> Tissue:
+        def truncated(mean_sd, bounds):
+            mean, sd = mean_sd
+            low, high = ((b - mean) / sd for b in bounds)
+            return float(stats.truncnorm.rvs(low, high, loc=mean, scale=sd, random_state=rng))
+
+        return Tissue(
+            pd=self.pd,
+            t1=truncated(self.t1, self.t1_bounds),
+            t2=truncated(self.t2, self.t2_bounds),
+            heterogeneity=self.heterogeneity,
+        )
+
+
+LESION_RELAXATION = {
+    # Cancers: T1 1612 +- 216 ms, T2 81 +- 8 ms (Meng et al. 2020, synthetic MRI of 48 cancers), within 2 SD.
+    # Against FGT (T2 71 ms) most cancers are then a little brighter on T2w, never as bright as fat, and on the
+    # fat-suppressed T1 close to FGT: "most invasive cancers are not T2-hyperintense" (Kuhl et al. JMRI 1999).
+    "malignant": LesionRelaxation(
+        pd=0.85, t1=(1612.0, 216.0), t2=(81.0, 8.0), t1_bounds=(1180.0, 2044.0), t2_bounds=(65.0, 97.0),
+        heterogeneity=0.05,
+    ),
+    # Benign masses: T2 95.5 +- 26.5 ms (Liu et al. 2018, 21 benign lesions), truncated below at the FGT T2 of
+    # 71 ms, since fibroadenomas, the commonest benign mass, are T2-bright (Kuhl et al. JMRI 1999), and above at
+    # 2 SD. T1: Meng et al. 2020 report benign lesions' T1 lower than cancers' without a value we could use;
+    # 1400 +- 200 ms is assumed (lower than cancers, the spread of the cancer series).
+    "benign": LesionRelaxation(
+        pd=0.85, t1=(1400.0, 200.0), t2=(95.5, 26.5), t1_bounds=(1000.0, 1800.0), t2_bounds=(71.0, 148.5),
+        heterogeneity=0.03,
+    ),
+}
+# PD of lesions: tumours hold more water than the FGT they grow in (cellular, oedematous stroma), so 0.85
+# against FGT's 0.8 (assumed; no breast PD measurement was found).
+LESION_CLASSES = tuple(LESION_RELAXATION)
+# The class's typical lesion, for reference and the class maps of BreastAnatomy.fractions; each lesion is
+# rendered with its own draw (BreastLesion.tissue).
+TISSUES.update({kind: relaxation.mean for kind, relaxation in LESION_RELAXATION.items()})
 
 # Clinical non-fat-suppressed T2-weighted (fast) spin echo and the fat-suppressed 3D spoiled gradient-echo DCE
 # series (Saha et al. 2018 protocols); fat saturation leaves ~10 % of the fat signal.
@@ -130,22 +184,117 @@ class KineticRange:
         """One parameter set, uniform in each range."""
         return {name: float(rng.uniform(*getattr(self, name))) for name in ("ktrans", "ve", "vp")}
 
-    def grid(self, steps: int) -> list[dict[str, float]]:
-        """``steps`` evenly spaced values per parameter, every combination (corners included)."""
-        values = [np.linspace(*getattr(self, name), steps) for name in ("ktrans", "ve", "vp")]
-        return [dict(zip(("ktrans", "ve", "vp"), map(float, combo))) for combo in itertools.product(*values)]
+
+# Kinetic curve types of enhancing lesions (Kuhl et al., Radiology 1999;211:101-110): the signal of the last
+# phase against the early post-contrast signal. Type I (persistent) rises by >= 10 %, type II (plateau) stays
+# within +-10 %, type III (washout) drops by > 10 %. Kuhl et al. read the early peak in the first 2-3 min after
+# injection; here it is the first post-contrast phase (1.5 min by default).
+CURVE_TYPES = ("I", "II", "III")
+CURVE_TYPE_CHANGE = 0.10
+# Share of each curve type per class: 165 benign lesions 83.0 / 11.5 / 5.5 %, 101 malignant 8.9 / 33.6 / 57.4 %
+# (Kuhl et al. 1999). Each lesion draws its type from its class's shares, so type and class overlap as there.
+CURVE_TYPE_SHARES = {"benign": (0.830, 0.115, 0.055), "malignant": (0.089, 0.336, 0.574)}
+# A drawn curve keeps this much from the thresholds (design): partial volume with the surrounding FGT, blur and
+# noise move the mean of a lesion ROI by a few per cent, and the ROI should still show the drawn type.
+CURVE_TYPE_MARGIN = 0.04
 
 
-# Malignant: fast wash-in and washout, high Ktrans and kep = Ktrans/ve (1.4-5 /min); benign: slow uptake, large
-# ve, kep 0.07-0.3 /min, so uptake persists or plateaus (Schabel et al. 2010; Kuhl et al. Radiology 1999
-# curve types III vs I/II). With the Parker AIF these ranges give C(6 min)/C(1.5 min) of 0.45-0.47 for every
-# malignant draw and 1.05-1.8 for every benign one; _kinetic_classes_hold re-checks any other sampling times.
-LESION_KINETICS = {
-    "malignant": KineticRange(ktrans=(0.5, 1.0), ve=(0.2, 0.35), vp=(0.03, 0.08)),
-    "benign": KineticRange(ktrans=(0.05, 0.15), ve=(0.5, 0.7), vp=(0.005, 0.02)),
-}
-WASHOUT_RATIO = 0.9  # malignant: C(last phase) <= 0.9 C(first phase), a type III curve
-PLATEAU_RATIO = 0.95  # benign: C(last phase) >= 0.95 C(first phase), a type I or II curve
+def _normalized(shares: tuple[float, ...]) -> np.ndarray:
+    """Shares as probabilities (the published percentages are rounded and need not sum to exactly 1)."""
+    return np.asarray(shares) / np.sum(shares)
+
+
+def draw_curve_type(rng: np.random.Generator, kind: str) -> str:
+    """One lesion's kinetic curve type, drawn from its class's shares (CURVE_TYPE_SHARES)."""
+    return str(rng.choice(CURVE_TYPES, p=_normalized(CURVE_TYPE_SHARES[kind])))
+
+
+def classify_curve(early: float, late: float) -> str:
+    """Kuhl's curve type of a time course from its early post-contrast and its last-phase signal."""
+    change = late / early - 1.0
+    return "I" if change >= CURVE_TYPE_CHANGE else "III" if change < -CURVE_TYPE_CHANGE else "II"
+
+
+# With the Parker AIF the curve type is set mostly by kep = Ktrans/ve, the rate of exchange back to plasma:
+# slow exchange keeps accumulating (type I), fast exchange follows the falling plasma curve (type III). kep is
+# drawn log-uniform in a range per type; each draw is kept only if it shows its type with the margin above.
+# The ve ranges hold the mean ve of benign masses (0.48) and invasive ductal cancers (0.31), so malignant
+# lesions reach a higher Ktrans at the same kep ("Quantitative perfusion parameters of benign inflammatory
+# breast pathologies: a descriptive study", Clin Imaging 2020;68:249-256; Schabel et al. 2010); plasma volume
+# is larger in cancers (neoangiogenesis; the vp ranges are assumed).
+KEP_BY_CURVE_TYPE = {"I": (0.03, 0.12), "II": (0.2, 0.7), "III": (0.8, 4.0)}
+VE_BY_CLASS = {"malignant": (0.2, 0.7), "benign": (0.3, 0.8)}
+VP_BY_CLASS = {"malignant": (0.02, 0.08), "benign": (0.005, 0.03)}
+# Every lesion enhances by at least 60 % in the first post-contrast phase (design: the phantom simulates
+# enhancing lesions, the population of Kuhl et al. 1999; above the 50 % that separates slow from medium initial
+# enhancement in the BI-RADS MRI lexicon).
+MIN_EARLY_ENHANCEMENT = 0.6
+# Relative uptake (_LesionShape.uptake) at which a drawn curve must show its type: the dim core and the bright
+# rim of a heterogeneously enhancing lesion both keep the lesion's type.
+UPTAKES_CHECKED = (0.4, 1.0, 1.6)
+MAX_KINETIC_DRAWS = 2000
+
+
+def _phase_signals(tissue: Tissue, concentration: np.ndarray) -> np.ndarray:
+    """Fat-suppressed T1w signal of ``tissue`` at each Gd concentration (mM)."""
+    t1, t2 = physics.gd_relaxation(np.full(concentration.shape, tissue.t1), np.float64(tissue.t2), concentration)
+    return T1_FAT_SAT.signal(tissue.pd, t1, t2)
+
+
+def _shows_curve_type(kinetics: dict, tissue: Tissue, post_times: tuple[float, ...], curve_type: str) -> bool:
+    """Whether a lesion of ``tissue`` with these kinetics shows ``curve_type`` (with CURVE_TYPE_MARGIN) at every
+    uptake of UPTAKES_CHECKED, and enhances early by MIN_EARLY_ENHANCEMENT at uptake 1."""
+    curve = physics.extended_tofts(**kinetics)
+    concentration = np.array([0.0] + [physics.sample(curve, t) for t in (post_times[0], post_times[-1])])
+    for uptake in UPTAKES_CHECKED:
+        pre, early, late = _phase_signals(tissue, uptake * concentration)
+        change = late / early - 1.0
+        if uptake == 1.0 and early / pre - 1.0 < MIN_EARLY_ENHANCEMENT:
+            return False
+        if curve_type == "I" and change < CURVE_TYPE_CHANGE + CURVE_TYPE_MARGIN:
+            return False
+        if curve_type == "II" and abs(change) > CURVE_TYPE_CHANGE - CURVE_TYPE_MARGIN:
+            return False
+        if curve_type == "III" and change > -CURVE_TYPE_CHANGE - CURVE_TYPE_MARGIN:
+            return False
+    return True
+
+
+def _kinetic_proposal(kind: str, curve_type: str, kep_unit: float, ve_unit: float, vp_unit: float) -> dict:
+    """Extended-Tofts parameters from unit coordinates in the (log kep, ve, vp) ranges of a class and type."""
+    low, high = np.log(KEP_BY_CURVE_TYPE[curve_type])
+    kep = float(np.exp(low + (high - low) * kep_unit))
+    ve = VE_BY_CLASS[kind][0] + (VE_BY_CLASS[kind][1] - VE_BY_CLASS[kind][0]) * ve_unit
+    vp = VP_BY_CLASS[kind][0] + (VP_BY_CLASS[kind][1] - VP_BY_CLASS[kind][0]) * vp_unit
+    return {"ktrans": kep * ve, "ve": ve, "vp": vp}
+
+
+def draw_kinetics(
+    rng: np.random.Generator, kind: str, curve_type: str, tissue: Tissue, post_times: tuple[float, ...]
+) -> dict[str, float]:
+    """Extended-Tofts ``ktrans``, ``ve``, ``vp`` of a ``kind`` lesion that shows ``curve_type`` on ``post_times``."""
+    for _ in range(MAX_KINETIC_DRAWS):
+        kinetics = _kinetic_proposal(kind, curve_type, *rng.random(3))
+        if _shows_curve_type(kinetics, tissue, post_times, curve_type):
+            return {name: float(value) for name, value in kinetics.items()}
+    raise InputError(f"post_times_min {post_times!r}: no {kind} lesion shows a type {curve_type} curve")
+
+
+@lru_cache(maxsize=16)
+def _curve_types_drawable(post_times: tuple[float, ...]) -> bool:
+    """Whether every class can show every curve type on these phase times: on a grid over each parameter box,
+    at least 3 points of 75 pass (>= 4 % of draws, so draw_kinetics ends within MAX_KINETIC_DRAWS)."""
+    units = list(itertools.product(np.linspace(0, 1, 5), np.linspace(0, 1, 5), np.linspace(0, 1, 3)))
+    for kind, relaxation in LESION_RELAXATION.items():
+        for curve_type in CURVE_TYPES:
+            passed = sum(
+                _shows_curve_type(_kinetic_proposal(kind, curve_type, *unit), relaxation.mean, post_times, curve_type)
+                for unit in units
+            )
+            if passed < 3:
+                return False
+    return True
+
 
 # Background parenchymal enhancement: slow, progressive and mild (Kuhl et al. 1997); these Ktrans values raise
 # the FGT signal by roughly 15-70 % at 6 min (before the patchy spatial modulation), minimal to moderate BPE.
@@ -165,23 +314,12 @@ DENSITY_BANDS = {"a": (0.03, 0.25), "b": (0.25, 0.5), "c": (0.5, 0.75), "d": (0.
 DEFAULT_FOV_MM = 358.4  # 256 x 1.4 mm, a typical bilateral axial breast field of view
 MIN_FOV_MM = 300.0  # both breasts side by side and the chest wall need about this much
 LESION_MARGIN_MM = 2.0  # tissue kept between a lesion and the skin, the chest wall or another lesion
-
-
-@lru_cache(maxsize=16)
-def _kinetic_classes_hold(post_times: tuple[float, ...]) -> bool:
-    """Whether every draw from LESION_KINETICS keeps its curve type between the first and last phase.
-
-    Checked on a grid spanning each parameter box; the ratio varies smoothly and the thresholds keep a margin
-    from the values reached, so the grid stands for every draw inside it.
-    """
-    first, last = post_times[0], post_times[-1]
-    for kind, ranges in LESION_KINETICS.items():
-        for params in ranges.grid(4):
-            curve = physics.extended_tofts(**params)
-            ratio = physics.sample(curve, last) / physics.sample(curve, first)
-            if ratio > WASHOUT_RATIO if kind == "malignant" else ratio < PLATEAU_RATIO:
-                return False
-    return True
+# Mass effect: the share of the tissue in a lesion's place that it pushes aside (compressing the FGT and fat
+# around it) rather than replaces. A fibroadenoma grows expansively and pushes its surroundings into a
+# compressed rim (circumscribed margin, BI-RADS MRI lexicon); an invasive cancer infiltrates and replaces
+# part of the tissue it grows into. The values are assumed (no measurement of displacement was found).
+MASS_EFFECT = {"benign": 1.0, "malignant": 0.5}
+MASS_EFFECT_REACH = 3.0  # the displacement fades out between 2 and 3 lesion radii from the centre
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -873,6 +1011,8 @@ class BreastLesion:
         kinetics: extended-Tofts ``ktrans`` (1/min), ``ve``, ``vp``.
         fraction: partial-volume fraction map of the lesion on the case grid.
         uptake: relative contrast uptake map (1 = the lesion's curve), zero outside the lesion.
+        curve_type: its kinetic curve type, ``I`` (persistent), ``II`` (plateau) or ``III`` (washout).
+        tissue: its own relaxation times and PD (drawn from LESION_RELAXATION of its class).
     """
 
     label: int
@@ -883,6 +1023,13 @@ class BreastLesion:
     kinetics: dict[str, float]
     fraction: np.ndarray
     uptake: np.ndarray
+    curve_type: str
+    tissue: Tissue
+
+    @property
+    def tissue_name(self) -> str:
+        """Its key among the rendered tissues: every lesion has its own relaxation times."""
+        return f"lesion{self.label}"
 
 
 def _clearance(mask: np.ndarray, grid: _Grid) -> np.ndarray:
@@ -926,6 +1073,40 @@ def _place_lesions(
                 break
             shape = shape.scaled(0.8)
     return placed
+
+
+def _displaced(glandular: np.ndarray, grid: _Grid, placed: list[tuple[_LesionShape, np.ndarray, int]]) -> np.ndarray:
+    """The FGT share after each lesion has pushed aside MASS_EFFECT of the tissue in its place (mass effect).
+
+    Radial displacement that conserves tissue: along each ray from the centre, with ``s`` the distance in units
+    of the lesion's radius along that ray, the tissue now at ``s`` >= 1 came from ``(s^n - push)^(1/n)``
+    (n = 3 in a volume, 2 in a slice), so what filled the lesion is squeezed into a denser rim around it and FGT
+    strands bend round it. The displacement fades out from 2 to MASS_EFFECT_REACH radii. Spicules do not push.
+    """
+    out = glandular
+    n = 2 if grid.planar else 3
+    for shape, center, _ in placed:
+        push = MASS_EFFECT[shape.kind]
+        body = replace(shape, spicules=())
+        box = grid.box(center, MASS_EFFECT_REACH * body.extent)
+        axes = grid.axes(box)
+        offsets = np.broadcast_arrays(*[a - float(c) for a, c in zip(axes, center)])
+        radius = np.sqrt(sum(o * o for o in offsets))
+        reach = radius - body.distance(axes, center)  # the margin's distance from the centre along each ray
+        with np.errstate(divide="ignore", invalid="ignore"):
+            s = np.where(reach > 0, radius / reach, 0.0)
+            source = np.where(s >= 1.0, np.maximum(s**n - push, 0.0) ** (1.0 / n), s * (1.0 - push) ** (1.0 / n))
+            fade = 1.0 - _smoothstep((s - 2.0) / (MASS_EFFECT_REACH - 2.0))
+            source = s - fade * (s - source)
+            scale = np.where(s > 0, source / s, 1.0)
+        coordinates = [
+            (float(c) + o * scale - origin) / step
+            for o, c, origin, step in zip(offsets, center, grid.origin, grid.spacing)
+        ]
+        moved = ndimage.map_coordinates(out, np.stack(coordinates), order=1, mode="nearest")
+        out = out.copy() if out is glandular else out
+        out[box] = moved.astype(out.dtype)
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -1026,10 +1207,15 @@ def _distances(grid: _Grid, layout: _Layout) -> dict:
 
 
 def _rasterize_lesions(
-    rng: np.random.Generator, grid: _Grid, placed: list[tuple[_LesionShape, np.ndarray, int]], sides: list[str]
+    rng: np.random.Generator,
+    grid: _Grid,
+    placed: list[tuple[_LesionShape, np.ndarray, int]],
+    sides: list[str],
+    post_times: tuple[float, ...],
 ) -> tuple[np.ndarray, list[BreastLesion]]:
-    """Exact label map (voxel centres inside the surface) and, per lesion, partial-volume fraction, uptake map
-    and kinetic parameters. Only a box around each lesion is computed."""
+    """Exact label map (voxel centres inside the surface) and, per lesion, partial-volume fraction, uptake map,
+    relaxation times, curve type (drawn from its class's shares) and kinetic parameters that show that type on
+    ``post_times``. Only a box around each lesion is computed."""
     width = grid.voxel_mm
     labels = np.zeros(grid.shape, np.uint8)
     lesions = []
@@ -1040,6 +1226,8 @@ def _rasterize_lesions(
         fraction, uptake = np.zeros(grid.shape, np.float32), np.zeros(grid.shape, np.float32)
         fraction[box] = _ramp(distance, width)
         uptake[box] = np.where(distance < width / 2, shape.uptake(distance, grid.spacing, rng), 0.0)
+        tissue = LESION_RELAXATION[shape.kind].draw(rng)
+        curve_type = draw_curve_type(rng, shape.kind)
         lesions.append(
             BreastLesion(
                 label=label,
@@ -1047,9 +1235,11 @@ def _rasterize_lesions(
                 side=sides[breast_index],
                 center_mm=tuple(float(c) for c in (center[:2] if grid.planar else center)),
                 radius_mm=shape.radius,
-                kinetics=LESION_KINETICS[shape.kind].draw(rng),
+                kinetics=draw_kinetics(rng, shape.kind, curve_type, tissue, post_times),
                 fraction=fraction,
                 uptake=uptake,
+                curve_type=curve_type,
+                tissue=tissue,
             )
         )
     return labels, lesions
@@ -1080,11 +1270,15 @@ def _tissue_fractions(
     _paint(cavity, layout.mediastinum.layers(axes, width), "lung", fractions)
     _paint(
         inner - chest,
-        [(lesion.kind, lesion.fraction) for lesion in lesions]
+        [(lesion.tissue_name, lesion.fraction) for lesion in lesions]
         + [("blood", _vessel_share(grid, layout.vessels)), ("fgt", glandular)],
         "fat",
         fractions,
     )
+    # Each lesion keeps its own painted share (rendered with its own relaxation times); the class maps sum them.
+    for lesion in lesions:
+        lesion.fraction = fractions.pop(lesion.tissue_name)
+        fractions[lesion.kind] = fractions.get(lesion.kind, 0.0) + lesion.fraction
     # Marrow is part fat: that part is fat-suppressed and bright on T2 like any other fat.
     marrow = fractions.pop("marrow")
     fractions["fat"] = fractions["fat"] + layout.marrow_fat * marrow
@@ -1092,8 +1286,15 @@ def _tissue_fractions(
     return fractions
 
 
-def _anatomy(rng: np.random.Generator, grid: _Grid, bilateral_probability: float, kinds: list[str]) -> BreastAnatomy:
-    """Draw one case's anatomy and lesions and turn them into tissue fractions and masks."""
+def _anatomy(
+    rng: np.random.Generator,
+    grid: _Grid,
+    bilateral_probability: float,
+    kinds: list[str],
+    post_times: tuple[float, ...],
+) -> BreastAnatomy:
+    """Draw one case's anatomy and lesions (their kinetics to show their curve types on ``post_times``) and turn
+    them into tissue fractions and masks."""
     layout = _draw_layout(rng, grid, bilateral_probability)
     d = _distances(grid, layout)
     breast = (d["body"] < 0) & (d["thorax"] >= 0) & (d["breasts"] < 0)
@@ -1102,7 +1303,8 @@ def _anatomy(rng: np.random.Generator, grid: _Grid, bilateral_probability: float
     owner = np.argmin(np.stack([p[interior] for p in d["per_breast"]]), axis=0)
     placed = _place_lesions(rng, grid, kinds, interior, owner, len(layout.breasts), glandular)
     sides = [b.side for b in layout.breasts]
-    labels, lesions = _rasterize_lesions(rng, grid, placed, sides)
+    labels, lesions = _rasterize_lesions(rng, grid, placed, sides, post_times)
+    glandular = _displaced(glandular, grid, placed)
     fractions = _tissue_fractions(grid, layout, d, glandular, lesions)
 
     def on_case_grid(array: np.ndarray) -> np.ndarray:
@@ -1148,7 +1350,7 @@ def _concentrations(lesions: list[BreastLesion], uptakes: list[np.ndarray], bpe:
             "fgt": physics.sample(parenchyma, time) * bpe_map,
         }
         for lesion, uptake, curve in zip(lesions, uptakes, lesion_curves):
-            out[lesion.kind] = out.get(lesion.kind, 0.0) + physics.sample(curve, time) * uptake
+            out[lesion.tissue_name] = physics.sample(curve, time) * uptake
         return out
 
     return at
@@ -1161,10 +1363,17 @@ def _image(
     shape, spacing = anatomy.body.shape, anatomy.spacing
     # Signals are computed only where there is tissue (about half the field of view), then put back in place.
     support = np.add.reduce(list(anatomy.fractions.values())) > 0
-    present = {name: f[support] for name, f in anatomy.fractions.items() if f.any()}
+    # Lesions are rendered one by one with their own relaxation times, not as the class maps.
+    present = {
+        name: f[support] for name, f in anatomy.fractions.items() if f.any() and name not in LESION_CLASSES
+    }
+    tissues = dict(TISSUES)
+    for lesion in anatomy.lesions:
+        present[lesion.tissue_name] = lesion.fraction[support]
+        tissues[lesion.tissue_name] = lesion.tissue
     # One texture field serves every tissue: tissues barely overlap, and each scales it by its own heterogeneity.
     texture_field = _random_field(shape, spacing, rng, 3.0)[support]
-    texture = {name: TISSUES[name].heterogeneity * texture_field for name in present if TISSUES[name].heterogeneity}
+    texture = {name: tissues[name].heterogeneity * texture_field for name in present if tissues[name].heterogeneity}
     bpe = BPE_KINETICS.draw(rng)
     bpe_map = np.clip(1.0 + _random_field(shape, spacing, rng, 10.0, 0.3), 0.3, None)[support]  # patchy BPE
     uptakes = [lesion.uptake[support] for lesion in anatomy.lesions]
@@ -1172,7 +1381,7 @@ def _image(
 
     def render(sequence, concentrations=None) -> np.ndarray:
         signal = np.zeros(shape, np.float32)
-        signal[support] = physics.render(sequence, present, TISSUES, concentrations, texture)
+        signal[support] = physics.render(sequence, present, tissues, concentrations, texture)
         return signal
 
     signals = {"t2": render(T2_TSE), "t1_pre": render(T1_FAT_SAT)}
@@ -1203,11 +1412,13 @@ class BreastPhantom:
     Prone axial anatomy drawn procedurally per seed, framed as in a breast coil: one or two breasts (skin, fat,
     fibroglandular tissue whose amount spans BI-RADS density a-d, enhancing vessels) fill the front of the
     field of view; behind them the pectoral muscle, ribs and sternum, then the front of the thorax (heart,
-    lungs, aorta, spine), cut by the posterior edge of the field of view. Lesions are benign (oval, smooth,
-    persistent or plateau enhancement) or malignant (irregular and spiculated, fast wash-in then washout),
-    following the kinetic curve types of Kuhl et al. (Radiology 1999). Signals come from 3 T tissue properties
-    through the signal equations and extended-Tofts kinetics of :mod:`synthmr.phantom.physics` (see the module
-    docstring for the literature).
+    lungs, aorta, spine), cut by the posterior edge of the field of view. Lesions are benign (oval,
+    circumscribed, pushing the tissue around them aside) or malignant (irregular and spiculated); each draws its
+    kinetic curve type (persistent, plateau, washout) from its class's shares in Kuhl et al. (Radiology 1999), so
+    type and class overlap as in patients, and its own T1 and T2 from the published spread of its class, so
+    lesions show before contrast as in patients (benign masses T2-bright, cancers close to FGT). Signals come
+    from 3 T tissue properties through the signal equations and extended-Tofts kinetics of
+    :mod:`synthmr.phantom.physics` (see the module docstring for the literature).
 
     Args:
         dims: 2 for one axial slice through the breasts, 3 for an axial volume.
@@ -1221,7 +1432,7 @@ class BreastPhantom:
         malignant_fraction: probability that a lesion is malignant.
         bilateral_probability: probability that both breasts are present (otherwise one, as after mastectomy).
         post_times_min: minutes after injection of the four post-contrast phases, increasing, within 12 min.
-            They must be late enough for every malignant lesion to wash out and every benign one to persist.
+            They must allow every kinetic curve type (persistent, plateau, washout) to show.
         snr: signal-to-noise ratio of the brightest tissue of each series (pre-contrast phase for the DCE series).
     """
 
@@ -1272,10 +1483,10 @@ class BreastPhantom:
         times = tuple(number(t, "post_times_min", 0, physics.KINETICS_GRID[-1], low_open=True) for t in post_times)
         if any(b <= a for a, b in zip(times, times[1:])):
             raise InputError(f"post_times_min must increase, got {post_times!r}")
-        if not _kinetic_classes_hold(times):
+        if not _curve_types_drawable(times):
             raise InputError(
-                f"post_times_min {post_times!r}: too early or too short to show malignant washout (last phase "
-                f"< {WASHOUT_RATIO:g} x first) and benign persistence (last >= {PLATEAU_RATIO:g} x first)"
+                f"post_times_min {post_times!r}: too early or too short for lesions to show every kinetic curve "
+                f"type (persistent, plateau and washout: last phase against the first, +-{CURVE_TYPE_CHANGE:.0%})"
             )
         return times
 
@@ -1296,7 +1507,7 @@ class BreastPhantom:
         rng = self._streams(seed)[0]
         count = int(rng.integers(self.n_lesions[0], self.n_lesions[1] + 1))
         kinds = ["malignant" if rng.random() < self.malignant_fraction else "benign" for _ in range(count)]
-        return _anatomy(rng, self._grid(), self.bilateral_probability, kinds)
+        return _anatomy(rng, self._grid(), self.bilateral_probability, kinds, self.post_times_min)
 
     def __call__(self, seed: int) -> PhantomCase:
         """Simulate case ``seed``."""
@@ -1308,6 +1519,11 @@ class BreastPhantom:
             "organ": self.organ,
             "class": "malignant" if "malignant" in classes else "benign" if classes else "healthy",
             "lesion_classes": classes,
+            "curve_types": [lesion.curve_type for lesion in anatomy.lesions],
+            "lesion_relaxation": [
+                {"pd": lesion.tissue.pd, "t1_ms": lesion.tissue.t1, "t2_ms": lesion.tissue.t2}
+                for lesion in anatomy.lesions
+            ],
             "kinetics": [
                 {**lesion.kinetics, "kep": lesion.kinetics["ktrans"] / lesion.kinetics["ve"]}
                 for lesion in anatomy.lesions
@@ -1333,3 +1549,150 @@ class BreastPhantom:
             direction=np.eye(self.dims),
             meta=meta,
         )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Validation: `synthmr phantom validate breast` (synthmr.phantom.validate)
+# ----------------------------------------------------------------------------------------------------------
+
+# The validation cases hold 4-6 lesions each (default options otherwise), so five cases give ~25 lesions,
+# ~12 per class: enough for the curve-type shares to be tested with the tolerance share_range allows.
+VALIDATION_LESIONS = (4, 6)
+
+
+def _tissue_signal(sequence, tissue: Tissue) -> float:
+    """Noise-free signal of pure ``tissue`` on ``sequence`` (fat suppression applied to fat)."""
+    signal = float(sequence.signal(tissue.pd, tissue.t1, tissue.t2))
+    return signal * sequence.fat_suppression if tissue.fat else signal
+
+
+def _expected_ratio_range(sequence, kind: str, reference: Tissue) -> tuple[float, float]:
+    """Range of lesion / ``reference`` signal from the signal equation with the lesion's T1 and T2 at the
+    published mean +- 1 SD of its class (within its drawing bounds), the reference tissue at its mean: where the
+    median over lesions of a class should lie."""
+    relaxation = LESION_RELAXATION[kind]
+    ratios = [
+        _tissue_signal(sequence, Tissue(relaxation.pd, float(np.clip(t1, *relaxation.t1_bounds)),
+                                        float(np.clip(t2, *relaxation.t2_bounds))))
+        / _tissue_signal(sequence, reference)
+        for t1 in (relaxation.t1[0] - relaxation.t1[1], relaxation.t1[0] + relaxation.t1[1])
+        for t2 in (relaxation.t2[0] - relaxation.t2[1], relaxation.t2[0] + relaxation.t2[1])
+    ]
+    return min(ratios), max(ratios)
+
+
+def _pure(fraction: np.ndarray, within: np.ndarray) -> np.ndarray:
+    """Voxels (nearly) filled by one tissue inside ``within``, one voxel in from its edge, where blur does not
+    mix in the neighbours."""
+    return ndimage.binary_erosion((fraction > 0.99) & within)
+
+
+def _measure_case(case: PhantomCase, anatomy: BreastAnatomy) -> dict:
+    """Per-lesion and per-case measurements on the images of one validation case."""
+    images, labels = case.images, case.masks["lesion"]
+    breast = case.masks["breast"] > 0
+    near_lesion = ndimage.binary_dilation(labels > 0, iterations=3)
+    fgt = _pure(anatomy.fractions["fgt"], breast & ~near_lesion)
+    fat = _pure(anatomy.fractions["fat"], breast & ~near_lesion)
+    phases = ("t1_pre",) + tuple(f"t1_post{k}" for k in range(1, len(case.meta["post_times_min"]) + 1))
+    out = {"lesions": [], "bpe": None}
+    if fgt.sum() >= 10:
+        pre, early, late = (float(images[key][fgt].mean()) for key in ("t1_pre", phases[1], phases[-1]))
+        out["bpe"] = {"early": early / pre - 1.0, "late_over_early": late / early}
+    voxel_area = float(np.prod(case.spacing))
+    for lesion in anatomy.lesions:
+        roi = labels == lesion.label
+        if not roi.any():
+            continue
+        curve = [float(images[key][roi].mean()) for key in phases]
+        measured = {
+            "kind": lesion.kind,
+            "curve_type": classify_curve(curve[1], curve[-1]),
+            "enhancement": curve[1] / curve[0] - 1.0,
+            "diameter_mm": (
+                2.0 * np.sqrt(roi.sum() * voxel_area / np.pi)
+                if roi.ndim == 2
+                else 2.0 * (3.0 * roi.sum() * voxel_area / (4.0 * np.pi)) ** (1 / 3)
+            ),
+        }
+        core = _pure(lesion.fraction, roi)
+        for key in ("t2", "t1_pre"):
+            if core.sum() >= 3:
+                value = float(images[key][core].mean())
+                if fgt.sum() >= 10:
+                    measured[f"{key}/fgt"] = value / float(images[key][fgt].mean())
+                if fat.sum() >= 10:
+                    measured[f"{key}/fat"] = value / float(images[key][fat].mean())
+        out["lesions"].append(measured)
+    return out
+
+
+def validation_figures(n: int, seed: int) -> list[Figure]:
+    """Measure ``n`` cases (seeds ``seed ..``, default options with VALIDATION_LESIONS lesions per case) against
+    the literature: curve-type shares per class (Kuhl et al. 1999), lesion and background enhancement, the
+    pre-contrast contrast of lesions against FGT and fat on T2w and fat-suppressed T1w, and lesion sizes."""
+    phantom = BreastPhantom(n_lesions=VALIDATION_LESIONS)
+    measured = [_measure_case(phantom(s), phantom.anatomy(s)) for s in range(seed, seed + n)]
+    lesions = [lesion for case in measured for lesion in case["lesions"]]
+    bpe = [case["bpe"] for case in measured if case["bpe"] is not None]
+
+    def median(kind: str, key: str) -> float:
+        values = [lesion[key] for lesion in lesions if lesion["kind"] == kind and key in lesion]
+        return float(np.median(values)) if values else float("nan")
+
+    figures = []
+    kuhl = "Kuhl et al., Radiology 1999;211:101-110"
+    for kind in LESION_CLASSES:
+        types = [lesion["curve_type"] for lesion in lesions if lesion["kind"] == kind]
+        for curve_type, share in zip(CURVE_TYPES, _normalized(CURVE_TYPE_SHARES[kind])):
+            low, high = share_range(float(share), max(len(types), 1))
+            value = types.count(curve_type) / len(types) if types else float("nan")
+            figures.append(Figure(f"{kind} lesions with a type {curve_type} curve (images)", value, low, high, kuhl))
+    for kind in LESION_CLASSES:
+        figures.append(
+            Figure(
+                f"{kind} early enhancement post1/pre - 1, median", median(kind, "enhancement"),
+                MIN_EARLY_ENHANCEMENT - 0.1, np.inf,
+                "design: enhancing lesions, >= 50 % (BI-RADS medium/rapid initial phase)",
+            )
+        )
+    figures.append(
+        Figure(
+            "early enhancement malignant / benign, medians",
+            median("malignant", "enhancement") / median("benign", "enhancement"), 1.0, np.inf,
+            "Schabel et al., JMRI 2010 (higher Ktrans in cancers)",
+        )
+    )
+    bpe_early = float(np.median([b["early"] for b in bpe])) if bpe else float("nan")
+    bpe_trend = float(np.median([b["late_over_early"] for b in bpe])) if bpe else float("nan")
+    figures += [
+        Figure("FGT early enhancement (BPE) post1/pre - 1, median over cases", bpe_early, 0.0, 0.5,
+               "design: minimal-moderate BPE, below lesions (Kuhl et al., Radiology 1997)"),
+        Figure("FGT last / first post-contrast signal, median over cases", bpe_trend, 1.0, np.inf,
+               "Kuhl et al., Radiology 1997 (slow progressive BPE)"),
+    ]
+    sources = {
+        "malignant": "Meng et al. 2020 vs Edden et al. 2010, +-1 SD",
+        "benign": "Liu et al. 2018 (T2; T1 assumed) vs Edden et al. 2010, +-1 SD",
+    }
+    for key, sequence in (("t2", T2_TSE), ("t1_pre", T1_FAT_SAT)):
+        for reference in ("fgt", "fat"):
+            for kind in LESION_CLASSES:
+                low, high = _expected_ratio_range(sequence, kind, TISSUES[reference])
+                figures.append(
+                    Figure(f"{key} {kind} lesion / {reference.upper() if reference == 'fgt' else 'fat'}, median",
+                           median(kind, f"{key}/{reference}"), low, high, sources[kind])
+                )
+    figures.append(
+        Figure(
+            "t2 benign / malignant lesion signal, medians",
+            median("benign", "t2/fgt") / median("malignant", "t2/fgt"), 1.0, np.inf,
+            "Liu et al. 2018; Kuhl et al., JMRI 1999 (fibroadenomas T2-bright)",
+        )
+    )
+    for kind, (low, high) in (("benign", (8.0, 24.0)), ("malignant", (10.0, 30.0))):
+        figures.append(
+            Figure(f"{kind} lesion equivalent diameter, median", median(kind, "diameter_mm"), low, high,
+                   "design: mean radius 4-12 mm benign, 5-15 mm malignant", "mm")
+        )
+    return figures
