@@ -54,26 +54,34 @@ class SynthMR:
     def phantom(
         self,
         organ: str,
-        n: int = 1,
+        *rest: str,
+        n: int | None = None,
         out: str | None = None,
-        seed: int = 0,
+        seed: int | None = None,
         dims: int | None = None,
         preview: bool = False,
         overwrite: bool = False,
         **options,
     ) -> None:
-        """Simulate multiparametric MRI cases and write NIfTI files plus DIR/datalist.json.
+        """Simulate multiparametric MRI cases and write NIfTI files plus DIR/datalist.json; or, as
+        `synthmr phantom validate ORGAN [--n 20] [--seed 700000]`, measure what the phantom produces against the
+        ranges of docs/phantom.md, print the table and exit 1 if a figure leaves its range.
 
         Args:
-            organ: brain, breast or liver.
-            n: number of cases.
+            organ: brain, breast or liver (or `validate`, followed by the organ).
+            n: number of cases (default 1; 20 for validate).
             out: output folder (must be new or empty unless --overwrite).
-            seed: seed of the first case; case i uses seed + i.
+            seed: seed of the first case; case i uses seed + i (default 0; 700000 for validate, a range no test
+                or bundle uses).
             dims: 2 (axial slices) or 3 (volumes); default: the organ's own default.
             preview: also write DIR/preview.png, a montage with lesion outlines.
             overwrite: replace an existing non-empty output folder.
             options: further phantom options, e.g. --spacing 3 (see the phantom class docstrings).
         """
+        if organ == "validate":
+            return self._validate_phantom(rest, n, seed, out, dims, preview, overwrite, options)
+        if rest:
+            raise InputError(f"unexpected argument(s) after the organ: {' '.join(map(str, rest))}")
         from synthmr.phantom.dataset import write_phantom_dataset
 
         if out is None:
@@ -81,8 +89,32 @@ class SynthMR:
         check_output_location(str(out))
         if dims is not None:
             options["dims"] = dims
-        path = write_phantom_dataset(organ, n, str(out), seed=seed, preview=preview, overwrite=overwrite, **options)
+        n = 1 if n is None else n
+        path = write_phantom_dataset(
+            organ, n, str(out), seed=0 if seed is None else seed, preview=preview, overwrite=overwrite, **options
+        )
         print(f"wrote {n} {organ} case(s) to {path}")
+
+    @staticmethod
+    def _validate_phantom(rest, n, seed, out, dims, preview, overwrite, options) -> None:
+        from synthmr.phantom.validate import DEFAULT_SEED, format_table, validate
+
+        if len(rest) != 1:
+            raise InputError("usage: synthmr phantom validate ORGAN [--n N] [--seed S]: name one organ")
+        given = {"--out": out, "--dims": dims, "--preview": preview or None, "--overwrite": overwrite or None}
+        unknown = [flag for flag, value in given.items() if value is not None] + [f"--{k}" for k in options]
+        if unknown:
+            raise InputError(f"phantom validate takes only --n and --seed, got {', '.join(unknown)}")
+        organ = str(rest[0])
+        n, seed = 20 if n is None else n, DEFAULT_SEED if seed is None else seed
+        figures = validate(organ, n, seed)
+        print(f"{organ} phantom, {n} case(s) from seed {seed}")
+        print(format_table(figures))
+        failed = [f.name for f in figures if not f.passed]
+        print(f"{len(figures) - len(failed)} of {len(figures)} figures in range")
+        if failed:
+            print(f"synthmr: out of range: {'; '.join(failed)}", file=sys.stderr)
+            raise SystemExit(1)
 
     def evaluate(
         self,
