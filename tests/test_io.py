@@ -663,3 +663,20 @@ def test_load_weights_refusals_are_one_line_naming_the_file(tmp_path):
         load_weights(torch.nn.Sequential(torch.nn.Linear(3, 2)), good)
     with raises_naming(good, "2 wrong shape key\\(s\\) e.g. bias, weight\\)$"):
         load_weights(torch.nn.Linear(3, 4), good)
+
+
+def test_remove_own_staging_clears_open_outputs_and_the_folders_made_for_them(tmp_path):
+    # What a signal handler that ends the process at once relies on: the open block's staging and the parents it
+    # created go; a folder that held something before stays.
+    from synthmr.io._atomic import atomic_output, remove_own_staging
+
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "kept" / "other.txt").write_text("x")
+    expected = ["kept", "kept/other.txt"]
+    with pytest.raises(KeyboardInterrupt), atomic_output(tmp_path / "kept" / "new" / "deeper" / "out") as staging:
+        staging.mkdir()
+        (staging / "half.nii.gz").write_bytes(b"partial")
+        remove_own_staging()
+        assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == expected
+        raise KeyboardInterrupt  # the block's own cleanup then finds nothing left to remove
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == expected

@@ -9,6 +9,7 @@ python-fire (0.7.1) keeps only the last value of a repeated flag; :func:`main` f
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -19,7 +20,7 @@ from pathlib import Path
 import fire
 
 from synthmr.errors import InputError, missing_extra
-from synthmr.io._atomic import check_output_location
+from synthmr.io._atomic import check_output_location, remove_own_staging
 
 
 class BundleCommands:
@@ -398,33 +399,33 @@ def _flag(value: bool | str, flag: str) -> bool:
     return value
 
 
-class Terminated(BaseException):
-    """SIGTERM arrived (how a caller, e.g. the 3D Slicer module, cancels a command). A BaseException, like
-    KeyboardInterrupt, so that no ``except Exception`` swallows it and every cleanup on the way out runs."""
-
-
 @contextmanager
-def _terminate_gracefully() -> Iterator[None]:
-    """Within this block, SIGTERM raises :class:`Terminated`, so that staging folders are removed on the way out;
-    Python's default would end the process at once and leave them. Signal handlers can only be set from the main
-    thread: elsewhere the default stays."""
+def _end_on_signals() -> Iterator[None]:
+    """Within this block, SIGTERM (how a caller, e.g. the 3D Slicer module, cancels a command) and Ctrl-C end the
+    process at once with one line and 143 or 130, after removing every staging path it had open. Python's default
+    would leave the staging. Raising an exception from the handler instead is not safe: it can arrive inside a
+    Python callback of C++ code (pybind11), which then aborts (exit -6). Signal handlers can only be set from the
+    main thread: elsewhere the defaults stay."""
     if not hasattr(signal, "SIGTERM") or threading.current_thread() is not threading.main_thread():
         yield
         return
 
-    def terminate(signum, frame):
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second one must not cut the cleanup short
-        raise Terminated()
+    def end(signum, frame):
+        for held in (signal.SIGTERM, signal.SIGINT):  # a second signal must not cut the cleanup short
+            signal.signal(held, signal.SIG_IGN)
+        remove_own_staging()
+        status = 128 + signum
+        _fail(f"{'terminated' if signum == signal.SIGTERM else 'interrupted'}; no partial output is left", status,
+              prefix="synthmr: ")
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
 
-    def interrupt(signum, frame):
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        raise KeyboardInterrupt
-
-    previous = signal.signal(signal.SIGTERM, terminate)
+    previous = signal.signal(signal.SIGTERM, end)
     # Ctrl-C the same way, unless SIGINT is ignored (a background job, nohup): that choice stays.
     previous_interrupt = signal.getsignal(signal.SIGINT)
     if previous_interrupt is signal.default_int_handler:
-        signal.signal(signal.SIGINT, interrupt)
+        signal.signal(signal.SIGINT, end)
     try:
         yield
     finally:
@@ -473,7 +474,7 @@ def main(argv: list[str] | None = None) -> int:
     interrupt (Ctrl-C, SIGTERM) one line and 130 or 143, after every command has removed its staging."""
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        with _terminate_gracefully():
+        with _end_on_signals():
             fire.Fire(SynthMR, command=_gather_repeated(argv, "--input", "-i"), name="synthmr")
     except InputError as err:
         return _fail(str(err), 2)
@@ -485,10 +486,8 @@ def main(argv: list[str] | None = None) -> int:
         if err.filename is None:
             raise
         return _fail(f"{err.filename}: {err.strerror or err}", 2)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # raised by Python itself where the handler above is not in place
         return _fail("interrupted; no partial output is left", 128 + 2, prefix="synthmr: ")
-    except Terminated:
-        return _fail("terminated; no partial output is left", 128 + 15, prefix="synthmr: ")
     return 0
 
 

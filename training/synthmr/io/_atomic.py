@@ -33,9 +33,10 @@ _STAGING_NAME = re.compile(r"^\..+\.[0-9a-f]{12}\.(tmp|old)")
 # How deep below an output folder check_output_location looks for bundles it would delete (a bundle, a folder of
 # bundles).
 _BUNDLE_DEPTH = 2
-# The staging folders of this process's own atomic_output blocks: a command may write into its own staging (the
-# demo runs a bundle into it), never into another's.
-_OWN_STAGING: set[Path] = set()
+# The staging paths of this process's own atomic_output blocks, each with the parent folders created for it: a
+# command may write into its own staging (the demo runs a bundle into it), never into another's; and a process that
+# a signal ends at once removes them (remove_own_staging).
+_OWN_STAGING: dict[Path, list[Path]] = {}
 
 
 def check_destination(path: Path, overwrite: bool, what: str = "file") -> None:
@@ -137,7 +138,7 @@ def atomic_output(path: str | os.PathLike, suffix: str = "", overwrite: bool = F
     path.parent.mkdir(parents=True, exist_ok=True)
     token = uuid.uuid4().hex[:12]
     temporary = path.with_name(f".{path.name}.{token}.tmp{suffix}")
-    _OWN_STAGING.add(temporary.resolve())
+    _OWN_STAGING[temporary.resolve()] = created
     try:
         yield temporary
         if overwrite and path.exists() and not path.is_symlink():
@@ -147,13 +148,27 @@ def atomic_output(path: str | os.PathLike, suffix: str = "", overwrite: bool = F
             _move_without_replacing(temporary, path)
         created = []
     finally:
-        _OWN_STAGING.discard(temporary.resolve())
+        _OWN_STAGING.pop(temporary.resolve(), None)
         _remove(temporary)
-        for folder in created:  # deepest first, as path.parents lists them
-            try:
-                folder.rmdir()
-            except OSError:  # not empty (someone else wrote there meanwhile) or already gone
-                break
+        _remove_created(created)
+
+
+def _remove_created(created: list[Path]) -> None:
+    """Remove the parent folders an output's write created, deepest first (as ``path.parents`` lists them), while
+    they are empty."""
+    for folder in created:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (the output is in place, or someone else wrote there) or already gone
+            break
+
+
+def remove_own_staging() -> None:
+    """Remove every staging path of this process's open :func:`atomic_output` blocks and the parent folders made
+    for them: what a signal handler that ends the process at once, skipping those blocks' cleanup, does first."""
+    for staging, created in list(_OWN_STAGING.items()):
+        _remove(staging)
+        _remove_created(created)
 
 
 @contextmanager
