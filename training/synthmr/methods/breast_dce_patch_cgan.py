@@ -326,8 +326,14 @@ def washout_fractions(generator: torch.nn.Module, n_per_class: int = 100, seed: 
     (:func:`central_washout`): when the conditioning carries the kinetics it follows the phantom's curve types, most
     malignant lesions washing out and few benign ones (Kuhl et al., Radiology 1999: type III in 57 % and 6 %)."""
     patches, labels = sample_patches(generator, n_per_class, seed=seed)
-    washes = central_washout(patches.numpy())
-    return {name: float(washes[labels.numpy() == index].mean()) for index, name in enumerate(CLASSES)}
+    return washout_by_class(patches.numpy(), labels.numpy())
+
+
+def washout_by_class(patches: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    """Per class, the fraction of ``patches`` (``(N, C, H, W)``, class indices ``labels``) whose centre washes out
+    (:func:`central_washout`); the same figure for real patches as :func:`washout_fractions` gives for generated ones."""
+    washes, labels = central_washout(patches), np.asarray(labels)
+    return {name: float(washes[labels == index].mean()) for index, name in enumerate(CLASSES)}
 
 
 # Epoch selection: the lowest FID.
@@ -463,9 +469,10 @@ def format_report(report: dict) -> str:
                 f"{name:<10} {model:<10} {entry['n']:>5} {entry['fid']:>8.2f} {channels:>24} "
                 f"{entry['nn_accuracy']:>6.3f} {entry['nn_accuracy_real']:>6.3f} {entry['nn_accuracy_fake']:>6.3f}"
             )
-    if "washout" in report:
-        lines.append("central wash-out post1 -> post4 (fraction of generated patches): "
-                     + ", ".join(f"{name} {value:.2f}" for name, value in report["washout"].items()))
+    for key, whose in (("washout_real", "real"), ("washout", "generated")):
+        if key in report:
+            lines.append(f"central wash-out post1 -> post4 (fraction of {whose} patches): "
+                         + ", ".join(f"{name} {value:.2f}" for name, value in report[key].items()))
     lines.append(f"extractor: {report['model']['extractor']}")
     return "\n".join(lines)
 
