@@ -1,0 +1,265 @@
+"""synthmr.evaluation.benefit: does synthetic data raise Dice? Arms, pairing, statistics, resuming, bad input.
+
+The data are 32x32 images of one bright disc (label 1) on noise; a helpful synthesizer writes more such discs, a
+useless one pure noise with random label maps. Networks are tiny and train for a few dozen steps, so every run
+takes about a second on one CPU thread.
+"""
+
+import json
+import math
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from synthmr.errors import InputError
+from synthmr.evaluation import SegmentationSettings, bootstrap_interval, real_subset, run_benefit, synthetic_count
+from synthmr.evaluation import benefit
+from synthmr.io import Volume, write_image
+
+LABELS = {"disc": 1}
+TINY = SegmentationSettings(iterations=30, batch_size=4, roi_size=32, filters=(8, 16, 32), learning_rate=0.01)
+GRID = {"spacing": (1.0, 1.0), "origin": (0.0, 0.0), "direction": np.eye(2)}
+
+
+def write_case(folder, name, image, label) -> dict:
+    folder.mkdir(parents=True, exist_ok=True)
+    return {
+        "case_id": name,
+        "image": str(write_image(Volume(image.astype(np.float32), **GRID), folder / f"{name}.nii.gz")),
+        "label": str(write_image(Volume(label.astype(np.uint8), **GRID), folder / f"{name}_label.nii.gz")),
+    }
+
+
+def disc_case(rng, folder, name, size=32, noise=0.5) -> dict:
+    """A disc of random centre, radius and contrast on Gaussian noise, and its label map."""
+    rows, columns = np.mgrid[:size, :size]
+    centre_row, centre_column = rng.uniform(9, size - 9, 2)
+    radius = rng.uniform(4, 8)
+    label = (rows - centre_row) ** 2 + (columns - centre_column) ** 2 <= radius**2
+    image = label * rng.uniform(0.6, 1.4) + rng.normal(0, noise, (size, size))
+    return write_case(folder, name, image, label)
+
+
+def helpful(subset, n, out_dir, seed):
+    """More correct training data: new disc images."""
+    rng = np.random.default_rng(1000 + seed)
+    return [disc_case(rng, out_dir, f"helpful{i}") for i in range(n)]
+
+
+def useless(subset, n, out_dir, seed):
+    """Pure noise with label maps unrelated to it."""
+    rng = np.random.default_rng(2000 + seed)
+    return [write_case(out_dir, f"noise{i}", rng.normal(0, 1, (32, 32)), rng.random((32, 32)) < 0.2)
+            for i in range(n)]
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("benefit_data")
+    rng = np.random.default_rng(0)
+    real = [disc_case(rng, root / "real", f"real{i}") for i in range(6)]
+    test = {"site_a": [disc_case(rng, root / "test_a", f"a{i}") for i in range(8)],
+            "site_b": [disc_case(rng, root / "test_b", f"b{i}", noise=0.3) for i in range(6)]}
+    return real, test
+
+
+def read_run(work_dir, name):
+    return json.loads((work_dir / "runs" / f"{name}.json").read_text())
+
+
+def test_end_to_end_report_plot_and_progress(data, tmp_path):
+    real, test = data
+    calls = []
+    report = run_benefit(real, test, helpful, LABELS, tmp_path, n_real=(2, 4), shares=(0, 1), seeds=(0, 1),
+                         settings=TINY, device="cpu", progress=lambda *call: calls.append(call))
+    assert json.loads((tmp_path / "report.json").read_text()) == report
+    assert (tmp_path / "benefit.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert [call[:2] for call in calls] == [(i, 8) for i in range(1, 9)]
+    assert sorted(path.stem for path in (tmp_path / "runs").glob("*.json")) == sorted(
+        f"{n}_{share}_{seed}" for n in (2, 4) for share in (0, 1) for seed in (0, 1))
+    assert report["settings"]["segmentation"]["iterations"] == 30 and report["settings"]["shares"] == [0.0, 1.0]
+
+    for domain, items in test.items():
+        result = report["domains"][domain]
+        assert result["n_cases"] == len(items)
+        assert [(arm["n_real"], arm["share"], arm["n_synthetic"]) for arm in result["arms"]] == [
+            (2, 0.0, 0), (2, 1.0, 2), (4, 0.0, 0), (4, 1.0, 4)]
+        for arm in result["arms"]:
+            dice, hd95 = arm["labels"]["disc"]["dice"], arm["labels"]["disc"]["hd95_mm"]
+            assert 0 <= dice["low"] <= dice["mean"] <= dice["high"] <= 1 and dice["n_cases"] == len(items)
+            assert hd95["low"] <= hd95["mean"] <= hd95["high"]
+            assert hd95["n_cases"] + hd95["n_excluded"] == len(items)
+            assert dice["mean"] > 0.5  # the discs are easy: even two real images teach them
+        assert [(c["n_real"], c["share"]) for c in result["comparisons"]] == [(2, 1.0), (4, 1.0)]
+        for comparison in result["comparisons"]:
+            score = comparison["labels"]["disc"]
+            difference = score["dice_difference"]
+            assert difference["low"] <= difference["mean"] <= difference["high"]
+            assert 0 < score["p_value"] <= 1 and isinstance(score["significant_gain"], bool)
+            assert score["significant_gain"] == (difference["low"] > 0 and score["p_value"] < 0.05)
+
+    # The reported means are the per-case seed averages of the run files.
+    arm = report["domains"]["site_a"]["arms"][0]
+    runs = [read_run(tmp_path, f"2_0_{seed}")["cases"]["site_a"] for seed in (0, 1)]
+    expected = np.mean([[run[case["case_id"]]["disc"]["dice"] for run in runs] for case in test["site_a"]])
+    assert arm["labels"]["disc"]["dice"]["mean"] == pytest.approx(expected)
+
+
+def test_useless_synthesizer_shows_no_significant_gain(data, tmp_path):
+    real, test = data
+    report = run_benefit(real, test, useless, LABELS, tmp_path, n_real=(2, 4), shares=(0, 1), seeds=(0, 1),
+                         settings=TINY, device="cpu")
+    comparisons = [c for result in report["domains"].values() for c in result["comparisons"]]
+    assert len(comparisons) == 4
+    assert not any(c["labels"]["disc"]["significant_gain"] for c in comparisons)
+    assert all(c["labels"]["disc"]["dice_difference"]["mean"] < 0.02 for c in comparisons)
+
+
+def test_helpful_synthesizer_raises_dice_of_a_data_starved_model(data, tmp_path):
+    real, test = data
+    report = run_benefit(real, test, helpful, LABELS, tmp_path, n_real=(1,), shares=(3,), seeds=(0, 1, 2),
+                         settings=TINY, device="cpu")
+    for result in report["domains"].values():
+        (comparison,) = result["comparisons"]
+        assert comparison["n_synthetic"] == 3
+        assert comparison["labels"]["disc"]["dice_difference"]["mean"] > 0
+
+
+def test_resume_skips_finished_runs_and_refuses_another_recipe(data, tmp_path, monkeypatch):
+    real, test = data
+    arguments = dict(n_real=(2,), shares=(0, 0.5), seeds=(0, 1), settings=TINY, device="cpu")
+    first = run_benefit(real, test, helpful, LABELS, tmp_path, **arguments)
+
+    trained = []
+    original = benefit.train_segmenter
+
+    def counting(*args, **kwargs):
+        trained.append(args[4])  # the seed
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(benefit, "train_segmenter", counting)
+    assert run_benefit(real, test, helpful, LABELS, tmp_path, **arguments) == first
+    assert trained == []
+
+    # An interrupted run (no run file, a half-written synthetic folder) is the only one trained again.
+    (tmp_path / "runs" / "2_0.5_1.json").unlink()
+    (tmp_path / "synthetic" / "2_0.5_1" / "partial.nii.gz").write_bytes(b"half")
+    assert run_benefit(real, test, helpful, LABELS, tmp_path, **arguments) == first
+    assert trained == [1]
+    assert not (tmp_path / "synthetic" / "2_0.5_1" / "partial.nii.gz").exists()
+
+    other = replace(TINY, iterations=31)
+    with pytest.raises(InputError, match=r"runs/2_0_0\.json.*settings\.iterations: 30 then, 31 now"):
+        run_benefit(real, test, helpful, LABELS, tmp_path, **{**arguments, "settings": other})
+    fewer_cases = {"site_a": test["site_a"][:4], "site_b": test["site_b"]}
+    with pytest.raises(InputError, match=r"runs/2_0_0\.json.*test_case_ids"):
+        run_benefit(real, fewer_cases, helpful, LABELS, tmp_path, **arguments)
+
+
+def test_runs_are_reproducible(data, tmp_path):
+    real, test = data
+    for folder in ("one", "two"):
+        run_benefit(real, test, None, LABELS, tmp_path / folder, n_real=(2,), shares=(0,), seeds=(3,),
+                    settings=TINY, device="cpu")
+    assert read_run(tmp_path / "one", "2_0_3")["cases"] == read_run(tmp_path / "two", "2_0_3")["cases"]
+
+
+def test_arms_are_paired_and_subsets_nested(data, tmp_path):
+    real, test = data
+    seen = {}
+
+    def recording(subset, n, out_dir, seed):
+        seen[out_dir.name] = [item["case_id"] for item in subset]
+        return helpful(subset, n, out_dir, seed)
+
+    run_benefit(real, test, recording, LABELS, tmp_path, n_real=(2, 4), shares=(0, 0.5, 1), seeds=(0, 1),
+                settings=replace(TINY, iterations=2), device="cpu")
+    for seed in (0, 1):
+        for n in (2, 4):
+            ids = [read_run(tmp_path, f"{n}_{share}_{seed}")["recipe"]["real_case_ids"] for share in (0, 0.5, 1)]
+            assert ids[0] == ids[1] == ids[2] == seen[f"{n}_0.5_{seed}"] == seen[f"{n}_1_{seed}"]
+            assert len(ids[0]) == n
+            synthetic = read_run(tmp_path, f"{n}_1_{seed}")["synthetic_case_ids"]
+            assert len(synthetic) == n and read_run(tmp_path, f"{n}_0_{seed}")["synthetic_case_ids"] == []
+        small, large = (read_run(tmp_path, f"{n}_0_{seed}")["recipe"]["real_case_ids"] for n in (2, 4))
+        assert set(small) <= set(large)
+    assert seen["4_1_0"] != seen["4_1_1"]  # each seed draws its own subset
+    # The draw does not depend on the order the pool is given in.
+    assert real_subset(real[::-1], 4, 1) == real_subset(real, 4, 1)
+
+
+def test_share_counts_round_half_up():
+    assert [synthetic_count(n, share) for n, share in [(4, 0), (4, 0.5), (3, 0.5), (1, 0.5), (5, 1), (2, 2.5)]] == [
+        0, 2, 2, 1, 5, 5]
+
+
+def test_bootstrap_interval_brackets_the_mean_and_is_fixed():
+    values = np.random.default_rng(0).normal(0.7, 0.1, 30)
+    low, high = bootstrap_interval(values, 2000, seed=0)
+    assert low < values.mean() < high and high - low == pytest.approx(2 * 1.96 * values.std() / math.sqrt(30), rel=0.2)
+    assert bootstrap_interval(values, 2000, seed=0) == (low, high)
+    assert bootstrap_interval([0.5], 2000) is None
+
+
+def test_case_metrics_edge_cases_and_millimetres():
+    empty = np.zeros((1, 20, 20), np.int16)
+    square = empty.copy()
+    square[0, 5:10, 5:10] = 1
+    shifted = empty.copy()
+    shifted[0, 8:13, 5:10] = 1
+    names = ["disc"]
+    assert benefit.case_metrics(empty, empty, names, (1.0, 1.0))["disc"]["dice"] == 1
+    assert math.isnan(benefit.case_metrics(empty, empty, names, (1.0, 1.0))["disc"]["hd95"])
+    for predicted, truth in ((square, empty), (empty, square)):
+        scores = benefit.case_metrics(predicted, truth, names, (1.0, 1.0))["disc"]
+        assert scores["dice"] == 0 and math.isnan(scores["hd95"])
+    one_mm, two_mm = (benefit.case_metrics(shifted, square, names, (step, 1.0))["disc"] for step in (1.0, 2.0))
+    assert one_mm["dice"] == pytest.approx(2 * 10 / 50) and one_mm["hd95"] == pytest.approx(3)
+    assert two_mm["hd95"] == pytest.approx(6)  # shifted 3 voxels along an axis of 2 mm voxels
+
+
+@pytest.fixture
+def wrong_label_case(tmp_path):
+    label = np.zeros((32, 32))
+    label[10:20, 10:20] = 2
+    return write_case(tmp_path / "bad", "bad", np.random.default_rng(0).normal(size=(32, 32)), label)
+
+
+def short_synthesizer(subset, n, out_dir, seed):
+    return helpful(subset, n, out_dir, seed)[:-1]
+
+
+def keyless_synthesizer(subset, n, out_dir, seed):
+    return [{"case_id": item["case_id"], "image": item["image"]} for item in helpful(subset, n, out_dir, seed)]
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda real, test, bad: {"real": []}, r"^real: the pool of real training items is empty"),
+    (lambda real, test, bad: {"n_real": (7,)}, r"^n_real: 7 is larger than the pool of real items \(6\)"),
+    (lambda real, test, bad: {"n_real": (0,)}, r"^n_real: 0 is not a positive integer"),
+    (lambda real, test, bad: {"shares": (0, -0.5)}, r"^shares: -0.5 is negative"),
+    (lambda real, test, bad: {"synthesize": None}, r"^synthesize: none given, but shares \[1.0\]"),
+    (lambda real, test, bad: {"test": {}}, r"^test: no test domain given"),
+    (lambda real, test, bad: {"test": {**test, "site_c": []}}, r"^test\['site_c'\]: the test domain has no items"),
+    (lambda real, test, bad: {"real": [*real, {"case_id": "x", "image": real[0]["image"]}]},
+     r"^real\[6\]: lacks 'label'"),
+    (lambda real, test, bad: {"real": [*real, dict(real[0])]}, r"^real: case_id 'real0' appears more than once"),
+    (lambda real, test, bad: {"test": {"site_a": [*test["site_a"], bad]}},
+     r"bad_label\.nii\.gz: label map holds value\(s\) \[2\] that labels \(\{'disc': 1\}\) does not name"),
+    (lambda real, test, bad: {"labels": {"disc": 0}}, r"^labels: 'disc' has value 0"),
+    (lambda real, test, bad: {"synthesize": short_synthesizer},
+     r"^synthesize \(run 1_1_0\): returned 0 items; asked for 1"),
+    (lambda real, test, bad: {"synthesize": keyless_synthesizer}, r"^synthesize \(run 1_1_0\)\[0\]: lacks 'label'"),
+    (lambda real, test, bad: {"settings": SegmentationSettings(roi_size=30)}, r"^settings\.roi_size must give 2 sides"),
+    (lambda real, test, bad: {"spatial_dims": 3},
+     r"real\d\.nii\.gz: the image is 2D, shape \(32, 32\); spatial_dims is 3"),
+])
+def test_bad_input_is_named(data, tmp_path, wrong_label_case, change, message):
+    real, test = data
+    arguments = dict(real=real, test=test, synthesize=helpful, labels=LABELS, work_dir=tmp_path / "work",
+                     n_real=(1,), shares=(0, 1), seeds=(0,), device="cpu",
+                     settings=replace(TINY, iterations=1))
+    arguments.update(change(real, test, wrong_label_case))
+    with pytest.raises(InputError, match=message):
+        run_benefit(**arguments)

@@ -1,0 +1,25 @@
+"""Downstream evaluation of synthetic data: does adding it to a training set help a task model?
+
+:func:`synthmr.evaluation.benefit.run_benefit` trains a segmentation network on real subsets of several sizes with
+and without synthetic items and reports the Dice change with paired statistics; see :mod:`synthmr.evaluation.benefit`.
+"""
+
+from synthmr.evaluation.benefit import (
+    SegmentationSettings,
+    bootstrap_interval,
+    plot_benefit,
+    real_subset,
+    run_benefit,
+    run_name,
+    synthetic_count,
+)
+
+__all__ = [
+    "SegmentationSettings",
+    "bootstrap_interval",
+    "plot_benefit",
+    "real_subset",
+    "run_benefit",
+    "run_name",
+    "synthetic_count",
+]
