@@ -217,8 +217,8 @@ def test_shipped_generators_are_clearly_closer_to_real_patches_than_an_untrained
 
 
 def test_conditioning_carries_the_kinetics_malignant_washes_out_benign_persists():
-    # 200 generated patches per class; the stated thresholds: at least 70 % of malignant patches wash out from
-    # post1 to post4 at their centre, at most 30 % of benign ones (the phantom: 100 % and 0 %).
+    # 200 generated patches per class; the stated thresholds: at least 40 % of malignant patches wash out from
+    # post1 to post4 at their centre, at most 15 % of benign and of healthy ones (the phantom's held-out patches:
+    # 0.60, 0.05 and 0.04, curve types overlapping between classes as in Kuhl et al., Radiology 1999).
     fractions = washout_fractions(shipped_generator(), n_per_class=200, seed=5)
-    # The phantom's held-out patches: malignant 0.60, benign 0.05, healthy 0.04 (Kuhl et al., Radiology 1999 overlap).
     assert fractions["malignant"] >= 0.4 and fractions["benign"] <= 0.15 and fractions["healthy"] <= 0.15, fractions

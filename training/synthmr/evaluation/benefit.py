@@ -78,7 +78,7 @@ from scipy.stats import wilcoxon
 
 from synthmr.errors import InputError
 from synthmr.io import read_image
-from synthmr.io._atomic import atomic_output
+from synthmr.io._atomic import atomic_output, write_json
 
 # What every training, test and synthetic item holds.
 ITEM_KEYS = ("case_id", "image", "label")
@@ -414,14 +414,14 @@ def run_benefit(
                         name, recipe, subset, synthesize, work_dir / "synthetic" / name, test_cases, labels,
                         spatial_dims, settings, device,
                     )
-                    _write_json(path, runs[n, share, seed], overwrite=False)
+                    write_json(path, runs[n, share, seed], overwrite=False)
                     description = f"run {name} trained in {runs[n, share, seed]['seconds']:.0f} s"
                 done += 1
                 if progress is not None:
                     progress(done, total, description)
 
     report = _report(runs, recipe_common, n_real, shares, seeds, device, n_bootstrap, bootstrap_seed)
-    _write_json(work_dir / "report.json", report, overwrite=True)
+    write_json(work_dir / "report.json", report, overwrite=True)
     plot_benefit(report, work_dir / "benefit.png")
     return report
 
@@ -701,23 +701,6 @@ def _report(runs: dict, recipe: dict, n_real: list[int], shares: list[float], se
 
 def _float(value) -> float:
     return math.nan if value is None else float(value)
-
-
-def _json_ready(value):
-    """``value`` with NaN and infinities as None (strict JSON) and tuples as lists."""
-    if isinstance(value, dict):
-        return {key: _json_ready(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_ready(item) for item in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def _write_json(path: Path, content: dict, overwrite: bool) -> None:
-    """Write ``content`` to ``path`` all at once: a run file is either complete or absent."""
-    with atomic_output(path, suffix=".json", overwrite=overwrite) as temporary:
-        temporary.write_text(json.dumps(_json_ready(content), indent=2, allow_nan=False) + "\n", encoding="utf-8")
 
 
 def plot_benefit(report: dict, path: str | Path) -> Path:

@@ -16,6 +16,8 @@ The output policy (docs/design.md, *Safety: outputs and trust*), shared by every
 from __future__ import annotations
 
 import errno
+import json
+import math
 import os
 import re
 import shutil
@@ -221,3 +223,21 @@ def _move_without_replacing(source: Path, destination: Path) -> None:
         if destination.exists() or destination.is_symlink():
             raise appeared from None
         os.replace(source, destination)
+
+
+def finite_or_none(value):
+    """``value`` with non-finite floats as None and tuples as lists, so that it is strict JSON."""
+    if isinstance(value, dict):
+        return {key: finite_or_none(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_none(item) for item in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_json(path: Path, content: Mapping, overwrite: bool = False) -> None:
+    """Write ``content`` to ``path`` as strict JSON (:func:`finite_or_none`) all at once (:func:`atomic_output`): the
+    file is either complete or absent."""
+    with atomic_output(path, suffix=".json", overwrite=overwrite) as temporary:
+        temporary.write_text(json.dumps(finite_or_none(content), indent=2, allow_nan=False) + "\n", encoding="utf-8")

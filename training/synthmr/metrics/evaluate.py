@@ -29,7 +29,6 @@ FID and 1-NN values from different extractors are not comparable.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections import Counter
@@ -43,7 +42,7 @@ from torch import nn
 
 from synthmr.errors import InputError
 from synthmr.io import load_datalist, read_image, read_json
-from synthmr.io._atomic import atomic_output, check_destination
+from synthmr.io._atomic import check_destination, finite_or_none, write_json
 from synthmr.io.image import image_extension
 from synthmr.metrics import extractors
 from synthmr.metrics.diversity import ms_ssim_diversity, ms_ssim_settings
@@ -168,9 +167,10 @@ def evaluate(
         report["details"]["ms_ssim_diversity_real"] = ms_ssim_diversity(real_stack, seed=seed)
         report["details"]["ms_ssim_settings"] = ms_ssim_settings(fake_stack.shape[2:])
 
-    report = _finite_or_none(report)
+    report = finite_or_none(report)
     if out is not None:
-        _write_json(report, Path(out), overwrite)
+        check_destination(Path(out), overwrite)
+        write_json(Path(out), report, overwrite)
     return report
 
 
@@ -351,23 +351,6 @@ def _stack_common_shape(slices: list[np.ndarray]) -> torch.Tensor:
             tensor = torch.nn.functional.interpolate(tensor, size=shape, mode="bilinear", align_corners=False)
         stacked.append(tensor[0])
     return torch.stack(stacked)
-
-
-def _finite_or_none(value):
-    """Replace non-finite floats by None so that the report is strict JSON."""
-    if isinstance(value, dict):
-        return {key: _finite_or_none(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite_or_none(item) for item in value]
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
-def _write_json(report: dict, path: Path, overwrite: bool) -> None:
-    check_destination(path, overwrite)
-    with atomic_output(path, suffix=".json", overwrite=overwrite) as temporary:
-        temporary.write_text(json.dumps(report, indent=2, allow_nan=False) + "\n", encoding="utf-8")
 
 
 def format_table(report: Mapping) -> str:
