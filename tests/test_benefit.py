@@ -15,7 +15,7 @@ import pytest
 from synthmr.errors import InputError
 from synthmr.evaluation import SegmentationSettings, bootstrap_interval, real_subset, run_benefit, synthetic_count
 from synthmr.evaluation import benefit
-from synthmr.io import Volume, write_image
+from synthmr.io import Volume, read_image, write_image
 
 LABELS = {"disc": 1}
 TINY = SegmentationSettings(iterations=30, batch_size=4, roi_size=32, filters=(8, 16, 32), learning_rate=0.01)
@@ -246,7 +246,7 @@ def keyless_synthesizer(subset, n, out_dir, seed):
      r"^real\[6\]: lacks 'label'"),
     (lambda real, test, bad: {"real": [*real, dict(real[0])]}, r"^real: case_id 'real0' appears more than once"),
     (lambda real, test, bad: {"test": {"site_a": [*test["site_a"], bad]}},
-     r"bad_label\.nii\.gz: label map holds value\(s\) \[2\] that labels \(\{'disc': 1\}\) does not name"),
+     r"bad_label\.nii\.gz: label map holds value\(s\) \[2\] that labels \(\{'disc': \[1\]\}\) does not name"),
     (lambda real, test, bad: {"labels": {"disc": 0}}, r"^labels: 'disc' has value 0"),
     (lambda real, test, bad: {"synthesize": short_synthesizer},
      r"^synthesize \(run 1_1_0\): returned 0 items; asked for 1"),
@@ -263,3 +263,35 @@ def test_bad_input_is_named(data, tmp_path, wrong_label_case, change, message):
     arguments.update(change(real, test, wrong_label_case))
     with pytest.raises(InputError, match=message):
         run_benefit(**arguments)
+
+
+def test_a_label_may_cover_several_values(data, tmp_path):
+    """A map that numbers its lesions 1..k trains one "disc" class when the label lists every value."""
+    real, test = data
+    numbered = []
+    for item in real[:2]:
+        label = read_image(item["label"])
+        values = label.array.astype(np.uint8) * 2  # the disc is lesion number 2
+        numbered.append({**item, "case_id": item["case_id"] + "_2",
+                         "label": str(write_image(label.with_array(values), tmp_path / f"{item['case_id']}_2.nii.gz"))})
+    report = run_benefit(numbered, {"site_a": test["site_a"]}, None, {"disc": [1, 2]}, tmp_path / "work", n_real=(2,),
+                         shares=(0,), seeds=(0,), settings=TINY, device="cpu")
+    assert report["settings"]["labels"] == {"disc": [1, 2]}
+    assert report["domains"]["site_a"]["arms"][0]["labels"]["disc"]["dice"]["mean"] > 0.5
+    with pytest.raises(InputError, match=r"labels: two names share one value"):
+        run_benefit(numbered, test, None, {"disc": [1, 2], "other": 2}, tmp_path / "w2", n_real=(2,), shares=(0,),
+                    seeds=(0,), settings=TINY, device="cpu")
+    with pytest.raises(InputError, match=r"labels: 'disc' has value \[\]"):
+        run_benefit(numbered, test, None, {"disc": []}, tmp_path / "w3", n_real=(2,), shares=(0,), seeds=(0,),
+                    settings=TINY, device="cpu")
+
+
+def test_format_report_names_every_arm_and_verdict(data, tmp_path):
+    real, test = data
+    report = run_benefit(real, {"site_b": test["site_b"]}, helpful, LABELS, tmp_path, n_real=(2,), shares=(0, 1),
+                         seeds=(0,), settings=TINY, device="cpu")
+    text = benefit.format_report(report)
+    assert "disc on site_b (6 test cases)" in text
+    assert len([line for line in text.splitlines() if line.startswith("2 ")]) == 3  # two arms, one comparison
+    comparison = report["domains"]["site_b"]["comparisons"][0]["labels"]["disc"]
+    assert ("no significant gain" in text) != comparison["significant_gain"]

@@ -7,7 +7,9 @@ and without synthetic items and reports the Dice change with paired statistics; 
 from synthmr.evaluation.benefit import (
     SegmentationSettings,
     bootstrap_interval,
+    format_report,
     plot_benefit,
+    print_progress,
     real_subset,
     run_benefit,
     run_name,
@@ -17,7 +19,9 @@ from synthmr.evaluation.benefit import (
 __all__ = [
     "SegmentationSettings",
     "bootstrap_interval",
+    "format_report",
     "plot_benefit",
+    "print_progress",
     "real_subset",
     "run_benefit",
     "run_name",

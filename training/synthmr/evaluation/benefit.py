@@ -311,7 +311,7 @@ def run_benefit(
     real: Sequence[Mapping],
     test: Mapping[str, Sequence[Mapping]],
     synthesize: Synthesize | None,
-    labels: Mapping[str, int],
+    labels: Mapping[str, int | Sequence[int]],
     work_dir: str | Path,
     n_real: Sequence[int] = (4, 8, 16),
     shares: Sequence[float] = (0.0, 0.5, 1.0),
@@ -330,8 +330,9 @@ def run_benefit(
         test: test domains, name -> items of the same form; each domain is reported on its own.
         synthesize: ``synthesize(real_subset, n, out_dir, seed) -> n items`` written under ``out_dir``; may be
             None when every share is 0.
-        labels: label name -> its value in the label maps; 0 is the background and needs no name. Every other
-            value found in a label map is an error.
+        labels: label name -> its value in the label maps, or the list of values it covers (a map numbering its
+            lesions 1..k: ``{"lesion": [1, 2, 3]}``); 0 is the background and needs no name. Every other value
+            found in a label map is an error.
         work_dir: where runs, synthetic items, ``report.json`` and ``benefit.png`` go; reusing it resumes.
         n_real: real training set sizes.
         shares: synthetic items added per real item (0 is added when missing).
@@ -486,18 +487,27 @@ def _check_seeds(seeds: Sequence[int]) -> list[int]:
     return sorted({int(seed) for seed in seeds})
 
 
-def _check_labels(labels: Mapping[str, int]) -> dict[str, int]:
+def _check_labels(labels: Mapping[str, int | Sequence[int]]) -> dict[str, list[int]]:
+    """Each label name with the list of label-map values it covers (one value, or several: e.g. a map that numbers
+    its lesions 1..k, all of them "lesion")."""
     if not isinstance(labels, Mapping) or not labels:
-        raise InputError("labels: no label given; pass {name: value in the label maps}")
-    for name, value in labels.items():
-        if not _is_int(value) or value <= 0:
+        raise InputError("labels: no label given; pass {name: value (or list of values) in the label maps}")
+    checked = {}
+    for name, values in labels.items():
+        values = [values] if _is_int(values) else values
+        if (
+            isinstance(values, (str, bytes, Mapping)) or not isinstance(values, Sequence) or not values
+            or not all(_is_int(value) and value > 0 for value in values)
+        ):
             raise InputError(
-                f"labels: {name!r} has value {value!r}; label values are positive integers (0 is background)"
+                f"labels: {name!r} has value {labels[name]!r}; label values are positive integers or lists of them "
+                "(0 is background)"
             )
-    values = list(labels.values())
-    if len(set(values)) != len(values):
+        checked[str(name)] = sorted({int(value) for value in values})
+    every = [value for values in checked.values() for value in values]
+    if len(set(every)) != len(every):
         raise InputError(f"labels: two names share one value ({dict(labels)})")
-    return {str(name): int(value) for name, value in labels.items()}
+    return checked
 
 
 def _spatial(volume, spatial_dims: int, path, role: str) -> tuple[np.ndarray, tuple[float, ...]]:
@@ -512,7 +522,7 @@ def _spatial(volume, spatial_dims: int, path, role: str) -> tuple[np.ndarray, tu
     return array, spacing
 
 
-def _load_case(item: Mapping, labels: dict[str, int], spatial_dims: int, settings: SegmentationSettings,
+def _load_case(item: Mapping, labels: dict[str, list[int]], spatial_dims: int, settings: SegmentationSettings,
                what: str) -> _Case:
     """Read an item, scale its image, turn its label values into class indices; refuse what does not fit."""
     image, spacing = _spatial(read_image(item["image"]), spatial_dims, item["image"], "image")
@@ -521,14 +531,14 @@ def _load_case(item: Mapping, labels: dict[str, int], spatial_dims: int, setting
         raise InputError(
             f"{item['label']}: label map shape {label.shape} differs from its image's {image.shape} ({what})"
         )
-    unknown = sorted(set(np.unique(label).tolist()) - {0, *labels.values()})
+    unknown = sorted(set(np.unique(label).tolist()) - {0, *(v for values in labels.values() for v in values)})
     if unknown:
         raise InputError(
             f"{item['label']}: label map holds value(s) {unknown[:10]} that labels ({labels}) does not name ({what})"
         )
     classes = np.zeros(label.shape, np.int16)
-    for index, value in enumerate(labels.values(), start=1):
-        classes[label == value] = index
+    for index, values in enumerate(labels.values(), start=1):
+        classes[np.isin(label, values)] = index
     low, high = settings.percentiles
     scale = ScaleIntensityRangePercentiles(lower=low, upper=high, b_min=0.0, b_max=1.0, clip=True)
     with warnings.catch_warnings():
@@ -555,7 +565,7 @@ def _synthesize(synthesize: Synthesize, subset: list[dict], count: int, folder: 
 
 
 def _run(name: str, recipe: dict, subset: list[dict], synthesize: Synthesize | None, folder: Path,
-         test_cases: dict[str, list[_Case]], labels: dict[str, int], spatial_dims: int,
+         test_cases: dict[str, list[_Case]], labels: dict[str, list[int]], spatial_dims: int,
          settings: SegmentationSettings, device: torch.device) -> dict:
     """Synthesize, train and test one run; its record, as the run file holds it."""
     start = time.perf_counter()
@@ -697,6 +707,48 @@ def _report(runs: dict, recipe: dict, n_real: list[int], shares: list[float], se
         },
         "domains": domains,
     }
+
+
+def print_progress(done: int, total: int, description: str) -> None:
+    """The default ``progress`` of the command line and the bundles' benefit configs: a bar and the run's line."""
+    width = 20
+    filled = round(width * done / total) if total else width
+    print(f"benefit [{'#' * filled}{'.' * (width - filled)}] {done}/{total} {description}", flush=True)
+
+
+def format_report(report: Mapping) -> str:
+    """The report as text: per test domain and label, each arm's Dice and HD95 with intervals, then each share's
+    paired difference from the real-only arm."""
+
+    def interval(score: Mapping, digits: int = 3) -> str:
+        if score["mean"] is None:
+            return "n/a"
+        bounds = "" if score["low"] is None else f" [{score['low']:.{digits}f}, {score['high']:.{digits}f}]"
+        return f"{score['mean']:.{digits}f}{bounds}"
+
+    settings = report["settings"]
+    lines = [
+        f"segmentation: {settings['spatial_dims']}D DynUNet, {settings['segmentation']['iterations']} iterations; "
+        f"seeds {settings['seeds']}; 95 % bootstrap intervals over test cases; gain = {settings['significance']}"
+    ]
+    for domain, result in report["domains"].items():
+        for label in settings["labels"]:
+            lines.append(f"\n{label} on {domain} ({result['n_cases']} test cases)")
+            rows = [("real", "synthetic", "Dice", "HD95 mm (cases)")]
+            for arm in result["arms"]:
+                scores = arm["labels"][label]
+                hd95 = scores["hd95_mm"]
+                rows.append((str(arm["n_real"]), str(arm["n_synthetic"]), interval(scores["dice"]),
+                             f"{interval(hd95, 1)} ({hd95['n_cases']})"))
+            for comparison in result["comparisons"]:
+                score = comparison["labels"][label]
+                p_value = "n/a" if score["p_value"] is None else f"{score['p_value']:.3g}"
+                verdict = "significant gain" if score["significant_gain"] else "no significant gain"
+                rows.append((str(comparison["n_real"]), f"+{comparison['n_synthetic']} vs 0",
+                             f"{interval(score['dice_difference'])}", f"p {p_value}, {verdict}"))
+            widths = [max(len(row[i]) for row in rows) for i in range(4)]
+            lines += ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
+    return "\n".join(lines)
 
 
 def _float(value) -> float:
