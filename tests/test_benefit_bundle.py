@@ -8,6 +8,7 @@ each command takes about half a minute on one CPU thread.
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -82,10 +83,13 @@ def test_noise_control_shows_no_significant_gain(tmp_path, data_dir):
     (["no_such_bundle"], ["no_such_bundle"]),
     ([BUNDLE, "--no_such_id", 3], ["no config id 'no_such_id'"]),
     ([BUNDLE, "--device", "tpu"], ["device 'tpu'"]),
+    ([BUNDLE, "--work_dir", "bundles/breast_dce_pre2post/output/benefit"], ["lies inside bundle breast_dce_pre2post"]),
 ])
 def test_what_cannot_run_is_one_clear_line(tmp_path, arguments, words):
-    result = subprocess.run([sys.executable, "-m", "synthmr", "benefit", *map(str, arguments), "--work_dir",
-                             str(tmp_path / "work")], capture_output=True, text=True)
+    if "--work_dir" not in arguments:
+        arguments = [*arguments, "--work_dir", tmp_path / "work"]
+    result = subprocess.run([sys.executable, "-m", "synthmr", "benefit", *map(str, arguments)], capture_output=True,
+                            text=True, cwd=Path(__file__).parents[1])
     assert result.returncode == 2, result.stderr
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("synthmr: error:"), result.stderr

@@ -23,9 +23,10 @@ from typing import Any
 
 from synthmr.bundle.description import metadata_path, read_tool_description
 from synthmr.bundle.discovery import find_bundle
-from synthmr.bundle.runner import _check_device, _check_synthmr_version, _inference_config, _user_error_in, check_trust
+from synthmr.bundle.runner import check_device, check_synthmr_version, check_trust, inference_config, user_error_in
 from synthmr.errors import InputError
 from synthmr.io import read_json
+from synthmr.io._atomic import check_output_location
 
 BENEFIT_CONFIGS = ("benefit.yaml", "benefit.json")
 
@@ -67,19 +68,20 @@ def run_bundle_benefit(
         trust_bundle: confirm that a bundle not shipped with synthmr may run (see :func:`check_trust`).
 
     Raises:
-        InputError: unknown bundle, no benefit overlay, synthmr version or trust refused, bad device, an override
-            naming no id of the configs, and every user mistake the harness or the bundle reports.
+        InputError: unknown bundle, no benefit overlay, synthmr version or trust refused, bad device, a work folder
+            that is (or holds) the working directory or lies in a bundle, an override naming no id of the configs, and every user mistake the harness or the bundle reports.
     """
     description = read_tool_description(find_bundle(bundle))
     bundle_dir = description.bundle_dir
-    _check_synthmr_version(description)
+    check_synthmr_version(description)
     check_trust(bundle_dir, trust_bundle)
-    configs = [_inference_config(bundle_dir), benefit_config(bundle_dir)]
+    configs = [inference_config(bundle_dir), benefit_config(bundle_dir)]
     settings: dict[str, Any] = {"bundle_root": str(bundle_dir)}
     if device is not None:
-        _check_device(device)
+        check_device(device)
         settings["device"] = f"$torch.device('{device}')"
     work_dir = Path(work_dir) if work_dir is not None else default_work_dir(bundle_dir)
+    check_output_location(work_dir, {f"bundle {description.name}": bundle_dir})
     settings["benefit_dir"] = str(work_dir.absolute())
     settings.update(overrides or {})
 
@@ -106,7 +108,7 @@ def run_bundle_benefit(
         workflow.run()
         workflow.finalize()
     except Exception as error:
-        problem = _user_error_in(error)
+        problem = user_error_in(error)
         if problem is None:
             raise
         raise InputError(f"bundle {description.name}: {problem}") from None

@@ -108,7 +108,7 @@ def run_bundle(
     report = progress if progress is not None else _ignore_progress
     report("validate", STAGE_FRACTIONS["validate"])
     description = read_tool_description(find_bundle(bundle))
-    _check_synthmr_version(description)
+    check_synthmr_version(description)
     check_trust(description.bundle_dir, trust_bundle)
     if description.is_generator:
         raise InputError(
@@ -116,8 +116,8 @@ def run_bundle(
             f"python -m monai.bundle run --bundle_root {description.bundle_dir} "
             f"--config_file {description.bundle_dir / 'configs' / 'inference.yaml'}"
         )
-    config_file = _inference_config(description.bundle_dir)
-    _check_device(device)
+    config_file = inference_config(description.bundle_dir)
+    check_device(device)
     paths = _check_roles(description, inputs)  # cheap checks first: a wrong role or --out fails before any read
     out = Path(out)
     check_output_location(out, {**{f"input {role!r}": path for role, path in paths.items()},
@@ -142,7 +142,7 @@ def run_bundle(
     return {role: folder / f"{role}.nii.gz" for role in description.outputs}
 
 
-def _check_synthmr_version(description: ToolDescription) -> None:
+def check_synthmr_version(description: ToolDescription) -> None:
     """Refuse a bundle whose ``requires`` the installed synthmr does not satisfy (its configs may name code that is
     not there, or that does something else)."""
     if description.requires is None:
@@ -178,7 +178,7 @@ def _ignore_progress(stage: str, fraction: float) -> None:
     """The progress callback of a silent run."""
 
 
-def _inference_config(bundle_dir: Path) -> Path:
+def inference_config(bundle_dir: Path) -> Path:
     for name in INFERENCE_CONFIGS:
         path = bundle_dir / "configs" / name
         if path.is_file():
@@ -186,7 +186,7 @@ def _inference_config(bundle_dir: Path) -> Path:
     raise InputError(f"{bundle_dir}: bundle has no configs/inference.yaml, so it cannot be run")
 
 
-def _check_device(device: str) -> None:
+def check_device(device: str) -> None:
     if device not in DEVICES:
         raise InputError(f"device {device!r}: use one of {', '.join(DEVICES)}")
     if device == "cuda":
@@ -358,7 +358,7 @@ def _run_workflow(
     except Exception as error:
         # MONAI wraps what an expression raises in a RuntimeError; a user mistake inside (missing weights, a
         # file the bundle cannot read) keeps its one-line message, anything else is a bug and keeps its traceback.
-        problem = _user_error_in(error)
+        problem = user_error_in(error)
         if problem is None:
             raise
         raise InputError(f"bundle {description.name}: {problem}") from None
@@ -366,7 +366,7 @@ def _run_workflow(
         report("infer", INFER_END)
 
 
-def _user_error_in(error: BaseException) -> str | None:
+def user_error_in(error: BaseException) -> str | None:
     """The message of the first user mistake in the chain of causes of ``error``, or None.
 
     A user mistake is an :class:`InputError`, a file the bundle needs and does not find (weights that were
