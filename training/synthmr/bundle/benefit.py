@@ -16,14 +16,19 @@ user's overrides, and runs the workflow; it knows nothing about any method.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from synthmr.bundle.description import metadata_path, read_tool_description
 from synthmr.bundle.discovery import find_bundle
-from synthmr.bundle.runner import check_device, check_synthmr_version, check_trust, inference_config, user_error_in
+from synthmr.bundle.runner import (
+    check_device,
+    check_synthmr_version,
+    check_trust,
+    inference_config,
+    run_config_workflow,
+)
 from synthmr.errors import InputError
 from synthmr.io import read_json
 from synthmr.io._atomic import check_output_location
@@ -69,7 +74,8 @@ def run_bundle_benefit(
 
     Raises:
         InputError: unknown bundle, no benefit overlay, synthmr version or trust refused, bad device, a work folder
-            that is (or holds) the working directory or lies in a bundle, an override naming no id of the configs, and every user mistake the harness or the bundle reports.
+            that is (or holds) the working directory or lies in a bundle, an override naming no id of the configs,
+            and every user mistake the harness or the bundle reports.
     """
     description = read_tool_description(find_bundle(bundle))
     bundle_dir = description.bundle_dir
@@ -85,31 +91,13 @@ def run_bundle_benefit(
     settings["benefit_dir"] = str(work_dir.absolute())
     settings.update(overrides or {})
 
-    from monai.bundle import ConfigParser, ConfigWorkflow  # slow to import: only once the checks have passed
+    from monai.bundle import ConfigParser  # slow to import: only once the checks have passed
 
     parser = ConfigParser()
     parser.read_config([str(path) for path in configs])
     unknown = sorted(key for key in overrides or {} if key.split("#")[0] not in parser.get())
     if unknown:
-        raise InputError(
-            f"bundle {description.name}: no config id {', '.join(map(repr, unknown))} in {', '.join(p.name for p in configs)}"
-        )
-    sys.dont_write_bytecode = True  # as synthmr run: cached bytecode in the bundle would change its trust digest
-    logging_file = configs[0].parent / "logging.conf"
-    try:
-        workflow = ConfigWorkflow(
-            config_file=[str(path) for path in configs],
-            meta_file=str(metadata_path(bundle_dir)),
-            logging_file=str(logging_file) if logging_file.is_file() else False,
-            workflow_type=None,
-            **settings,
-        )
-        workflow.initialize()
-        workflow.run()
-        workflow.finalize()
-    except Exception as error:
-        problem = user_error_in(error)
-        if problem is None:
-            raise
-        raise InputError(f"bundle {description.name}: {problem}") from None
+        names = ", ".join(path.name for path in configs)
+        raise InputError(f"bundle {description.name}: no config id {', '.join(map(repr, unknown))} in {names}")
+    run_config_workflow(description, configs, workflow_type=None, **settings)
     return read_json(work_dir / "report.json", "benefit report")

@@ -13,7 +13,7 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -325,11 +325,6 @@ def _run_workflow(
     report: ProgressCallback,
 ) -> None:
     """Run the bundle's inference config with the overrides of the bundle contract (module docstring)."""
-    from monai.bundle import ConfigWorkflow  # slow to import: only once the checks have passed
-
-    # MONAI puts the bundle on sys.path: cached bytecode written there would change the digest trust records.
-    sys.dont_write_bytecode = True
-
     start, span = STAGE_FRACTIONS["infer"], INFER_END - STAGE_FRACTIONS["infer"]
     reached = [start]  # the protocol promises fractions that never decrease, whatever the bundle reports
 
@@ -338,21 +333,46 @@ def _run_workflow(
         reached[0] = max(reached[0], start + span * share)
         report("infer", reached[0])
 
-    logging_file = config_file.parent / "logging.conf"
+    run_config_workflow(
+        description,
+        [config_file],
+        workflow_type="inference",
+        on_initialized=lambda: report("infer", start),
+        bundle_root=str(description.bundle_dir),
+        input={**{role: str(path) for role, path in paths.items()}, "case_id": CASE_ID},
+        output_dir=str(output_dir.absolute()),  # the bundle may not share our working folder's idea of "."
+        device=f"$torch.device('{device}')",
+        progress=bundle_progress,
+    )
+    if reached[0] < INFER_END:  # the bundle did not report its end itself
+        report("infer", INFER_END)
+
+
+def run_config_workflow(
+    description: ToolDescription,
+    config_files: Sequence[Path],
+    workflow_type: str | None,
+    on_initialized: Callable[[], None] | None = None,
+    **overrides: Any,
+) -> None:
+    """Initialize, run and finalize MONAI's ``ConfigWorkflow`` over the bundle's ``config_files`` (later files
+    override earlier ones) with ``overrides``; a user mistake inside becomes one :class:`InputError`."""
+    from monai.bundle import ConfigWorkflow  # slow to import: only once the checks have passed
+
+    # MONAI puts the bundle on sys.path: cached bytecode written there would change the digest trust records.
+    sys.dont_write_bytecode = True
+    logging_file = Path(config_files[0]).parent / "logging.conf"
     try:
         workflow = ConfigWorkflow(
-            config_file=str(config_file),
+            config_file=[str(path) for path in config_files],
             meta_file=str(metadata_path(description.bundle_dir)),
             logging_file=str(logging_file) if logging_file.is_file() else False,
-            workflow_type="inference",
-            bundle_root=str(description.bundle_dir),
-            input={**{role: str(path) for role, path in paths.items()}, "case_id": CASE_ID},
-            output_dir=str(output_dir.absolute()),  # the bundle may not share our working folder's idea of "."
-            device=f"$torch.device('{device}')",
-            progress=bundle_progress,
+            workflow_type=workflow_type,
+            **overrides,
         )
         workflow.initialize()
-        report("infer", start)
+        if on_initialized is not None:
+            on_initialized()
         workflow.run()
         workflow.finalize()
     except Exception as error:
@@ -362,8 +382,6 @@ def _run_workflow(
         if problem is None:
             raise
         raise InputError(f"bundle {description.name}: {problem}") from None
-    if reached[0] < INFER_END:  # the bundle did not report its end itself
-        report("infer", INFER_END)
 
 
 def user_error_in(error: BaseException) -> str | None:
