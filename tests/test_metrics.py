@@ -312,13 +312,14 @@ def test_evaluate_folders_writes_report_and_table(tmp_path, real_folder, tiny_ex
     assert tiny_extractor == [("inception", "/weights/w.pth")]
     assert (report["n_real"], report["n_fake"], report["n_pairs"]) == (3, 4, 3)
     assert report["n_real_slices"] > 3 and report["n_fake_slices"] > report["n_real_slices"]
-    assert set(report["metrics"]) == set(METRICS)
+    # A handful of slices against 32 features: FID would be biased, so the defaults report KID instead.
+    assert set(report["metrics"]) == set(METRICS) - {"fid"} and "see kid" in report["details"]["fid_left_out"]
     assert set(report["metrics"]["ssim"]) == {"mean", "std"} and 0.0 < report["metrics"]["ssim"]["mean"] < 1.0
-    assert report["metrics"]["fid"] > 0.0 and 0.0 <= report["metrics"]["nn_accuracy"] <= 1.0
+    assert report["details"]["kid"]["interval"] is not None and 0.0 <= report["metrics"]["nn_accuracy"] <= 1.0
     assert "TinyExtractor" in report["extractor"]
     assert json.loads(out.read_text()) == report
     table = format_table(report)
-    for name in METRICS:
+    for name in report["metrics"]:
         assert name in table
     assert report["extractor"] in table
 
@@ -338,7 +339,8 @@ def test_evaluate_identical_sets_score_perfectly(tmp_path, real_folder, tiny_ext
     metrics = report["metrics"]
     assert metrics["ssim"]["mean"] == pytest.approx(1.0) and metrics["mse"]["mean"] == 0.0
     assert metrics["psnr"]["mean"] is None  # infinite for identical images: null in strict JSON
-    assert metrics["fid"] == pytest.approx(0.0, abs=1e-6)
+    # Unbiased KID of a set against itself is <= 0: the cross term includes each slice's pairing with itself.
+    assert metrics["kid"] <= 0.0 and "fid" not in metrics
     assert metrics["nn_accuracy"] == 0.0  # every slice's nearest other slice is its copy
     assert metrics["ms_ssim_diversity"] == pytest.approx(report["details"]["ms_ssim_diversity_real"])
     assert "Infinity" not in (tmp_path / "report.json").read_text()

@@ -135,9 +135,10 @@ class SynthMR:
         Args:
             real: folder of real images, or a datalist JSON.
             fake: folder of synthetic images, or a datalist JSON.
-            metrics: comma-separated names (ssim, psnr, mse, mae, fid, nn_accuracy, ms_ssim_diversity); default:
-                the paired metrics when cases pair by name, and every distribution metric.
-            extractor: features for fid and nn_accuracy: domain (shipped), inception or radimagenet_resnet50.
+            metrics: comma-separated names (ssim, psnr, mse, mae, fid, kid, nn_accuracy, ms_ssim_diversity);
+                default: the paired metrics when cases pair by name, and every distribution metric, except fid when
+                either set has fewer than 2 slices per extractor feature (then kid, with its interval, stands alone).
+            extractor: features for fid, kid and nn_accuracy: domain (shipped), inception or radimagenet_resnet50.
             extractor_weights: local weights file of the extractor (inception and radimagenet_resnet50 need one).
             out: report JSON to write.
             overwrite: replace an existing report.

@@ -15,13 +15,15 @@ What is specific to the method, and where it is:
 2. **Checkpoint selection** (:class:`SAMeCheckpointSelection`, below): every few epochs synthesise the validation
    cases, evaluate them against the real post-contrast images and keep the epoch with the best SAMe
    (:mod:`synthmr.metrics.same`) over SSIM, MSE, MAE and FID. SAMe is relative to the candidates, so the best
-   epoch can change as later epochs join. Files per evaluated epoch:
+   epoch can change as later epochs join. FID is biased at the validation set's size (fewer slices than twice the
+   extractor's features), but every epoch is measured on the same cases, so the bias is shared and the ranking
+   stays fair; FID values are not reported from it (see :mod:`synthmr.metrics.kid`). Files per evaluated epoch:
    ``work_dir/epoch_NNNN/{synthetic/, real.json, synthetic.json, report.json, generator.pt}``.
 3. **The evaluation table** (:func:`quality_report`, below): candidates (the model and baselines; the identity
    baseline is the pre-contrast input itself) against the real ``t1_post1``, globally
-   (:func:`synthmr.metrics.evaluate.evaluate`: paired SSIM, PSNR, MSE, MAE; FID, ...), inside the lesions and the
-   fibroglandular tissue (:func:`synthmr.metrics.regions.region_metrics`, mean and standard deviation over the
-   cases where the region is present), and SAMe over the candidates, best first.
+   (:func:`synthmr.metrics.evaluate.evaluate`: paired SSIM, PSNR, MSE, MAE; KID with its 95 % interval, ...),
+   inside the lesions and the fibroglandular tissue (:func:`synthmr.metrics.regions.region_metrics`, mean and
+   standard deviation over the cases where the region is present), and SAMe over the candidates, best first.
 
 Per-image scaling is the paper's protocol, but it hides what matters in DCE-MRI: a post-contrast image's own
 range is set by its brightest enhancing structure (the heart), so an unenhanced copy of the pre-contrast image
@@ -48,6 +50,7 @@ from synthmr.inference import Synthesizer
 from synthmr.io import save_datalist
 from synthmr.io._atomic import atomic_output, check_destination
 from synthmr.metrics.evaluate import PAIRED_METRICS, evaluate, select_checkpoint
+from synthmr.metrics.kid import FID_SAMPLES_PER_FEATURE
 from synthmr.metrics.regions import region_metrics
 
 if TYPE_CHECKING:
@@ -149,8 +152,8 @@ def quality_report(
     candidates: Mapping[str, Sequence[str | os.PathLike]],
     key: str,
     regions: Sequence[str] = (),
-    metrics: Sequence[str] = ("ssim", "psnr", "mse", "mae", "fid"),
-    extractor: str = "domain",
+    metrics: Sequence[str] = ("ssim", "psnr", "mse", "mae", "kid"),
+    extractor: str | torch.nn.Module = "domain",
     extractor_weights: str | os.PathLike | None = None,
     same_weights: Mapping[str, float] | None = None,
     shared_scale: str | None = None,
@@ -166,8 +169,10 @@ def quality_report(
         candidates: name -> one synthetic image path per real case, in the same order.
         key: the image key being judged (e.g. ``"t1_post1"``).
         regions: label-map keys of the real cases to compute region metrics in.
-        metrics: global metrics (names of :data:`synthmr.metrics.evaluate.METRICS`).
-        extractor, extractor_weights: the FID feature extractor.
+        metrics: global metrics (names of :data:`synthmr.metrics.evaluate.METRICS`); a reported table should use
+            "kid" rather than "fid" unless there are at least twice as many cases as the extractor has features
+            (:func:`synthmr.metrics.kid.fid_is_reliable`).
+        extractor, extractor_weights: the feature extractor of KID and FID.
         same_weights: SAMe weights per metric (e.g. ``{"psnr": 0}``).
         shared_scale: key of the real cases' image whose range scales all images of the case for a second set of
             region metrics (see the module docstring and :mod:`synthmr.metrics.regions`), or None.
@@ -176,7 +181,8 @@ def quality_report(
 
     Returns:
         ``{"key", "n_cases", "regions", "candidates": {name: {"global": report, "regions": {region: {"n_cases",
-        metric: {"mean", "std"}}}}}, "same": [[name, score], ...]}``.
+        metric: {"mean", "std"}}}}}, "same": [[name, score], ...]}``; KID's 95 % interval and FID's reliability
+        are in each global report's ``details`` (:func:`synthmr.metrics.evaluate.evaluate`).
     """
     if out is not None:
         check_destination(Path(out), overwrite)
@@ -237,7 +243,9 @@ def format_quality_table(report: Mapping) -> str:
     rows = [header]
     for name, result in report["candidates"].items():
         global_metrics = result["global"]["metrics"]
-        rows.append([name, "image", str(report["n_cases"]), *(cell(global_metrics.get(m)) for m in metric_names + extra)])
+        global_cells = [cell(global_metrics.get(m)) for m in metric_names]
+        global_cells += [_distribution_cell(m, result["global"]) for m in extra]
+        rows.append([name, "image", str(report["n_cases"]), *global_cells])
         for region, values in result["regions"].items():
             rows.append([name, region, str(values["n_cases"]), *(cell(values[m]) for m in metric_names), *[""] * len(extra)])
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
@@ -252,3 +260,17 @@ def format_quality_table(report: Mapping) -> str:
         lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in shared]
     lines.append("SAMe (0 = best of these candidates): " + ", ".join(f"{n} {s:.3f}" for n, s in report["same"]))
     return "\n".join(lines)
+
+
+def _distribution_cell(metric: str, global_report: Mapping) -> str:
+    """A global metric's value; KID with its 95 % interval, an FID from too few samples marked as biased."""
+    value = global_report["metrics"].get(metric)
+    if value is None:
+        return "n/a"
+    detail = global_report.get("details", {}).get(metric) or {}
+    if metric == "kid" and detail.get("interval"):
+        low, high = detail["interval"]
+        return f"{value:.4f} [{low:.4f}, {high:.4f}]"
+    if metric == "fid" and detail.get("reliable") is False:
+        return f"{value:.4f} (biased: n < {FID_SAMPLES_PER_FEATURE} x {detail['feature_dim']})"
+    return f"{value:.4f}"

@@ -16,12 +16,20 @@ left out) or two datalist JSON files. What :func:`evaluate` does, in order:
    a slice is non-empty when at least 1% of its pixels exceed 0.1 on the [0, 1] scale), evenly spaced, at most
    ``max_slices // n_images`` per volume, and each set is capped at ``max_slices`` slices in all.
    Every image file of a folder counts: keep label maps out of the folders (or use datalists with ``keys``).
-4. **Distribution metrics** (need no pairs): "fid" (:func:`synthmr.metrics.fid.fid` on the features of the
-   chosen extractor), "nn_accuracy" (leave-one-out 1-NN accuracy on the same extractor's features; the larger
-   set is randomly subsampled to the size of the smaller so that 0.5 stays the chance level) and
-   "ms_ssim_diversity" (mean MS-SSIM of random pairs of synthetic slices; slices of another shape than the
+4. **Distribution metrics** (need no pairs): "fid" (:func:`synthmr.metrics.fid.frechet_distance` on the
+   features of the chosen extractor), "kid" (:func:`synthmr.metrics.kid.kernel_distance` on the same features,
+   with its 95 % bootstrap interval in ``details``), "nn_accuracy" (leave-one-out 1-NN accuracy on the same
+   features; the larger set is randomly subsampled to the size of the smaller so that 0.5 stays the chance level)
+   and "ms_ssim_diversity" (mean MS-SSIM of random pairs of synthetic slices; slices of another shape than the
    most common one are resized to it, bilinearly). The MS-SSIM diversity of the real slices is recorded in
-   ``details`` as the reference the synthetic value should be close to.
+   ``details`` as the reference the synthetic value should be close to. Each set goes through the extractor
+   once, whichever of these metrics are asked for.
+5. **FID or KID.** FID is biased upward by an amount that depends on the sample size until each set has several
+   times as many slices as the extractor has features (:mod:`synthmr.metrics.kid`). ``details["fid"]["reliable"]``
+   says whether both sets have at least :data:`~synthmr.metrics.kid.FID_SAMPLES_PER_FEATURE` slices per feature.
+   With the default metrics FID is reported only then (KID always); asked for by name it is computed at any size,
+   because ranking checkpoints that all share one sample size (SAMe during training) is still fair, and
+   :func:`format_table` marks an unreliable value.
 
 The report names the extractor and its weights (:func:`synthmr.metrics.extractors.describe_extractor`), because
 FID and 1-NN values from different extractors are not comparable.
@@ -46,15 +54,18 @@ from synthmr.io._atomic import check_destination, finite_or_none, write_json
 from synthmr.io.image import image_extension
 from synthmr.metrics import extractors
 from synthmr.metrics.diversity import ms_ssim_diversity, ms_ssim_settings
-from synthmr.metrics.fid import extract_features, fid as fid_score
+from synthmr.metrics.fid import extract_features, frechet_distance
 from synthmr.metrics.image import paired_metrics
+from synthmr.metrics.kid import FID_SAMPLES_PER_FEATURE, fid_is_reliable, kernel_distance
 from synthmr.metrics.same import Direction, rank_candidates
 from synthmr.metrics.two_sample import nn_accuracy
 
 PAIRED_METRICS = ("ssim", "psnr", "mse", "mae")
-DISTRIBUTION_METRICS = ("fid", "nn_accuracy", "ms_ssim_diversity")
+DISTRIBUTION_METRICS = ("fid", "kid", "nn_accuracy", "ms_ssim_diversity")
 METRICS = PAIRED_METRICS + DISTRIBUTION_METRICS
-_FEATURE_METRICS = ("fid", "nn_accuracy")
+_FEATURE_METRICS = ("fid", "kid", "nn_accuracy")
+# Resamples of KID's bootstrap interval: enough for stable 2.5th and 97.5th percentiles, and cheap (no new features).
+KID_BOOTSTRAP = 1000
 
 # Robust intensity range of one image: ignores the few hottest and coldest voxels (vessels, artefacts).
 _PERCENTILES = (0.5, 99.5)
@@ -83,8 +94,8 @@ def evaluate(
         real: folder of real images or a datalist JSON.
         fake: folder of synthetic images or a datalist JSON (the same kind as ``real``).
         metrics: names from :data:`METRICS`; default: the paired metrics when there are pairs, plus all
-            distribution metrics.
-        extractor: feature extractor for "fid" and "nn_accuracy": a name for
+            distribution metrics, FID only where both sets are large enough for it (see the module docstring).
+        extractor: feature extractor for "fid", "kid" and "nn_accuracy": a name for
             :func:`synthmr.metrics.extractors.get_extractor` ("domain" ships with SynthMR) or a module.
         extractor_weights: local weights file of the extractor (needed for "inception" and
             "radimagenet_resnet50"; nothing is downloaded).
@@ -94,7 +105,7 @@ def evaluate(
             datalists (pass e.g. ``["t1c"]`` when both also hold label maps).
         datalist_key: datalists only: which list of the JSON files to read.
         max_slices: most 2D slices per set for the distribution metrics.
-        seed: seed of the random subsampling (1-NN balance, MS-SSIM pairs).
+        seed: seed of the random subsampling (1-NN balance, MS-SSIM pairs) and of KID's bootstrap.
         batch_size: images per forward pass of the extractor.
 
     Returns:
@@ -105,10 +116,11 @@ def evaluate(
 
     Raises:
         InputError: unknown metric name, an empty folder or datalist, a folder mixed with a datalist, a paired
-            metric asked for without pairs, paired images of different shapes, multi-channel images, ``out``
-            existing without ``overwrite``; errors of reading images and of the extractor (e.g. missing
-            weights) propagate.
+            metric asked for without pairs, paired images of different shapes, multi-channel images, fewer than
+            2 slices in a set for "fid" or "kid", ``out`` existing without ``overwrite``; errors of reading images
+            and of the extractor (e.g. missing weights) propagate.
     """
+    fid_only_if_reliable = metrics is None
     metrics = _check_metric_names(metrics)
     if out is not None:
         check_destination(Path(out), overwrite)
@@ -153,14 +165,10 @@ def evaluate(
         spread = float(values.std()) if np.isfinite(values).all() else math.nan
         report["metrics"][name] = {"mean": float(values.mean()), "std": spread}
 
-    if "fid" in metrics:
-        fid_result = fid_score(real_slices, fake_slices, module, batch_size=batch_size)
-        report["metrics"]["fid"] = fid_result["fid"]
-        report["details"]["fid"] = fid_result
-    if "nn_accuracy" in metrics:
-        accuracy = _balanced_nn_accuracy(real_slices, fake_slices, module, batch_size, seed)
-        report["metrics"]["nn_accuracy"] = accuracy["accuracy"]
-        report["details"]["nn_accuracy"] = accuracy
+    if module is not None:
+        real_features = extract_features(real_slices, module, batch_size)
+        fake_features = extract_features(fake_slices, module, batch_size)
+        _feature_metrics(report, metrics, real_features, fake_features, fid_only_if_reliable, seed)
     if "ms_ssim_diversity" in metrics:
         fake_stack, real_stack = _stack_common_shape(fake_slices), _stack_common_shape(real_slices)
         report["metrics"]["ms_ssim_diversity"] = ms_ssim_diversity(fake_stack, seed=seed)
@@ -172,6 +180,46 @@ def evaluate(
         check_destination(Path(out), overwrite)
         write_json(Path(out), report, overwrite)
     return report
+
+
+def _feature_metrics(
+    report: dict,
+    metrics: Sequence[str],
+    real_features: torch.Tensor,
+    fake_features: torch.Tensor,
+    fid_only_if_reliable: bool,
+    seed: int,
+) -> None:
+    """FID, KID and 1-NN accuracy from one extraction of each set, into ``report``'s metrics and details."""
+    n_real, n_fake, feature_dim = len(real_features), len(fake_features), int(real_features.shape[1])
+    if any(m in ("fid", "kid") for m in metrics):
+        for which, n in (("real", n_real), ("fake", n_fake)):
+            if n < 2:
+                raise InputError(f"fid and kid need at least 2 slices per set; the {which} images gave {n}")
+    common = {"extractor": report["extractor"], "n_real": n_real, "n_fake": n_fake, "feature_dim": feature_dim}
+    reliable = fid_is_reliable(n_real, n_fake, feature_dim)
+    if "fid" in metrics and (reliable or not fid_only_if_reliable):
+        value = frechet_distance(real_features, fake_features)
+        report["metrics"]["fid"] = value
+        report["details"]["fid"] = {"fid": value, **common, "reliable": reliable}
+    elif "fid" in metrics:
+        report["details"]["fid_left_out"] = (
+            f"FID not reported: {min(n_real, n_fake)} slices < {FID_SAMPLES_PER_FEATURE} x {feature_dim} features; "
+            "see kid"
+        )
+    if "kid" in metrics:
+        result = kernel_distance(real_features, fake_features, n_bootstrap=KID_BOOTSTRAP, seed=seed)
+        report["metrics"]["kid"] = result["kid"]
+        report["details"]["kid"] = {
+            "kid": result["kid"],
+            "interval": result["interval"],
+            **common,
+            "n_bootstrap": result["n_bootstrap"],
+        }
+    if "nn_accuracy" in metrics:
+        accuracy = _balanced_nn_accuracy(real_features, fake_features, seed)
+        report["metrics"]["nn_accuracy"] = accuracy["accuracy"]
+        report["details"]["nn_accuracy"] = accuracy
 
 
 def _check_metric_names(metrics: Sequence[str] | None) -> list[str] | None:
@@ -330,15 +378,13 @@ def _read_sets(
     return slices["real"], slices["fake"], paired_values
 
 
-def _balanced_nn_accuracy(
-    real: list[np.ndarray], fake: list[np.ndarray], extractor: nn.Module, batch_size: int, seed: int
-) -> dict:
-    """1-NN accuracy on equally many real and fake slices (the larger set randomly subsampled)."""
+def _balanced_nn_accuracy(real: torch.Tensor, fake: torch.Tensor, seed: int) -> dict:
+    """1-NN accuracy on the features of equally many real and fake slices (the larger set randomly subsampled)."""
     size = min(len(real), len(fake))
     generator = np.random.default_rng(seed)
-    real = [real[i] for i in sorted(generator.choice(len(real), size, replace=False))]
-    fake = [fake[i] for i in sorted(generator.choice(len(fake), size, replace=False))]
-    return nn_accuracy(extract_features(real, extractor, batch_size), extract_features(fake, extractor, batch_size))
+    real = real[torch.from_numpy(np.sort(generator.choice(len(real), size, replace=False)))]
+    fake = fake[torch.from_numpy(np.sort(generator.choice(len(fake), size, replace=False)))]
+    return nn_accuracy(real, fake)
 
 
 def _stack_common_shape(slices: list[np.ndarray]) -> torch.Tensor:
@@ -354,10 +400,8 @@ def _stack_common_shape(slices: list[np.ndarray]) -> torch.Tensor:
 
 
 def format_table(report: Mapping) -> str:
-    """The report as an aligned text table: inputs, counts, extractor, then one row per metric."""
-
-    def number(value) -> str:
-        return "n/a" if value is None else f"{value:.4g}"
+    """The report as an aligned text table: inputs, counts, extractor, then one row per metric; KID with its 95 %
+    interval, and FID marked where the sets were too small for it (see the module docstring)."""
 
     lines = [
         f"real       {report['real']}  ({report['n_real']} images, {report.get('n_real_slices', 0)} slices)",
@@ -366,16 +410,34 @@ def format_table(report: Mapping) -> str:
         f"extractor  {report['extractor'] or '-'}",
         "",
     ]
-    rows = [("metric", "mean", "std")]
+    rows = [("metric", "mean", "std", "")]
     for name, value in report["metrics"].items():
         if isinstance(value, Mapping):
-            rows.append((name, number(value["mean"]), number(value["std"])))
+            rows.append((name, _number(value["mean"]), _number(value["std"]), ""))
         else:
-            rows.append((name, number(value), ""))
+            rows.append((name, _number(value), "", _metric_note(name, report.get("details", {}))))
     widths = [max(len(row[column]) for row in rows) for column in range(3)]
     for row in rows:
-        lines.append(f"{row[0]:<{widths[0]}}  {row[1]:>{widths[1]}}  {row[2]:>{widths[2]}}".rstrip())
+        lines.append(f"{row[0]:<{widths[0]}}  {row[1]:>{widths[1]}}  {row[2]:>{widths[2]}}  {row[3]}".rstrip())
     return "\n".join(lines)
+
+
+def _number(value) -> str:
+    return "n/a" if value is None else f"{value:.4g}"
+
+
+def _metric_note(name: str, details: Mapping) -> str:
+    """KID's interval, or the warning on an FID from sets too small for it; empty for other metrics."""
+    detail = details.get(name)
+    if not isinstance(detail, Mapping):
+        return ""
+    if name == "kid" and detail.get("interval"):
+        low, high = detail["interval"]
+        return f"95 % interval [{_number(low)}, {_number(high)}]"
+    if name == "fid" and detail.get("reliable") is False:
+        n = min(detail["n_real"], detail["n_fake"])
+        return f"(n = {n} < {FID_SAMPLES_PER_FEATURE} x {detail['feature_dim']} features: biased; see kid)"
+    return ""
 
 
 def select_checkpoint(
@@ -391,9 +453,9 @@ def select_checkpoint(
         reports: report dicts from :func:`evaluate` or paths of their JSON files.
         names: one name per report; default: the report's path for files, its ``"fake"`` entry for dicts.
         weights, groups, directions: as :func:`synthmr.metrics.same.same_scores`; a metric reported as
-            ``{"mean", "std"}`` enters with its mean. By default every metric of the reports counts, and
-            "ms_ssim_diversity" counts as lower-is-better (the GAN-literature reading, which also rewards noise);
-            to reward diversity close to the real images' instead, pass its real value as a target, e.g.
+            ``{"mean", "std"}`` enters with its mean. By default every metric of the reports counts, "kid" counts
+            as lower-is-better, and so does "ms_ssim_diversity" (the GAN-literature reading, which also rewards
+            noise); to reward diversity close to the real images' instead, pass its real value as a target, e.g.
             ``directions={"ms_ssim_diversity": report["details"]["ms_ssim_diversity_real"]}``.
 
     Returns:

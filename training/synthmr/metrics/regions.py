@@ -2,9 +2,16 @@
 
 Images get the same per-image robust scaling to [0, 1] as in :func:`~synthmr.metrics.evaluate.evaluate` before
 any metric. With ``shared_scale`` every image of a case is instead scaled by the range of one reference image of
-that case (its 0.5th and 99.5th percentiles to 0 and 1, clipped to [0, :data:`SHARED_SCALE_HEADROOM`], SSIM and
-PSNR with that data range): a common scale on which the images' differences in brightness count, where per-image
-scaling would remove them.
+that case (its 0.5th and 99.5th percentiles to 0 and 1, clipped to [0, :data:`SHARED_SCALE_HEADROOM`]): a common
+scale on which the images' differences in brightness count, where per-image scaling would remove them.
+
+Data range of SSIM and PSNR on the shared scale: the real image's actual range on that scale (its maximum minus
+its minimum, per case), as SSIM's stability constants ``(0.01 L)^2`` and ``(0.03 L)^2`` are meant to scale with
+the dynamic range ``L`` of the image (Wang et al., "Image Quality Assessment: From Error Visibility to Structural
+Similarity", IEEE TIP 2004; no arXiv version). An earlier version used the clipping bound 3.0, a constant that is
+no property of the data and never below an image's range on that scale: the constants came out too large, which
+pulls SSIM towards 1. A real image that is constant on the shared scale has no range; it is compared with
+``L = 1`` (the reference's robust range). With per-image scaling ``L = 1``, the range of the [0, 1] scale.
 """
 
 from __future__ import annotations
@@ -43,8 +50,8 @@ def region_metrics(
         :data:`~synthmr.metrics.evaluate.PAIRED_METRICS` (None where no case has the region).
     """
     values: dict[str, dict[str, list[float]]] = {region: {m: [] for m in PAIRED_METRICS} for region in regions}
-    data_range = 1.0 if shared_scale is None else SHARED_SCALE_HEADROOM
     for item, path in zip(real, paths):
+        data_range = 1.0
         if shared_scale is None:
             real_image, fake_image = unit_scaled_image(Path(item[key])), unit_scaled_image(Path(path))
         else:
@@ -52,6 +59,7 @@ def region_metrics(
             if high <= low:
                 raise InputError(f"{item[shared_scale]}: constant image; it cannot set the shared scale")
             real_image, fake_image = _shared_scaled(Path(item[key]), low, high), _shared_scaled(Path(path), low, high)
+            data_range = shared_data_range(real_image)
         if real_image.shape != fake_image.shape:
             raise InputError(f"{path}: shape {fake_image.shape} differs from the real {item[key]} {real_image.shape}")
         for region in regions:
@@ -74,6 +82,12 @@ def region_metrics(
                 "std": float(array.std()) if finite else None,
             }
     return summary
+
+
+def shared_data_range(real_image: np.ndarray) -> float:
+    """SSIM's and PSNR's data range for a case on the shared scale: the real image's max - min (1 if constant)."""
+    spread = float(real_image.max() - real_image.min())
+    return spread if spread > 0 else 1.0
 
 
 def _shared_scaled(path: Path, low: float, high: float) -> np.ndarray:

@@ -45,12 +45,12 @@ def default_direction(metric: str) -> Direction | None:
 
     "ssim", "ms_ssim", "psnr", "dice" -> "max"; "mse", "mae", "rmse", "lpips", "hd95" and "ms_ssim_diversity" (lower
     means a more diverse fake set, the usual GAN reading; give the real set's value as a target to prefer
-    realistic diversity) -> "min"; names starting with "fid" (fid, fid_imagenet, fid_radimagenet, ...) -> "min";
+    realistic diversity) -> "min"; names starting with "fid" (fid, fid_imagenet, fid_radimagenet, ...) or "kid" -> "min";
     names starting with "nn_accuracy" -> 0.5 (the 1-NN two-sample accuracy of indistinguishable sets).
     """
     if metric in _MAX_IS_BETTER:
         return "max"
-    if metric in _MIN_IS_BETTER or metric.startswith("fid"):
+    if metric in _MIN_IS_BETTER or metric.startswith(("fid", "kid")):
         return "min"
     if metric.startswith("nn_accuracy"):
         return _NN_ACCURACY_CHANCE

@@ -13,6 +13,11 @@ import importlib
 from synthmr.errors import InputError
 from synthmr.phantom.case import PhantomCase
 
+# The synthmr release that last changed what any phantom draws from a seed. Cached datasets record it, and a folder
+# simulated under another phantom release is refused; bump it (to the new synthmr version) with every such change,
+# and only then, so that releases that leave the phantom alone keep their users' cached data valid.
+PHANTOM_RELEASE = "0.4.0"
+
 # organ -> "module:Class"; imported on demand so `import synthmr.phantom` stays cheap.
 PHANTOMS = {
     "brain": "synthmr.phantom.brain:BrainPhantom",
@@ -29,4 +34,4 @@ def phantom_class(organ: str) -> type:
     return getattr(importlib.import_module(module), name)
 
 
-__all__ = ["PHANTOMS", "PhantomCase", "phantom_class"]
+__all__ = ["PHANTOMS", "PHANTOM_RELEASE", "PhantomCase", "phantom_class"]

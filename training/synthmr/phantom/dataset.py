@@ -26,12 +26,12 @@ def _make_phantom(organ: str, options: dict):
 
 
 def _recipe(organ: str, n: int, seed: int, options: dict) -> dict:
-    """What a dataset was simulated from: enough to tell whether a folder already holds it. The synthmr version is
-    part of it because a release may change what the phantom draws from the same seed."""
-    import synthmr
+    """What a dataset was simulated from: enough to tell whether a folder already holds it. It records
+    :data:`synthmr.phantom.PHANTOM_RELEASE`, because a release may change what the phantom draws from the same seed."""
+    from synthmr.phantom import PHANTOM_RELEASE
 
     options = json.loads(json.dumps(options, default=list))
-    return {"organ": organ, "n": n, "seed": seed, "options": options, "synthmr": synthmr.__version__}
+    return {"organ": organ, "n": n, "seed": seed, "options": options, "synthmr": PHANTOM_RELEASE}
 
 
 def phantom_datalist(organ: str, out: str | Path, n: int, seed: int = 0, **options) -> list[dict]:
