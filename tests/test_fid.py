@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 import scipy.linalg
 import torch
-import torch.nn as nn
 
 from synthmr.errors import InputError
 from synthmr.metrics.extractors import (
@@ -22,6 +21,7 @@ from synthmr.metrics.extractors import (
     shipped_domain_weights,
 )
 from synthmr.metrics.fid import extract_features, fid, frechet_distance
+from feature_stubs import MomentFeatures
 
 INCEPTION_FILE = "pt_inception-2015-12-05-6726825d.pth"
 RADIMAGENET_FILE = "RadImageNet-ResNet50_notop.pth"
@@ -97,19 +97,6 @@ def test_distance_rejects_bad_features():
 
 
 # ---------------------------------------------------------------------------------------------------- fid() report
-
-
-class MomentFeatures(nn.Module):
-    """A tiny deterministic 'extractor': mean, std and quantiles of each image (enough to compare sets)."""
-
-    def __init__(self):
-        super().__init__()
-        self.scale = nn.Parameter(torch.ones(1))
-
-    def forward(self, images):
-        flat = images.flatten(1) * self.scale
-        quantiles = torch.quantile(flat, torch.tensor([0.1, 0.5, 0.9]), dim=1).T
-        return torch.cat([flat.mean(1, keepdim=True), flat.std(1, keepdim=True), quantiles], 1)
 
 
 def test_fid_report_names_extractor_and_sample_sizes():

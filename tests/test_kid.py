@@ -7,10 +7,10 @@ import itertools
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
 
 from synthmr.errors import InputError
 from synthmr.metrics.kid import FID_SAMPLES_PER_FEATURE, fid_is_reliable, kernel_distance, kid
+from feature_stubs import MomentFeatures
 
 
 def cubic_kernel(x, y):
@@ -85,19 +85,6 @@ def test_fid_is_reliable_from_twice_as_many_samples_as_features():
     assert fid_is_reliable(600, 512, 256)
     assert not fid_is_reliable(511, 4000, 256)
     assert not fid_is_reliable(4000, 511, 256)
-
-
-class MomentFeatures(nn.Module):
-    """A tiny deterministic 'extractor': mean, std and quantiles of each image (as in tests/test_fid.py)."""
-
-    def __init__(self):
-        super().__init__()
-        self.scale = nn.Parameter(torch.ones(1))
-
-    def forward(self, images):
-        flat = images.flatten(1) * self.scale
-        quantiles = torch.quantile(flat, torch.tensor([0.1, 0.5, 0.9]), dim=1).T
-        return torch.cat([flat.mean(1, keepdim=True), flat.std(1, keepdim=True), quantiles], 1)
 
 
 def test_kid_of_images_names_extractor_and_separates_a_darker_set():

@@ -153,6 +153,21 @@ def _extract(images, extractor: nn.Module, batch_size: int, what: str) -> torch.
     return torch.cat(features)
 
 
+def extract_sets(
+    real_images, fake_images, extractor: nn.Module | str, batch_size: int, metric: str
+) -> tuple[torch.Tensor, torch.Tensor, nn.Module]:
+    """Features of both image sets through ``extractor`` (a module or a name, then loaded), and the module; each set
+    needs at least 2 images for ``metric`` (named in the error)."""
+    for images, what in ((real_images, "real_images"), (fake_images, "fake_images")):
+        if _count(images, what) < 2:
+            raise InputError(f"{what}: {metric} needs at least 2 images, got {_count(images, what)}")
+    if isinstance(extractor, str):
+        extractor = get_extractor(extractor)
+    real = _extract(real_images, extractor, batch_size, "real_images")
+    fake = _extract(fake_images, extractor, batch_size, "fake_images")
+    return real, fake, extractor
+
+
 def fid(real_images, fake_images, extractor: nn.Module | str = "domain", batch_size: int = 32) -> dict:
     """Fréchet distance between the feature distributions of real and synthetic images.
 
@@ -170,13 +185,7 @@ def fid(real_images, fake_images, extractor: nn.Module | str = "domain", batch_s
         ``{"fid": float, "extractor": str, "n_real": int, "n_fake": int, "feature_dim": int}``; "extractor" is
         :func:`~synthmr.metrics.extractors.describe_extractor`'s line (name, weights file, SHA-256 prefix).
     """
-    for images, what in ((real_images, "real_images"), (fake_images, "fake_images")):
-        if _count(images, what) < 2:
-            raise InputError(f"{what}: FID needs at least 2 images, got {_count(images, what)}")
-    if isinstance(extractor, str):
-        extractor = get_extractor(extractor)
-    real = _extract(real_images, extractor, batch_size, "real_images")
-    fake = _extract(fake_images, extractor, batch_size, "fake_images")
+    real, fake, extractor = extract_sets(real_images, fake_images, extractor, batch_size, "FID")
     return {
         "fid": frechet_distance(real, fake),
         "extractor": describe_extractor(extractor),

@@ -27,8 +27,8 @@ import torch
 import torch.nn as nn
 
 from synthmr.errors import InputError
-from synthmr.metrics.extractors import describe_extractor, get_extractor
-from synthmr.metrics.fid import _count, _extract, _feature_matrix
+from synthmr.metrics.extractors import describe_extractor
+from synthmr.metrics.fid import _feature_matrix, extract_sets
 
 # FID is reported only when each set has at least this many samples per feature dimension.
 FID_SAMPLES_PER_FEATURE = 2
@@ -140,13 +140,7 @@ def kid(
     Returns:
         ``{"kid", "interval", "extractor", "n_real", "n_fake", "feature_dim", "n_bootstrap"}``.
     """
-    for images, what in ((real_images, "real_images"), (fake_images, "fake_images")):
-        if _count(images, what) < 2:
-            raise InputError(f"{what}: KID needs at least 2 images, got {_count(images, what)}")
-    if isinstance(extractor, str):
-        extractor = get_extractor(extractor)
-    real = _extract(real_images, extractor, batch_size, "real_images")
-    fake = _extract(fake_images, extractor, batch_size, "fake_images")
+    real, fake, extractor = extract_sets(real_images, fake_images, extractor, batch_size, "KID")
     result = kernel_distance(real, fake, n_bootstrap=n_bootstrap, seed=seed)
     return {
         "kid": result["kid"],
