@@ -6,6 +6,7 @@ takes about a second on one CPU thread.
 """
 
 import json
+import shutil
 import math
 from dataclasses import replace
 
@@ -295,3 +296,20 @@ def test_format_report_names_every_arm_and_verdict(data, tmp_path):
     assert len([line for line in text.splitlines() if line.startswith("2 ")]) == 3  # two arms, one comparison
     comparison = report["domains"]["site_b"]["comparisons"][0]["labels"]["disc"]
     assert ("no significant gain" in text) != comparison["significant_gain"]
+
+
+def test_resuming_refuses_another_synthesizer_or_other_images_but_shares_real_only_runs(data, tmp_path):
+    real, test = data
+    arguments = dict(test={"site_a": test["site_a"]}, labels=LABELS, work_dir=tmp_path, n_real=(2,), shares=(0, 1),
+                     seeds=(0,), settings=replace(TINY, iterations=2), device="cpu")
+    run_benefit(real, synthesize=helpful, **arguments)
+    assert read_run(tmp_path, "2_1_0")["recipe"]["synthesizer"] == {"callable": f"{__name__}.helpful"}
+    assert read_run(tmp_path, "2_0_0")["recipe"]["synthesizer"] is None
+    with pytest.raises(InputError, match=r"2_1_0\.json: this finished run was made with another recipe \(synthesizer"):
+        run_benefit(real, synthesize=useless, **arguments)
+    # The same cases with other image files (another image key of the same cases) are another experiment.
+    renamed = [{**item, "image": item["image"].replace(".nii.gz", "_copy.nii.gz")} for item in real]
+    for item, original in zip(renamed, real):
+        shutil.copy(original["image"], item["image"])
+    with pytest.raises(InputError, match=r"2_0_0\.json: .*real_images"):
+        run_benefit(renamed, synthesize=helpful, **arguments)

@@ -45,9 +45,10 @@ What :func:`run_benefit` does, and why:
   interval needs at least 2 cases (otherwise its bounds are ``null``).
 - **Resuming.** Each finished run writes ``work_dir/runs/<run>.json`` (its recipe and per-case scores) atomically.
   A later call with the same ``work_dir`` reads finished runs instead of training again, after checking that the
-  recorded recipe (settings, spatial dims, labels, real subset and test case ids) equals the current one; a run
-  made otherwise is refused with :class:`InputError` naming its file. An unfinished run's synthetic folder is
-  removed and made again.
+  recorded recipe (settings, spatial dims, labels, the real subset's and the test cases' ids and image names, and
+  for runs with synthetic items the synthesizer's description, :func:`describe_synthesizer`) equals the current one;
+  a run made otherwise is refused with :class:`InputError` naming its file. Real-only runs record no synthesizer, so
+  experiments that differ only in it can share them. An unfinished run's synthetic folder is removed and made again.
 - **Outputs.** ``work_dir/report.json`` (also returned) and ``work_dir/benefit.png``: per test domain and label,
   mean Dice against ``n_real``, one line per share, the bootstrap interval as error bars. Both are rewritten on
   every call, from the run files.
@@ -174,6 +175,24 @@ def synthetic_count(n_real: int, share: float) -> int:
 def run_name(n_real: int, share: float, seed: int) -> str:
     """The name of a run's files: ``<n_real>_<share>_<seed>``, e.g. ``8_0.5_1``."""
     return f"{n_real}_{share:g}_{seed}"
+
+
+def image_name(item: Mapping) -> str:
+    """The last two parts of an item's image path (``case_0003/t1_pre.nii.gz``): what a recipe records of the images,
+    enough to tell one image key from another without tying the runs to where the data lie."""
+    return "/".join(Path(str(item["image"])).parts[-2:])
+
+
+def describe_synthesizer(synthesize: Synthesize | None) -> dict | None:
+    """What run files record of the synthesizer: its ``describe()`` when it has one (the weights it runs, say), else
+    its qualified name; a run made by another synthesizer is then refused on resuming."""
+    if synthesize is None:
+        return None
+    describe = getattr(synthesize, "describe", None)
+    if callable(describe):
+        return json.loads(json.dumps(describe()))
+    kind = synthesize if callable(synthesize) and hasattr(synthesize, "__qualname__") else type(synthesize)
+    return {"callable": f"{getattr(kind, '__module__', '?')}.{kind.__qualname__}"}
 
 
 def real_subset(pool: Sequence[Mapping], n_real: int, seed: int) -> list[dict]:
@@ -394,7 +413,9 @@ def run_benefit(
         "spatial_dims": spatial_dims,
         "labels": labels,
         "test_case_ids": {domain: [case.case_id for case in cases] for domain, cases in test_cases.items()},
+        "test_images": {domain: [image_name(item) for item in items] for domain, items in test.items()},
     }
+    synthesizer = describe_synthesizer(synthesize)
     runs: dict[tuple[int, float, int], dict] = {}
     total, done = len(n_real) * len(shares) * len(seeds), 0
     for n in n_real:
@@ -405,6 +426,9 @@ def run_benefit(
                 recipe = {
                     **recipe_common, "n_real": n, "share": share, "seed": seed,
                     "n_synthetic": synthetic_count(n, share), "real_case_ids": [str(i["case_id"]) for i in subset],
+                    "real_images": [image_name(item) for item in subset],
+                    # Only runs with synthetic items depend on the synthesizer: real-only runs are shared by all.
+                    "synthesizer": synthesizer if synthetic_count(n, share) else None,
                 }
                 path = work_dir / "runs" / f"{name}.json"
                 if path.exists():
@@ -422,6 +446,7 @@ def run_benefit(
                     progress(done, total, description)
 
     report = _report(runs, recipe_common, n_real, shares, seeds, device, n_bootstrap, bootstrap_seed)
+    report["settings"]["synthesizer"] = synthesizer
     write_json(work_dir / "report.json", report, overwrite=True)
     plot_benefit(report, work_dir / "benefit.png")
     return report
@@ -729,7 +754,8 @@ def format_report(report: Mapping) -> str:
     settings = report["settings"]
     lines = [
         f"segmentation: {settings['spatial_dims']}D DynUNet, {settings['segmentation']['iterations']} iterations; "
-        f"seeds {settings['seeds']}; 95 % bootstrap intervals over test cases; gain = {settings['significance']}"
+        f"seeds {settings['seeds']}; 95 % bootstrap intervals over test cases; gain = {settings['significance']}",
+        f"synthesizer: {json.dumps(settings.get('synthesizer'))}",
     ]
     for domain, result in report["domains"].items():
         for label in settings["labels"]:

@@ -14,6 +14,7 @@ item at most, so a share above 1 is refused (a deterministic generator would onl
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -56,6 +57,15 @@ class ImageTranslation:
         self.device = device
         self.options = synthesizer_options
 
+    def describe(self) -> dict:
+        """What the benefit harness records: the generator's class, its weights' SHA-256 and the source key."""
+        digest = hashlib.sha256()
+        for name, tensor in sorted(self.network.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+        return {"kind": "ImageTranslation", "network": type(self.network).__name__,
+                "weights_sha256": digest.hexdigest(), "source": self.source}
+
     def __call__(self, subset: Sequence[dict], n: int, out_dir: Path, seed: int) -> list[dict]:
         chosen = _chosen(subset, n, seed, "ImageTranslation")
         missing = [str(item["case_id"]) for item in chosen if self.source not in item]
@@ -75,6 +85,10 @@ class ImageTranslation:
 class NoiseControl:
     """The negative control: for each chosen real item, Gaussian noise with that image's mean and standard deviation
     on its grid, labelled with its label map. Nothing about the label can be learnt from these images."""
+
+    def describe(self) -> dict:
+        """What the benefit harness records of this synthesizer."""
+        return {"kind": "NoiseControl"}
 
     def __call__(self, subset: Sequence[dict], n: int, out_dir: Path, seed: int) -> list[dict]:
         rng = np.random.default_rng(seed)
