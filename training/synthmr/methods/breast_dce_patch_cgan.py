@@ -23,9 +23,14 @@ patches whose channels are T2 and the T1 dynamic series. Read top to bottom:
    1-nearest-neighbour accuracy of real against generated patches (:func:`synthmr.metrics.two_sample.nn_accuracy`,
    1000 vs 1000; 0.5 is ideal). The paper feeds the three contrasts to Inception-v3 as R, G and B. The project's
    default extractor (``domain``) takes one grey channel (an RGB input is averaged to grey, which would mix the
-   contrasts into one image), so here the FID is computed per contrast, each of the three channels on its own
-   through the extractor, and the class's FID is the mean of the three (all three are reported). The 1-NN test
-   runs on the patches themselves (all channels, flattened), which needs no extractor.
+   contrasts into one image), so here the distance is computed per contrast, each of the three channels on its
+   own through the extractor, and the class's value is the mean of the three (all three are reported). With
+   fewer patches per class than twice the feature dimension the FID is biased by an amount that depends on n, so
+   the held-out evaluation reports KID (Bińkowski et al., "Demystifying MMD GANs", arXiv 1801.01401) with
+   bootstrap intervals, and FID only where it is reliable (``distance="kid"``); epoch selection ranks epochs by
+   FID at a fixed n (``distance="fid"``). The 1-NN test runs on the patches themselves (all channels,
+   flattened), which needs no extractor. Whether the class is carried (:func:`conditioning_accuracy`): a small
+   classifier trained on real patches labels generated ones.
 4. **Epoch selection** (:class:`LowestFidSelection`): the best epoch is the one with the lowest FID.
 5. **Output** (:func:`write_patches`): patches written as images in the paper's range [0, 1023], with a datalist
    and a PNG grid; the evaluation table (:func:`format_report`).
@@ -46,7 +51,8 @@ from synthmr.engines.selection import CheckpointSelection
 from synthmr.errors import InputError
 from synthmr.io import Volume, read_image, save_datalist, write_image
 from synthmr.metrics.extractors import describe_extractor, get_extractor
-from synthmr.metrics.fid import fid as fid_metric
+from synthmr.metrics.fid import extract_features, frechet_distance
+from synthmr.metrics.kid import cubic_kernels, fid_is_reliable, kernel_distance, mmd_with_interval
 from synthmr.metrics.two_sample import nn_accuracy
 
 CLASSES = ("healthy", "benign", "malignant")
@@ -263,23 +269,54 @@ def sample_patches(
     return torch.cat(out), labels
 
 
+DISTANCES = ("fid", "kid")
+
+
 def evaluate_patches(
     real: torch.Tensor, real_labels: torch.Tensor, fake: torch.Tensor, fake_labels: torch.Tensor,
-    extractor: torch.nn.Module | str = "domain", n_max: int = 1000, seed: int = 0,
+    extractor: torch.nn.Module | str = "domain", n_max: int = 1000, seed: int = 0, distance: str = "fid",
+    n_bootstrap: int = 1000,
 ) -> dict:
-    """FID (per contrast and their mean) and 1-NN accuracy, per class, of generated against real patches.
+    """Feature distance (per contrast and their mean) and 1-NN accuracy, per class, of generated against real patches.
 
     Each class uses ``n = min(n_max, real count, generated count)`` patches of each set (drawn at random from
-    ``seed``), so that the 1-NN chance level is 0.5.
+    ``seed``), so that the 1-NN chance level is 0.5. Each of :data:`FID_CHANNELS` goes through ``extractor`` on its
+    own (as a grey image); the class's value is the mean over the three.
+
+    ``distance="fid"`` (epoch selection): the FID at any ``n``. FID is biased upward by an amount that depends on
+    ``n`` when ``n`` is not several times the feature dimension, so these values rank epochs evaluated at one fixed
+    ``n`` but are not comparable across sizes.
+
+    ``distance="kid"`` (held-out evaluation): KID (:func:`synthmr.metrics.kid.kernel_distance`, unbiased at any
+    ``n``) per channel with its 95 % percentile-bootstrap interval, and the mean over the three channels with the
+    interval *of the mean*: every bootstrap resample draws the same real and generated patch indices for all three
+    channels (the channels of a patch stay together), the mean over channels of the resample's KIDs is one draw of
+    the mean, and its percentiles give the interval (averaging the per-channel bounds would not). The per-channel
+    intervals come from :func:`~synthmr.metrics.kid.kernel_distance` with the same ``seed``, so they rest on the
+    very same resamples. FID (per channel and mean) is added only where it is reliable, ``n`` at least twice the
+    feature dimension (:func:`~synthmr.metrics.kid.fid_is_reliable`), and omitted otherwise.
+
+    Args:
+        real, real_labels, fake, fake_labels: patches ``(N, C, H, W)`` in [-1, 1] and their class indices.
+        extractor: the feature extractor or its name.
+        n_max: the cap of patches per class and set.
+        seed: of the subsets and of the bootstrap.
+        distance: "fid" or "kid", see above.
+        n_bootstrap: resamples of the KID intervals.
 
     Returns:
-        ``{"extractor": str, "classes": {name: {"n": int, "fid": float, "fid_channels": {t2, t1_pre, t1_post1},
-        "nn_accuracy": float, "nn_accuracy_real": float, "nn_accuracy_fake": float}}}``.
+        ``{"extractor": str, "distance": str, "classes": {name: {"n": int, "nn_accuracy": float,
+        "nn_accuracy_real": float, "nn_accuracy_fake": float, "feature_dim": int, "fid_reliable": bool,
+        ["fid": float, "fid_channels": {t2, t1_pre, t1_post1}], ["kid": float, "kid_interval": [low, high],
+        "kid_channels": {t2, t1_pre, t1_post1: {"kid", "interval"}}, "n_bootstrap": int]}}}``; with "fid" the FID
+        entries are always there, with "kid" the KID entries are and the FID entries only where ``fid_reliable``.
     """
+    if distance not in DISTANCES:
+        raise InputError(f"distance must be one of {', '.join(DISTANCES)}, got {distance!r}")
     if isinstance(extractor, str):
         extractor = get_extractor(extractor)
     rng = np.random.default_rng(seed)
-    report: dict = {"extractor": describe_extractor(extractor), "classes": {}}
+    report: dict = {"extractor": describe_extractor(extractor), "distance": distance, "classes": {}}
     for index, name in enumerate(CLASSES):
         real_c, fake_c = real[real_labels == index], fake[fake_labels == index]
         n = min(n_max, len(real_c), len(fake_c))
@@ -288,28 +325,60 @@ def evaluate_patches(
         real_c = real_c[torch.as_tensor(rng.permutation(len(real_c))[:n])]
         fake_c = fake_c[torch.as_tensor(rng.permutation(len(fake_c))[:n])]
         # [-1, 1] -> [0, 1], the extractors' range; a patch's channel is one grey image.
-        to_unit = lambda x, c: ((x[:, c : c + 1] + 1) / 2).clamp(0, 1)  # noqa: E731
-        channels = {
-            key: fid_metric(to_unit(real_c, CHANNELS.index(key)), to_unit(fake_c, CHANNELS.index(key)), extractor)[
-                "fid"
-            ]
-            for key in FID_CHANNELS
+        features = {
+            key: tuple(
+                extract_features(((x[:, c : c + 1] + 1) / 2).clamp(0, 1), extractor)
+                for x in (real_c, fake_c)
+            )
+            for key, c in ((key, CHANNELS.index(key)) for key in FID_CHANNELS)
         }
+        feature_dim = int(features[FID_CHANNELS[0]][0].shape[1])
+        reliable = fid_is_reliable(n, n, feature_dim)
         nn = nn_accuracy(real_c, fake_c)
-        report["classes"][name] = {
+        entry: dict = {
             "n": n,
-            "fid": float(np.mean(list(channels.values()))),
-            "fid_channels": channels,
             "nn_accuracy": nn["accuracy"],
             "nn_accuracy_real": nn["accuracy_real"],
             "nn_accuracy_fake": nn["accuracy_fake"],
+            "feature_dim": feature_dim,
+            "fid_reliable": reliable,
         }
+        if distance == "kid":
+            entry.update(_kid_of_channels(features, n_bootstrap, seed))
+        if distance == "fid" or reliable:
+            channels = {key: frechet_distance(a, b) for key, (a, b) in features.items()}
+            entry["fid"] = float(np.mean(list(channels.values())))
+            entry["fid_channels"] = channels
+        report["classes"][name] = entry
     return report
+
+
+def _kid_of_channels(features: dict, n_bootstrap: int, seed: int) -> dict:
+    """KID per channel (``kernel_distance``, interval included) and of the mean over channels, its interval
+    bootstrapped from the same resample indices in every channel (see :func:`evaluate_patches`)."""
+    channels = {
+        key: kernel_distance(a, b, n_bootstrap=n_bootstrap, seed=seed) for key, (a, b) in features.items()
+    }
+    out = {
+        "kid": float(np.mean([result["kid"] for result in channels.values()])),
+        "kid_interval": None,
+        "kid_channels": {key: {"kid": r["kid"], "interval": r["interval"]} for key, r in channels.items()},
+        "n_bootstrap": n_bootstrap,
+    }
+    if n_bootstrap:
+        # KID is linear in the kernel matrices: the mean over channels of a resample's KIDs is the resample's KID
+        # under the channels' mean kernels, and mmd_with_interval draws the resamples in kernel_distance's order
+        # (same seed), so the mean's interval rests on the same resamples as the channels' intervals.
+        kernels = [cubic_kernels(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64))
+                   for a, b in features.values()]
+        mean_kernels = (np.mean([k[i] for k in kernels], axis=0) for i in range(3))
+        out["kid_interval"] = mmd_with_interval(*mean_kernels, n_bootstrap=n_bootstrap, seed=seed)[1]
+    return out
 
 
 def evaluate_generator(
     generator: torch.nn.Module, real_patches: Sequence[dict], n_max: int = 1000,
-    extractor: torch.nn.Module | str = "domain", seed: int = 0,
+    extractor: torch.nn.Module | str = "domain", seed: int = 0, distance: str = "fid", n_bootstrap: int = 1000,
 ) -> dict:
     """:func:`evaluate_patches` of ``n_max`` generated patches per class against ``real_patches``
     (items of :func:`extract_patches`)."""
@@ -318,7 +387,7 @@ def evaluate_generator(
     real = torch.as_tensor(np.stack([item["image"] for item in real_patches]))
     labels = torch.as_tensor([int(item["label"]) for item in real_patches])
     fake, fake_labels = sample_patches(generator, n_max, seed=seed)
-    return evaluate_patches(real, labels, fake, fake_labels, extractor, n_max, seed)
+    return evaluate_patches(real, labels, fake, fake_labels, extractor, n_max, seed, distance, n_bootstrap)
 
 
 def washout_fractions(generator: torch.nn.Module, n_per_class: int = 100, seed: int = 0) -> dict[str, float]:
@@ -334,6 +403,167 @@ def washout_by_class(patches: np.ndarray, labels: np.ndarray) -> dict[str, float
     (:func:`central_washout`); the same figure for real patches as :func:`washout_fractions` gives for generated ones."""
     washes, labels = central_washout(patches), np.asarray(labels)
     return {name: float(washes[labels == index].mean()) for index, name in enumerate(CLASSES)}
+
+
+# Does the class carry through? A classifier of real patches labels generated ones.
+def train_patch_classifier(
+    train_patches: Sequence[dict], val_patches: Sequence[dict], epochs: int = 20, batch_size: int = 64,
+    learning_rate: float = 1e-3, channels: Sequence[int] = (8, 16, 32, 32), seed: int = 0,
+) -> dict:
+    """A small classifier of the class (healthy, benign, malignant) trained on real patches.
+
+    MONAI's :class:`monai.networks.nets.Classifier` (residual units, strides 2, instance norm) is trained with
+    cross-entropy and Adam on ``train_patches``, mirrored left-right at random as in training the GAN. After every
+    epoch it is scored on ``val_patches`` by the balanced accuracy (the mean over classes of the per-class
+    accuracy), ties broken by the lower validation cross-entropy; the weights of the best epoch are kept.
+    Deterministic for a given ``seed``: the initialisation and the shuffling draw from ``seed`` (the global random
+    state is left as it was), and everything runs on the CPU. 20 epochs of 870 patches: about 2 minutes on one
+    CPU thread.
+
+    Args:
+        train_patches, val_patches: items of :func:`extract_patches` (``image`` ``(C, H, W)``, ``label``).
+        epochs: training epochs.
+        batch_size, learning_rate: of Adam.
+        channels: the classifier's widths, one stride-2 stage each.
+        seed: of the initialisation and the order of the patches.
+
+    Returns:
+        ``{"network": the classifier in eval mode, "best_epoch": int, "epochs": int, "validation_accuracy":
+        {class: float}, "validation_balanced_accuracy": float, "validation_loss": float, "history": [balanced
+        accuracy per epoch],
+        "n_train": int, "n_validation": int}``.
+
+    Raises:
+        InputError: no patches, patches of different shapes, or a class missing from either set.
+    """
+    from monai.networks.nets import Classifier
+
+    for value, what in ((epochs, "epochs"), (batch_size, "batch_size")):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InputError(f"{what} must be a positive integer, got {value!r}")
+    x_train, y_train = _patch_arrays(train_patches, "train_patches")
+    x_val, y_val = _patch_arrays(val_patches, "val_patches")
+    if x_train.shape[1:] != x_val.shape[1:]:
+        raise InputError(
+            f"train and validation patches differ in shape: {tuple(x_train.shape[1:])} vs {tuple(x_val.shape[1:])}"
+        )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        network = Classifier(
+            in_shape=tuple(x_train.shape[1:]), classes=len(CLASSES), channels=tuple(channels),
+            strides=(2,) * len(channels), num_res_units=1,
+        )
+        optimizer = torch.optim.Adam(network.parameters(), lr=learning_rate)
+        loss_function = torch.nn.CrossEntropyLoss()
+        order = torch.Generator().manual_seed(seed)
+        best, best_state, history = (-1.0, -np.inf), None, []
+        for _ in range(epochs):
+            network.train()
+            permutation = torch.randperm(len(x_train), generator=order)
+            for start in range(0, len(permutation), batch_size):
+                rows = permutation[start : start + batch_size]
+                batch = x_train[rows]
+                flip = torch.rand(len(rows), generator=order) < 0.5  # left-right, the first spatial axis
+                batch = torch.where(flip[:, None, None, None], batch.flip(2), batch)
+                optimizer.zero_grad()
+                loss_function(network(batch), y_train[rows]).backward()
+                optimizer.step()
+            per_class, val_loss = _accuracy_by_class(network, x_val, y_val, with_loss=True)
+            history.append(float(np.mean(list(per_class.values()))))
+            if (history[-1], -val_loss) > best:
+                best, best_epoch, best_per_class = (history[-1], -val_loss), len(history), per_class
+                best_state = {key: value.clone() for key, value in network.state_dict().items()}
+    network.load_state_dict(best_state)
+    network.eval()
+    return {
+        "network": network,
+        "best_epoch": best_epoch,
+        "epochs": epochs,
+        "validation_accuracy": best_per_class,
+        "validation_balanced_accuracy": best[0],
+        "validation_loss": -best[1],
+        "history": history,
+        "n_train": len(x_train),
+        "n_validation": len(x_val),
+    }
+
+
+def _patch_arrays(patches: Sequence[dict], what: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images ``(N, C, H, W)`` float32 and labels ``(N,)`` of :func:`extract_patches` items; every class present."""
+    if not patches:
+        raise InputError(f"{what}: no patches")
+    shapes = {np.shape(item["image"]) for item in patches}
+    if len(shapes) > 1:
+        raise InputError(f"{what}: patches of different shapes {sorted(shapes)}")
+    images = torch.as_tensor(np.stack([np.asarray(item["image"], dtype=np.float32) for item in patches]))
+    labels = torch.as_tensor([int(item["label"]) for item in patches])
+    missing = [name for index, name in enumerate(CLASSES) if not (labels == index).any()]
+    if missing:
+        raise InputError(f"{what}: no patch of class {', '.join(missing)}")
+    return images, labels
+
+
+@torch.no_grad()
+def _accuracy_by_class(network: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, with_loss: bool = False):
+    """Per class, the share of ``images`` of that class that ``network`` (put in eval mode) assigns to it; with
+    ``with_loss`` also the mean cross-entropy."""
+    network.eval()
+    logits = torch.cat([network(images[i : i + 256]) for i in range(0, len(images), 256)])
+    predicted = logits.argmax(dim=1)
+    accuracy = {
+        name: float((predicted[labels == index] == index).double().mean())
+        for index, name in enumerate(CLASSES)
+        if (labels == index).any()
+    }
+    if with_loss:
+        return accuracy, float(torch.nn.functional.cross_entropy(logits, labels))
+    return accuracy
+
+
+def conditioning_accuracy(
+    generators: torch.nn.Module | dict[str, torch.nn.Module], train_patches: Sequence[dict],
+    val_patches: Sequence[dict], test_patches: Sequence[dict], n_per_class: int = 1000, seed: int = 0,
+    epochs: int = 20,
+) -> dict:
+    """Whether generated patches carry their class: a classifier of real patches labels them.
+
+    :func:`train_patch_classifier` learns the class from real ``train_patches`` (epoch chosen on ``val_patches``
+    only); it then labels the real held-out ``test_patches``, whose per-class accuracy is the ceiling a generator
+    can reach in this test, and ``n_per_class`` patches per class of every generator (:func:`sample_patches`,
+    ``seed``). A generator whose patches carry their class as the real ones do scores near the ceiling; one that
+    ignores the class scores about 1/3 on average over the classes (each class's patches are labelled like any
+    other's).
+
+    Args:
+        generators: a generator, or ``{name: generator}``; a single one is reported as "model".
+        train_patches, val_patches, test_patches: items of :func:`extract_patches`.
+        n_per_class: generated patches per class.
+        seed: of the classifier and of the sampling.
+        epochs: of the classifier.
+
+    Returns:
+        ``{"classifier": {"network", "best_epoch", "epochs", "validation_accuracy", "validation_balanced_accuracy",
+        "validation_loss", "history", "n_train", "n_validation", "n_test"}, "real": {class: accuracy},
+        "generated": {name: {class: accuracy}}}``; "network" names the classifier (the module is not kept).
+    """
+    if isinstance(generators, torch.nn.Module):
+        generators = {"model": generators}
+    classifier = train_patch_classifier(train_patches, val_patches, epochs=epochs, seed=seed)
+    network = classifier.pop("network")
+    x_test, y_test = _patch_arrays(test_patches, "test_patches")
+    generated = {}
+    for name, generator in generators.items():
+        patches, labels = sample_patches(generator, n_per_class, seed=seed)
+        generated[name] = _accuracy_by_class(network, patches, labels)
+    return {
+        "classifier": {
+            "network": f"monai.networks.nets.Classifier, {sum(p.numel() for p in network.parameters())} parameters",
+            **classifier,
+            "n_test": len(x_test),
+        },
+        "real": _accuracy_by_class(network, x_test, y_test),
+        "generated": generated,
+    }
 
 
 # Epoch selection: the lowest FID.
@@ -458,21 +688,52 @@ def save_grid(patches: torch.Tensor, labels: torch.Tensor, path: str | os.PathLi
 
 
 def format_report(report: dict) -> str:
-    """The evaluation as a table: per class and generator FID (mean and per channel) and 1-NN accuracies."""
-    lines = [f"{'class':<10} {'generator':<10} {'n':>5} {'FID':>8} {'FID t2/pre/post1':>24} {'1-NN':>6} "
-             f"{'real':>6} {'fake':>6}"]
+    """The evaluation as a table: per class and generator KID x 1e3 with its 95 % interval (mean over T2, T1 pre and
+    T1 post1, then per channel), FID where reliable, 1-NN accuracies; the wash-out shares and the conditioning
+    accuracy. A report of ``distance="fid"`` shows its FID in the KID columns' place."""
+    model_entry = report["model"]["classes"][CLASSES[0]]
+    kid = "kid" in model_entry
+    if kid:
+        header = f"{'KID x1e3 [95% CI]':>28} {'KID t2/pre/post1':>24} {'FID':>7}"
+    else:
+        header = f"{'FID':>8} {'FID t2/pre/post1':>24}"
+    lines = [f"{'class':<10} {'generator':<10} {'n':>5} {header} {'1-NN':>6} {'real':>6} {'fake':>6}"]
     for name in CLASSES:
         for model in ("model", "untrained"):
+            if model not in report:
+                continue
             entry = report[model]["classes"][name]
-            channels = "/".join(f"{entry['fid_channels'][key]:.1f}" for key in FID_CHANNELS)
+            if kid:
+                low, high = entry["kid_interval"] or (float("nan"), float("nan"))
+                value = f"{1e3 * entry['kid']:.2f} [{1e3 * low:.2f}, {1e3 * high:.2f}]"
+                channels = "/".join(f"{1e3 * entry['kid_channels'][key]['kid']:.2f}" for key in FID_CHANNELS)
+                fid = f"{entry['fid']:.2f}" if "fid" in entry else "-"
+                cells = f"{value:>28} {channels:>24} {fid:>7}"
+            else:
+                channels = "/".join(f"{entry['fid_channels'][key]:.1f}" for key in FID_CHANNELS)
+                cells = f"{entry['fid']:>8.2f} {channels:>24}"
             lines.append(
-                f"{name:<10} {model:<10} {entry['n']:>5} {entry['fid']:>8.2f} {channels:>24} "
+                f"{name:<10} {model:<10} {entry['n']:>5} {cells} "
                 f"{entry['nn_accuracy']:>6.3f} {entry['nn_accuracy_real']:>6.3f} {entry['nn_accuracy_fake']:>6.3f}"
             )
+    if kid:
+        dim = model_entry["feature_dim"]
+        lines.append(f"FID only where n >= {2 * dim} (twice the feature dimension {dim}); '-': not reliable, omitted")
     for key, whose in (("washout_real", "real"), ("washout", "generated")):
         if key in report:
             lines.append(f"central wash-out post1 -> post4 (fraction of {whose} patches): "
                          + ", ".join(f"{name} {value:.2f}" for name, value in report[key].items()))
+    if "conditioning" in report:
+        conditioning = report["conditioning"]
+        classifier = conditioning["classifier"]
+        lines.append(
+            f"conditioning accuracy (classifier trained on {classifier['n_train']} real patches, epoch "
+            f"{classifier['best_epoch']}/{classifier['epochs']} chosen on {classifier['n_validation']} validation "
+            "patches; share of each class's patches labelled as that class):"
+        )
+        rows = [("real (ceiling)", conditioning["real"])] + list(conditioning["generated"].items())
+        for who, values in rows:
+            lines.append(f"  {who:<15} " + ", ".join(f"{name} {values[name]:.3f}" for name in CLASSES))
     lines.append(f"extractor: {report['model']['extractor']}")
     return "\n".join(lines)
 

@@ -65,25 +65,8 @@ def kernel_distance(features_a, features_b, n_bootstrap: int = 1000, seed: int =
         raise InputError(f"n_bootstrap must be a non-negative integer, got {n_bootstrap!r}")
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
         raise InputError(f"seed must be a non-negative integer, got {seed!r}")
+    value, interval = mmd_with_interval(*cubic_kernels(a, b), n_bootstrap=n_bootstrap, seed=seed)
     dim = a.shape[1]
-    k_aa = (a @ a.T / dim + 1.0) ** 3
-    k_bb = (b @ b.T / dim + 1.0) ** 3
-    k_ab = (a @ b.T / dim + 1.0) ** 3
-    ones_a, ones_b = np.ones(len(a)), np.ones(len(b))
-    value = _mmd(k_aa, k_bb, k_ab, ones_a, ones_b)
-    interval = None
-    if n_bootstrap:
-        rng = np.random.default_rng(seed)
-        draws = np.empty(n_bootstrap)
-        for index in range(n_bootstrap):
-            counts_a = np.bincount(rng.integers(0, len(a), len(a)), minlength=len(a)).astype(float)
-            counts_b = np.bincount(rng.integers(0, len(b), len(b)), minlength=len(b)).astype(float)
-            draws[index] = _mmd(k_aa, k_bb, k_ab, counts_a, counts_b)
-        # A resample made of copies of one sample has no pair of distinct samples: it gives no value.
-        draws = draws[np.isfinite(draws)]
-        if len(draws):
-            tail = 100 * (1 - CONFIDENCE) / 2
-            interval = [float(np.percentile(draws, tail)), float(np.percentile(draws, 100 - tail))]
     return {
         "kid": float(value),
         "interval": interval,
@@ -92,6 +75,39 @@ def kernel_distance(features_a, features_b, n_bootstrap: int = 1000, seed: int =
         "feature_dim": int(dim),
         "n_bootstrap": int(n_bootstrap),
     }
+
+
+def cubic_kernels(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """KID's kernel ``(x . y / D + 1) ** 3`` within ``a``, within ``b`` and between them (float64 ``(n, D)``)."""
+    dim = a.shape[1]
+    return tuple((x @ y.T / dim + 1.0) ** 3 for x, y in ((a, a), (b, b), (a, b)))
+
+
+def mmd_with_interval(
+    k_aa: np.ndarray, k_bb: np.ndarray, k_ab: np.ndarray, n_bootstrap: int = 1000, seed: int = 0
+) -> tuple[float, list[float] | None]:
+    """The unbiased squared MMD of given kernel matrices and its percentile-bootstrap interval (module docstring).
+
+    The estimator is linear in the kernel matrices, so the KID averaged over several feature sets of the same samples
+    (channels, say) is this function of their mean kernels, interval included. The interval is None without
+    resamples, or when every resample drew copies of one sample only.
+    """
+    n_a, n_b = len(k_aa), len(k_bb)
+    value = _mmd(k_aa, k_bb, k_ab, np.ones(n_a), np.ones(n_b))
+    if not n_bootstrap:
+        return float(value), None
+    rng = np.random.default_rng(seed)
+    draws = np.empty(n_bootstrap)
+    for index in range(n_bootstrap):
+        counts_a = np.bincount(rng.integers(0, n_a, n_a), minlength=n_a).astype(float)
+        counts_b = np.bincount(rng.integers(0, n_b, n_b), minlength=n_b).astype(float)
+        draws[index] = _mmd(k_aa, k_bb, k_ab, counts_a, counts_b)
+    # A resample made of copies of one sample has no pair of distinct samples: it gives no value.
+    draws = draws[np.isfinite(draws)]
+    if not len(draws):
+        return float(value), None
+    tail = 100 * (1 - CONFIDENCE) / 2
+    return float(value), [float(np.percentile(draws, tail)), float(np.percentile(draws, 100 - tail))]
 
 
 def _kid_features(features, what: str) -> np.ndarray:
