@@ -1,0 +1,106 @@
+"""synthmr.nets.ChannelwiseGenerators: channel i goes through generator i only, shapes, errors, TorchScript."""
+
+import io
+import warnings
+
+import pytest
+import torch
+from monai.bundle import ConfigParser
+
+from synthmr.errors import InputError
+from synthmr.nets import ChannelwiseGenerators, Pix2PixUNet
+
+
+def tiny_unet() -> Pix2PixUNet:
+    return Pix2PixUNet(1, 1, num_downs=3, channels=4, max_channels=8, dropout=0.0)
+
+
+@pytest.fixture
+def net() -> ChannelwiseGenerators:
+    torch.manual_seed(0)
+    return ChannelwiseGenerators([tiny_unet() for _ in range(3)]).eval()
+
+
+def test_output_has_input_shape_and_each_channel_is_its_generators_output(net):
+    x = torch.randn(2, 3, 16, 16)
+    y = net(x)
+    assert y.shape == (2, 3, 16, 16)
+    for i, generator in enumerate(net.generators):
+        assert torch.allclose(y[:, i : i + 1], generator(x[:, i : i + 1]))
+
+
+def test_perturbing_one_input_channel_changes_only_that_output_channel(net):
+    x = torch.randn(1, 3, 16, 16)
+    perturbed = x.clone()
+    perturbed[:, 0] += torch.randn(16, 16)
+    before, after = net(x), net(perturbed)
+    assert not torch.allclose(before[:, 0], after[:, 0])
+    assert torch.equal(before[:, 1:], after[:, 1:])
+
+
+def test_generators_share_no_weights(net):
+    first, second = (list(g.parameters()) for g in net.generators[:2])
+    assert all(a.data_ptr() != b.data_ptr() for a, b in zip(first, second))
+    assert not torch.equal(first[0], second[0])
+
+
+@pytest.mark.parametrize("shape", [(1, 2, 16, 16), (1, 4, 16, 16), (16, 16)])
+def test_wrong_channel_count_raises_input_error_naming_the_shape(net, shape):
+    with pytest.raises(InputError, match=r"3 generators.*got shape"):
+        net(torch.randn(*shape))
+
+
+def test_no_generator_or_a_non_module_is_refused():
+    with pytest.raises(InputError, match="at least one"):
+        ChannelwiseGenerators([])
+    with pytest.raises(InputError, match="function"):
+        ChannelwiseGenerators([tiny_unet(), lambda x: x])
+    with pytest.raises(InputError, match="positive integer"):
+        ChannelwiseGenerators.of(0, tiny_unet)
+
+
+def test_of_builds_fresh_generators_from_a_config():
+    config = {
+        "network_def": {
+            "_target_": "synthmr.nets.ChannelwiseGenerators.of",
+            "count": 3,
+            "make": {
+                "_target_": "synthmr.nets.Pix2PixUNet",
+                "_mode_": "callable",
+                "in_channels": 1,
+                "out_channels": 1,
+                "num_downs": 3,
+                "channels": 4,
+            },
+        }
+    }
+    net = ConfigParser(config).get_parsed_content("network_def")
+    assert isinstance(net, ChannelwiseGenerators) and len(net.generators) == 3
+    assert len({id(g) for g in net.generators}) == 3
+    assert net.eval()(torch.randn(1, 3, 8, 8)).shape == (1, 3, 8, 8)
+
+
+def test_state_dict_is_one_file_that_loads_with_weights_only(net):
+    buffer = io.BytesIO()
+    torch.save(net.state_dict(), buffer)
+    buffer.seek(0)
+    state = torch.load(buffer, weights_only=True)
+    assert {key.split(".")[1] for key in state} == {"0", "1", "2"}
+    copy = ChannelwiseGenerators([tiny_unet() for _ in range(3)]).eval()
+    copy.load_state_dict(state)
+    x = torch.randn(1, 3, 16, 16)
+    assert torch.equal(copy(x), net(x))
+
+
+def test_script_and_trace_equal_eager(net):
+    x = torch.randn(1, 3, 16, 16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit is deprecated but still what ckpt_export uses
+        warnings.simplefilter("ignore", FutureWarning)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # the channel check is a constant of the trace
+        scripted = torch.jit.script(net)
+        traced = torch.jit.trace(net, x)
+    assert torch.allclose(scripted(x), net(x), atol=1e-6)
+    assert torch.allclose(traced(x), net(x), atol=1e-6)
+    with pytest.raises(Exception, match="3 generators"):
+        scripted(torch.randn(1, 2, 16, 16))

@@ -1,0 +1,571 @@
+"""Mask-guided liver multiparametric MRI generation: the method of bundle ``liver_mmhcc_mask2mri`` (stage 1).
+
+"Mask-guided Data Augmentation for Multiparametric MRI Generation with a Rare Hepatocellular Carcinoma",
+arXiv 2307.16314. Stage 1 makes one conditioning image per sequence: the Canny edges of the real image with a
+tumour mask laid on top; for new cases the tumour mask is first augmented (zoom, rotation, flip, translation) and
+intersected with the liver mask, so the tumour moves while the anatomy stays. Stage 2 is one Pix2Pix generator per
+sequence (T1-FS arterial ``t1fs_arterial``, T1-FS portal ``t1fs_portal``, T2 ``t2``), each turning its
+conditioning image into its sequence; the three ship as one network, :class:`synthmr.nets.ChannelwiseGenerators`,
+with conditioning channel ``i`` and output channel ``i`` both sequence ``SEQUENCES[i]``. This module holds stage 1.
+
+Decisions where the paper leaves room (each is the default below):
+
+1. **Conditioning image** of sequence ``p``, one channel: background -1, Canny edges of image ``p`` 0, tumour +1
+   (the tumour mask filled on top of the edges: the paper's overlay of ``I_ms`` on ``E_mp``). Three values rather
+   than the paper's one white, so that dense edges never read as tumour.
+2. **Edge erasure.** Edges inside the *source* tumour dilated by ``EDGE_MARGIN`` pixels are erased before the
+   overlay, in training and at generation alike, so that a moved tumour leaves no outline at its old place (the
+   generator would redraw the tumour there). Edges outside the liver are kept: they carry the anatomy. The overlay
+   clears the same margin around the tumour it lays down: in training that band is already free of edges
+   (source and overlaid tumour are the same), so at generation every tumour also arrives with the edge-free band
+   the generator saw around every tumour during training.
+3. **Canny** (SimpleITK's ``CannyEdgeDetection``, in pixel units) runs on the image scaled to 0-255 by its 0.5
+   and 99.5 percentiles (clipped). Sigma and the low and high hysteresis thresholds (on the gradient magnitude of
+   the 0-255 image) are drawn per call and per sequence from ranges (:data:`CANNY_RANGES`, training: the paper's
+   several contour images per MRI); numbers instead of ranges fix them (:data:`CANNY_FIXED`, generation). Stage 1
+   runs at inference, so it uses the core dependencies only (SimpleITK, not scikit-image or scipy).
+4. **Tumour-mask augmentation** on the label map, nearest neighbour (labels kept): zoom 0.75-1.25, rotation
+   +-30 degrees, left-right flip with probability 0.5, translation up to +-20 mm per axis (converted to pixels
+   with the slice's spacing), then intersection with the liver mask. Zoom, rotation and flip act about the
+   tumour's centroid and only the translation moves it: about the image centre a 30 degree rotation moves a
+   tumour 80 mm off-centre by 41 mm and a flip sends a right-lobe tumour into the spleen, so most draws would
+   leave the liver and the redraws would decide the distribution. A draw that leaves nothing inside the liver is
+   redrawn, up to ``max_tries`` times, then :class:`~synthmr.errors.InputError` names the case.
+5. **Training pairs** use the case's own tumour mask, not augmented (the target image shows that tumour); only
+   the Canny parameters vary (:func:`training_conditions`). **Generation** uses augmented masks and fixed Canny
+   parameters (:func:`generation_conditions`, :func:`draw_conditions`).
+
+Data: one axial 2D slice per case, channel first ``(1, H, W)`` in ITK index order ``(x, y)`` as MONAI's
+``LoadImaged(ensure_channel_first=True)`` gives it (array axis 0 is left-right), under the keys of
+docs/design.md, *Data conventions*: ``t1fs_arterial``, ``t1fs_portal``, ``t2``, ``liver`` (mask) and ``tumor``
+(label map, non-zero is tumour). :func:`draw_conditions` also takes a datalist item (paths) or ``(H, W)`` arrays.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Hashable, Mapping, Sequence
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+from monai.config import KeysCollection
+from monai.data import MetaTensor
+from monai.transforms import (
+    Affine,
+    Compose,
+    ConcatItemsd,
+    DeleteItemsd,
+    LoadImaged,
+    MapTransform,
+    Randomizable,
+    ScaleIntensityRangePercentiles,
+)
+from monai.transforms.utils import create_rotate, create_scale, create_translate
+from monai.utils import convert_to_dst_type, convert_to_numpy
+
+from synthmr.errors import InputError
+
+SEQUENCES = ("t1fs_arterial", "t1fs_portal", "t2")
+TUMOR = "tumor"
+LIVER = "liver"
+INPUT_KEY = "image"  # the stacked conditioning images: the network's input (network_data_format inputs.image)
+
+BACKGROUND, EDGE, TUMOUR = -1.0, 0.0, 1.0
+EDGE_MARGIN = 2  # pixels of edges erased around a tumour
+PERCENTILES = (0.5, 99.5)  # the image range mapped to 0-255 before Canny
+
+# Measured with SimpleITK's Canny (CannyEdgeDetection through CannyEdgesd: spacing 1 so that sigma is in pixels,
+# variance sigma**2, maximum error 0.01) on phantom liver cases: 2D, sizes 128 and 256 (384 mm field of view),
+# subtypes hcc and mmhcc, seeds 0-5 (24 cases). Per sequence, on the edge maps with the source tumour erased:
+# recall of the liver outline (share of its pixels, away from the tumour, within 2 pixels of an edge) and noise
+# (share of liver-interior pixels, 3 pixels in from the outline and away from tumour and vessels, marked as edges).
+# ITK thresholds its own gradient estimate of the smoothed image (central differences), about an eighth of the
+# Sobel magnitude that scikit-image's canny (used before) thresholds: the last upper threshold that still finds a
+# step of 100 at sigma 1.5 is 25 here and 191.5 there. The ranges first proposed for scikit-image (sigma 1-2, low
+# 20-40, high 60-100 on its scale; 2.5-5 and 7.5-12.5 here) leave T2 almost without edges: its brightest
+# structures (fluid, spleen) set the 99.5 percentile, so the liver and body outlines are weak on the 0-255 scale
+# (T2 liver outline recall 0.33 here, 0.15 at sigma 2 / 5 / 12.5). Sigma 1.0 with thresholds 1.25 / 3.75 marks
+# Rician noise in the liver and the suppressed fat (interior noise 0.22-0.40). Chosen (the ranges: 40 draws per
+# case, two draw seeds; in brackets scikit-image's former choice, sigma 1.25-1.75, low 15-20, high 35-50, fixed
+# 1.5 / 15 / 40, measured the same way):
+#
+#            liver outline recall                interior noise
+#            T1      T2          T2 worst tenth  pooled     largest (interiors of >= 200 pixels)
+#   ranges   0.88    0.67-0.69   0.42-0.44       <= 0.0006  0.029      [0.86  0.58  0.29  <= 0.0009  0.042]
+#   fixed    0.91    0.72        0.52            <= 0.0006  0.027      [0.87  0.68  0.44  <= 0.0012  0.036]
+#
+# (T1: both T1-FS phases.) Worse than scikit-image only on the smallest liver interior (a 128-pixel MMHCC case,
+# 55 interior pixels): a faint edge of 4-5 pixels crosses it (noise 0.07-0.09), where scikit-image marked none.
+CANNY_RANGES: dict[str, tuple[float, float]] = {
+    "sigma": (1.375, 1.875),
+    "low_threshold": (2.5, 3.0),
+    "high_threshold": (4.0, 5.0),
+}
+CANNY_FIXED: dict[str, float] = {"sigma": 1.5, "low_threshold": 2.75, "high_threshold": 4.5}
+CANNY_MAXIMUM_ERROR = 0.01  # of ITK's discrete Gaussian kernel (its default): sets the kernel's width
+
+ZOOM = (0.75, 1.25)
+ROTATE_DEG = 30.0
+FLIP_PROB = 0.5
+TRANSLATE_MM = 20.0
+MAX_TRIES = 100
+
+
+def edges_key(sequence: str) -> str:
+    """Where the edge map of ``sequence`` goes between edge extraction and overlay."""
+    return f"{sequence}_edges"
+
+
+def condition_key(sequence: str) -> str:
+    """Where the conditioning image of ``sequence`` goes."""
+    return f"{sequence}_condition"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# The three transforms of stage 1.
+# ----------------------------------------------------------------------------------------------------------
+
+
+class CannyEdgesd(Randomizable, MapTransform):
+    """Canny edge map of each image, with the edges inside the dilated tumour erased (decisions 2 and 3).
+
+    The image is scaled to 0-255 by its ``PERCENTILES`` (clipped); sigma and the thresholds are drawn per call and
+    per image from their ranges, or fixed when given as numbers. Output: float32 ``(1, H, W)``, 1 on an edge.
+
+    Args:
+        keys: images, ``(1, H, W)``.
+        output_keys: where each edge map goes (default ``edges_key(key)``).
+        tumor_key: the source tumour label map (non-zero is tumour) whose area loses its edges.
+        sigma: Gaussian smoothing of Canny, pixels: ``(min, max)`` to draw from or one number.
+        low_threshold, high_threshold: hysteresis thresholds on the gradient magnitude of the smoothed 0-255 image
+            as SimpleITK estimates it (central differences, per pixel; about an eighth of scikit-image's Sobel
+            scale), each ``(min, max)`` or one number; every low value must be at most every high value.
+        margin: the tumour is dilated by this many pixels (a disc) before its edges are erased.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        output_keys: Sequence[str] | None = None,
+        tumor_key: str = TUMOR,
+        sigma: float | Sequence[float] = CANNY_RANGES["sigma"],
+        low_threshold: float | Sequence[float] = CANNY_RANGES["low_threshold"],
+        high_threshold: float | Sequence[float] = CANNY_RANGES["high_threshold"],
+        margin: int = EDGE_MARGIN,
+    ) -> None:
+        MapTransform.__init__(self, keys)
+        self.output_keys = _output_keys(self.keys, output_keys, edges_key, "CannyEdgesd")
+        self.tumor_key = tumor_key
+        self.sigma = _range(sigma, "Canny sigma", positive=True)
+        self.low = _range(low_threshold, "Canny low_threshold")
+        self.high = _range(high_threshold, "Canny high_threshold")
+        if self.low[1] > self.high[0]:
+            raise InputError(
+                f"Canny low_threshold {self.low} must stay at or below high_threshold {self.high} for every draw"
+            )
+        self.margin = _margin(margin)
+        self.scale = ScaleIntensityRangePercentiles(*PERCENTILES, b_min=0.0, b_max=255.0, clip=True)
+        self.parameters: dict[Hashable, tuple[float, float, float]] = {}
+
+    def randomize(self, data: object = None) -> None:
+        self.parameters = {
+            key: (self.R.uniform(*self.sigma), self.R.uniform(*self.low), self.R.uniform(*self.high))
+            for key in self.keys
+        }
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        d = dict(data)
+        self.randomize()
+        tumour = _slice(d, self.tumor_key)
+        erase = _dilate(tumour != 0, self.margin)
+        for key, output_key in zip(self.keys, self.output_keys):
+            image = _slice(d, key, like=tumour, like_key=self.tumor_key)
+            if not np.all(np.isfinite(image)):
+                raise InputError(f"{_case_name(d)}: image {key!r} holds NaN or infinite values")
+            sigma, low, high = self.parameters[key]
+            scaled = convert_to_numpy(self.scale(image[None].astype(np.float32)))[0]
+            edges = _canny(scaled, sigma, low, high) & ~erase
+            d[output_key] = convert_to_dst_type(edges[None], d[key], dtype=np.float32)[0]
+        return d
+
+
+class OverlayTumourd(MapTransform):
+    """Conditioning image from an edge map and a tumour mask: background -1, edges 0, tumour +1 (decision 1).
+
+    Edges within ``margin`` pixels of the tumour are cleared (decision 2), so the tumour always sits in an
+    edge-free band, as in training.
+
+    Args:
+        keys: edge maps, ``(1, H, W)``, non-zero on an edge.
+        output_keys: where each conditioning image goes (default: in place of its edge map).
+        tumor_key: the tumour label map to lay on top (non-zero is tumour).
+        margin: width of the edge-free band around the tumour, pixels.
+    """
+
+    def __init__(
+        self,
+        keys: KeysCollection,
+        output_keys: Sequence[str] | None = None,
+        tumor_key: str = TUMOR,
+        margin: int = EDGE_MARGIN,
+    ) -> None:
+        MapTransform.__init__(self, keys)
+        self.output_keys = _output_keys(self.keys, output_keys, str, "OverlayTumourd")
+        self.tumor_key = tumor_key
+        self.margin = _margin(margin)
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        d = dict(data)
+        tumour = _slice(d, self.tumor_key) != 0
+        band = _dilate(tumour, self.margin)
+        for key, output_key in zip(self.keys, self.output_keys):
+            edges = _slice(d, key, like=tumour, like_key=self.tumor_key) != 0
+            condition = np.full(tumour.shape, BACKGROUND, dtype=np.float32)
+            condition[edges & ~band] = EDGE
+            condition[tumour] = TUMOUR
+            d[output_key] = convert_to_dst_type(condition[None], d[key], dtype=np.float32)[0]
+        return d
+
+
+class AugmentTumourd(Randomizable, MapTransform):
+    """Replace the tumour label map by a randomly zoomed, rotated, flipped and translated copy kept inside the
+    liver (decision 4); redraw while nothing of it is left inside the liver.
+
+    The label map is resampled by MONAI's :class:`~monai.transforms.Affine`, nearest neighbour, so its labels are
+    kept; the new map replaces ``tumor_key`` on the same grid (a MetaTensor keeps its metadata).
+
+    Args:
+        tumor_key: the tumour label map, ``(1, H, W)``, non-zero is tumour; must not be empty.
+        liver_key: the liver mask on the same grid; must not be empty.
+        zoom: ``(min, max)`` factor on the tumour's size (or one number), about its centroid.
+        rotate_deg: rotation drawn in ``[-rotate_deg, rotate_deg]`` degrees, about the centroid.
+        flip_prob: probability of flipping the tumour left-right (array axis 0) about its centroid.
+        translate_mm: shift drawn in ``[-translate_mm, translate_mm]`` mm along each axis.
+        spacing: pixel spacing ``(x, y)`` in mm; None reads it from the tumour MetaTensor's ``pixdim``.
+        max_tries: draws before giving up on a case.
+        case_key: the key naming the case in error messages.
+    """
+
+    def __init__(
+        self,
+        tumor_key: str = TUMOR,
+        liver_key: str = LIVER,
+        zoom: float | Sequence[float] = ZOOM,
+        rotate_deg: float = ROTATE_DEG,
+        flip_prob: float = FLIP_PROB,
+        translate_mm: float = TRANSLATE_MM,
+        spacing: Sequence[float] | None = None,
+        max_tries: int = MAX_TRIES,
+        case_key: str = "case_id",
+    ) -> None:
+        MapTransform.__init__(self, [tumor_key])
+        self.tumor_key, self.liver_key, self.case_key = tumor_key, liver_key, case_key
+        self.zoom = _range(zoom, "tumour zoom", positive=True)
+        self.rotate_deg = _non_negative(rotate_deg, "tumour rotate_deg")
+        self.translate_mm = _non_negative(translate_mm, "tumour translate_mm")
+        if not _is_number(flip_prob) or not 0.0 <= flip_prob <= 1.0:
+            raise InputError(f"tumour flip_prob must be a probability in [0, 1]; got {flip_prob!r}")
+        self.flip_prob = float(flip_prob)
+        self.spacing = None if spacing is None else _spacing(spacing, "spacing")
+        if isinstance(max_tries, bool) or not isinstance(max_tries, int) or max_tries < 1:
+            raise InputError(f"tumour max_tries must be a positive integer; got {max_tries!r}")
+        self.max_tries = max_tries
+        self.draw = {"zoom": 1.0, "angle_deg": 0.0, "flip": False, "shift_mm": np.zeros(2)}
+
+    def randomize(self, data: object = None) -> None:
+        self.draw = {
+            "zoom": self.R.uniform(*self.zoom),
+            "angle_deg": self.R.uniform(-self.rotate_deg, self.rotate_deg),
+            "flip": bool(self.R.random_sample() < self.flip_prob),
+            "shift_mm": self.R.uniform(-self.translate_mm, self.translate_mm, size=2),
+        }
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        d = dict(data)
+        case = _case_name(d, self.case_key)
+        tumour = _slice(d, self.tumor_key, case_key=self.case_key)
+        liver = _slice(d, self.liver_key, like=tumour, like_key=self.tumor_key, case_key=self.case_key) != 0
+        if not np.any(tumour):
+            raise InputError(f"{case}: tumour mask {self.tumor_key!r} is empty (every pixel is 0); nothing to augment")
+        if not np.any(liver):
+            raise InputError(
+                f"{case}: liver mask {self.liver_key!r} is empty (every pixel is 0); no place for a tumour"
+            )
+        spacing = self._pixel_spacing(d[self.tumor_key], case)
+        centroid = np.argwhere(tumour != 0).mean(axis=0)
+        for _ in range(self.max_tries):
+            self.randomize()
+            moved = self._move(tumour, centroid, spacing)
+            moved[~liver] = 0
+            if np.any(moved):
+                d[self.tumor_key] = convert_to_dst_type(moved[None], d[self.tumor_key])[0]
+                return d
+        raise InputError(
+            f"{case}: in {self.max_tries} draws the augmented tumour never overlapped the liver mask "
+            f"{self.liver_key!r}; check that tumour and liver masks belong to the same slice"
+        )
+
+    def _move(self, tumour: np.ndarray, centroid: np.ndarray, spacing: tuple[float, float]) -> np.ndarray:
+        """The tumour after the drawn flip, zoom and rotation about ``centroid`` and the drawn shift."""
+        flip = np.diag([-1.0 if self.draw["flip"] else 1.0, 1.0, 1.0])
+        shift = self.draw["shift_mm"] / np.asarray(spacing)
+        # index -> index, input to output
+        forward = (
+            create_translate(2, centroid + shift)
+            @ create_rotate(2, np.deg2rad(self.draw["angle_deg"]))
+            @ create_scale(2, [self.draw["zoom"]] * 2)
+            @ flip
+            @ create_translate(2, -centroid)
+        )
+        # MONAI's Affine maps output to input, in coordinates centred on the image centre ((size - 1) / 2).
+        to_centred = create_translate(2, -(np.asarray(tumour.shape) - 1) / 2)
+        backward = to_centred @ np.linalg.inv(forward) @ np.linalg.inv(to_centred)
+        resample = Affine(affine=backward, mode="nearest", padding_mode="zeros", image_only=True)
+        moved = resample(torch.as_tensor(tumour[None], dtype=torch.float32))
+        return np.rint(convert_to_numpy(moved)[0]).astype(tumour.dtype)
+
+    def _pixel_spacing(self, image: object, case: str) -> tuple[float, float]:
+        if self.spacing is not None:
+            return self.spacing
+        if isinstance(image, MetaTensor):
+            return _spacing(image.pixdim[:2].tolist(), f"{case}: pixel spacing of {self.tumor_key!r}")
+        raise InputError(
+            f"{case}: the pixel spacing of {self.tumor_key!r} is unknown (a plain array); give spacing (mm) or "
+            "load the images as MetaTensors"
+        )
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Pipelines: training pairs and new cases.
+# ----------------------------------------------------------------------------------------------------------
+
+
+def training_conditions(
+    sequences: Sequence[str] = SEQUENCES,
+    sigma: float | Sequence[float] = CANNY_RANGES["sigma"],
+    low_threshold: float | Sequence[float] = CANNY_RANGES["low_threshold"],
+    high_threshold: float | Sequence[float] = CANNY_RANGES["high_threshold"],
+    margin: int = EDGE_MARGIN,
+) -> Compose:
+    """Conditioning images of a training pair: the case's own tumour on its edges, Canny parameters drawn.
+
+    Adds ``condition_key(s)`` for each sequence and their stack ``INPUT_KEY`` ``(len(sequences), H, W)``; the
+    images and masks stay (the images are the targets).
+    """
+    edges = CannyEdgesd(
+        [*sequences], sigma=sigma, low_threshold=low_threshold, high_threshold=high_threshold, margin=margin
+    )
+    return _conditions(sequences, None, edges, margin)
+
+
+def generation_conditions(
+    sequences: Sequence[str] = SEQUENCES,
+    spacing: Sequence[float] | None = None,
+    sigma: float | Sequence[float] = CANNY_FIXED["sigma"],
+    low_threshold: float | Sequence[float] = CANNY_FIXED["low_threshold"],
+    high_threshold: float | Sequence[float] = CANNY_FIXED["high_threshold"],
+    margin: int = EDGE_MARGIN,
+    zoom: float | Sequence[float] = ZOOM,
+    rotate_deg: float = ROTATE_DEG,
+    flip_prob: float = FLIP_PROB,
+    translate_mm: float = TRANSLATE_MM,
+    max_tries: int = MAX_TRIES,
+) -> Compose:
+    """Conditioning images of a new case: the real edges (source tumour erased) with an augmented tumour on top.
+
+    Adds ``condition_key(s)`` and ``INPUT_KEY`` as :func:`training_conditions` does and replaces ``tumor`` by the
+    new tumour mask (the one the synthetic images will show). Arguments: see :class:`CannyEdgesd` and
+    :class:`AugmentTumourd`.
+    """
+    edges = CannyEdgesd(
+        [*sequences], sigma=sigma, low_threshold=low_threshold, high_threshold=high_threshold, margin=margin
+    )
+    augment = AugmentTumourd(
+        zoom=zoom,
+        rotate_deg=rotate_deg,
+        flip_prob=flip_prob,
+        translate_mm=translate_mm,
+        spacing=spacing,
+        max_tries=max_tries,
+    )
+    return _conditions(sequences, augment, edges, margin)
+
+
+def _conditions(sequences: Sequence[str], augment: AugmentTumourd | None, edges: CannyEdgesd, margin: int) -> Compose:
+    """Edges (of the source tumour's case), then the tumour to overlay (augmented or not), overlay, stack."""
+    if not sequences or len(set(sequences)) != len(sequences):
+        raise InputError(f"sequences must be distinct image keys, at least one; got {list(sequences)}")
+    edge_keys = [edges_key(s) for s in sequences]
+    condition_keys = [condition_key(s) for s in sequences]
+    steps: list = [edges]
+    if augment is not None:
+        steps.append(augment)
+    steps += [
+        OverlayTumourd(edge_keys, condition_keys, margin=margin),
+        DeleteItemsd(edge_keys),
+        ConcatItemsd(condition_keys, INPUT_KEY, dim=0),
+    ]
+    return Compose(steps)
+
+
+def draw_conditions(
+    case: Mapping,
+    n: int,
+    seed: int,
+    sequences: Sequence[str] = SEQUENCES,
+    spacing: Sequence[float] | None = None,
+    **options,
+) -> list[dict]:
+    """Draw ``n`` conditioning inputs for new cases from one real case, reproducibly from ``seed``.
+
+    Args:
+        case: the real case: a datalist item (paths to 2D images, loaded with MONAI's ``LoadImaged``), or arrays
+            ``(H, W)`` or ``(1, H, W)`` (NumPy, torch or MONAI MetaTensors), under the ``sequences`` keys,
+            ``liver`` and ``tumor``; ``case_id`` names it in messages.
+        n: how many to draw.
+        seed: the seed of the draws (0 to 2**32 - 1): the same case, ``n`` and seed give the same items.
+        sequences: the image keys, in network channel order.
+        spacing: pixel spacing ``(x, y)`` in mm; None reads it from the loaded images (MetaTensors).
+        options: further :func:`generation_conditions` arguments (Canny values, margin, augmentation ranges).
+
+    Returns:
+        ``n`` dicts with ``condition_key(s)`` per sequence ``(1, H, W)``, ``INPUT_KEY`` ``(len(sequences), H, W)``
+        (the network input) and ``tumor``, the new tumour label map ``(1, H, W)``: the tumour the synthetic images
+        will show. MetaTensor inputs give MetaTensor outputs on the same grid.
+    """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise InputError(f"n must be a positive integer; got {n!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
+        raise InputError(f"seed must be an integer in [0, 2**32); got {seed!r}")
+    data = _load_case(case, [*sequences, LIVER, TUMOR])
+    transforms = generation_conditions(sequences, spacing, **options)
+    transforms.set_random_state(seed=int(seed))
+    keep = [*(condition_key(s) for s in sequences), INPUT_KEY, TUMOR]
+    return [{key: drawn[key] for key in keep} for drawn in (transforms(dict(data)) for _ in range(n))]
+
+
+def _load_case(case: Mapping, keys: Sequence[str]) -> dict:
+    """The case with ``keys`` as channel-first arrays: paths loaded by MONAI, ``(H, W)`` arrays given a channel."""
+    if not isinstance(case, Mapping):
+        raise InputError(f"case must be a mapping (a datalist item or a dict of arrays); got {type(case).__name__}")
+    missing = [key for key in keys if key not in case]
+    if missing:
+        raise InputError(f"{_case_name(case)}: lacks {missing} (needs {list(keys)})")
+    data = dict(case)
+    paths = [key for key in keys if isinstance(data[key], (str, os.PathLike))]
+    if paths:
+        data = LoadImaged(paths, ensure_channel_first=True, image_only=True)(data)
+    for key in keys:
+        value = data[key] if torch.is_tensor(data[key]) else np.asarray(data[key])
+        data[key] = value[None] if value.ndim == 2 else value
+    return data
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Checks shared by the transforms.
+# ----------------------------------------------------------------------------------------------------------
+
+
+def _case_name(data: Mapping, case_key: str = "case_id") -> str:
+    return f"case {data[case_key]!r}" if case_key in data else "the case"
+
+
+def _slice(
+    data: Mapping,
+    key: Hashable,
+    like: np.ndarray | None = None,
+    like_key: Hashable | None = None,
+    case_key: str = "case_id",
+) -> np.ndarray:
+    """``data[key]`` as a NumPy ``(H, W)`` array, checked to be one channel-first 2D slice (shaped as ``like``)."""
+    if key not in data:
+        raise InputError(f"{_case_name(data, case_key)}: lacks {key!r}")
+    value = data[key]
+    shape = tuple(value.shape) if hasattr(value, "shape") else None
+    if shape is None or len(shape) != 3 or shape[0] != 1:
+        raise InputError(
+            f"{_case_name(data, case_key)}: {key!r} must be one 2D slice, channel first (1, H, W); got shape {shape}"
+        )
+    array = convert_to_numpy(value)[0]
+    if like is not None and array.shape != like.shape:
+        raise InputError(
+            f"{_case_name(data, case_key)}: {key!r} has shape {array.shape} but {like_key!r} has {like.shape}; "
+            "they must share one grid"
+        )
+    return array
+
+
+def _canny(image: np.ndarray, sigma: float, low: float, high: float) -> np.ndarray:
+    """SimpleITK's Canny edges of a 2D image as a boolean array; spacing 1, so that sigma is in pixels."""
+    itk_image = sitk.GetImageFromArray(np.ascontiguousarray(image, dtype=np.float32))
+    itk_image.SetSpacing((1.0, 1.0))
+    edges = sitk.CannyEdgeDetection(
+        itk_image,
+        lowerThreshold=float(low),
+        upperThreshold=float(high),
+        variance=[float(sigma) ** 2] * 2,
+        maximumError=[CANNY_MAXIMUM_ERROR] * 2,
+    )
+    return sitk.GetArrayFromImage(edges) != 0
+
+
+def _dilate(mask: np.ndarray, margin: int) -> np.ndarray:
+    """``mask`` grown by a disc of radius ``margin`` pixels: every pixel within Euclidean distance ``margin``.
+
+    SimpleITK's exact distance map (Maurer), squared and in pixels, so the comparison is exact. Not
+    ``BinaryDilate`` with a ball kernel: ITK's ball of radius r holds pixels up to about r + 0.5 away (radius 1 is
+    the 3 x 3 square), which would widen the edge-free band.
+    """
+    if margin == 0 or not mask.any() or mask.all():
+        return mask.copy()
+    distance = sitk.SignedMaurerDistanceMap(
+        sitk.GetImageFromArray(mask.astype(np.uint8)),
+        insideIsPositive=False,
+        squaredDistance=True,
+        useImageSpacing=False,
+        backgroundValue=0,
+    )
+    return sitk.GetArrayFromImage(distance) <= margin * margin
+
+
+def _is_number(value: object) -> bool:
+    numeric = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+    return numeric and bool(np.isfinite(value))
+
+
+def _range(value: float | Sequence[float], name: str, positive: bool = False) -> tuple[float, float]:
+    """``(min, max)`` from a pair, or ``(v, v)`` from one number ``v``."""
+    pair = (value, value) if _is_number(value) else tuple(value) if isinstance(value, Sequence) else ()
+    if len(pair) != 2 or not all(_is_number(v) for v in pair) or pair[0] > pair[1]:
+        raise InputError(f"{name} must be a number or a (min, max) pair with min <= max; got {value!r}")
+    low, high = float(pair[0]), float(pair[1])
+    if low < 0 or (positive and low == 0):
+        raise InputError(f"{name} must be {'positive' if positive else 'non-negative'}; got {value!r}")
+    return low, high
+
+
+def _non_negative(value: float, name: str) -> float:
+    if not _is_number(value) or value < 0:
+        raise InputError(f"{name} must be a non-negative number; got {value!r}")
+    return float(value)
+
+
+def _margin(margin: int) -> int:
+    if isinstance(margin, bool) or not isinstance(margin, (int, np.integer)) or margin < 0:
+        raise InputError(f"edge margin must be a non-negative integer (pixels); got {margin!r}")
+    return int(margin)
+
+
+def _spacing(spacing: Sequence[float], name: str) -> tuple[float, float]:
+    values = tuple(spacing) if isinstance(spacing, Sequence) else ()
+    if len(values) != 2 or not all(_is_number(v) and v > 0 for v in values):
+        raise InputError(f"{name} must be two positive numbers (mm, x and y); got {spacing!r}")
+    return float(values[0]), float(values[1])
+
+
+def _output_keys(keys: Sequence[Hashable], output_keys: Sequence[str] | None, default, name: str) -> list:
+    output_keys = [default(key) for key in keys] if output_keys is None else list(output_keys)
+    if len(output_keys) != len(keys):
+        raise InputError(f"{name}: {len(output_keys)} output_keys for {len(keys)} keys; give one per key")
+    return output_keys

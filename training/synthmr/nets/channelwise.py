@@ -1,0 +1,59 @@
+"""Several single-channel generators shipped as one network: channel i in, channel i out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn as nn
+
+from synthmr.errors import InputError
+
+
+class ChannelwiseGenerators(nn.Module):
+    """``k`` independent generators run side by side: generator ``i`` maps input channel ``i`` to output channel(s)
+    ``i``, and nothing else reaches it.
+
+    A method that trains one generator per sequence keeps them in this one module, so that its bundle still has
+    one ``network_def``, one weights file and one ``(B, k, ...)`` input and output, which MONAI's
+    ``verify_net_in_out`` and TorchScript export (``ckpt_export``) handle like any other network. The generators
+    share no weights; the state dict holds them as ``generators.0.*``, ``generators.1.*``, ...
+
+    Args:
+        generators: one network per channel. Each receives its channel as ``(B, 1, *spatial)``; their outputs are
+            concatenated along the channel axis in this order, so single-channel generators give ``(B, k,
+            *spatial)``.
+    """
+
+    def __init__(self, generators: Sequence[nn.Module]) -> None:
+        super().__init__()
+        generators = list(generators)
+        if not generators:
+            raise InputError("ChannelwiseGenerators needs at least one generator; got none")
+        not_modules = [type(g).__name__ for g in generators if not isinstance(g, nn.Module)]
+        if not_modules:
+            raise InputError(f"ChannelwiseGenerators takes torch.nn.Module generators; got {', '.join(not_modules)}")
+        self.generators = nn.ModuleList(generators)
+        self.channels = len(generators)
+
+    @classmethod
+    def of(cls, count: int, make: Callable[[], nn.Module]) -> ChannelwiseGenerators:
+        """``count`` generators, each built by calling ``make`` (fresh weights each time).
+
+        For configs: ``make`` is a ``_target_`` with ``_mode_: callable``, so the generator's arguments are
+        written once instead of ``count`` times.
+        """
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise InputError(f"ChannelwiseGenerators.of count must be a positive integer; got {count!r}")
+        return cls([make() for _ in range(count)])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() < 3 or x.shape[1] != self.channels:
+            raise InputError(
+                f"ChannelwiseGenerators holds {self.channels} generators, one per input channel, so it needs input "
+                f"(batch, {self.channels}, *spatial); got shape {list(x.shape)}"
+            )
+        outputs: list[torch.Tensor] = []
+        for index, generator in enumerate(self.generators):
+            outputs.append(generator(x[:, index : index + 1]))
+        return torch.cat(outputs, dim=1)
