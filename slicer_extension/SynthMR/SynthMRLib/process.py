@@ -53,6 +53,8 @@ if TYPE_CHECKING:  # annotations only: the reader is loaded at run time (SynthMR
 DEVICES = ("cpu", "cuda")
 # After SIGTERM, how long the runner may take to clean up before the group is killed.
 TERMINATE_GRACE_S = 1.0
+# After SIGKILL, how long cancel() waits for the group's members to be gone (the signal is delivered asynchronously).
+GROUP_EXIT_WAIT_S = 0.5
 EDIT_STAGE = "edit lesion"
 _ERROR_PREFIX = "synthmr: error: "
 # The line a traceback ends with: "ValueError: message", "monai.bundle.Error", "KeyboardInterrupt".
@@ -362,6 +364,31 @@ def _end_process_tree(process: subprocess.Popen, grace: float) -> None:
     # Children that ignore SIGTERM, or outlive their parent, go too (the group outlives its leader).
     _signal_group(group, signal.SIGKILL)
     process.wait()
+    # SIGKILL is delivered asynchronously: wait (briefly) until no member of the group still runs, so that the
+    # tree is really gone when cancel() returns.
+    deadline = time.monotonic() + GROUP_EXIT_WAIT_S
+    while _group_runs(group) and time.monotonic() < deadline:
+        time.sleep(0.005)
+
+
+def _group_runs(group: int) -> bool:
+    """Whether a process of ``group`` still runs; zombies, which only wait for their parent to reap them, do not
+    count. Without /proc (macOS) any member counts."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        try:
+            os.killpg(group, 0)
+        except (ProcessLookupError, PermissionError):
+            return False
+        return True
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # the process ended while we looked
+        if int(fields[2]) == group and fields[0] not in ("Z", "X"):
+            return True
+    return False
 
 
 def _signal_group(group: int, signum: int) -> None:
