@@ -104,3 +104,82 @@ def test_script_and_trace_equal_eager(net):
     assert torch.allclose(traced(x), net(x), atol=1e-6)
     with pytest.raises(Exception, match="3 generators"):
         scripted(torch.randn(1, 2, 16, 16))
+
+
+# ---------------------------------------------------------------------------------------------- discriminators
+
+
+def tiny_patchgan() -> torch.nn.Module:
+    from monai.networks.nets import PatchDiscriminator
+
+    return PatchDiscriminator(
+        spatial_dims=2, channels=4, in_channels=2, out_channels=1, num_layers_d=2, norm="INSTANCE"
+    )
+
+
+@pytest.fixture
+def discriminators():
+    from synthmr.nets import ChannelwiseDiscriminators
+
+    torch.manual_seed(0)
+    return ChannelwiseDiscriminators.of(3, tiny_patchgan).eval()
+
+
+def test_discriminator_i_sees_condition_i_and_image_i(discriminators):
+    conditions, images = torch.randn(2, 3, 32, 32), torch.randn(2, 3, 32, 32)
+    outputs = discriminators(torch.cat([conditions, images], dim=1))
+    assert len(outputs) == 3
+    for i, (output, d) in enumerate(zip(outputs, discriminators.discriminators)):
+        expected = d(torch.cat([conditions[:, i : i + 1], images[:, i : i + 1]], dim=1))
+        assert torch.allclose(output[-1], expected[-1])
+
+
+@pytest.mark.parametrize("channel", [1, 4])  # condition 1, image 1 of the 6 input channels
+def test_perturbing_one_pair_changes_only_its_output(discriminators, channel):
+    x = torch.randn(1, 6, 32, 32)
+    perturbed = x.clone()
+    perturbed[:, channel] += torch.randn(32, 32)
+    before, after = discriminators(x), discriminators(perturbed)
+    assert not torch.allclose(before[1][-1], after[1][-1])
+    assert torch.equal(before[0][-1], after[0][-1]) and torch.equal(before[2][-1], after[2][-1])
+
+
+def test_adversarial_loss_takes_the_list_and_trains_each_discriminator_on_its_pair_only(discriminators):
+    from synthmr.losses import AdversarialLoss
+
+    loss = AdversarialLoss("vanilla")
+    x = torch.randn(2, 6, 32, 32)
+    outputs = discriminators(x)
+    value = loss(outputs, True, True)
+    singles = [loss(output, True, True) for output in outputs]
+    assert torch.allclose(value, torch.stack(singles).mean())  # the mean of the three pix2pix losses
+    # The gradient reaching discriminator 0 is its own loss's (scaled by 1/3), whatever pairs 1 and 2 hold.
+    discriminators.zero_grad()
+    value.backward()
+    grad = [p.grad.clone() for p in discriminators.discriminators[0].parameters()]
+    discriminators.zero_grad()
+    (loss(discriminators(x)[0], True, True) / 3).backward()
+    own = discriminators.discriminators[0].parameters()
+    assert all(torch.allclose(a, p.grad, atol=1e-7) for a, p in zip(grad, own))
+
+
+def test_discriminators_share_no_weights(discriminators):
+    first, second = (list(d.parameters()) for d in discriminators.discriminators[:2])
+    assert all(a.data_ptr() != b.data_ptr() for a, b in zip(first, second))
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 32, 32), (1, 7, 32, 32), (32, 32)])
+def test_discriminators_wrong_channel_count_is_an_input_error(discriminators, shape):
+    with pytest.raises(InputError, match=r"3 discriminators.*\(batch, 6, \*spatial\).*got shape"):
+        discriminators(torch.randn(*shape))
+
+
+def test_discriminators_refuse_none_or_non_modules():
+    from synthmr.nets import ChannelwiseDiscriminators
+
+    with pytest.raises(InputError, match="at least one"):
+        ChannelwiseDiscriminators([])
+    with pytest.raises(InputError, match="function"):
+        ChannelwiseDiscriminators([tiny_patchgan(), lambda x: x])
+    with pytest.raises(InputError, match="positive integer"):
+        ChannelwiseDiscriminators.of(True, tiny_patchgan)

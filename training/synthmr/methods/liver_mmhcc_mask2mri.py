@@ -1,4 +1,4 @@
-"""Mask-guided liver multiparametric MRI generation: the method of bundle ``liver_mmhcc_mask2mri`` (stage 1).
+"""Mask-guided liver multiparametric MRI generation: the method of bundle ``liver_mmhcc_mask2mri``.
 
 "Mask-guided Data Augmentation for Multiparametric MRI Generation with a Rare Hepatocellular Carcinoma",
 arXiv 2307.16314. Stage 1 makes one conditioning image per sequence: the Canny edges of the real image with a
@@ -6,7 +6,9 @@ tumour mask laid on top; for new cases the tumour mask is first augmented (zoom,
 intersected with the liver mask, so the tumour moves while the anatomy stays. Stage 2 is one Pix2Pix generator per
 sequence (T1-FS arterial ``t1fs_arterial``, T1-FS portal ``t1fs_portal``, T2 ``t2``), each turning its
 conditioning image into its sequence; the three ship as one network, :class:`synthmr.nets.ChannelwiseGenerators`,
-with conditioning channel ``i`` and output channel ``i`` both sequence ``SEQUENCES[i]``. This module holds stage 1.
+with conditioning channel ``i`` and output channel ``i`` both sequence ``SEQUENCES[i]``. This module holds stage 1
+and stage 2's training pairs and checkpoint selection (decisions 6-8, after stage 1); the networks, losses and
+schedule are in the bundle's configs.
 
 Decisions where the paper leaves room (each is the default below):
 
@@ -43,8 +45,11 @@ docs/design.md, *Data conventions*: ``t1fs_arterial``, ``t1fs_portal``, ``t2``, 
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Hashable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import SimpleITK as sitk
@@ -64,7 +69,12 @@ from monai.transforms import (
 from monai.transforms.utils import create_rotate, create_scale, create_translate
 from monai.utils import convert_to_dst_type, convert_to_numpy
 
+from synthmr.engines.selection import CheckpointSelection
 from synthmr.errors import InputError
+from synthmr.io._atomic import atomic_output
+
+if TYPE_CHECKING:
+    from ignite.engine import Engine
 
 SEQUENCES = ("t1fs_arterial", "t1fs_portal", "t2")
 TUMOR = "tumor"
@@ -569,3 +579,213 @@ def _output_keys(keys: Sequence[Hashable], output_keys: Sequence[str] | None, de
     if len(output_keys) != len(keys):
         raise InputError(f"{name}: {len(output_keys)} output_keys for {len(keys)} keys; give one per key")
     return output_keys
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Stage 2: training data and checkpoint selection.
+#
+# The three Pix2Pix GANs (Isola et al., "Image-to-Image Translation with Conditional Adversarial Networks",
+# arXiv 1611.07004) train side by side in one synthmr.engines.PairedGanTrainer: the generators as one
+# synthmr.nets.ChannelwiseGenerators, the discriminators as one synthmr.nets.ChannelwiseDiscriminators (pair i =
+# conditioning image i and image i); the losses, optimisers and schedule are in the bundle's configs/train.yaml.
+#
+# Decisions (each is the default below):
+#
+# 6. **Intensities.** Each sequence is scaled to [-1, 1] (the range of the generator's Tanh) by its own robust
+#    range, the 0.5th and 99.5th percentiles of its foreground, clipped (synthmr.transforms.RobustScaled with no
+#    reference: what every bundle and the Synthesizer do). The three sequences are separate acquisitions with no
+#    shared receiver scale, so each gets its own range; the paper scales only for Canny (0-255), not the network.
+# 7. **Pairs.** Input ``image``: the conditioning images of training_conditions (the case's own tumour, Canny
+#    parameters drawn per call: several contour images per MRI, as the paper); target ``target``: the three real
+#    sequences in SEQUENCES order, so channel i of both is sequence SEQUENCES[i]. The liver mask is not needed for
+#    training pairs (decision 5) and is not loaded. No further augmentation (the paper names none).
+# 8. **Validation** uses the fixed Canny parameters of generation (CANNY_FIXED), so every epoch is judged on the
+#    same inputs.
+# ----------------------------------------------------------------------------------------------------------
+
+TARGET_KEY = "target"  # the three real sequences stacked: the generator's target
+
+
+def pair_transforms(sequences: Sequence[str] = SEQUENCES, fixed_canny: bool = False) -> Compose:
+    """Datalist item (paths of ``sequences`` and ``tumor``) -> ``{INPUT_KEY: (k, H, W), TARGET_KEY: (k, H, W)}``,
+    float32 in [-1, 1] (targets) and {-1, 0, 1} (conditions), channel i being ``sequences[i]`` (decisions 6-8).
+
+    Args:
+        sequences: image keys, in network channel order.
+        fixed_canny: Canny parameters fixed at :data:`CANNY_FIXED` (validation) instead of drawn from
+            :data:`CANNY_RANGES` (training).
+    """
+    from monai.transforms import EnsureTyped, SelectItemsd
+
+    from synthmr.transforms import RobustScaled
+
+    sequences = list(sequences)
+    keys = [*sequences, TUMOR]
+    canny = CANNY_FIXED if fixed_canny else CANNY_RANGES
+    return Compose(
+        [
+            SelectItemsd([*keys, "case_id"], allow_missing_keys=True),
+            _RequireKeysd(keys),
+            LoadImaged(keys, ensure_channel_first=True, image_only=True),
+            EnsureTyped(keys, dtype=torch.float32, track_meta=False),
+            training_conditions(sequences, **canny),
+            RobustScaled(sequences),
+            ConcatItemsd(sequences, TARGET_KEY, dim=0),
+            SelectItemsd([INPUT_KEY, TARGET_KEY]),
+        ]
+    )
+
+
+class _RequireKeysd(MapTransform):
+    """One clear line when a datalist item lacks a key, before MONAI's loader fails on it."""
+
+    def __call__(self, data: Mapping[Hashable, object]) -> Mapping[Hashable, object]:
+        missing = [key for key in self.keys if key not in data]
+        if missing:
+            raise InputError(f"{_case_name(data)}: datalist item lacks {missing} (needs {list(self.keys)})")
+        return data
+
+
+def _unit(images: torch.Tensor) -> torch.Tensor:
+    """Generator range [-1, 1] -> [0, 1] (what the feature extractors take), as ``(N * k, 1, H, W)``: the
+    sequences pooled into one set of single-channel images."""
+    return ((images.float() + 1.0) / 2.0).clamp(0.0, 1.0).reshape(-1, 1, *images.shape[2:])
+
+
+class PooledKidSelection(CheckpointSelection):
+    """Keep the generator with the lowest pooled KID on the validation cases.
+
+    Every ``interval`` epochs the generator (eval mode, as at inference) turns the validation cases' conditioning
+    images (fixed Canny parameters, the case's own tumour) into the three sequences; KID (Bińkowski et al.,
+    "Demystifying MMD GANs", arXiv 1801.01401; :func:`synthmr.metrics.kid.kernel_distance`) between the real and
+    the synthetic slices, the three sequences pooled into one set of ``3 N`` images each, in the features of
+    ``extractor`` ranks the epochs, lowest first. KID rather than FID: 16 cases give 48 images against 256
+    features, far below the 2 per feature FID needs (docs/design.md, *Reported numbers*); the paper reports FID
+    on 1000 synthetic cases. Per-sequence KID and L1 to the real images (in [-1, 1]) are written beside it, not
+    ranked. The validation pairs and the real features are computed once and kept in memory.
+
+    Files: ``work_dir/epoch_NNNN/{report.json, generator.pt}``, ``work_dir/selection.json``. After a resume the
+    reports of the earlier epochs in ``work_dir`` rejoin the ranking, so a fresh run needs a fresh ``work_dir``.
+
+    Args:
+        generator: the generator being trained (optionally DDP-wrapped): ``(B, k, H, W)`` -> ``(B, k, H, W)``.
+        datalist: validation items with the ``sequences``, ``tumor`` and ``case_id``; at least 2.
+        work_dir, best_path, interval: see :class:`~synthmr.engines.selection.CheckpointSelection`.
+        sequences: the image keys, in network channel order.
+        extractor, extractor_weights: the feature extractor (:func:`synthmr.metrics.extractors.get_extractor`).
+        batch_size: validation cases per generator forward pass.
+        n_bootstrap: resamples of the KID interval in the report (the ranking uses the point value).
+    """
+
+    score_name = "kid"
+
+    def __init__(
+        self,
+        generator: torch.nn.Module,
+        datalist: Sequence[Mapping],
+        work_dir: str | os.PathLike,
+        best_path: str | os.PathLike,
+        interval: int = 1,
+        sequences: Sequence[str] = SEQUENCES,
+        extractor: str = "domain",
+        extractor_weights: str | os.PathLike | None = None,
+        batch_size: int = 8,
+        n_bootstrap: int = 200,
+    ) -> None:
+        super().__init__(generator, work_dir, best_path, interval)
+        datalist = [dict(item) for item in datalist]
+        if len(datalist) < 2:
+            raise InputError(f"PooledKidSelection needs at least 2 validation cases for KID; got {len(datalist)}")
+        self.datalist, self.sequences = datalist, list(sequences)
+        self.extractor_name, self.extractor_weights = extractor, extractor_weights
+        self.batch_size, self.n_bootstrap = int(batch_size), int(n_bootstrap)
+        self.scores: dict[str, float] = {}
+        self._pairs: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._extractor: torch.nn.Module | None = None
+        self._real: dict[str, torch.Tensor] = {}
+
+    def _prepare(self) -> None:
+        from monai.data import Dataset
+
+        from synthmr.metrics.extractors import get_extractor
+        from synthmr.metrics.fid import extract_features
+
+        dataset = Dataset(self.datalist, pair_transforms(self.sequences, fixed_canny=True))
+        items = [dataset[i] for i in range(len(dataset))]
+        shapes = {tuple(item[INPUT_KEY].shape) for item in items}
+        if len(shapes) != 1:
+            raise InputError(f"validation cases must share one slice shape; got {sorted(shapes)}")
+        conditions = torch.stack([torch.as_tensor(item[INPUT_KEY]) for item in items])
+        targets = torch.stack([torch.as_tensor(item[TARGET_KEY]) for item in items])
+        self._pairs = (conditions, targets)
+        self._extractor = get_extractor(self.extractor_name, self.extractor_weights)
+        self._real = self._features(targets, extract_features)
+
+    def _features(self, images: torch.Tensor, extract_features) -> dict[str, torch.Tensor]:
+        """Features of the pooled set (``"pooled"``) and, sliced from it, of each sequence."""
+        pooled = extract_features(_unit(images), self._extractor, batch_size=32)
+        k = len(self.sequences)
+        features = {"pooled": pooled}
+        for index, sequence in enumerate(self.sequences):
+            features[sequence] = pooled[index::k]  # _unit keeps case-major order: case 0's k sequences first
+        return features
+
+    def evaluate(self, engine: Engine, generator: torch.nn.Module, folder: Path) -> Mapping[str, float]:
+        from synthmr.metrics.extractors import describe_extractor
+        from synthmr.metrics.fid import extract_features
+        from synthmr.metrics.kid import kernel_distance
+
+        if self._pairs is None:
+            self._prepare()
+            self._rejoin(engine.state.epoch)
+        conditions, targets = self._pairs
+        device = engine.state.device
+        generator.eval()
+        with torch.inference_mode():
+            fake = torch.cat(
+                [
+                    generator(conditions[start : start + self.batch_size].to(device)).float().cpu()
+                    for start in range(0, len(conditions), self.batch_size)
+                ]
+            )
+        synthetic = self._features(fake, extract_features)
+        pooled = kernel_distance(self._real["pooled"], synthetic["pooled"], n_bootstrap=self.n_bootstrap)
+        per_sequence = {}
+        for index, sequence in enumerate(self.sequences):
+            per_sequence[sequence] = {
+                "kid": kernel_distance(self._real[sequence], synthetic[sequence], n_bootstrap=0)["kid"],
+                "l1": float((fake[:, index] - targets[:, index]).abs().mean()),
+            }
+        l1 = float((fake - targets).abs().mean())
+        report = {
+            "epoch": engine.state.epoch,
+            "kid": pooled["kid"],
+            "kid_interval": pooled["interval"],
+            "l1": l1,
+            "sequences": per_sequence,
+            "n_cases": int(len(conditions)),
+            "n_images_per_set": pooled["n_a"],
+            "extractor": describe_extractor(self._extractor),
+            "n_bootstrap": self.n_bootstrap,
+        }
+        with atomic_output(folder / "report.json", suffix=".json", overwrite=True) as temporary:
+            temporary.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        self.scores[folder.name] = pooled["kid"]
+        return {"kid": pooled["kid"], "l1": l1}
+
+    def _rejoin(self, epoch: int) -> None:
+        """After a resume: the epochs evaluated before ``epoch`` (report and weights in ``work_dir``) rejoin."""
+        for report in sorted(self.work_dir.glob("epoch_*/report.json")):
+            name = report.parent.name
+            if int(name.split("_")[1]) < epoch and (report.parent / "generator.pt").is_file():
+                self.scores[name] = float(json.loads(report.read_text(encoding="utf-8"))["kid"])
+
+    def ranking(self) -> list[tuple[str, float]]:
+        return sorted(self.scores.items(), key=lambda item: (item[1], item[0]))
+
+    def criterion(self) -> dict:
+        return {
+            "criterion": "pooled KID of the three sequences on the validation cases, lowest first",
+            "extractor": self.extractor_name,
+            "n_cases": len(self.datalist),
+        }

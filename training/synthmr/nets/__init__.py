@@ -6,12 +6,13 @@ multi-scale discriminator, and the blocks they share.
 """
 
 from synthmr.nets.blocks import ResizeConv, ResnetBlock
-from synthmr.nets.channelwise import ChannelwiseGenerators
+from synthmr.nets.channelwise import ChannelwiseDiscriminators, ChannelwiseGenerators
 from synthmr.nets.multiscale_discriminator import MultiScaleDiscriminator, patchgan70
 from synthmr.nets.pix2pix_unet import Pix2PixUNet
 from synthmr.nets.pix2pixhd import GlobalGenerator, LocalEnhancer
 
 __all__ = [
+    "ChannelwiseDiscriminators",
     "ChannelwiseGenerators",
     "GlobalGenerator",
     "LocalEnhancer",

@@ -1,4 +1,5 @@
-"""Several single-channel generators shipped as one network: channel i in, channel i out."""
+"""Several single-channel generators shipped as one network (channel i in, channel i out), and their
+discriminators side by side (pair i: condition channel i and image channel i)."""
 
 from __future__ import annotations
 
@@ -57,3 +58,55 @@ class ChannelwiseGenerators(nn.Module):
         for index, generator in enumerate(self.generators):
             outputs.append(generator(x[:, index : index + 1]))
         return torch.cat(outputs, dim=1)
+
+
+class ChannelwiseDiscriminators(nn.Module):
+    """``k`` independent discriminators run side by side, one per channel pair of a conditional discriminator input.
+
+    The counterpart of :class:`ChannelwiseGenerators` for training: with ``k`` conditions and ``k`` images stacked
+    as ``[conditions, images]`` (``(B, 2k, *spatial)``, the default discriminator input of
+    :class:`synthmr.engines.PairedGanTrainer`), discriminator ``i`` sees ``(condition_i, image_i)`` as ``(B, 2,
+    *spatial)`` and nothing else, so ``k`` conditional GANs train together yet independently (no shared weights).
+
+    ``forward`` returns the list of the ``k`` outputs, in channel order, each as its discriminator returns it (a
+    MONAI ``PatchDiscriminator``'s list of layer outputs with the logits last, or a tensor of logits).
+    :class:`synthmr.losses.AdversarialLoss` reads such a list as scales and averages the ``k`` losses, so each
+    discriminator (and each generator, through its own discriminator) gets ``1/k`` of its own GAN loss's gradient:
+    with Adam, which is invariant to a constant factor on the loss, that trains each pair as it would alone.
+
+    Args:
+        discriminators: one network per channel pair; each takes ``(B, 2, *spatial)``.
+    """
+
+    def __init__(self, discriminators: Sequence[nn.Module]) -> None:
+        super().__init__()
+        discriminators = list(discriminators)
+        if not discriminators:
+            raise InputError("ChannelwiseDiscriminators needs at least one discriminator; got none")
+        not_modules = [type(d).__name__ for d in discriminators if not isinstance(d, nn.Module)]
+        if not_modules:
+            raise InputError(
+                f"ChannelwiseDiscriminators takes torch.nn.Module discriminators; got {', '.join(not_modules)}"
+            )
+        self.discriminators = nn.ModuleList(discriminators)
+        self.channels = len(discriminators)
+
+    @classmethod
+    def of(cls, count: int, make: Callable[[], nn.Module]) -> ChannelwiseDiscriminators:
+        """``count`` discriminators, each built by calling ``make`` (fresh weights each time; ``_mode_: callable``
+        in configs)."""
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise InputError(f"ChannelwiseDiscriminators.of count must be a positive integer; got {count!r}")
+        return cls([make() for _ in range(count)])
+
+    def forward(self, x: torch.Tensor) -> list:
+        k = self.channels
+        if x.dim() < 3 or x.shape[1] != 2 * k:
+            raise InputError(
+                f"ChannelwiseDiscriminators holds {k} discriminators, so it needs input (batch, {2 * k}, *spatial): "
+                f"{k} conditions then {k} images; got shape {list(x.shape)}"
+            )
+        return [
+            discriminator(torch.cat([x[:, i : i + 1], x[:, k + i : k + i + 1]], dim=1))
+            for i, discriminator in enumerate(self.discriminators)
+        ]
