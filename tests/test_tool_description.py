@@ -77,7 +77,9 @@ def test_the_corpus_holds_valid_and_invalid_blocks():
     assert outcomes == {True, False}
 
 
-@pytest.mark.parametrize("bundle", sorted(path.name for path in (REPO / "bundles").iterdir()))
+# A bundle is a folder of bundles/ holding configs/metadata.json, as for synthmr's discovery and the bundle contract
+# (a method's training configs may land before its bundle is complete).
+@pytest.mark.parametrize("bundle", sorted(path.parents[1].name for path in (REPO / "bundles").glob("*/configs/metadata.json")))
 def test_every_bundle_passes_the_schema(bundle):
     metadata = json.loads((REPO / "bundles" / bundle / "configs" / "metadata.json").read_text())
     assert jsonschema_errors(metadata["synthmr"]) == []
