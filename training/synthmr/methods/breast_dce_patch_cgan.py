@@ -52,7 +52,7 @@ from synthmr.errors import InputError
 from synthmr.io import Volume, read_image, save_datalist, write_image
 from synthmr.metrics.extractors import describe_extractor, get_extractor
 from synthmr.metrics.fid import extract_features, frechet_distance
-from synthmr.metrics.kid import cubic_kernels, fid_is_reliable, kernel_distance, mmd_with_interval
+from synthmr.metrics.kid import cubic_kernels, fid_is_reliable, mmd_with_interval
 from synthmr.metrics.two_sample import nn_accuracy
 
 CLASSES = ("healthy", "benign", "malignant")
@@ -354,24 +354,25 @@ def evaluate_patches(
 
 
 def _kid_of_channels(features: dict, n_bootstrap: int, seed: int) -> dict:
-    """KID per channel (``kernel_distance``, interval included) and of the mean over channels, its interval
-    bootstrapped from the same resample indices in every channel (see :func:`evaluate_patches`)."""
-    channels = {
-        key: kernel_distance(a, b, n_bootstrap=n_bootstrap, seed=seed) for key, (a, b) in features.items()
+    """KID per channel (interval included) and of the mean over channels, its interval bootstrapped from the same
+    resample indices in every channel (see :func:`evaluate_patches`). Each channel's kernels are computed once and
+    serve both."""
+    kernels = {
+        key: cubic_kernels(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64))
+        for key, (a, b) in features.items()
     }
+    # The same seed for every channel and for the mean: mmd_with_interval draws the same resamples each time.
+    channels = {key: mmd_with_interval(*k, n_bootstrap=n_bootstrap, seed=seed) for key, k in kernels.items()}
     out = {
-        "kid": float(np.mean([result["kid"] for result in channels.values()])),
+        "kid": float(np.mean([value for value, _ in channels.values()])),
         "kid_interval": None,
-        "kid_channels": {key: {"kid": r["kid"], "interval": r["interval"]} for key, r in channels.items()},
+        "kid_channels": {key: {"kid": value, "interval": interval} for key, (value, interval) in channels.items()},
         "n_bootstrap": n_bootstrap,
     }
     if n_bootstrap:
         # KID is linear in the kernel matrices: the mean over channels of a resample's KIDs is the resample's KID
-        # under the channels' mean kernels, and mmd_with_interval draws the resamples in kernel_distance's order
-        # (same seed), so the mean's interval rests on the same resamples as the channels' intervals.
-        kernels = [cubic_kernels(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64))
-                   for a, b in features.values()]
-        mean_kernels = (np.mean([k[i] for k in kernels], axis=0) for i in range(3))
+        # under the channels' mean kernels.
+        mean_kernels = (np.mean([k[i] for k in kernels.values()], axis=0) for i in range(3))
         out["kid_interval"] = mmd_with_interval(*mean_kernels, n_bootstrap=n_bootstrap, seed=seed)[1]
     return out
 
