@@ -158,3 +158,88 @@ def test_a_given_inferer_is_the_one_used_and_a_monai_dataset_is_a_datalist(tmp_p
     assert read_image(written[0]["t1_post1"]).same_grid(read_image(path))
     with pytest.raises(InputError, match="SlidingWindowInferer"):
         synthesizer(tmp_path, [{"t1_pre": str(path)}], inferer=object())
+
+
+class Recorder(torch.nn.Module):
+    """Identity that records its inputs: the generator input is what ``conditions`` built."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen = []
+
+    def forward(self, x):
+        self.seen.append(x.clone())
+        return x
+
+
+def mask_guided_case(tmp_path, with_source=True):
+    """Two sequences of different ranges and a lesion mask (and its unedited twin) on one grid."""
+    first, second = oblique_volume(body(seed=1)), oblique_volume(body(seed=2) * 7 + 50)
+    lesion = np.zeros(first.array.shape, np.uint8)
+    lesion[8:12, 8:12] = 1
+    item = {"a": write_image(first, tmp_path / "a.nii.gz"), "b": write_image(second, tmp_path / "b.nii.gz"),
+            "lesion": write_image(first.with_array(lesion), tmp_path / "lesion.nii.gz"), "case_id": "c"}
+    if with_source:
+        item["source"] = write_image(first.with_array(np.roll(lesion, 4, axis=0)), tmp_path / "source.nii.gz")
+    return {key: str(value) for key, value in item.items()}, first, second
+
+
+def test_conditions_build_the_generator_input_from_images_and_unscaled_labelmaps(tmp_path):
+    item, first, second = mask_guided_case(tmp_path)
+    received = []
+
+    def conditions(arrays):
+        received.append(dict(arrays))
+        # channel 0: the lesion as +1 on -1; channel 1: the source lesion the same way
+        return np.stack([np.where(arrays["lesion"] > 0, 1.0, -1.0), np.where(arrays["source"] > 0, 1.0, -1.0)])
+
+    network = Recorder()
+    written = Synthesizer(network, [item], ["a", "b", "lesion", "source"], ["b", "a"], tmp_path / "out",
+                          labelmaps=["lesion", "source"], optional=["source"], conditions=conditions,
+                          output_scalings={"b": "b", "a": "a"}, roi_size=(16, 16))()
+    (arrays,) = received
+    assert set(arrays) == {"a", "b", "lesion", "source"}
+    np.testing.assert_array_equal(arrays["lesion"], read_image(item["lesion"]).array)  # never scaled
+    np.testing.assert_allclose(arrays["b"], second.array)  # raw intensities
+    assert {tuple(np.unique(x.numpy())) for x in network.seen} <= {(-1.0, 1.0), (-1.0,)}
+    # Output "b" is channel 0 (the lesion map) mapped back with input b's scaling, "a" with input a's.
+    for channel, (key, volume) in enumerate([("b", second), ("a", first)]):
+        scaling = IntensityScaling.fit(volume.array)
+        lesion = read_image(item["lesion" if channel == 0 else "source"]).array > 0
+        output = read_image(written[0][key])
+        assert output.same_grid(first)
+        np.testing.assert_allclose(output.array[lesion], scaling.inverse(1.0), rtol=1e-5)
+        np.testing.assert_allclose(output.array[~lesion], scaling.inverse(-1.0), rtol=1e-5)
+
+
+def test_an_optional_input_may_be_left_out_a_required_one_not(tmp_path):
+    item, _, _ = mask_guided_case(tmp_path, with_source=False)
+    seen = []
+    run = Synthesizer(Recorder(), [item], ["a", "lesion", "source"], ["a"], tmp_path / "out", labelmaps=["lesion", "source"],
+                      optional=["source"], conditions=lambda arrays: seen.append(set(arrays)) or arrays["a"][None] * 0,
+                      roi_size=(16, 16))
+    run()
+    assert seen == [{"a", "lesion"}]
+    without_lesion = {key: value for key, value in item.items() if key != "lesion"}
+    with pytest.raises(InputError, match=r"case 0 of the datalist has no lesion"):
+        Synthesizer(Recorder(), [without_lesion], ["a", "lesion"], ["a"], tmp_path / "o2", labelmaps=["lesion"])()
+
+
+def test_conditions_of_the_wrong_shape_are_one_clear_error(tmp_path):
+    item, first, _ = mask_guided_case(tmp_path)
+    run = Synthesizer(Recorder(), [item], ["a"], ["a"], tmp_path / "out", conditions=lambda arrays: arrays["a"])
+    with pytest.raises(InputError, match=r"conditions gave an array of shape \(24, 20, 5\); expected \(channels, 24, 20, 5\)"):
+        run()
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.nii.gz"))
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"labelmaps": ["x"]}, r"labelmaps \['x'\] are not among the inputs"),
+    ({"optional": ["a"]}, "the reference input 'a' .* must be a required intensity image"),
+    ({"labelmaps": ["a"]}, "the reference input 'a' .* must be a required intensity image"),
+    ({"output_scalings": {"z": "a"}}, r"output_scalings names \['z'\], which are not among the outputs"),
+    ({"output_scalings": {"a": "m"}, "labelmaps": ["m"]}, "each output must be scaled like a required intensity input"),
+])
+def test_role_arguments_are_checked_when_built(tmp_path, kwargs, message):
+    with pytest.raises(InputError, match=message):
+        Synthesizer(Recorder(), [], ["a", "m"], ["a"], tmp_path / "out", **kwargs)

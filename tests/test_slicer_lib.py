@@ -600,6 +600,24 @@ def test_edit_request_arguments_and_checks(interface):
     assert not LesionEditRequest().requested
 
 
+def test_an_edited_lesion_goes_to_the_lesion_role_and_the_unedited_one_to_the_source_role(interface, tmp_path):
+    """A bundle that declares source_lesion (it erases the traces of the lesion the images show) gets the
+    unedited lesion there and the edited one as its lesion; a bundle without it gets only the edited one."""
+    paths = write_case(tmp_path / "case")
+    edits = LesionEditRequest(mirror=True)
+
+    def run_inputs(description):
+        job = SynthesisJob(description, paths, tmp_path / f"out_{description.source_lesion}", edits=edits)
+        edit, run = job.commands()
+        assert edit[edit.index("--lesion") + 1] == str(Path(paths["tumor"]).absolute())
+        return dict(run[i + 1].split("=", 1) for i, word in enumerate(run) if word == "--input"), job
+
+    inputs, job = run_inputs(dataclasses.replace(interface, source_lesion="tumor_before"))
+    assert inputs["tumor"] == str(job.edited_lesion) and inputs["tumor_before"] == str(Path(paths["tumor"]).absolute())
+    inputs, job = run_inputs(interface)
+    assert inputs["tumor"] == str(job.edited_lesion) and "tumor_before" not in inputs
+
+
 # Running through the real runner
 
 

@@ -102,3 +102,35 @@ def test_no_inputs_only_with_a_null_reference(tmp_path, inputs, reference):
     (tmp_path / "configs" / "metadata.json").write_text(json.dumps({"synthmr": block}))
     with pytest.raises(InputError, match=r"field synthmr.inputs: a generator bundle \(reference null\) takes no input"):
         read_tool_description(tmp_path)
+
+
+def _source_block(**changes):
+    block = _with(lambda b: b["inputs"].update(source_tumor={
+        "kind": "labelmap", "labels": {"1": "tumor"}, "description": "tumour before edits", "required": False}))
+    block.update(source_lesion="source_tumor", **changes)
+    return block
+
+
+def _read(tmp_path, block):
+    (tmp_path / "configs").mkdir(exist_ok=True)
+    (tmp_path / "configs" / "metadata.json").write_text(json.dumps({"synthmr": block}))
+    return read_tool_description(tmp_path)
+
+
+def test_source_lesion_names_an_optional_labelmap_role(tmp_path):
+    assert _read(tmp_path, _source_block()).source_lesion == "source_tumor"
+    assert _read(tmp_path, TOOL_BLOCK).source_lesion is None
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda b: b.update(source_lesion="liver"), r"'liver' is not an optional labelmap input role other than the "
+                                                r"lesion \(candidates: source_tumor\)"),
+    (lambda b: b.update(source_lesion="tumor"), "'tumor' is not an optional labelmap input role other than the lesion"),
+    (lambda b: b.update(source_lesion="t1_pre"), "'t1_pre' is not an optional labelmap input role"),
+    (lambda b: b.update(lesion=None, lesion_edits=[]), "needs the lesion field"),
+])
+def test_a_wrong_source_lesion_is_refused_naming_the_field(tmp_path, change, message):
+    block = _source_block()
+    change(block)
+    with pytest.raises(InputError, match=r"field synthmr\.source_lesion: " + message):
+        _read(tmp_path, block)

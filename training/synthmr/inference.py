@@ -4,8 +4,11 @@ This is what a bundle's ``inference.yaml`` runs (docs/design.md, *Data conventio
 For every case it:
 
 1. reads the input images with :func:`synthmr.io.read_image` (clear errors for missing, corrupt or non-finite
-   files) and checks they share the grid of the first input (the reference);
-2. scales each input to [-1, 1] by its own robust range (:class:`~synthmr.transforms.IntensityScaling`);
+   files) and checks they share the grid of the first input (the reference); optional inputs may be absent;
+2. scales each intensity input (every input but the label maps) to [-1, 1] by its own robust range
+   (:class:`~synthmr.transforms.IntensityScaling`); these, stacked, are the generator's input, unless the bundle
+   gives ``conditions``, a callable that builds the generator's input from the case's images and label maps
+   (a mask-guided method's conditioning images);
 3. runs the generator: a 2D generator goes over a volume slice by slice (the slices of the last array axis are
    the batch), a 3D generator over the whole volume, both through MONAI's ``SlidingWindowInferer`` so that any
    image size works and memory stays bounded by ``roi_size`` and ``sw_batch_size``; windows are padded with -1,
@@ -14,7 +17,9 @@ For every case it:
    ``SlidingWindowInferer`` (its ``inferer``) and that inferer is the one used; an image smaller than its window
    gets one of the same settings with a window of the image's size;
 4. maps every output channel back with the reference input's scaling (a synthetic sequence lands on the units of
-   the sequence it was made from, as acquisitions on one receiver gain do) and writes it as
+   the sequence it was made from, as acquisitions on one receiver gain do), or with the scaling of the input that
+   ``output_scalings`` names for it (a synthetic version of an input sequence in that sequence's units), and writes
+   it as
    ``<output_dir>/<case_id>/<output key>.nii.gz`` on the reference grid, each file atomically.
 
 All output paths are checked before any computation, so an existing output stops the run at once unless
@@ -65,6 +70,13 @@ class Synthesizer:
         inferer: optional :class:`~monai.inferers.SlidingWindowInferer` to run the network with. Its
             ``roi_size``, ``sw_batch_size`` and ``overlap`` replace the arguments of those names, and its blending
             mode and padding value are kept; windows shrunk to a smaller image get an inferer of the same settings.
+        labelmaps: the keys of ``inputs`` that are label maps: read and checked like the others, never scaled.
+        optional: the keys of ``inputs`` a case may leave out (never the reference).
+        conditions: optional ``conditions(arrays)`` -> the generator's input ``(C, *spatial)`` in [-1, 1], from
+            ``arrays``, input key -> the case's array ``(*spatial)`` in its file's units (optional inputs the case
+            leaves out are absent). Without it, the scaled intensity inputs stacked in ``inputs`` order.
+        output_scalings: output key -> the intensity input whose scaling maps that output back (default: the
+            reference input's).
     """
 
     def __init__(
@@ -83,6 +95,10 @@ class Synthesizer:
         overwrite: bool = False,
         progress: Callable[[int, int], None] | None = None,
         inferer: SlidingWindowInferer | None = None,
+        labelmaps: Sequence[str] = (),
+        optional: Sequence[str] = (),
+        conditions: Callable[[Mapping[str, np.ndarray]], np.ndarray] | None = None,
+        output_scalings: Mapping[str, str] | None = None,
     ) -> None:
         if inferer is not None:
             if not isinstance(inferer, SlidingWindowInferer):
@@ -100,6 +116,11 @@ class Synthesizer:
         self.datalist = [dict(item) for item in cases]
         self.inputs = list(inputs)
         self.outputs = list(outputs)
+        self.labelmaps, self.optional = list(labelmaps), list(optional)
+        self.output_scalings = {key: self.inputs[0] for key in self.outputs}
+        self.output_scalings.update(output_scalings or {})
+        _check_roles(self.inputs, self.outputs, self.labelmaps, self.optional, self.output_scalings)
+        self.conditions = conditions
         self.output_dir = Path(output_dir).absolute()  # written paths stay valid from any folder
         self.device = torch.device(device)
         self.spatial_dims = spatial_dims
@@ -151,7 +172,7 @@ class Synthesizer:
 
     def _plan(self, index: int, item: dict) -> dict[str, Path]:
         """The output files of one case, refused before any work if they exist (and overwrite is off)."""
-        missing = [key for key in self.inputs if key not in item]
+        missing = [key for key in self.inputs if key not in item and key not in self.optional]
         if missing:
             raise InputError(f"case {index} of the datalist has no {', '.join(missing)} (it needs {self.inputs})")
         case_id = check_case_id(item.get("case_id") or _stem(item[self.inputs[0]]), f"case {index} of the datalist")
@@ -161,7 +182,7 @@ class Synthesizer:
         return destinations
 
     def _read_inputs(self, item: dict) -> dict[str, Volume]:
-        volumes = {key: read_image(item[key]) for key in self.inputs}
+        volumes = {key: read_image(item[key]) for key in self.inputs if key in item}
         reference = volumes[self.inputs[0]]
         for key, volume in volumes.items():
             if volume.array.ndim != volume.ndim:
@@ -191,13 +212,22 @@ class Synthesizer:
     @torch.no_grad()
     def _synthesise(self, volumes: dict[str, Volume], step: Callable[[], None]) -> np.ndarray:
         """The outputs ``(len(outputs), *spatial)`` of one case in image units; ``step()`` after every batch."""
-        reference_key = self.inputs[0]
         scalings = {
-            key: IntensityScaling.fit(volume.array, self.headroom, name=f"input {key}") for key, volume in volumes.items()
+            key: IntensityScaling.fit(volume.array, self.headroom, name=f"input {key}")
+            for key, volume in volumes.items()
+            if key not in self.labelmaps
         }
-        scaled = np.stack(
-            [np.clip(scalings[key].forward(volumes[key].array.astype(np.float32)), AIR, 1.0) for key in self.inputs]
-        )
+        if self.conditions is None:
+            scaled = np.stack(
+                [np.clip(scalings[key].forward(volumes[key].array.astype(np.float32)), AIR, 1.0) for key in scalings]
+            )
+        else:
+            scaled = np.asarray(self.conditions({key: volume.array for key, volume in volumes.items()}), np.float32)
+            expected = volumes[self.inputs[0]].array.shape
+            if scaled.ndim != len(expected) + 1 or scaled.shape[1:] != expected:
+                raise InputError(
+                    f"conditions gave an array of shape {scaled.shape}; expected (channels, {', '.join(map(str, expected))})"
+                )
         two_d_image = scaled.ndim == 3  # (C, H, W)
         if two_d_image:
             scaled = scaled[..., None]
@@ -213,7 +243,9 @@ class Synthesizer:
                 step()
         if two_d_image:
             result = result[..., 0]
-        return scalings[reference_key].inverse(result).astype(np.float32)
+        for channel, key in enumerate(self.outputs):
+            result[channel] = scalings[self.output_scalings[key]].inverse(result[channel])
+        return result
 
     def _infer(self, batch: torch.Tensor) -> np.ndarray:
         # A window no larger than the image (rounded up to the generator's size multiple): a small image is
@@ -239,6 +271,25 @@ class Synthesizer:
                 f"({self.outputs})"
             )
         return output.float().cpu().numpy()
+
+
+def _check_roles(
+    inputs: list[str], outputs: list[str], labelmaps: list[str], optional: list[str], scalings: Mapping[str, str]
+) -> None:
+    """The keys that name inputs name inputs, the reference is a required intensity image, and every output is
+    mapped back by an intensity input's scaling."""
+    for name, keys in (("labelmaps", labelmaps), ("optional", optional)):
+        unknown = [key for key in keys if key not in inputs]
+        if unknown:
+            raise InputError(f"{name} {unknown} are not among the inputs {inputs}")
+    if inputs[0] in labelmaps or inputs[0] in optional:
+        raise InputError(f"the reference input {inputs[0]!r} (the first) must be a required intensity image")
+    unknown = [key for key in scalings if key not in outputs]
+    if unknown:
+        raise InputError(f"output_scalings names {unknown}, which are not among the outputs {outputs}")
+    wrong = {out: key for out, key in scalings.items() if key not in inputs or key in labelmaps or key in optional}
+    if wrong:
+        raise InputError(f"output_scalings {wrong}: each output must be scaled like a required intensity input")
 
 
 def _stem(path: str | os.PathLike) -> str:

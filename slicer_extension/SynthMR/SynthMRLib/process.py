@@ -226,6 +226,10 @@ class SynthesisJob:
             if organ_role is not None and organ_role in inputs:
                 command += ["--organ", str(inputs[organ_role])]
             steps.append(_Step(EDIT_STAGE, command + self.edits.arguments()))
+            source_role = self.description.source_lesion
+            if source_role is not None and lesion_role in inputs and source_role not in inputs:
+                # The images show the unedited lesion: a bundle that erases its traces (its outline) needs it.
+                inputs[source_role] = inputs[lesion_role]
             inputs[lesion_role] = self.edited_lesion
         command = [*module, "run", str(self.description.bundle_dir)]
         for role, path in inputs.items():

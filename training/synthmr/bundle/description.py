@@ -86,6 +86,8 @@ class ToolDescription:
             bundle (no inputs).
         organ_mask: labelmap input role lesion edits are clipped to, or None.
         lesion: labelmap input role holding the lesion, or None.
+        source_lesion: optional labelmap input role for the unedited lesion (what the input images show) when
+            the lesion input is an edited one, or None.
         lesion_edits: the supported lesion edits, from :data:`LESION_EDITS`.
         demo: ``{"organ", "seed", "phantom"}`` of the demo case, or None.
         requires: the synthmr versions the bundle works with (a PEP 440 specifier), or None.
@@ -98,6 +100,7 @@ class ToolDescription:
     reference: str | None
     organ_mask: str | None = None
     lesion: str | None = None
+    source_lesion: str | None = None
     lesion_edits: tuple[str, ...] = field(default_factory=tuple)
     demo: dict | None = None
     requires: str | None = None
@@ -170,6 +173,16 @@ def _role_reference_error(block: Mapping[str, Any]) -> tuple[list[str], str] | N
         if value is not None and value not in labelmaps:
             listed = ", ".join(labelmaps) or "none"
             return [BLOCK_KEY, field_name], f"{value!r} is not a labelmap input role (labelmap inputs: {listed})"
+    source = block.get("source_lesion")
+    if source is not None:
+        optional = [name for name in labelmaps if not inputs[name].get("required", True)]
+        if block.get("lesion") is None:
+            return [BLOCK_KEY, "source_lesion"], "needs the lesion field: it holds the lesion before lesion's edits"
+        if source not in optional or source == block["lesion"]:
+            listed = ", ".join(name for name in optional if name != block["lesion"]) or "none"
+            return [BLOCK_KEY, "source_lesion"], (
+                f"{source!r} is not an optional labelmap input role other than the lesion (candidates: {listed})"
+            )
     return None
 
 
@@ -200,6 +213,7 @@ def _description(bundle_dir: Path, block: Mapping[str, Any]) -> ToolDescription:
         reference=block["reference"],
         organ_mask=block.get("organ_mask"),
         lesion=block.get("lesion"),
+        source_lesion=block.get("source_lesion"),
         lesion_edits=tuple(block.get("lesion_edits", [])),
         demo=demo,
         requires=block.get("requires"),

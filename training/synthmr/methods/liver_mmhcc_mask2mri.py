@@ -238,6 +238,27 @@ class OverlayTumourd(MapTransform):
         return d
 
 
+class NoEdgesd(MapTransform):
+    """Empty edge maps (no pixel is an edge) in place of :class:`CannyEdgesd`'s: the conditioning image is then
+    the tumour mask alone, the input of the baseline without edge guidance (issue: Pix2Pix on the mask only).
+
+    Args:
+        keys: images, ``(1, H, W)``; each gives its edge map's grid.
+        output_keys: where each edge map goes (default ``edges_key(key)``).
+    """
+
+    def __init__(self, keys: KeysCollection, output_keys: Sequence[str] | None = None) -> None:
+        MapTransform.__init__(self, keys)
+        self.output_keys = _output_keys(self.keys, output_keys, edges_key, "NoEdgesd")
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        d = dict(data)
+        for key, output_key in zip(self.keys, self.output_keys):
+            blank = np.zeros_like(_slice(d, key), dtype=np.float32)
+            d[output_key] = convert_to_dst_type(blank[None], d[key], dtype=np.float32)[0]
+        return d
+
+
 class AugmentTumourd(Randomizable, MapTransform):
     """Replace the tumour label map by a randomly zoomed, rotated, flipped and translated copy kept inside the
     liver (decision 4); redraw while nothing of it is left inside the liver.
@@ -357,15 +378,17 @@ def training_conditions(
     low_threshold: float | Sequence[float] = CANNY_RANGES["low_threshold"],
     high_threshold: float | Sequence[float] = CANNY_RANGES["high_threshold"],
     margin: int = EDGE_MARGIN,
+    edge_guidance: bool = True,
 ) -> Compose:
     """Conditioning images of a training pair: the case's own tumour on its edges, Canny parameters drawn.
 
     Adds ``condition_key(s)`` for each sequence and their stack ``INPUT_KEY`` ``(len(sequences), H, W)``; the
-    images and masks stay (the images are the targets).
+    images and masks stay (the images are the targets). ``edge_guidance=False`` leaves the edges out (the tumour
+    mask on background only: the baseline without edge guidance).
     """
     edges = CannyEdgesd(
         [*sequences], sigma=sigma, low_threshold=low_threshold, high_threshold=high_threshold, margin=margin
-    )
+    ) if edge_guidance else NoEdgesd([*sequences])
     return _conditions(sequences, None, edges, margin)
 
 
@@ -381,16 +404,17 @@ def generation_conditions(
     flip_prob: float = FLIP_PROB,
     translate_mm: float = TRANSLATE_MM,
     max_tries: int = MAX_TRIES,
+    edge_guidance: bool = True,
 ) -> Compose:
     """Conditioning images of a new case: the real edges (source tumour erased) with an augmented tumour on top.
 
     Adds ``condition_key(s)`` and ``INPUT_KEY`` as :func:`training_conditions` does and replaces ``tumor`` by the
-    new tumour mask (the one the synthetic images will show). Arguments: see :class:`CannyEdgesd` and
-    :class:`AugmentTumourd`.
+    new tumour mask (the one the synthetic images will show). Arguments: see :class:`CannyEdgesd`,
+    :class:`AugmentTumourd` and :func:`training_conditions`.
     """
     edges = CannyEdgesd(
         [*sequences], sigma=sigma, low_threshold=low_threshold, high_threshold=high_threshold, margin=margin
-    )
+    ) if edge_guidance else NoEdgesd([*sequences])
     augment = AugmentTumourd(
         zoom=zoom,
         rotate_deg=rotate_deg,
@@ -402,7 +426,7 @@ def generation_conditions(
     return _conditions(sequences, augment, edges, margin)
 
 
-def _conditions(sequences: Sequence[str], augment: AugmentTumourd | None, edges: CannyEdgesd, margin: int) -> Compose:
+def _conditions(sequences: Sequence[str], augment: AugmentTumourd | None, edges: MapTransform, margin: int) -> Compose:
     """Edges (of the source tumour's case), then the tumour to overlay (augmented or not), overlay, stack."""
     if not sequences or len(set(sequences)) != len(sequences):
         raise InputError(f"sequences must be distinct image keys, at least one; got {list(sequences)}")
@@ -453,6 +477,71 @@ def draw_conditions(
     transforms.set_random_state(seed=int(seed))
     keep = [*(condition_key(s) for s in sequences), INPUT_KEY, TUMOR]
     return [{key: drawn[key] for key in keep} for drawn in (transforms(dict(data)) for _ in range(n))]
+
+
+SOURCE_TUMOR = "source_tumor"  # the tumour as the input images show it, when ``tumor`` is an edited one
+
+
+class InferenceConditions:
+    """The generator's input for one case at inference (``conditions`` of :class:`synthmr.inference.Synthesizer`):
+    slice by slice, the Canny edges of each sequence (fixed parameters, :data:`CANNY_FIXED`) with the source
+    tumour's edges erased, and the tumour, clipped to the liver, laid on top (decisions 1-3).
+
+    The tumour to draw is ``tumor``; the tumour the images show is ``source_tumor`` when given (a moved, scaled,
+    mirrored or transplanted tumour: the edges of the old one are erased so that it leaves no outline), else
+    ``tumor`` itself. The tumour is clipped to the liver mask, as in training data generation (decision 4).
+
+    Args:
+        sequences: the image keys, in network channel order.
+        canny: Canny's ``sigma``, ``low_threshold`` and ``high_threshold`` (default :data:`CANNY_FIXED`).
+        margin: the edge-free band around tumours, pixels.
+        edge_guidance: False for the baseline without edges (the tumour mask alone).
+    """
+
+    def __init__(
+        self,
+        sequences: Sequence[str] = SEQUENCES,
+        canny: Mapping[str, float] | None = None,
+        margin: int = EDGE_MARGIN,
+        edge_guidance: bool = True,
+    ) -> None:
+        self.sequences = list(sequences)
+        canny = dict(CANNY_FIXED if canny is None else canny)
+        if edge_guidance:
+            edges: MapTransform = CannyEdgesd(self.sequences, tumor_key=SOURCE_TUMOR, margin=margin, **canny)
+        else:
+            edges = NoEdgesd(self.sequences)
+        self.transforms = _conditions(self.sequences, None, edges, margin)
+
+    def __call__(self, arrays: Mapping[str, np.ndarray]) -> np.ndarray:
+        """``arrays``: the sequences, ``liver`` and ``tumor`` (optionally ``source_tumor``), each ``(H, W)`` or
+        ``(H, W, D)`` (axial slices along the last axis) on one grid. Returns ``(len(sequences), *spatial)``."""
+        keys = [*self.sequences, LIVER, TUMOR]
+        missing = [key for key in keys if key not in arrays]
+        if missing:
+            raise InputError(f"the case lacks {missing} (needs {keys}, optionally {SOURCE_TUMOR!r})")
+        shape = np.shape(arrays[self.sequences[0]])
+        for key in [*keys, SOURCE_TUMOR]:
+            if key in arrays and np.shape(arrays[key]) != shape:
+                raise InputError(f"{key!r} has shape {np.shape(arrays[key])} but {self.sequences[0]!r} has {shape}")
+        if len(shape) not in (2, 3):
+            raise InputError(f"expected 2D slices or 3D volumes; {self.sequences[0]!r} has shape {shape}")
+        tumour = (np.asarray(arrays[TUMOR]) != 0) & (np.asarray(arrays[LIVER]) != 0)
+        if not tumour.any():
+            raise InputError(
+                f"the tumour mask {TUMOR!r} lies entirely outside the liver mask {LIVER!r}: no tumour to draw "
+                "(tumours are clipped to the liver)"
+            )
+        source = np.asarray(arrays.get(SOURCE_TUMOR, arrays[TUMOR])) != 0
+        volume = {key: np.asarray(arrays[key], dtype=np.float32) for key in self.sequences}
+        volume[TUMOR], volume[SOURCE_TUMOR] = tumour.astype(np.float32), source.astype(np.float32)
+        if len(shape) == 2:
+            return self._slice(volume, None)
+        return np.stack([self._slice(volume, z) for z in range(shape[2])], axis=-1)
+
+    def _slice(self, volume: Mapping[str, np.ndarray], z: int | None) -> np.ndarray:
+        item = {key: (array if z is None else array[..., z])[None] for key, array in volume.items()}
+        return np.asarray(self.transforms(item)[INPUT_KEY], dtype=np.float32)
 
 
 def _load_case(case: Mapping, keys: Sequence[str]) -> dict:
@@ -606,7 +695,7 @@ def _output_keys(keys: Sequence[Hashable], output_keys: Sequence[str] | None, de
 TARGET_KEY = "target"  # the three real sequences stacked: the generator's target
 
 
-def pair_transforms(sequences: Sequence[str] = SEQUENCES, fixed_canny: bool = False) -> Compose:
+def pair_transforms(sequences: Sequence[str] = SEQUENCES, fixed_canny: bool = False, edge_guidance: bool = True) -> Compose:
     """Datalist item (paths of ``sequences`` and ``tumor``) -> ``{INPUT_KEY: (k, H, W), TARGET_KEY: (k, H, W)}``,
     float32 in [-1, 1] (targets) and {-1, 0, 1} (conditions), channel i being ``sequences[i]`` (decisions 6-8).
 
@@ -614,6 +703,7 @@ def pair_transforms(sequences: Sequence[str] = SEQUENCES, fixed_canny: bool = Fa
         sequences: image keys, in network channel order.
         fixed_canny: Canny parameters fixed at :data:`CANNY_FIXED` (validation) instead of drawn from
             :data:`CANNY_RANGES` (training).
+        edge_guidance: False for conditioning images without edges (the tumour mask only: the baseline).
     """
     from monai.transforms import EnsureTyped, SelectItemsd
 
@@ -628,7 +718,7 @@ def pair_transforms(sequences: Sequence[str] = SEQUENCES, fixed_canny: bool = Fa
             _RequireKeysd(keys),
             LoadImaged(keys, ensure_channel_first=True, image_only=True),
             EnsureTyped(keys, dtype=torch.float32, track_meta=False),
-            training_conditions(sequences, **canny),
+            training_conditions(sequences, **canny, edge_guidance=edge_guidance),
             RobustScaled(sequences),
             ConcatItemsd(sequences, TARGET_KEY, dim=0),
             SelectItemsd([INPUT_KEY, TARGET_KEY]),
@@ -675,6 +765,8 @@ class PooledKidSelection(CheckpointSelection):
         extractor, extractor_weights: the feature extractor (:func:`synthmr.metrics.extractors.get_extractor`).
         batch_size: validation cases per generator forward pass.
         n_bootstrap: resamples of the KID interval in the report (the ranking uses the point value).
+        edge_guidance: the conditioning images the generator was trained on: with edges (the method) or the
+            tumour mask only (the baseline).
     """
 
     score_name = "kid"
@@ -691,8 +783,10 @@ class PooledKidSelection(CheckpointSelection):
         extractor_weights: str | os.PathLike | None = None,
         batch_size: int = 8,
         n_bootstrap: int = 200,
+        edge_guidance: bool = True,
     ) -> None:
         super().__init__(generator, work_dir, best_path, interval)
+        self.edge_guidance = bool(edge_guidance)
         datalist = [dict(item) for item in datalist]
         if len(datalist) < 2:
             raise InputError(f"PooledKidSelection needs at least 2 validation cases for KID; got {len(datalist)}")
@@ -710,7 +804,7 @@ class PooledKidSelection(CheckpointSelection):
         from synthmr.metrics.extractors import get_extractor
         from synthmr.metrics.fid import extract_features
 
-        dataset = Dataset(self.datalist, pair_transforms(self.sequences, fixed_canny=True))
+        dataset = Dataset(self.datalist, pair_transforms(self.sequences, fixed_canny=True, edge_guidance=self.edge_guidance))
         items = [dataset[i] for i in range(len(dataset))]
         shapes = {tuple(item[INPUT_KEY].shape) for item in items}
         if len(shapes) != 1:
@@ -788,4 +882,6 @@ class PooledKidSelection(CheckpointSelection):
             "criterion": "pooled KID of the three sequences on the validation cases, lowest first",
             "extractor": self.extractor_name,
             "n_cases": len(self.datalist),
+            "edge_guidance": self.edge_guidance,
         }
+
