@@ -134,6 +134,22 @@ def test_discriminator_i_sees_condition_i_and_image_i(discriminators):
         assert torch.allclose(output[-1], expected[-1])
 
 
+
+def test_unconditional_discriminator_i_sees_image_i_alone():
+    from monai.networks.nets import PatchDiscriminator
+
+    from synthmr.nets import ChannelwiseDiscriminators
+
+    torch.manual_seed(0)
+    make = lambda: PatchDiscriminator(spatial_dims=2, channels=4, in_channels=1, out_channels=1, num_layers_d=2)
+    unconditional = ChannelwiseDiscriminators.of(3, make, conditional=False).eval()
+    images = torch.randn(2, 3, 32, 32)
+    for i, (output, d) in enumerate(zip(unconditional(images), unconditional.discriminators)):
+        assert torch.allclose(output[-1], d(images[:, i : i + 1])[-1])
+    with pytest.raises(InputError, match=r"3 unconditional discriminators, so it needs input \(batch, 3, \*spatial\)"):
+        unconditional(torch.cat([images, images], dim=1))
+
+
 @pytest.mark.parametrize("channel", [1, 4])  # condition 1, image 1 of the 6 input channels
 def test_perturbing_one_pair_changes_only_its_output(discriminators, channel):
     x = torch.randn(1, 6, 32, 32)

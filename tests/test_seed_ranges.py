@@ -14,7 +14,7 @@ import yaml
 
 BUNDLES = sorted(path.parent.parent for path in (Path(__file__).parents[1] / "bundles").glob("*/configs/metadata.json"))
 CALL = re.compile(r"phantom_datalist\((?P<arguments>.*)\)")
-ROLES = {"train_datalist": "training", "val_datalist": "validation", "test_datalist": "held-out",
+ROLES = {"train_datalist": "training", "generate_sources": "training", "val_datalist": "validation", "test_datalist": "held-out",
          "pool_cases": "benefit pool", "test_cases": "benefit test"}
 
 

@@ -354,6 +354,60 @@ class SynthMR:
             trust_bundle=_flag(trust_bundle, "--trust-bundle"),
         )
 
+    def generate(
+        self,
+        bundle: str,
+        n: int = 1000,
+        from_: str | None = None,
+        out: str | None = None,
+        seed: int = 0,
+        section: str = "training",
+        device: str | None = None,
+        overwrite: bool = False,
+        trust_bundle: bool = False,
+        **overrides,
+    ) -> None:
+        """Make a synthetic data set from real cases with a conditional bundle: N new cases, each with its images,
+        masks (the lesion they show) and a datalist, reproducible from --seed.
+
+        Runs the bundle's configs/generate.yaml (synthmr.bundle.generate). liver_mmhcc_mask2mri, for instance, moves,
+        zooms, rotates and mirrors each real case's tumour inside its liver and generates the three sequences that
+        show it (the paper's 1,000-case set). The set is written to a staging folder and moved into place when it
+        is complete.
+
+        Example: synthmr generate liver_mmhcc_mask2mri --n 1000 --from real/datalist.json --out synthetic --seed 0
+
+        Args:
+            bundle: bundle name (see `synthmr bundles`) or bundle folder.
+            n: number of new cases.
+            from_: datalist JSON of the real cases (--from), with the bundle's input roles as keys (default: the
+                bundle's own phantom cases).
+            out: the folder to write (new or empty, unless --overwrite).
+            seed: the set's seed.
+            section: the datalist's list to read (training, validation, ...).
+            device: cpu or cuda (default: cuda when available).
+            overwrite: replace an existing output folder once the new set is complete.
+            trust_bundle: run a bundle that is not shipped with synthmr (see `synthmr run --help`).
+            overrides: further ids of the bundle's configs, as on `python -m monai.bundle run`.
+        """
+        from synthmr.bundle.generate import describe_set, run_bundle_generate
+
+        if out is None:
+            raise InputError("--out is required: the folder to write the synthetic cases to")
+        run_bundle_generate(
+            str(bundle),
+            _integer(n, "--n"),
+            None if from_ is None else str(from_),
+            str(out),
+            seed=_integer(seed, "--seed"),
+            section=str(section),
+            device=None if device is None else str(device),
+            overwrite=_flag(overwrite, "--overwrite"),
+            trust_bundle=_flag(trust_bundle, "--trust-bundle"),
+            overrides={key: list(value) if isinstance(value, tuple) else value for key, value in overrides.items()},
+        )
+        print(describe_set(out))
+
     def bundles(self) -> None:
         """List the bundles `synthmr run` finds by name, with their inputs and outputs.
 
@@ -497,6 +551,23 @@ def _gather_repeated(argv: list[str], flag: str, short: str) -> list[str]:
     return [*rest, flag, repr(values), *argv[end:]]
 
 
+# Flags that are Python keywords, as the parameters fire maps them to.
+_FIRE_NAMES = {"--from": "--from_"}
+
+
+def _fire_name(arg: str) -> str:
+    """``arg`` with a keyword flag (``--from`` or ``--from=X``) renamed to its parameter's flag."""
+    flag, equals, value = arg.partition("=")
+    return _FIRE_NAMES.get(flag, flag) + equals + value
+
+
+def _integer(value, flag: str) -> int:
+    """A whole number given on the command line (fire reads 3.0 as a float, "3" as an int)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+        raise InputError(f"{flag} must be a whole number; got {value!r}")
+    return int(value)
+
+
 def _names(value: str | list[str] | tuple[str, ...] | None) -> list[str] | None:
     """A comma-separated string (or fire's list or tuple) as a list of names."""
     if value is None:
@@ -512,7 +583,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         with _end_on_signals():
-            fire.Fire(SynthMR, command=_gather_repeated(argv, "--input", "-i"), name="synthmr")
+            command = [_fire_name(arg) for arg in _gather_repeated(argv, "--input", "-i")]
+            fire.Fire(SynthMR, command=command, name="synthmr")
     except InputError as err:
         return _fail(str(err), 2)
     except ModuleNotFoundError as err:  # a command of the "train" extra (phantom, evaluate, demo) without it

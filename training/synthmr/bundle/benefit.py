@@ -22,29 +22,16 @@ from typing import Any
 
 from synthmr.bundle.description import metadata_path, read_tool_description
 from synthmr.bundle.discovery import find_bundle
-from synthmr.bundle.runner import (
-    check_device,
-    check_synthmr_version,
-    check_trust,
-    inference_config,
-    run_config_workflow,
-)
-from synthmr.errors import InputError
+from synthmr.bundle.runner import check_synthmr_version, check_trust, overlay_config, run_overlay
 from synthmr.io import read_json
 from synthmr.io._atomic import check_output_location
-
-BENEFIT_CONFIGS = ("benefit.yaml", "benefit.json")
 
 
 def benefit_config(bundle_dir: Path) -> Path:
     """The bundle's benefit overlay, or an :class:`InputError` saying the bundle declares none."""
-    for name in BENEFIT_CONFIGS:
-        path = bundle_dir / "configs" / name
-        if path.is_file():
-            return path
-    raise InputError(
-        f"bundle {bundle_dir.name} declares no downstream-benefit experiment (no configs/benefit.yaml): it does not "
-        "say how it makes labelled synthetic training data"
+    return overlay_config(
+        bundle_dir, "benefit", "declares no downstream-benefit experiment: it does not say how it makes labelled "
+        "synthetic training data"
     )
 
 
@@ -81,23 +68,8 @@ def run_bundle_benefit(
     bundle_dir = description.bundle_dir
     check_synthmr_version(description)
     check_trust(bundle_dir, trust_bundle)
-    configs = [inference_config(bundle_dir), benefit_config(bundle_dir)]
-    settings: dict[str, Any] = {"bundle_root": str(bundle_dir)}
-    if device is not None:
-        check_device(device)
-        settings["device"] = f"$torch.device('{device}')"
+    overlay = benefit_config(bundle_dir)
     work_dir = Path(work_dir) if work_dir is not None else default_work_dir(bundle_dir)
     check_output_location(work_dir, {f"bundle {description.name}": bundle_dir})
-    settings["benefit_dir"] = str(work_dir.absolute())
-    settings.update(overrides or {})
-
-    from monai.bundle import ConfigParser  # slow to import: only once the checks have passed
-
-    parser = ConfigParser()
-    parser.read_config([str(path) for path in configs])
-    unknown = sorted(key for key in overrides or {} if key.split("#")[0] not in parser.get())
-    if unknown:
-        names = ", ".join(path.name for path in configs)
-        raise InputError(f"bundle {description.name}: no config id {', '.join(map(repr, unknown))} in {names}")
-    run_config_workflow(description, configs, workflow_type=None, **settings)
+    run_overlay(description, overlay, {"benefit_dir": str(work_dir.absolute())}, overrides, device)
     return read_json(work_dir / "report.json", "benefit report")

@@ -384,6 +384,44 @@ def run_config_workflow(
         raise InputError(f"bundle {description.name}: {problem}") from None
 
 
+def overlay_config(bundle_dir: Path, stem: str, missing: str) -> Path:
+    """``configs/<stem>.yaml`` (or ``.json``) of the bundle: an overlay on its inference config; ``missing`` says
+    in the :class:`InputError` what a bundle without one does not declare."""
+    for suffix in (".yaml", ".json"):
+        path = bundle_dir / "configs" / f"{stem}{suffix}"
+        if path.is_file():
+            return path
+    raise InputError(f"bundle {bundle_dir.name} {missing} (no configs/{stem}.yaml)")
+
+
+def run_overlay(
+    description: ToolDescription,
+    overlay: Path,
+    settings: Mapping[str, Any],
+    overrides: Mapping[str, Any] | None = None,
+    device: str | None = None,
+) -> None:
+    """Run the bundle's inference config with ``overlay`` merged over it, ``settings`` (ids the command sets) and
+    the user's ``overrides`` (ids of the configs; an unknown id is refused), on ``device`` (default: the
+    config's). The caller has made the version and trust checks."""
+    configs = [inference_config(description.bundle_dir), overlay]
+    values: dict[str, Any] = {"bundle_root": str(description.bundle_dir), **settings}
+    if device is not None:
+        check_device(device)
+        values["device"] = f"$torch.device('{device}')"
+    values.update(overrides or {})
+
+    from monai.bundle import ConfigParser  # slow to import: only once the checks have passed
+
+    parser = ConfigParser()
+    parser.read_config([str(path) for path in configs])
+    unknown = sorted(key for key in overrides or {} if key.split("#")[0] not in parser.get())
+    if unknown:
+        names = ", ".join(path.name for path in configs)
+        raise InputError(f"bundle {description.name}: no config id {', '.join(map(repr, unknown))} in {names}")
+    run_config_workflow(description, configs, workflow_type=None, **values)
+
+
 def user_error_in(error: BaseException) -> str | None:
     """The message of the first user mistake in the chain of causes of ``error``, or None.
 

@@ -29,7 +29,8 @@ left out) or two datalist JSON files. What :func:`evaluate` does, in order:
    says whether both sets have at least :data:`~synthmr.metrics.kid.FID_SAMPLES_PER_FEATURE` slices per feature.
    With the default metrics FID is reported only then (KID always); asked for by name it is computed at any size,
    because ranking checkpoints that all share one sample size (SAMe during training) is still fair, and
-   :func:`format_table` marks an unreliable value.
+   :func:`format_table` marks an unreliable value. Its 95 % bootstrap interval
+   (:func:`synthmr.metrics.fid.frechet_distance_with_interval`) is in ``details["fid"]["interval"]``.
 
 The report names the extractor and its weights (:func:`synthmr.metrics.extractors.describe_extractor`), because
 FID and 1-NN values from different extractors are not comparable.
@@ -54,7 +55,7 @@ from synthmr.io._atomic import check_destination, finite_or_none, write_json
 from synthmr.io.image import image_extension
 from synthmr.metrics import extractors
 from synthmr.metrics.diversity import ms_ssim_diversity, ms_ssim_settings
-from synthmr.metrics.fid import extract_features, frechet_distance
+from synthmr.metrics.fid import extract_features, frechet_distance_with_interval
 from synthmr.metrics.image import paired_metrics
 from synthmr.metrics.kid import FID_SAMPLES_PER_FEATURE, fid_is_reliable, kernel_distance
 from synthmr.metrics.same import Direction, rank_candidates
@@ -66,6 +67,8 @@ METRICS = PAIRED_METRICS + DISTRIBUTION_METRICS
 _FEATURE_METRICS = ("fid", "kid", "nn_accuracy")
 # Resamples of KID's bootstrap interval: enough for stable 2.5th and 97.5th percentiles, and cheap (no new features).
 KID_BOOTSTRAP = 1000
+# Resamples of FID's bootstrap interval (synthmr.metrics.fid.frechet_distance_with_interval): as many as KID's.
+FID_BOOTSTRAP = 1000
 
 # Robust intensity range of one image: ignores the few hottest and coldest voxels (vessels, artefacts).
 _PERCENTILES = (0.5, 99.5)
@@ -199,9 +202,17 @@ def _feature_metrics(
     common = {"extractor": report["extractor"], "n_real": n_real, "n_fake": n_fake, "feature_dim": feature_dim}
     reliable = fid_is_reliable(n_real, n_fake, feature_dim)
     if "fid" in metrics and (reliable or not fid_only_if_reliable):
-        value = frechet_distance(real_features, fake_features)
-        report["metrics"]["fid"] = value
-        report["details"]["fid"] = {"fid": value, **common, "reliable": reliable}
+        result = frechet_distance_with_interval(real_features, fake_features, n_bootstrap=FID_BOOTSTRAP, seed=seed)
+        report["metrics"]["fid"] = result["fid"]
+        report["details"]["fid"] = {
+            "fid": result["fid"],
+            "interval": result["interval"],
+            "percentile_interval": result["percentile_interval"],
+            "bootstrap_bias": result["bootstrap_bias"],
+            **common,
+            "n_bootstrap": result["n_bootstrap"],
+            "reliable": reliable,
+        }
     elif "fid" in metrics:
         report["details"]["fid_left_out"] = (
             f"FID not reported: {min(n_real, n_fake)} slices < {FID_SAMPLES_PER_FEATURE} x {feature_dim} features; "
@@ -427,17 +438,18 @@ def _number(value) -> str:
 
 
 def _metric_note(name: str, details: Mapping) -> str:
-    """KID's interval, or the warning on an FID from sets too small for it; empty for other metrics."""
+    """KID's and FID's intervals, and the warning on an FID from sets too small for it; empty for other metrics."""
     detail = details.get(name)
     if not isinstance(detail, Mapping):
         return ""
-    if name == "kid" and detail.get("interval"):
+    notes = []
+    if name in ("kid", "fid") and detail.get("interval"):
         low, high = detail["interval"]
-        return f"95 % interval [{_number(low)}, {_number(high)}]"
+        notes.append(f"95 % interval [{_number(low)}, {_number(high)}]")
     if name == "fid" and detail.get("reliable") is False:
         n = min(detail["n_real"], detail["n_fake"])
-        return f"(n = {n} < {FID_SAMPLES_PER_FEATURE} x {detail['feature_dim']} features: biased; see kid)"
-    return ""
+        notes.append(f"(n = {n} < {FID_SAMPLES_PER_FEATURE} x {detail['feature_dim']} features: biased; see kid)")
+    return "  ".join(notes)
 
 
 def select_checkpoint(

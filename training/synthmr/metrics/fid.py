@@ -24,6 +24,9 @@ What is done instead needs no matrix square root: with centred feature matrices 
 With QR factors ``A = Q_a R_a`` the singular values of ``A B^T`` are those of the small ``R_a R_b^T``
 (min(n_a, D) x min(n_b, D)), so the cost is a QR per set plus one small SVD, exact for any n and D, with no eps.
 On well-conditioned inputs it agrees with MONAI's ``get_fid_score`` to rounding (tests/test_fid.py checks it).
+
+:func:`frechet_distance_with_interval` adds a 95 % bootstrap interval (both sets resampled independently), moved by
+the bootstrap's own bias estimate so that it is centred as the point value is (see its docstring).
 """
 
 from __future__ import annotations
@@ -193,3 +196,66 @@ def fid(real_images, fake_images, extractor: nn.Module | str = "domain", batch_s
         "n_fake": int(fake.shape[0]),
         "feature_dim": int(real.shape[1]),
     }
+
+
+# Two-sided coverage of the bootstrap interval of :func:`frechet_distance_with_interval`.
+FID_CONFIDENCE = 0.95
+
+
+def frechet_distance_with_interval(features_a, features_b, n_bootstrap: int = 1000, seed: int = 0) -> dict:
+    """:func:`frechet_distance` of two feature sets and its 95 % bootstrap interval.
+
+    Each resample draws the rows of each set with replacement, independently of the other set (the two sets are
+    independent samples), and recomputes :func:`frechet_distance` on them. The percentile interval of those
+    values (their 2.5th and 97.5th percentiles) is biased upward for FID: a resample holds only about 63 % distinct
+    rows, so its covariance estimates are poorer and its FID larger than the point value's, by much when the
+    sets hold few rows per feature (identical sets of 600 x 256 Gaussian features: point value 0, percentile
+    interval about [42, 52]). The reported ``interval`` is therefore that percentile interval moved by the
+    bootstrap's estimate of its own bias, ``mean(resampled) - fid`` (Efron and Tibshirani, *An Introduction to
+    the Bootstrap*, 1993, ch. 10), clipped at 0: it keeps the spread of the resampled values and is centred as the
+    point value is. The raw percentile interval and the bias are reported beside it. The interval describes how
+    much the value would move with another draw of as many images; it does not remove FID's own small-sample bias
+    (:mod:`synthmr.metrics.kid`), so compare FIDs only between sets of the same sizes.
+
+    Cost: one :func:`frechet_distance` per resample (two QR factorisations and one small SVD), about 35 ms for
+    600 x 256 features on one CPU core. When both sets together have fewer rows than features, both are first
+    expressed in an orthonormal basis of the span of all their rows (exact: every mean and covariance of a resample
+    lies in that span and the distance is invariant to rotations), so resamples cost as for ``n_a + n_b`` features.
+
+    Args:
+        features_a, features_b: arrays or tensors ``(n, D)`` with the same ``D`` and ``n >= 2``.
+        n_bootstrap: resamples (0: no interval).
+        seed: seed of the resampling.
+
+    Returns:
+        ``{"fid": float, "interval": [low, high] or None, "percentile_interval": [low, high] or None,
+        "bootstrap_bias": float or None, "n_a": int, "n_b": int, "n_bootstrap": int}``.
+
+    Raises:
+        InputError: as :func:`frechet_distance`; a negative or non-integer ``n_bootstrap`` or ``seed``.
+    """
+    if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, (int, np.integer)) or n_bootstrap < 0:
+        raise InputError(f"n_bootstrap must be a non-negative integer, got {n_bootstrap!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise InputError(f"seed must be a non-negative integer, got {seed!r}")
+    a = _feature_matrix(features_a, "features_a")
+    b = _feature_matrix(features_b, "features_b")
+    value = frechet_distance(a, b)  # also checks that the feature sizes agree
+    n_a, n_b = len(a), len(b)
+    result = {"fid": value, "interval": None, "percentile_interval": None, "bootstrap_bias": None}
+    if n_bootstrap:
+        if n_a + n_b < a.shape[1]:
+            # Rows of both sets in an orthonormal basis of their joint span: the same distances, fewer columns.
+            basis = np.linalg.qr(np.concatenate([a, b]).T, mode="reduced")[0]  # (D, n_a + n_b)
+            a, b = a @ basis, b @ basis
+        rng = np.random.default_rng(seed)
+        draws = np.array(
+            [frechet_distance(a[rng.integers(0, n_a, n_a)], b[rng.integers(0, n_b, n_b)]) for _ in range(n_bootstrap)]
+        )
+        tail = 100 * (1 - FID_CONFIDENCE) / 2
+        low, high = (float(v) for v in np.percentile(draws, [tail, 100 - tail]))
+        bias = float(draws.mean()) - value
+        result.update(
+            interval=[max(low - bias, 0.0), max(high - bias, 0.0)], percentile_interval=[low, high], bootstrap_bias=bias
+        )
+    return {**result, "n_a": int(n_a), "n_b": int(n_b), "n_bootstrap": int(n_bootstrap)}

@@ -74,12 +74,18 @@ class ChannelwiseDiscriminators(nn.Module):
     discriminator (and each generator, through its own discriminator) gets ``1/k`` of its own GAN loss's gradient:
     with Adam, which is invariant to a constant factor on the loss, that trains each pair as it would alone.
 
+    With ``conditional=False`` the input is the ``k`` images alone, ``(B, k, *spatial)``, and discriminator ``i``
+    sees image ``i`` alone, ``(B, 1, *spatial)``: ``k`` unconditional discriminators (CycleGAN's).
+
     Args:
-        discriminators: one network per channel pair; each takes ``(B, 2, *spatial)``.
+        discriminators: one network per channel pair; each takes ``(B, 2, *spatial)`` (``(B, 1, *spatial)`` when
+            not conditional).
+        conditional: whether each discriminator sees its condition beside its image.
     """
 
-    def __init__(self, discriminators: Sequence[nn.Module]) -> None:
+    def __init__(self, discriminators: Sequence[nn.Module], conditional: bool = True) -> None:
         super().__init__()
+        self.conditional = bool(conditional)
         discriminators = list(discriminators)
         if not discriminators:
             raise InputError("ChannelwiseDiscriminators needs at least one discriminator; got none")
@@ -92,15 +98,22 @@ class ChannelwiseDiscriminators(nn.Module):
         self.channels = len(discriminators)
 
     @classmethod
-    def of(cls, count: int, make: Callable[[], nn.Module]) -> ChannelwiseDiscriminators:
+    def of(cls, count: int, make: Callable[[], nn.Module], conditional: bool = True) -> ChannelwiseDiscriminators:
         """``count`` discriminators, each built by calling ``make`` (fresh weights each time; ``_mode_: callable``
         in configs)."""
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise InputError(f"ChannelwiseDiscriminators.of count must be a positive integer; got {count!r}")
-        return cls([make() for _ in range(count)])
+        return cls([make() for _ in range(count)], conditional)
 
     def forward(self, x: torch.Tensor) -> list:
         k = self.channels
+        if not self.conditional:
+            if x.dim() < 3 or x.shape[1] != k:
+                raise InputError(
+                    f"ChannelwiseDiscriminators holds {k} unconditional discriminators, so it needs input (batch, {k}, "
+                    f"*spatial): one image each; got shape {list(x.shape)}"
+                )
+            return [discriminator(x[:, i : i + 1]) for i, discriminator in enumerate(self.discriminators)]
         if x.dim() < 3 or x.shape[1] != 2 * k:
             raise InputError(
                 f"ChannelwiseDiscriminators holds {k} discriminators, so it needs input (batch, {2 * k}, *spatial): "
