@@ -156,15 +156,17 @@ class BundleFolder:
         workflow.finalize()
         return check_inference_outputs(self.root, workflow)
 
-    def training_runs_one_epoch(self, tmp_path: Path, *configs: str, **overrides) -> ConfigWorkflow:
+    def training_runs_one_epoch(
+        self, tmp_path: Path, *configs: str, dataset_dir: Path | None = None, **overrides
+    ) -> ConfigWorkflow:
         """Run ``train`` merged with ``configs`` (default: ``tiny_train``) for its epochs on the CPU, every output
-        under ``tmp_path`` (``train/``, ``data/``, ``model.pt``); checks that it ran them all and that the best model
-        it saved loads into ``network_def``."""
+        under ``tmp_path`` (``train/``, ``data/`` unless ``dataset_dir`` is given, ``model.pt``); checks that it ran
+        them all and that the best model it saved loads into ``network_def``."""
         workflow = self.workflow(
             ["train", *(configs or ("tiny_train",))],
             "train",
             output_dir=str(tmp_path / "train"),
-            dataset_dir=str(tmp_path / "data"),
+            dataset_dir=str(dataset_dir or tmp_path / "data"),
             best_model=str(tmp_path / "model.pt"),
             device=CPU,
             **overrides,

@@ -134,8 +134,11 @@ def test_resize_conv_upsamples_without_checkerboard(spatial_dims):
     assert torch.allclose(interior, interior.flatten(2)[..., :1].view(1, 5, *[1] * spatial_dims).expand_as(interior))
 
 
-def test_patchgan70_receptive_field_is_70():
-    net = patchgan70(1).eval()
+@pytest.mark.parametrize("channels", [64, 16])
+def test_patchgan70_receptive_field_is_70_at_any_width(channels):
+    net = patchgan70(1, channels=channels).eval()
+    first = next(module for module in net.modules() if isinstance(module, torch.nn.Conv2d))
+    assert first.out_channels == channels
     x = torch.randn(1, 1, 140, 140, requires_grad=True)
     logits = net(x)[-1]
     centre = logits.shape[-1] // 2

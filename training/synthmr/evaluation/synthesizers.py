@@ -26,6 +26,15 @@ from synthmr.inference import Synthesizer
 from synthmr.io import read_image, write_image
 
 
+def weights_digest(network: torch.nn.Module) -> str:
+    """SHA-256 of a network's weights (names and values, in name order): which generator made a synthetic set."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(network.state_dict().items()):
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
 def _chosen(subset: Sequence[dict], n: int, seed: int, what: str) -> list[dict]:
     if n > len(subset):
         raise InputError(
@@ -59,12 +68,8 @@ class ImageTranslation:
 
     def describe(self) -> dict:
         """What the benefit harness records: the generator's class, its weights' SHA-256 and the source key."""
-        digest = hashlib.sha256()
-        for name, tensor in sorted(self.network.state_dict().items()):
-            digest.update(name.encode())
-            digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
         return {"kind": "ImageTranslation", "network": type(self.network).__name__,
-                "weights_sha256": digest.hexdigest(), "source": self.source}
+                "weights_sha256": weights_digest(self.network), "source": self.source}
 
     def __call__(self, subset: Sequence[dict], n: int, out_dir: Path, seed: int) -> list[dict]:
         chosen = _chosen(subset, n, seed, "ImageTranslation")

@@ -562,6 +562,7 @@ class NewTumourCases:
         batch_size: cases per generator forward pass.
         progress: optional ``progress(done, total)`` after every batch.
         edge_guidance: False for a generator trained on the tumour mask alone (the baseline).
+        image_key: the sequence the downstream-benefit items show (:meth:`__call__`).
         options: further :func:`generation_conditions` arguments (Canny values, augmentation ranges).
     """
 
@@ -573,14 +574,34 @@ class NewTumourCases:
         batch_size: int = 8,
         progress=None,
         edge_guidance: bool = True,
+        image_key: str = SEQUENCES[0],
         **options,
     ) -> None:
         self.network, self.sequences = network, list(sequences)
+        if image_key not in self.sequences:
+            raise InputError(f"image_key {image_key!r} is not one of the sequences {self.sequences}")
         self.device = torch.device(device)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InputError(f"batch_size must be a positive integer; got {batch_size!r}")
         self.batch_size, self.progress = batch_size, progress
         self.edge_guidance, self.options = bool(edge_guidance), dict(options)
+        self.image_key = image_key
+
+    def describe(self) -> dict:
+        """What the downstream-benefit harness records of this synthesizer (its generator's weights)."""
+        from synthmr.evaluation.synthesizers import weights_digest
+
+        return {"kind": "NewTumourCases", "network": type(self.network).__name__,
+                "weights_sha256": weights_digest(self.network), "image": self.image_key,
+                "edge_guidance": self.edge_guidance, "options": self.options}
+
+    def __call__(self, subset: Sequence[Mapping], n: int, out_dir: Path, seed: int) -> list[dict]:
+        """The downstream-benefit harness's ``synthesize``: ``n`` new cases from the real ``subset`` (items with
+        the sequences, ``liver`` and ``tumor`` besides ``image`` and ``label``), as items ``{"case_id", "image",
+        "label"}``: the generated ``image_key`` sequence and the new tumour mask. Any ``n``: new tumours make new
+        cases from the same real case (the paper: 1,000 from 89 patients)."""
+        items = self.generate(subset, n, out_dir, seed=seed)
+        return [{"case_id": item["case_id"], "image": item[self.image_key], "label": item[TUMOR]} for item in items]
 
     def generate(
         self, sources: Sequence[Mapping], n: int, out_dir: str | os.PathLike, seed: int = 0, overwrite: bool = False

@@ -16,7 +16,7 @@ def _monai_norm(norm: str) -> str | None:
     return None if norm == "none" else norm
 
 
-def patchgan70(in_channels: int, norm: str = "batch", spatial_dims: int = 2) -> PatchDiscriminator:
+def patchgan70(in_channels: int, norm: str = "batch", spatial_dims: int = 2, channels: int = 64) -> PatchDiscriminator:
     """The pix2pix "basic" discriminator, the 70x70 PatchGAN, as a MONAI ``PatchDiscriminator``.
 
     Isola et al., "Image-to-Image Translation with Conditional Adversarial Networks", arXiv 1611.07004
@@ -34,11 +34,14 @@ def patchgan70(in_channels: int, norm: str = "batch", spatial_dims: int = 2) -> 
         in_channels: channels of the discriminator input (condition and image concatenated for a conditional D).
         norm: "batch" (pix2pix), "instance" (InstanceNorm without affine parameters) or "none".
         spatial_dims: 2, or 3 for a volumetric PatchGAN (4x4x4 kernels).
+        channels: features of the first layer (``ndf``; 64 in the reference, doubled per layer up to 8x): the
+            receptive field stays 70x70 at any width, so a narrowed generator can get a discriminator narrowed
+            alike.
     """
     monai_norm = _monai_norm(norm)
     return PatchDiscriminator(
         spatial_dims=spatial_dims,
-        channels=64,
+        channels=channels,
         in_channels=in_channels,
         out_channels=1,
         num_layers_d=3,
