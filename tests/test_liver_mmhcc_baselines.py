@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 import torch
-from monai.bundle import ConfigParser, ConfigWorkflow
+from bundle_contract import BundleFolder
+from monai.bundle import ConfigParser
 
 CONFIGS = Path(__file__).resolve().parents[1] / "bundles" / "liver_mmhcc_mask2mri" / "configs"
-CPU = "$torch.device('cpu')"
 
 
 @pytest.fixture(scope="module")
@@ -20,22 +20,8 @@ def dataset_dir(tmp_path_factory):
 
 
 def run_training(overlay, tmp_path, dataset_dir, **overrides):
-    workflow = ConfigWorkflow(
-        config_file=[str(CONFIGS / "train.yaml"), str(CONFIGS / overlay), str(CONFIGS / "tiny_train.yaml")],
-        meta_file=None,
-        logging_file=None,
-        workflow_type="train",
-        bundle_root=str(tmp_path),
-        output_dir=str(tmp_path / "train"),
-        dataset_dir=str(dataset_dir),
-        best_model=str(tmp_path / "model.pt"),
-        device=CPU,
-        **overrides,
-    )
-    workflow.initialize()
-    workflow.run()
-    workflow.finalize()
-    return workflow
+    folder = BundleFolder("liver_mmhcc_mask2mri")
+    return folder.training_runs_one_epoch(tmp_path, overlay, "tiny_train", dataset_dir=dataset_dir, **overrides)
 
 
 def inference_network():
@@ -54,7 +40,7 @@ def assert_best_model_is_the_trained_generator(workflow, path):
 
 
 def test_mask_only_baseline_trains_on_masks_and_says_so(tmp_path, dataset_dir):
-    workflow = run_training("train_mask_only.yaml", tmp_path, dataset_dir)
+    workflow = run_training("train_mask_only", tmp_path, dataset_dir)
     assert workflow.parser.get_parsed_content("trainer").state.epoch == 1
     assert_best_model_is_the_trained_generator(workflow, tmp_path / "model.pt")
     selection = json.loads((tmp_path / "train" / "validation" / "selection.json").read_text())
@@ -65,7 +51,7 @@ def test_mask_only_baseline_trains_on_masks_and_says_so(tmp_path, dataset_dir):
 
 
 def test_cyclegan_baseline_trains_selects_and_resumes(tmp_path, dataset_dir):
-    workflow = run_training("train_cyclegan.yaml", tmp_path, dataset_dir)
+    workflow = run_training("train_cyclegan", tmp_path, dataset_dir)
     parser = workflow.parser
     trainer = parser.get_parsed_content("trainer")
     assert type(trainer).__name__ == "CycleGanTrainer" and trainer.state.epoch == 1
@@ -95,7 +81,7 @@ def test_cyclegan_baseline_trains_selects_and_resumes(tmp_path, dataset_dir):
     assert saved["g_scheduler"]["last_epoch"] == 1
 
     # Resume for a second epoch: the epoch, the networks and the schedulers go on from the checkpoint.
-    workflow = run_training("train_cyclegan.yaml", tmp_path, dataset_dir, resume_from=str(last), max_epochs=2)
+    workflow = run_training("train_cyclegan", tmp_path, dataset_dir, resume_from=str(last), max_epochs=2)
     parser = workflow.parser
     assert parser.get_parsed_content("trainer").state.epoch == 2
     assert parser.get_parsed_content("g_scheduler").last_epoch == 2

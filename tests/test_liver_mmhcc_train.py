@@ -3,12 +3,11 @@ configs/train.yaml + tiny_train.yaml end to end (with resume)."""
 
 import json
 import re
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from monai.bundle import ConfigWorkflow
+from bundle_contract import BundleFolder
 from monai.data import Dataset
 
 from synthmr.errors import InputError
@@ -16,8 +15,6 @@ from synthmr.methods import liver_mmhcc_mask2mri as method
 from synthmr.phantom.dataset import phantom_datalist
 from synthmr.transforms import RobustScaled
 
-CONFIGS = Path(__file__).resolve().parents[1] / "bundles" / "liver_mmhcc_mask2mri" / "configs"
-CPU = "$torch.device('cpu')"
 PHANTOM = {"dims": 2, "size": 128, "spacing": 3.0, "subtype": "mmhcc"}
 
 
@@ -61,22 +58,7 @@ def test_selection_needs_two_validation_cases(cases, tmp_path):
 
 
 def run_training(tmp_path, **overrides):
-    workflow = ConfigWorkflow(
-        config_file=[str(CONFIGS / "train.yaml"), str(CONFIGS / "tiny_train.yaml")],
-        meta_file=None,
-        logging_file=None,
-        workflow_type="train",
-        bundle_root=str(tmp_path),
-        output_dir=str(tmp_path / "train"),
-        dataset_dir=str(tmp_path / "data"),
-        best_model=str(tmp_path / "model.pt"),
-        device=CPU,
-        **overrides,
-    )
-    workflow.initialize()
-    workflow.run()
-    workflow.finalize()
-    return workflow
+    return BundleFolder("liver_mmhcc_mask2mri").training_runs_one_epoch(tmp_path, **overrides)
 
 
 def test_tiny_train_runs_selects_by_pooled_kid_and_resumes(tmp_path):

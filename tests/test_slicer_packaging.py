@@ -356,13 +356,18 @@ def test_selector_shows_title_and_version_with_the_description_as_tooltip(monkey
 
 
 def test_sample_case_of_a_shipped_bundle():
-    (case,) = sample_cases(bundle_folders([ROOT / "bundles"]))
+    cases = {case.bundle: case for case in sample_cases(bundle_folders([ROOT / "bundles"]))}
+    case = cases[SHIPPED.name]
     sample = SHIPPED / "sample" / "t1_pre.nii.gz"
     assert (case.bundle, case.name, case.category) == (SHIPPED.name, SHIPPED.name, CATEGORY)
     assert case.paths == (sample.resolve(),) and case.uris == [sample.resolve().as_uri()]
     assert case.node_names == ("t1_pre",) and case.file_types == ("VolumeFile",)
     assert case.checksums == (f"SHA256:{hashlib.sha256(sample.read_bytes()).hexdigest()}",)
     assert case.file_names == [f"SynthMR-{SHIPPED.name}-t1_pre.nii.gz"] and case.thumbnail is None
+    # A bundle with label-map roles: its masks load as segmentations, in role order.
+    liver = cases["liver_mmhcc_mask2mri"]
+    assert liver.node_names == ("t1fs_arterial", "t1fs_portal", "t2", "liver", "tumor")
+    assert liver.file_types == ("VolumeFile",) * 3 + ("SegmentationFile",) * 2
 
 
 def test_sample_files_follow_the_roles_labelmaps_load_as_segmentations(tmp_path):
@@ -401,8 +406,10 @@ def test_startup_registers_each_sample_with_the_sample_data_module(tmp_path, mon
     (signal, slot), = fakes["slicer"].app.connections
     assert signal == "startupCompleted()" and slot is module.registerSampleData
     slot()
-    assert [call["sampleName"] for call in registered] == ["mine", SHIPPED.name]  # user folder, then shipped
-    call = registered[1]
+    shipped = sorted(path.name for path in (ROOT / "bundles").iterdir() if (path / "sample").is_dir())
+    assert SHIPPED.name in shipped
+    assert [call["sampleName"] for call in registered] == ["mine", *shipped]  # user folder, then shipped
+    call = registered[1 + shipped.index(SHIPPED.name)]
     assert call["category"] == "SynthMR" and call["nodeNames"] == ["t1_pre"]
     assert call["uris"] == [(SHIPPED / "sample" / "t1_pre.nii.gz").resolve().as_uri()]
     assert call["loadFileType"] == ["VolumeFile"] and call["checksums"][0].startswith("SHA256:")
