@@ -56,6 +56,19 @@ def test_output_lands_on_the_input_grid_in_the_input_units(tmp_path):
     assert progress == [(1, 3), (2, 3), (3, 3)]  # 5 slices in batches of 2
 
 
+def test_the_synthesizer_scales_inputs_as_training_did(tmp_path):
+    volume = oblique_volume(body())
+    path = write_image(volume, tmp_path / "case_a.nii.gz")
+    written = synthesizer(tmp_path, [{"t1_pre": str(path)}], roi_size=(16, 16), low_over="image")()
+    output = read_image(written[0]["t1_post1"]).array
+    scaling = IntensityScaling.fit(volume.array, headroom=3.0, low_over="image")
+    inside = (volume.array > scaling.low) & (volume.array < scaling.low + 1.5 * (scaling.high - scaling.low))
+    np.testing.assert_allclose(output[inside], scaling.low + 2 * (volume.array[inside] - scaling.low), rtol=1e-4,
+                               atol=1e-3 * scaling.high)
+    with pytest.raises(InputError, match="low_over must be 'foreground' or 'image'; got 'air'"):
+        synthesizer(tmp_path, [{"t1_pre": str(path)}], low_over="air")
+
+
 def test_a_2d_image_stays_2d_and_windows_fit_small_images(tmp_path):
     image = Volume(body((18, 22, 1))[..., 0], (0.7, 0.7), (3.0, -2.0), np.eye(2))
     path = write_image(image, tmp_path / "slice.nii.gz")
@@ -102,6 +115,21 @@ def test_bad_cases_are_named(tmp_path):
     two_outputs = Synthesizer(Doubler(), [{"t1_pre": str(path)}], ["t1_pre"], ["a", "b"], tmp_path / "o2")
     with pytest.raises(InputError, match="1 output channels, but 2 outputs"):
         two_outputs()
+
+
+def test_low_over_image_keeps_tissue_darker_than_the_foreground_threshold():
+    rng = np.random.default_rng(0)
+    air = rng.uniform(0.0, 4.0, 4000)  # the noise floor
+    dark = np.full(3000, 30.0)  # below 5 % of the 99th percentile (1000): fat-suppressed tissue
+    bright = rng.uniform(200.0, 1000.0, 3000)
+    image = np.concatenate([air, dark, bright]).astype(np.float32)
+    foreground = IntensityScaling.fit(image)
+    assert foreground.low >= 50.0 and np.allclose(np.clip(foreground.forward(dark), -1, 1), -1.0)
+    floor = IntensityScaling.fit(image, low_over="image")
+    assert floor.low == pytest.approx(np.percentile(image, 0.5)) and floor.high == foreground.high
+    assert (floor.forward(dark) > floor.forward(np.float32(4.0))).all()  # dark tissue stays above the air
+    with pytest.raises(InputError, match="low_over must be 'foreground' or 'image'"):
+        IntensityScaling.fit(image, low_over="air")
 
 
 def test_robust_scaling_uses_the_reference_range_for_every_key():

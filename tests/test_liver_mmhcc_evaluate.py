@@ -17,6 +17,7 @@ from monai.bundle import ConfigParser
 from synthmr.errors import InputError
 from synthmr.io import Volume, read_image, write_image
 from synthmr.metrics.fid import frechet_distance, frechet_distance_with_interval
+from synthmr.methods import liver_mmhcc_mask2mri as method
 from synthmr.metrics.regions import contrast_errors, region_contrast
 
 BUNDLE = Path(__file__).resolve().parents[1] / "bundles" / "liver_mmhcc_mask2mri"
@@ -264,7 +265,8 @@ def test_evaluate_config_shares_network_def_and_uses_the_heldout_seeds():
     evaluate = ConfigParser.load_config_file(str(configs / "evaluate.yaml"))
     inference = ConfigParser.load_config_file(str(configs / "inference.yaml"))
     assert evaluate["network_def"] == inference["network_def"]
-    assert "seed=200000" in evaluate["test_datalist"] and "'/heldout'" in evaluate["test_datalist"]
+    # 200000-200199 judged release 0.1.0, whose intensity scale was changed after it: 0.2.0 gets fresh seeds.
+    assert "seed=200200" in evaluate["test_datalist"] and "'/heldout_200200'" in evaluate["test_datalist"]
     assert "n=@n_test_cases" in evaluate["test_datalist"] and evaluate["n_test_cases"] == 200
     assert evaluate["candidates"] == ["mask_guided", "pix2pix_mask_only", "cyclegan"]
 
@@ -284,3 +286,5 @@ def test_evaluate_config_builds_one_network_per_candidate_and_baselines_without_
     assert edges == {"mask_guided": "CannyEdgesd", "pix2pix_mask_only": "NoEdgesd", "cyclegan": "NoEdgesd"}
     assert [s.network for s in synthesizers.values()] == networks
     assert {Path(s.output_dir).name for s in synthesizers.values()} == set(synthesizers)
+    scaling = method.INTENSITY_SCALING
+    assert all((s.headroom, s.low_over) == (scaling["headroom"], scaling["low_over"]) for s in synthesizers.values())

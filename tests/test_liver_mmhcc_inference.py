@@ -120,3 +120,14 @@ def test_the_overlap_measure_on_known_images():
     assert overlap["dice_moved"] == pytest.approx(2 / 3) and overlap["old_place_hyperenhancing"] == 1.0
     with pytest.raises(InputError, match="needs liver parenchyma, a moved tumour"):
         method.moved_tumour_overlap(arterial, liver, old, old)
+
+
+def test_inference_scales_each_sequence_as_training_did(tmp_path):
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(BUNDLE / "configs" / "inference.yaml"))
+    parser.update({"bundle_root": str(BUNDLE), "output_dir": str(tmp_path), "device": "$torch.device('cpu')",
+                   "dataset": []})
+    synthesizer = parser.get_parsed_content("evaluator")
+    assert {"headroom": synthesizer.headroom, "low_over": synthesizer.low_over} == method.INTENSITY_SCALING

@@ -64,7 +64,8 @@ class Synthesizer:
             smaller images use one window of their own size, rounded up to the network's ``size_multiple``.
         sw_batch_size: windows (slices) per forward pass.
         overlap: sliding-window overlap; overlapping windows are blended with Gaussian weights.
-        headroom: the generator range's headroom above the input (see :class:`IntensityScaling`).
+        headroom, low_over: how the intensity inputs are scaled to the generator range, as in training (see
+            :class:`IntensityScaling`).
         overwrite: replace existing output files.
         progress: optional ``progress(done, total)`` called after every batch of slices.
         inferer: optional :class:`~monai.inferers.SlidingWindowInferer` to run the network with. Its
@@ -99,7 +100,10 @@ class Synthesizer:
         optional: Sequence[str] = (),
         conditions: Callable[[Mapping[str, np.ndarray]], np.ndarray] | None = None,
         output_scalings: Mapping[str, str] | None = None,
+        low_over: str = "foreground",
     ) -> None:
+        if low_over not in ("foreground", "image"):
+            raise InputError(f"low_over must be 'foreground' or 'image'; got {low_over!r}")
         if inferer is not None:
             if not isinstance(inferer, SlidingWindowInferer):
                 raise InputError(f"inferer must be a monai.inferers.SlidingWindowInferer, got {type(inferer).__name__}")
@@ -125,7 +129,7 @@ class Synthesizer:
         self.device = torch.device(device)
         self.spatial_dims = spatial_dims
         self.sw_batch_size = int(sw_batch_size)
-        self.headroom = headroom
+        self.headroom, self.low_over = headroom, low_over
         self.overwrite = overwrite
         self.progress = progress
         self.roi_size = tuple(int(r) for r in roi_size)
@@ -213,7 +217,7 @@ class Synthesizer:
     def _synthesise(self, volumes: dict[str, Volume], step: Callable[[], None]) -> np.ndarray:
         """The outputs ``(len(outputs), *spatial)`` of one case in image units; ``step()`` after every batch."""
         scalings = {
-            key: IntensityScaling.fit(volume.array, self.headroom, name=f"input {key}")
+            key: IntensityScaling.fit(volume.array, self.headroom, name=f"input {key}", low_over=self.low_over)
             for key, volume in volumes.items()
             if key not in self.labelmaps
         }

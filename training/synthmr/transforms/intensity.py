@@ -3,7 +3,9 @@
 
 MR intensities have no absolute unit, so each case is scaled by its own robust range: the 0.5th and 99.5th
 percentiles of its foreground (voxels brighter than 5% of the 99th percentile, i.e. the body without the air
-around it) map to -1 and to ``-1 + 2 / headroom``. ``headroom`` leaves room above the source's bright end for
+around it) map to -1 and to ``-1 + 2 / headroom``. Where much of the body is darker than that threshold
+(fat-suppressed images), ``low_over="image"`` takes the low end over the whole image instead (the noise floor of
+the air), so that dark tissue is not clipped to -1 and a generator can still write it. ``headroom`` leaves room above the source's bright end for
 a target that is brighter than its source on the same receiver scale (contrast enhancement: a post-contrast
 image can exceed the pre-contrast 99.5th percentile several times over, so a bundle picks a headroom that covers
 its enhancement). Targets are scaled with the *source's* mapping, never their own, so that the generator learns
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -45,18 +48,28 @@ class IntensityScaling:
 
     @classmethod
     def fit(
-        cls, array, headroom: float = 1.0, percentiles: Sequence[float] = PERCENTILES, name: str = "image"
+        cls,
+        array,
+        headroom: float = 1.0,
+        percentiles: Sequence[float] = PERCENTILES,
+        name: str = "image",
+        low_over: Literal["foreground", "image"] = "foreground",
     ) -> "IntensityScaling":
-        """The scaling of ``array`` from the percentiles of its foreground.
+        """The scaling of ``array`` from the percentiles of its foreground (the low percentile over the whole image
+        with ``low_over="image"``).
 
         Raises:
-            InputError: ``name`` is constant or has no foreground (nothing to scale by).
+            InputError: ``name`` is constant or has no foreground (nothing to scale by); ``low_over`` is unknown.
         """
+        if low_over not in ("foreground", "image"):
+            raise InputError(f"low_over must be 'foreground' or 'image'; got {low_over!r}")
         values = np.asarray(array, dtype=np.float32)
         inside = values[foreground(values)]
         if inside.size == 0:
             raise InputError(f"{name} has no foreground (all voxels near zero): nothing to synthesise from")
         low, high = (float(v) for v in np.percentile(inside, percentiles))
+        if low_over == "image":
+            low = float(np.percentile(values, percentiles[0]))
         if high <= low:
             raise InputError(f"{name} is constant inside its foreground ({low:g}): nothing to synthesise from")
         if headroom < 1:
@@ -88,7 +101,7 @@ class RobustScaled(MapTransform):
     Args:
         keys: images to scale (channel-first tensors or arrays).
         reference_key: the image whose range scales all keys (the generator's input), or None.
-        headroom: see :class:`IntensityScaling`.
+        headroom, low_over: see :class:`IntensityScaling`.
         percentiles: the robust range.
     """
 
@@ -99,11 +112,13 @@ class RobustScaled(MapTransform):
         headroom: float = 1.0,
         percentiles: Sequence[float] = PERCENTILES,
         allow_missing_keys: bool = False,
+        low_over: Literal["foreground", "image"] = "foreground",
     ) -> None:
         super().__init__(keys, allow_missing_keys)
         self.reference_key = reference_key
         self.headroom = headroom
         self.percentiles = tuple(percentiles)
+        self.low_over = low_over
 
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
         d = dict(data)
@@ -117,7 +132,7 @@ class RobustScaled(MapTransform):
         return d
 
     def _fit(self, image, key) -> IntensityScaling:
-        return IntensityScaling.fit(_numpy(image), self.headroom, self.percentiles, name=str(key))
+        return IntensityScaling.fit(_numpy(image), self.headroom, self.percentiles, str(key), self.low_over)
 
 
 def _float(image):
