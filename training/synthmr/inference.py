@@ -41,7 +41,7 @@ from synthmr.io import Volume, read_image, write_image
 from synthmr.io._atomic import check_destination
 from synthmr.io.datalist import check_case_id
 from synthmr.io.image import image_extension, image_size
-from synthmr.transforms.intensity import IntensityScaling
+from synthmr.transforms.intensity import IntensityScaling, LowOver, check_low_over
 
 # Value of air in the generator range: what windows that overhang the image are padded with.
 AIR = -1.0
@@ -100,10 +100,9 @@ class Synthesizer:
         optional: Sequence[str] = (),
         conditions: Callable[[Mapping[str, np.ndarray]], np.ndarray] | None = None,
         output_scalings: Mapping[str, str] | None = None,
-        low_over: str = "foreground",
+        low_over: LowOver = "foreground",
     ) -> None:
-        if low_over not in ("foreground", "image"):
-            raise InputError(f"low_over must be 'foreground' or 'image'; got {low_over!r}")
+        check_low_over(low_over)
         if inferer is not None:
             if not isinstance(inferer, SlidingWindowInferer):
                 raise InputError(f"inferer must be a monai.inferers.SlidingWindowInferer, got {type(inferer).__name__}")

@@ -857,8 +857,9 @@ def _output_keys(keys: Sequence[Hashable], output_keys: Sequence[str] | None, de
 #    range, clipped (synthmr.transforms.RobustScaled with no reference; the Synthesizer at inference alike): the
 #    three sequences are separate acquisitions with no shared receiver scale, so each gets its own range; the paper
 #    scales only for Canny (0-255), not the network. The range is INTENSITY_SCALING's, not the foreground's alone:
-#    in these fat-suppressed images much of the body is darker than the foreground threshold (5 % of the 99th
-#    percentile), and clipping it to -1 left the generators unable to write it. On the validation cases, the real
+#    in these fat-suppressed images a quarter to a third of each slice, air and dark tissue alike, is darker than
+#    the foreground threshold (5 % of the 99th percentile), and clipping it to -1 left the generators unable to
+#    write it. On the validation cases, the real
 #    images passed through the foreground clip and back (a perfect generator on that scale) scored pooled KID
 #    0.247 against the real images; with the low end over the whole image (the air's noise floor) and headroom
 #    1.25 above the foreground's 99.5th percentile (bright T2 tumours exceed it) that oracle scores -0.04 and its
@@ -872,7 +873,8 @@ def _output_keys(keys: Sequence[Hashable], output_keys: Sequence[str] | None, de
 # ----------------------------------------------------------------------------------------------------------
 
 TARGET_KEY = "target"  # the three real sequences stacked: the generator's target
-INTENSITY_SCALING = {"headroom": 1.25, "low_over": "image"}  # decision 6; inference.yaml gives the Synthesizer the same
+# Decision 6; inference.yaml and evaluate.yaml give the Synthesizer the same.
+INTENSITY_SCALING = {"headroom": 1.25, "low_over": "image"}
 
 
 def pair_transforms(sequences: Sequence[str] = SEQUENCES, fixed_canny: bool = False, edge_guidance: bool = True) -> Compose:

@@ -3,12 +3,12 @@
 
 MR intensities have no absolute unit, so each case is scaled by its own robust range: the 0.5th and 99.5th
 percentiles of its foreground (voxels brighter than 5% of the 99th percentile, i.e. the body without the air
-around it) map to -1 and to ``-1 + 2 / headroom``. Where much of the body is darker than that threshold
-(fat-suppressed images), ``low_over="image"`` takes the low end over the whole image instead (the noise floor of
-the air), so that dark tissue is not clipped to -1 and a generator can still write it. ``headroom`` leaves room above the source's bright end for
-a target that is brighter than its source on the same receiver scale (contrast enhancement: a post-contrast
-image can exceed the pre-contrast 99.5th percentile several times over, so a bundle picks a headroom that covers
-its enhancement). Targets are scaled with the *source's* mapping, never their own, so that the generator learns
+around it) map to -1 and to ``-1 + 2 / headroom``. Where tissue is darker than that threshold (fat-suppressed
+images), ``low_over="image"`` takes the low end over the whole image instead (the noise floor of the air), so
+that dark tissue is not clipped to -1 and a generator can still write it. ``headroom`` leaves room above the
+source's bright end for a target that is brighter than its source on the same receiver scale (contrast
+enhancement: a post-contrast image can exceed the pre-contrast 99.5th percentile several times over, so a bundle
+picks a headroom that covers its enhancement). Targets are scaled with the *source's* mapping, never their own, so that the generator learns
 the enhancement ratio and its output can be mapped back to the source's units.
 """
 
@@ -26,8 +26,15 @@ from monai.transforms import MapTransform
 from synthmr.errors import InputError
 
 PERCENTILES = (0.5, 99.5)
+LowOver = Literal["foreground", "image"]
 # Air is darker than this fraction of the 99th percentile (noise floor of magnitude images is a few per cent).
 FOREGROUND_FRACTION = 0.05
+
+
+def check_low_over(low_over: str) -> None:
+    """Refuse a ``low_over`` other than ``"foreground"`` or ``"image"`` (see :class:`IntensityScaling`)."""
+    if low_over not in ("foreground", "image"):
+        raise InputError(f"low_over must be 'foreground' or 'image'; got {low_over!r}")
 
 
 def foreground(array: np.ndarray) -> np.ndarray:
@@ -53,7 +60,7 @@ class IntensityScaling:
         headroom: float = 1.0,
         percentiles: Sequence[float] = PERCENTILES,
         name: str = "image",
-        low_over: Literal["foreground", "image"] = "foreground",
+        low_over: LowOver = "foreground",
     ) -> "IntensityScaling":
         """The scaling of ``array`` from the percentiles of its foreground (the low percentile over the whole image
         with ``low_over="image"``).
@@ -61,8 +68,7 @@ class IntensityScaling:
         Raises:
             InputError: ``name`` is constant or has no foreground (nothing to scale by); ``low_over`` is unknown.
         """
-        if low_over not in ("foreground", "image"):
-            raise InputError(f"low_over must be 'foreground' or 'image'; got {low_over!r}")
+        check_low_over(low_over)
         values = np.asarray(array, dtype=np.float32)
         inside = values[foreground(values)]
         if inside.size == 0:
@@ -112,9 +118,10 @@ class RobustScaled(MapTransform):
         headroom: float = 1.0,
         percentiles: Sequence[float] = PERCENTILES,
         allow_missing_keys: bool = False,
-        low_over: Literal["foreground", "image"] = "foreground",
+        low_over: LowOver = "foreground",
     ) -> None:
         super().__init__(keys, allow_missing_keys)
+        check_low_over(low_over)
         self.reference_key = reference_key
         self.headroom = headroom
         self.percentiles = tuple(percentiles)

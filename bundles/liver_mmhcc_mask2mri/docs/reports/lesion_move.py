@@ -7,6 +7,7 @@ the place the tumour left (synthmr.methods.liver_mmhcc_mask2mri.moved_tumour_ove
     python bundles/liver_mmhcc_mask2mri/docs/reports/lesion_move.py   # writes lesion_move.json beside itself
 """
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -68,14 +69,10 @@ def main() -> None:
                for key in keys}
     summary["moved_beats_old_place"] = sum(r["dice_moved"] > r["dice_old_place"] for r in rows)
     report = {"seeds": [SEEDS.start, SEEDS.stop - 1], "shift_mm": SHIFT_MM,
-              "weights_sha256": method_weights_digest(), "summary": summary, "cases": rows}
+              "weights_sha256": hashlib.sha256((BUNDLE / "models" / "model.pt").read_bytes()).hexdigest(),
+              "summary": summary, "cases": rows}
     (Path(__file__).parent / "lesion_move.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
-
-
-def method_weights_digest() -> str:
-    import hashlib
-    return hashlib.sha256((BUNDLE / "models" / "model.pt").read_bytes()).hexdigest()
 
 
 if __name__ == "__main__":
