@@ -1,4 +1,5 @@
-"""Building blocks shared by the generators: normalisation by name, resize-convolution, the ResNet block.
+"""Building blocks shared by the generators: normalisation by name, resize-convolution, the ResNet block, and the
+layer groups of pix2pixHD's encoders and decoders (also SAMR's).
 
 Everything here works in 2D and 3D through MONAI's layer factories (``Conv``, ``Norm``). Reflection padding is the
 convolution's own ``padding_mode="reflect"`` (MONAI's ``Pad`` factory has no reflection pad); it computes the same as
@@ -52,6 +53,49 @@ def check_divisible(spatial_shape: list[int], multiple: int, network: str) -> No
                 f"{network} needs every spatial size to be a multiple of {multiple}; got input spatial size "
                 f"{spatial_shape} (pad or crop the input)"
             )
+
+
+def conv_norm_relu(
+    spatial_dims: int,
+    in_channels: int,
+    out_channels: int,
+    kernel_size: int,
+    stride: int,
+    norm: str,
+    padding_mode: str = "zeros",
+) -> list[nn.Module]:
+    """Conv (bias on, as everywhere in pix2pixHD) -> Norm -> ReLU."""
+    return [
+        Conv[Conv.CONV, spatial_dims](
+            in_channels,
+            out_channels,
+            kernel_size=kernel_size,
+            stride=stride,
+            padding=kernel_size // 2,
+            padding_mode=padding_mode,
+        ),
+        normalization(norm, spatial_dims, out_channels),
+        nn.ReLU(inplace=True),
+    ]
+
+
+def up_norm_relu(spatial_dims: int, in_channels: int, out_channels: int, norm: str, upsample: str) -> list[nn.Module]:
+    """x2 upsampling (3x3 transposed convolution, or resize-convolution) -> Norm -> ReLU."""
+    if upsample == "resize":
+        up: nn.Module = ResizeConv(spatial_dims, in_channels, out_channels)
+    else:
+        up = Conv[Conv.CONVTRANS, spatial_dims](
+            in_channels, out_channels, kernel_size=3, stride=2, padding=1, output_padding=1
+        )
+    return [up, normalization(norm, spatial_dims, out_channels), nn.ReLU(inplace=True)]
+
+
+def output_head(spatial_dims: int, in_channels: int, out_channels: int) -> nn.Sequential:
+    """The reference's last three layers (ReflectionPad(3), 7x7 convolution, Tanh) of both generators."""
+    return nn.Sequential(
+        Conv[Conv.CONV, spatial_dims](in_channels, out_channels, kernel_size=7, padding=3, padding_mode="reflect"),
+        nn.Tanh(),
+    )
 
 
 class ResizeConv(UpSample):

@@ -4,52 +4,17 @@ from __future__ import annotations
 
 import torch
 import torch.nn as nn
-from monai.networks.layers.factories import Conv, Pool
+from monai.networks.layers.factories import Pool
 
-from synthmr.nets.blocks import UPSAMPLINGS, ResizeConv, ResnetBlock, check_choice, check_divisible, normalization
-
-
-def _conv_norm_relu(
-    spatial_dims: int,
-    in_channels: int,
-    out_channels: int,
-    kernel_size: int,
-    stride: int,
-    norm: str,
-    padding_mode: str = "zeros",
-) -> list[nn.Module]:
-    """Conv (bias on, as everywhere in pix2pixHD) -> Norm -> ReLU."""
-    return [
-        Conv[Conv.CONV, spatial_dims](
-            in_channels,
-            out_channels,
-            kernel_size=kernel_size,
-            stride=stride,
-            padding=kernel_size // 2,
-            padding_mode=padding_mode,
-        ),
-        normalization(norm, spatial_dims, out_channels),
-        nn.ReLU(inplace=True),
-    ]
-
-
-def _up_norm_relu(spatial_dims: int, in_channels: int, out_channels: int, norm: str, upsample: str) -> list[nn.Module]:
-    """x2 upsampling (3x3 transposed convolution, or resize-convolution) -> Norm -> ReLU."""
-    if upsample == "resize":
-        up: nn.Module = ResizeConv(spatial_dims, in_channels, out_channels)
-    else:
-        up = Conv[Conv.CONVTRANS, spatial_dims](
-            in_channels, out_channels, kernel_size=3, stride=2, padding=1, output_padding=1
-        )
-    return [up, normalization(norm, spatial_dims, out_channels), nn.ReLU(inplace=True)]
-
-
-def _output_head(spatial_dims: int, in_channels: int, out_channels: int) -> nn.Sequential:
-    """The reference's last three layers (ReflectionPad(3), 7x7 convolution, Tanh) of both generators."""
-    return nn.Sequential(
-        Conv[Conv.CONV, spatial_dims](in_channels, out_channels, kernel_size=7, padding=3, padding_mode="reflect"),
-        nn.Tanh(),
-    )
+from synthmr.nets.blocks import (
+    UPSAMPLINGS,
+    ResnetBlock,
+    check_choice,
+    check_divisible,
+    conv_norm_relu,
+    output_head,
+    up_norm_relu,
+)
 
 
 class GlobalGenerator(nn.Module):
@@ -99,19 +64,19 @@ class GlobalGenerator(nn.Module):
         super().__init__()
         upsample = check_choice(upsample, UPSAMPLINGS, "GlobalGenerator upsample")
         self.size_multiple = 2**n_downsampling
-        layers = _conv_norm_relu(
+        layers = conv_norm_relu(
             spatial_dims, in_channels, channels, kernel_size=7, stride=1, norm=norm, padding_mode="reflect"
         )
         for i in range(n_downsampling):
-            layers += _conv_norm_relu(
+            layers += conv_norm_relu(
                 spatial_dims, channels * 2**i, channels * 2 ** (i + 1), kernel_size=3, stride=2, norm=norm
             )
         bottleneck = channels * 2**n_downsampling
         layers += [ResnetBlock(spatial_dims, bottleneck, norm=norm) for _ in range(n_blocks)]
         for i in range(n_downsampling, 0, -1):
-            layers += _up_norm_relu(spatial_dims, channels * 2**i, channels * 2 ** (i - 1), norm, upsample)
+            layers += up_norm_relu(spatial_dims, channels * 2**i, channels * 2 ** (i - 1), norm, upsample)
         self.features = nn.Sequential(*layers)
-        self.head = _output_head(spatial_dims, channels, out_channels)
+        self.head = output_head(spatial_dims, channels, out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_divisible(list(x.shape[2:]), self.size_multiple, "GlobalGenerator")
@@ -173,16 +138,16 @@ class LocalEnhancer(nn.Module):
             upsample=upsample,
         ).features
         self.local_down = nn.Sequential(
-            *_conv_norm_relu(
+            *conv_norm_relu(
                 spatial_dims, in_channels, channels, kernel_size=7, stride=1, norm=norm, padding_mode="reflect"
             ),
-            *_conv_norm_relu(spatial_dims, channels, 2 * channels, kernel_size=3, stride=2, norm=norm),
+            *conv_norm_relu(spatial_dims, channels, 2 * channels, kernel_size=3, stride=2, norm=norm),
         )
         self.local_up = nn.Sequential(
             *[ResnetBlock(spatial_dims, 2 * channels, norm=norm) for _ in range(n_blocks_local)],
-            *_up_norm_relu(spatial_dims, 2 * channels, channels, norm, upsample),
+            *up_norm_relu(spatial_dims, 2 * channels, channels, norm, upsample),
         )
-        self.head = _output_head(spatial_dims, channels, out_channels)
+        self.head = output_head(spatial_dims, channels, out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_divisible(list(x.shape[2:]), self.size_multiple, "LocalEnhancer")
