@@ -1,4 +1,5 @@
-"""Image and mask operations shared by the bundles and tools: intensity scaling, slice sampling, lesion edits."""
+"""Image and mask operations shared by the bundles and tools: intensity scaling, slice sampling, lesion edits,
+registration and group-average templates."""
 
 from synthmr.transforms.intensity import IntensityScaling, RobustScaled, foreground
 from synthmr.transforms.lesion import (
@@ -12,6 +13,7 @@ from synthmr.transforms.lesion import (
     edit_lesion,
     left_right_axis,
 )
+from synthmr.transforms.registration import group_average, register, warp
 from synthmr.transforms.slices import RandForegroundSliced
 
 __all__ = [
@@ -27,5 +29,8 @@ __all__ = [
     "Transplant",
     "edit_lesion",
     "foreground",
+    "group_average",
     "left_right_axis",
+    "register",
+    "warp",
 ]
