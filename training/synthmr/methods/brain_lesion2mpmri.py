@@ -1,0 +1,216 @@
+"""Lesion map + atlas -> T1w, Gd-T1w, T2w, FLAIR and APTw: the method of bundle ``brain_lesion2mpmri`` (SAMR).
+
+Guo, Wang, Zhou, Jiang and Patel, "Lesion Mask-based Simultaneous Synthesis of Anatomic and Molecular MR Images
+using a GAN", MICCAI 2020, arXiv 2006.14761. A five-label lesion map (background, normal brain, edema, surgical
+cavity, tumour) and a multi-sequence brain atlas go into one generator (:class:`synthmr.nets.SAMRGenerator`: a
+lesion-map encoder and an atlas encoder, a shared residual trunk, one up-sampling branch per sequence) that writes
+all five sequences of one axial slice; six label-wise discriminators (:class:`synthmr.nets.LabelwiseDiscriminator`)
+judge background, normal brain and lesion separately at two scales. Because the lesion map is the only
+subject-specific input, a lesion can be moved, resized, mirrored or taken from another patient
+(:mod:`synthmr.transforms.lesion`) and the sequences follow.
+
+This module holds what is specific to the method; the sections below, top to bottom:
+
+1. **The atlas** (:func:`build_atlas`, :class:`AtlasToSubject`, :func:`atlas_channels`): the paper's group
+   average of each sequence over the training patients ("a multivariate template construction tool"), here by
+   :func:`synthmr.transforms.group_average` on SimpleITK, shipped in the bundle; at inference it is registered
+   to the subject through the brain mask (the only anatomy a lesion map gives), and every axial slice gets its
+   atlas slice and the two axial neighbours of each sequence: 5 x 3 = 15 channels, as the paper.
+
+Sequence keys are the phantom's (docs/design.md, *Data conventions*): ``t1n`` (T1w), ``t1c`` (Gd-T1w), ``t2w``,
+``t2f`` (FLAIR), ``aptw`` (APT-weighted, MTRasym at 3.5 ppm in percent); the lesion map is ``lesion_map`` with
+the SAMR labels 0-4 of :data:`LESION_LABELS`. Volumes are ``(x, y, z)`` in ITK index order with z axial.
+
+Decisions where the paper leaves room (each is the default below):
+
+1. **Atlas subjects and registration.** The atlas averages training subjects registered to each other by their
+   T1w image (an affine start, then two rounds of affine + demons registration to the running average,
+   :func:`synthmr.transforms.group_average`); lesion voxels (edema, cavity, tumour) stay out of the average
+   (``exclude``), so the atlas shows normal anatomy wherever some subject has normal tissue. Sequences are
+   averaged in the datalist's units (the phantom's are comparable across subjects: 99th brain percentile ~1000,
+   APTw in percent); real data should be normalised per sequence first. The average brain mask goes with it
+   (``brain``, a probability), which is what the subject is registered to.
+2. **Atlas to subject.** The subject's brain mask (``lesion_map > 0``, or a given ``brain`` mask) and the atlas's
+   brain probability, both smoothed by a Gaussian of :data:`MASK_SMOOTHING_MM`, are registered (affine + demons;
+   the subject fixed), and the five atlas sequences are resampled onto the subject's grid (linear).
+3. **Neighbour slices** beyond the volume repeat the edge slice.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+import SimpleITK as sitk
+
+from synthmr.errors import InputError
+from synthmr.io import Volume, read_image, write_image
+from synthmr.io._atomic import atomic_output, check_destination, write_json
+from synthmr.transforms.registration import group_average, register, warp
+
+SEQUENCES = ("t1n", "t1c", "t2w", "t2f", "aptw")  # T1w, Gd-T1w, T2w, FLAIR, APTw: network channel order
+LESION_MAP = "lesion_map"
+BRAIN = "brain"
+LESION_LABELS = ("background", "normal brain", "edema", "cavity", "tumour")  # value i is LESION_LABELS[i]
+LESION = (2, 3, 4)  # the labels of the lesion ROI
+ROIS = ((0,), (1,), LESION)  # background, normal brain, lesion: the label-wise discriminators' regions
+NEIGHBOURS = 1  # axial atlas slices on each side of the slice: 2 * 1 + 1 = 3 per sequence
+ATLAS_CHANNELS = len(SEQUENCES) * (2 * NEIGHBOURS + 1)  # 15, the paper's
+MASK_SMOOTHING_MM = 2.0  # Gaussian sigma of the brain masks that drive the atlas-to-subject registration
+ATLAS_ITERATIONS = 2
+
+
+def atlas_file(folder: str | os.PathLike, name: str) -> Path:
+    """Where :func:`build_atlas` writes image ``name`` (a sequence or ``brain``)."""
+    return Path(folder) / f"atlas_{name}.nii.gz"
+
+
+# ----------------------------------------------------------------------------------------------------------
+# 1. The atlas
+# ----------------------------------------------------------------------------------------------------------
+
+
+def build_atlas(
+    datalist: Sequence[Mapping[str, str | os.PathLike]],
+    out_dir: str | os.PathLike,
+    sequences: Sequence[str] = SEQUENCES,
+    drive: str = "t1n",
+    iterations: int = ATLAS_ITERATIONS,
+    overwrite: bool = False,
+) -> dict[str, Path]:
+    """The multi-sequence atlas of the datalist's subjects (decision 1), written to ``out_dir`` all or nothing.
+
+    Args:
+        datalist: training subjects: items with the ``sequences`` and ``lesion_map`` (3D, each subject's images
+            on one grid); ``brain`` optional (else ``lesion_map > 0``).
+        out_dir: the atlas folder: ``atlas_<sequence>.nii.gz`` per sequence, ``atlas_brain.nii.gz`` (the brain
+            probability) and ``atlas.json`` (the subjects and settings), on the first subject's grid.
+        sequences: the sequences to average.
+        drive: the sequence the subjects are registered by.
+        iterations: register-and-average rounds after the affine start.
+        overwrite: replace an existing atlas folder.
+
+    Returns:
+        name -> path of each written image.
+    """
+    sequences = list(sequences)
+    if drive not in sequences:
+        raise InputError(f"the atlas is registered by {drive!r}, which is not among the sequences {sequences}")
+    if len(datalist) < 2:
+        raise InputError(f"an atlas needs at least 2 training subjects; got {len(datalist)}")
+    out_dir = Path(out_dir)
+    check_destination(out_dir, overwrite, what="atlas folder")
+    subjects = [_atlas_subject(item, sequences) for item in datalist]
+    average = group_average(subjects, drive, iterations=iterations, exclude="lesion")
+    written = {}
+    with atomic_output(out_dir, overwrite=overwrite) as staging:
+        for name, volume in average.items():
+            write_image(volume, atlas_file(staging, name))
+            written[name] = atlas_file(out_dir, name)
+        description = {
+            "what": "multi-sequence brain atlas (synthmr.methods.brain_lesion2mpmri.build_atlas)",
+            "sequences": sequences,
+            "drive": drive,
+            "iterations": iterations,
+            "subjects": [str(item.get("case_id", item[drive])) for item in datalist],
+            "lesions": "left out of the average (edema, cavity, tumour)",
+        }
+        write_json(staging / "atlas.json", description)
+    return written
+
+
+def _atlas_subject(item: Mapping[str, str | os.PathLike], sequences: Sequence[str]) -> dict[str, Volume]:
+    """One subject for the average: its sequences, its brain mask (float) and its lesion mask (float)."""
+    missing = [key for key in [*sequences, LESION_MAP] if key not in item]
+    if missing:
+        raise InputError(f"{item.get('case_id', 'a datalist item')}: lacks {missing} (the atlas needs {[*sequences, LESION_MAP]})")
+    lesion_map = _labels(read_image(item[LESION_MAP]), item[LESION_MAP])
+    brain = read_image(item[BRAIN]) if BRAIN in item else lesion_map.with_array(lesion_map.array > 0)
+    subject = {"brain": brain.with_array((brain.array > 0).astype(np.float32))}
+    subject["lesion"] = lesion_map.with_array(np.isin(lesion_map.array, LESION).astype(np.float32))
+    for key in sequences:
+        image = read_image(item[key])
+        if image.ndim != 3 or not image.same_grid(lesion_map):
+            raise InputError(f"{item[key]}: {key!r} must be a 3D volume on the grid of {item[LESION_MAP]}")
+        subject[key] = image.with_array(image.array.astype(np.float32))
+    return subject
+
+
+def load_atlas(folder: str | os.PathLike, sequences: Sequence[str] = SEQUENCES) -> dict[str, Volume]:
+    """The atlas written by :func:`build_atlas`: the ``sequences`` and ``brain``."""
+    atlas = {}
+    for name in [*sequences, BRAIN]:
+        path = atlas_file(folder, name)
+        if not path.is_file():
+            raise InputError(f"{folder}: no atlas image {path.name} (build it with build_atlas)")
+        atlas[name] = read_image(path)
+    return atlas
+
+
+class AtlasToSubject:
+    """The atlas registered to one subject through the brain mask and resampled onto its grid (decision 2).
+
+    Args:
+        atlas: the atlas (:func:`load_atlas`): the sequences and ``brain``.
+        sequences: the atlas sequences to resample, in channel order.
+        smoothing_mm: Gaussian sigma of both brain masks before registration.
+    """
+
+    def __init__(self, atlas: Mapping[str, Volume], sequences: Sequence[str] = SEQUENCES, smoothing_mm: float = MASK_SMOOTHING_MM) -> None:
+        missing = [name for name in [*sequences, BRAIN] if name not in atlas]
+        if missing:
+            raise InputError(f"the atlas lacks {missing}")
+        self.atlas, self.sequences, self.smoothing_mm = dict(atlas), list(sequences), float(smoothing_mm)
+        self._atlas_brain = _smoothed(self.atlas[BRAIN], self.smoothing_mm)
+
+    def __call__(self, lesion_map: Volume, brain: Volume | None = None) -> dict[str, Volume]:
+        """The atlas sequences on ``lesion_map``'s grid; the brain is ``brain > 0`` if given, else ``lesion_map > 0``."""
+        mask = lesion_map.array > 0 if brain is None else brain.array > 0
+        if not mask.any():
+            raise InputError("the subject's brain mask is empty: the lesion map has no label above 0 (background)")
+        subject_brain = _smoothed(lesion_map.with_array(mask.astype(np.float32)), self.smoothing_mm)
+        transform = register(subject_brain, self._atlas_brain)
+        return {name: warp(self.atlas[name], lesion_map, transform) for name in self.sequences}
+
+
+def atlas_channels(atlas: Mapping[str, Volume] | Sequence[np.ndarray], z: int, sequences: Sequence[str] = SEQUENCES) -> np.ndarray:
+    """The atlas input of axial slice ``z``: per sequence, slices ``z - 1``, ``z``, ``z + 1`` (the edge slice
+    repeated beyond the volume), ``(15, X, Y)`` for five sequences, sequence-major."""
+    arrays = [np.asarray(atlas[name].array) for name in sequences] if isinstance(atlas, Mapping) else [np.asarray(a) for a in atlas]
+    depth = arrays[0].shape[-1]
+    if not 0 <= z < depth:
+        raise InputError(f"slice {z} is outside the atlas's {depth} axial slices")
+    picks = [min(max(z + offset, 0), depth - 1) for offset in range(-NEIGHBOURS, NEIGHBOURS + 1)]
+    return np.stack([array[..., k] for array in arrays for k in picks]).astype(np.float32)
+
+
+def one_hot_labels(lesion_map: np.ndarray) -> np.ndarray:
+    """The lesion map as ``(5, *spatial)`` one-hot float32 channels, label ``i`` in channel ``i``."""
+    labels = np.asarray(lesion_map)
+    _check_label_values(labels, "lesion map", need_brain=False)  # a slice above the brain has none
+    return np.stack([(labels == value) for value in range(len(LESION_LABELS))]).astype(np.float32)
+
+
+def _labels(volume: Volume, where: object) -> Volume:
+    _check_label_values(volume.array, str(where))
+    if volume.ndim != 3:
+        raise InputError(f"{where}: the lesion map must be a 3D volume; got {volume.ndim}D")
+    return volume.with_array(np.rint(volume.array).astype(np.uint8))
+
+
+def _check_label_values(array: np.ndarray, what: str, need_brain: bool = True) -> None:
+    values = np.unique(array)
+    unknown = [v for v in values.tolist() if v not in range(len(LESION_LABELS))]
+    if unknown:
+        raise InputError(
+            f"{what}: labels {unknown[:5]} are not SAMR lesion labels (0-4: {', '.join(LESION_LABELS)})"
+        )
+    if need_brain and not np.any(array > 0):
+        raise InputError(f"{what}: no brain (every voxel is background, label 0)")
+
+
+def _smoothed(mask: Volume, sigma_mm: float) -> Volume:
+    image = sitk.SmoothingRecursiveGaussian(sitk.Cast(mask.to_sitk(), sitk.sitkFloat32), sigma_mm)
+    return mask.with_array(Volume.from_sitk(image).array.astype(np.float32))
