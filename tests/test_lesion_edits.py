@@ -194,3 +194,54 @@ def test_cli_lesion_bad_input_is_one_line(tmp_path, capfd, args, words):
     err = capfd.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("synthmr: error: ") and all(word in err[0] for word in words), err
     assert not out.exists()
+
+
+# A combined organ-and-lesion map, as SAMR's: 1 normal brain, 2 edema, 4 tumour (x 1..8, y 1..6, z 0..2 brain).
+BRAIN = box((1, 1, 0), (9, 7, 3), value=1)
+COMBINED = BRAIN.copy()
+COMBINED[2:4, 2:4, 1] = 2
+COMBINED[2, 2, 1] = 4
+
+
+def test_combined_map_moves_only_the_lesion_and_fills_its_old_place_with_tissue():
+    edited = edit_lesion(on_grid(COMBINED), translate=(3, 2, 0), organ_labels=(1,))
+    expected = BRAIN.copy()
+    expected[5:7, 4:6, 1] = 2
+    expected[5, 4, 1] = 4
+    assert np.array_equal(edited.array, expected)
+    assert edited.array.dtype == COMBINED.dtype
+
+
+def test_combined_map_keeps_the_lesion_inside_the_organ():
+    # Moved 6 voxels along x, the lesion's x 2..3 lands on 8..9: x 9 is outside the brain (x 1..8) and is cut.
+    edited = edit_lesion(on_grid(COMBINED), translate=(6, 0, 0), organ_labels=1)
+    assert np.array_equal(edited.array != 0, BRAIN != 0)
+    assert {item for item in voxels(edited) if item[1] != 1} == {((8, 2, 1), 4), ((8, 3, 1), 2)}
+
+
+def test_combined_map_transplant_takes_only_the_donors_lesion():
+    donor = BRAIN.copy()
+    donor[6, 4:6, 2] = 4  # the donor's normal tissue covers the whole brain box too; only its tumour moves
+    edited = edit_lesion(on_grid(COMBINED), transplant=on_grid(donor), organ_labels=(1,))
+    expected = BRAIN.copy()
+    expected[6, 4:6, 2] = 4
+    assert np.array_equal(edited.array, expected)
+
+
+def test_combined_map_mirrors_about_the_organs_plane_and_names_bad_maps():
+    mirrored = edit_lesion(on_grid(COMBINED), mirror=True, organ_labels=(1,))
+    # Brain x 1..8: plane at 4.5, so x 2..3 -> 6..7 (axis 0 is left-right on the identity grid).
+    assert {tuple(i) for i in np.argwhere(mirrored.array == 4)} == {(7, 2, 1)}
+    with pytest.raises(InputError, match="no lesion voxels"):
+        edit_lesion(on_grid(BRAIN), mirror=True, organ_labels=(1,))
+    with pytest.raises(InputError, match="organ labels must be positive"):
+        edit_lesion(on_grid(COMBINED), mirror=True, organ_labels=(0,))
+
+
+def test_cli_lesion_edits_a_combined_map(tmp_path, capsys):
+    lesion = write_image(on_grid(COMBINED), tmp_path / "lesion_map.nii.gz")
+    out = tmp_path / "scaled.nii.gz"
+    assert main(["lesion", "--lesion", str(lesion), "--organ_labels", "1", "--scale", "1", "--out", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == f"wrote {out}: 4 lesion voxels"
+    assert np.array_equal(read_image(out).array, COMBINED)
+    assert main(["lesion", "--lesion", str(lesion), "--organ_labels", "one", "--mirror", "--out", str(tmp_path / "x.nii.gz")]) == 2

@@ -236,6 +236,7 @@ class SynthMR:
         centre: str | list | tuple | None = None,
         unit: str = "voxel",
         overwrite: bool = False,
+        organ_labels: str | list | tuple | int | None = None,
     ) -> None:
         """Edit a lesion labelmap and write it on the same grid, to pass to `synthmr run` as the bundle's lesion input.
 
@@ -259,6 +260,9 @@ class SynthMR:
             unit: voxel (array index, = 3D Slicer's IJK) or mm (physical LPS position: x to the patient's left,
                 y posterior, z superior).
             overwrite: replace an existing --out.
+            organ_labels: for a map holding the organ and the lesion together (e.g. a SAMR lesion map: 1 normal
+                brain, 2-4 lesion: --organ_labels 1), its normal-tissue labels: only the other labels move, they
+                stay inside the map's non-zero voxels (or --organ), and the whole map is written.
         """
         import numpy as np
 
@@ -276,6 +280,7 @@ class SynthMR:
         case_lesion = donor.with_array(np.zeros_like(donor.array)) if lesion is None else read_image(str(lesion))
         organ_mask = None if organ is None else read_image(str(organ))
         names = {"lesion": str(lesion or "lesion"), "organ": str(organ), "donor": str(transplant)}
+        labels = () if organ_labels is None else _integers(organ_labels, "--organ_labels")
         edited = edit_lesion(
             case_lesion,
             translate=_numbers(translate, "--translate"),
@@ -286,9 +291,11 @@ class SynthMR:
             organ=organ_mask,
             unit=str(unit),
             names=names,
+            organ_labels=labels,
         )
         write_image(edited, str(out), overwrite=overwrite)
-        print(f"wrote {out}: {int(np.count_nonzero(edited.array))} lesion voxels")
+        count = int(np.count_nonzero(edited.array) - np.isin(edited.array, labels).sum())
+        print(f"wrote {out}: {count} lesion voxels")
 
     def demo(
         self,
@@ -482,6 +489,14 @@ def _number(value: str | float, flag: str) -> float:
         return float(value)
     except (TypeError, ValueError):
         raise InputError(f"{flag} {value}: not a number") from None
+
+
+def _integers(value: str | int | list | tuple, flag: str) -> tuple[int, ...]:
+    """Whole numbers of ``flag`` ("1", "1,2", a number or a list, as fire passes them)."""
+    numbers = _numbers(value, flag) or ()
+    if not numbers or any(number != int(number) for number in numbers):
+        raise InputError(f"{flag} {value}: needs whole numbers (labels), e.g. {flag} 1")
+    return tuple(int(number) for number in numbers)
 
 
 def _flag(value: bool | str, flag: str) -> bool:

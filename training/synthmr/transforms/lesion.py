@@ -217,9 +217,16 @@ def edit_lesion(
     organ: Volume | None = None,
     unit: str = "voxel",
     names: dict[str, str] | None = None,
+    organ_labels: Sequence[int] = (),
 ) -> Volume:
     """Edit a lesion the way the Slicer module and ``synthmr lesion`` do: transplant, mirror, scale, translate, in
     this order, then clip to the organ mask.
+
+    A map that holds the organ's normal tissue and the lesion together (SAMR's lesion map: 1 normal brain, 2
+    edema, 3 cavity, 4 tumour) is edited with ``organ_labels`` naming its normal-tissue labels: only the other
+    non-zero labels move, the organ is the map's non-zero voxels (unless ``organ`` is given), the voxels the
+    lesion leaves take the first organ label, and the result is the whole map again. A donor map is read the
+    same way: its lesion labels are transplanted, its normal tissue is not.
 
     Args:
         lesion: the case's lesion labelmap; with ``transplant`` it only gives the grid (it may be empty).
@@ -231,6 +238,8 @@ def edit_lesion(
         organ: organ mask on the same grid: the mirror plane, and the region the result is clipped to.
         unit: ``"voxel"`` or ``"mm"`` (LPS), for ``translate`` and ``centre``.
         names: how messages call ``"lesion"``, ``"organ"`` and ``"donor"`` (e.g. their files).
+        organ_labels: the labels of ``lesion`` (and of ``transplant``) that are normal tissue of the organ, for a
+            combined map; empty (default) when every non-zero voxel is lesion.
 
     Returns:
         The edited lesion on the lesion's grid, in the lesion's data type (or a wider one for a donor's labels).
@@ -244,6 +253,25 @@ def edit_lesion(
     if centre is not None and transplant is None:
         raise InputError("centre: places a transplanted lesion; give the donor lesion to transplant too")
     _check_labelmap(lesion, names["lesion"])
+    organ_labels = _organ_labels(organ_labels)
+    if organ_labels:
+        whole = lesion
+        if organ is None:
+            organ = whole.with_array((whole.array != 0).astype(np.uint8))
+        if not np.any(organ.array):
+            raise InputError(f"{names['lesion']}: has no organ voxels (labels {list(organ_labels)}), so a lesion has nowhere to go")
+        lesion = _lesion_part(whole, organ_labels)
+        if transplant is None and not np.any(lesion.array):
+            raise InputError(
+                f"{names['lesion']}: has no lesion voxels (only the organ labels {list(organ_labels)} and background), "
+                "so there is nothing to edit"
+            )
+        if transplant is not None:
+            _check_labelmap(transplant, names["donor"])
+            transplant = _lesion_part(transplant, organ_labels)
+        edited = edit_lesion(lesion, translate, scale, mirror, transplant, centre, organ, unit, names)
+        tissue = np.where(organ.array != 0, organ_labels[0], 0)
+        return whole.with_array(np.where(edited.array != 0, edited.array, tissue).astype(whole.array.dtype))
     if transplant is None and not np.any(lesion.array):
         raise InputError(f"{names['lesion']}: is empty (every voxel is 0), so there is nothing to edit")
     edits: list[LesionEdit] = []
@@ -263,6 +291,19 @@ def edit_lesion(
         where = f"outside {names['organ']}" if organ is not None else "outside the image"
         raise InputError(f"{names['lesion']}: after the edits no lesion voxel is left (it lies entirely {where})")
     return edited
+
+
+def _organ_labels(labels: Sequence[int] | int) -> tuple[int, ...]:
+    values = (labels,) if isinstance(labels, (int, np.integer)) else tuple(labels)
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+            raise InputError(f"organ labels must be positive integers (0 is background); got {list(values)}")
+    return tuple(int(value) for value in values)
+
+
+def _lesion_part(volume: Volume, organ_labels: tuple[int, ...]) -> Volume:
+    """The lesion labels of a combined organ-and-lesion map: its normal-tissue labels set to 0."""
+    return volume.with_array(np.where(np.isin(volume.array, organ_labels), 0, volume.array).astype(volume.array.dtype))
 
 
 def left_right_axis(volume: Volume) -> int:
