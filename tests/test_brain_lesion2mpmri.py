@@ -1,6 +1,7 @@
 """brain_lesion2mpmri (SAMR) method module: the atlas (build, register to a subject, 15-channel slices), labels."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,13 +10,18 @@ from synthmr.errors import InputError
 from synthmr.io import Volume, read_image
 from synthmr.methods.brain_lesion2mpmri import (
     ATLAS_CHANNELS,
+    LESION,
     SEQUENCES,
     AtlasToSubject,
+    SAMRSliced,
     atlas_channels,
     atlas_file,
+    atlas_key,
     build_atlas,
     load_atlas,
     one_hot_labels,
+    pair_transforms,
+    prepare_subjects,
 )
 from synthmr.phantom.dataset import phantom_datalist
 
@@ -113,3 +119,63 @@ def test_build_atlas_names_bad_input(subjects, tmp_path):
     with pytest.raises(InputError, match="at least 2"):
         build_atlas(subjects[:1], tmp_path / "c")
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+@pytest.fixture(scope="module")
+def prepared(subjects, atlas_dir, tmp_path_factory):
+    return prepare_subjects(subjects, atlas_dir, tmp_path_factory.mktemp("prepared") / "atlases")
+
+
+def test_prepare_subjects_registers_the_atlas_once_per_subject(subjects, atlas_dir, prepared):
+    for item, original in zip(prepared, subjects):
+        grid = read_image(original["lesion_map"])
+        for name in SEQUENCES:
+            assert read_image(item[atlas_key(name)]).same_grid(grid)
+        assert item["t1n"] == original["t1n"]
+    stamp = {name: Path(prepared[0][atlas_key(name)]).stat().st_mtime_ns for name in SEQUENCES}
+    again = prepare_subjects(subjects[:1], atlas_dir, Path(prepared[0][atlas_key("t1n")]).parent.parent)
+    assert again[0] == prepared[0]
+    assert {name: Path(again[0][atlas_key(name)]).stat().st_mtime_ns for name in SEQUENCES} == stamp
+
+
+def test_pairs_are_lesion_slices_with_one_hot_labels_atlas_and_targets(prepared):
+    item = prepared[0]
+    labels = read_image(item["lesion_map"]).array
+    lesion_slices = set(np.flatnonzero(np.isin(labels, LESION).any(axis=(0, 1))).tolist())
+    transform = pair_transforms()
+    transform.set_random_state(0)
+    for _ in range(5):
+        pair = transform(item)
+        image, target = pair["image"].numpy(), pair["target"].numpy()
+        assert image.shape[0] == 5 + ATLAS_CHANNELS and target.shape[0] == len(SEQUENCES)
+        assert image.shape[1:] == target.shape[1:] and all(size % 8 == 0 for size in image.shape[1:])
+        assert np.all(image[:5].sum(0) == 1)  # one-hot everywhere, padding included (background)
+        assert np.isin(image[:5], (0, 1)).all()
+        assert target.min() >= -1 and target.max() <= 1
+    sliced = SAMRSliced(random=True)
+    loaded = pair_transforms().transforms[:-2]  # load, type and scale: the volumes SAMRSliced receives
+    data = item
+    for step in loaded:
+        data = step(data)
+    draws = set()
+    for seed in range(8):
+        sliced.set_random_state(seed)
+        draws.add(sliced(data)["slice_z"])
+    assert draws <= lesion_slices and len(draws) > 1
+    fixed = SAMRSliced(random=False)(data)["slice_z"]
+    assert fixed == int(np.argmax(np.isin(labels, LESION).sum(axis=(0, 1))))
+
+
+def test_aptw_is_scaled_by_its_fixed_percent_range(prepared):
+    item = prepared[1]
+    data = item
+    for step in pair_transforms().transforms[:-2]:
+        data = step(data)
+    z = SAMRSliced(random=False)(data)["slice_z"]
+    pair = pair_transforms(random=False)(item)
+    raw = read_image(item["aptw"]).array[..., z]
+    target = pair["target"].numpy()[SEQUENCES.index("aptw")]
+    x0 = (target.shape[0] - raw.shape[0]) // 2
+    y0 = (target.shape[1] - raw.shape[1]) // 2
+    inner = target[x0 : x0 + raw.shape[0], y0 : y0 + raw.shape[1]]
+    assert np.allclose(inner, np.clip(raw / 5.0, -1, 1), atol=1e-5)

@@ -16,6 +16,10 @@ This module holds what is specific to the method; the sections below, top to bot
    :func:`synthmr.transforms.group_average` on SimpleITK, shipped in the bundle; at inference it is registered
    to the subject through the brain mask (the only anatomy a lesion map gives), and every axial slice gets its
    atlas slice and the two axial neighbours of each sequence: 5 x 3 = 15 channels, as the paper.
+2. **Training pairs** (:func:`prepare_subjects`, :func:`pair_transforms`): every subject gets the atlas registered
+   to it once; a pair is one axial slice: input ``image``, the lesion map one-hot (5 channels) then the atlas
+   (15), and target ``target``, the five real sequences, each sequence and its atlas scaled to [-1, 1] by the
+   atlas's range (the atlas is what inference has, so outputs map back by the same scale).
 
 Sequence keys are the phantom's (docs/design.md, *Data conventions*): ``t1n`` (T1w), ``t1c`` (Gd-T1w), ``t2w``,
 ``t2f`` (FLAIR), ``aptw`` (APT-weighted, MTRasym at 3.5 ppm in percent); the lesion map is ``lesion_map`` with
@@ -34,6 +38,19 @@ Decisions where the paper leaves room (each is the default below):
    brain probability, both smoothed by a Gaussian of :data:`MASK_SMOOTHING_MM`, are registered (affine + demons;
    the subject fixed), and the five atlas sequences are resampled onto the subject's grid (linear).
 3. **Neighbour slices** beyond the volume repeat the edge slice.
+4. **Which slices.** The paper's instances are the 15 axial slices of its APTw slab, placed on the tumour; here a
+   training pair is drawn among the axial slices that hold lesion labels (all brain slices for a subject without
+   a lesion), and validation takes each subject's slice with the most lesion.
+5. **Scaling.** Each anatomical sequence and its atlas channels by the registered atlas's robust range
+   (:class:`~synthmr.transforms.IntensityScaling`, the 0.5th percentile of the whole image to the 99.5th of the
+   foreground), with :data:`INTENSITY_SCALING`'s headroom above it: the atlas averages normal tissue, and
+   lesions are brighter than any of it. Measured on five phantom subjects (6 mm), in units of the atlas range,
+   the brain's 99.9th percentile needed headroom up to 1.15 (T1w), 1.95 (Gd-T1w), 1.68 (T2w) and 2.01 (FLAIR),
+   the brightest voxel 2.65 (Gd-T1w): headroom 2.5. APTw is a quantitative map whose tumour (3-4 %) lies four
+   to five atlas ranges above normal brain (0-1 %): it is scaled by a fixed range instead,
+   :data:`FIXED_RANGES` (-5 % to 5 %, a usual APTw display range), the same for every subject.
+6. **Size.** Slices are padded to a multiple of :data:`SIZE_MULTIPLE` (the generator's ``2**n_downsampling``)
+   with background: label 0, images -1.
 """
 
 from __future__ import annotations
@@ -44,10 +61,21 @@ from pathlib import Path
 
 import numpy as np
 import SimpleITK as sitk
+import torch
+from monai.transforms import (
+    Compose,
+    EnsureTyped,
+    LoadImaged,
+    MapTransform,
+    Randomizable,
+    ScaleIntensityRanged,
+    SelectItemsd,
+)
 
 from synthmr.errors import InputError
 from synthmr.io import Volume, read_image, write_image
 from synthmr.io._atomic import atomic_output, check_destination, write_json
+from synthmr.transforms.intensity import RobustScaled
 from synthmr.transforms.registration import group_average, register, warp
 
 SEQUENCES = ("t1n", "t1c", "t2w", "t2f", "aptw")  # T1w, Gd-T1w, T2w, FLAIR, APTw: network channel order
@@ -60,6 +88,15 @@ NEIGHBOURS = 1  # axial atlas slices on each side of the slice: 2 * 1 + 1 = 3 pe
 ATLAS_CHANNELS = len(SEQUENCES) * (2 * NEIGHBOURS + 1)  # 15, the paper's
 MASK_SMOOTHING_MM = 2.0  # Gaussian sigma of the brain masks that drive the atlas-to-subject registration
 ATLAS_ITERATIONS = 2
+INTENSITY_SCALING = {"headroom": 2.5, "low_over": "image"}  # decision 5, anatomical sequences
+FIXED_RANGES = {"aptw": (-5.0, 5.0)}  # decision 5: sequence -> the values that map to -1 and 1 (APTw in percent)
+SIZE_MULTIPLE = 8  # decision 6
+INPUT_KEY, TARGET_KEY = "image", "target"  # the network's input (5 + 15 channels) and the real sequences (5)
+
+
+def atlas_key(sequence: str) -> str:
+    """The datalist key of a subject's registered atlas of ``sequence`` (:func:`prepare_subjects`)."""
+    return f"atlas_{sequence}"
 
 
 def atlas_file(folder: str | os.PathLike, name: str) -> Path:
@@ -214,3 +251,122 @@ def _check_label_values(array: np.ndarray, what: str, need_brain: bool = True) -
 def _smoothed(mask: Volume, sigma_mm: float) -> Volume:
     image = sitk.SmoothingRecursiveGaussian(sitk.Cast(mask.to_sitk(), sitk.sitkFloat32), sigma_mm)
     return mask.with_array(Volume.from_sitk(image).array.astype(np.float32))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# 2. Training pairs
+# ----------------------------------------------------------------------------------------------------------
+
+
+def prepare_subjects(
+    datalist: Sequence[Mapping[str, str | os.PathLike]],
+    atlas_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    sequences: Sequence[str] = SEQUENCES,
+) -> list[dict]:
+    """Each subject with the atlas registered to it (:class:`AtlasToSubject`), under :func:`atlas_key` keys.
+
+    The registered atlases are written once, to ``out_dir/<case_id>/atlas_<sequence>.nii.gz`` (each subject's
+    folder all or nothing), and reused by later calls: ``out_dir`` belongs to one atlas.
+    """
+    sequences = list(sequences)
+    out_dir = Path(out_dir)
+    register_to: AtlasToSubject | None = None
+    prepared = []
+    for index, item in enumerate(datalist):
+        if LESION_MAP not in item:
+            raise InputError(f"{item.get('case_id', f'item {index}')}: lacks {LESION_MAP!r}")
+        folder = out_dir / str(item.get("case_id", f"case_{index:04d}"))
+        if not all(atlas_file(folder, name).is_file() for name in sequences):
+            register_to = register_to or AtlasToSubject(load_atlas(atlas_dir, sequences), sequences)
+            registered = register_to(_labels(read_image(item[LESION_MAP]), item[LESION_MAP]))
+            with atomic_output(folder, overwrite=folder.exists()) as staging:
+                for name, volume in registered.items():
+                    write_image(volume, atlas_file(staging, name))
+        prepared.append({**item, **{atlas_key(name): str(atlas_file(folder, name)) for name in sequences}})
+    return prepared
+
+
+class SAMRSliced(Randomizable, MapTransform):
+    """One axial slice of a subject as a SAMR pair (decisions 4 and 6): ``image`` (one-hot lesion map, then each
+    sequence's atlas slice with its axial neighbours) and ``target`` (the sequences).
+
+    Input: channel-first volumes ``(1, X, Y, Z)`` of the ``sequences``, their :func:`atlas_key` atlases (scaled)
+    and ``lesion_map``. Output: ``image`` ``(5 + 3 * len(sequences), X, Y)`` and ``target`` ``(len(sequences),
+    X, Y)``, float32, padded to multiples of ``size_multiple``.
+
+    Args:
+        sequences: the sequence keys, in channel order.
+        random: draw a slice among those with lesion labels (training); else the slice with the most lesion.
+        size_multiple: pad X and Y up to a multiple of this.
+    """
+
+    def __init__(self, sequences: Sequence[str] = SEQUENCES, random: bool = True, size_multiple: int = SIZE_MULTIPLE) -> None:
+        self.sequences = list(sequences)
+        MapTransform.__init__(self, [*self.sequences, *map(atlas_key, self.sequences), LESION_MAP])
+        self.random = bool(random)
+        self.size_multiple = int(size_multiple)
+        self._z = 0
+
+    def randomize(self, candidates: np.ndarray) -> None:
+        self._z = int(self.R.choice(candidates))
+
+    def __call__(self, data: Mapping) -> dict:
+        d = dict(data)
+        labels = np.rint(_numpy(d[LESION_MAP])[0]).astype(np.int64)
+        _check_label_values(labels, str(d.get("case_id", LESION_MAP)))
+        lesion_per_slice = np.isin(labels, LESION).sum(axis=(0, 1))
+        if self.random:
+            candidates = np.flatnonzero(lesion_per_slice)
+            if not candidates.size:
+                candidates = np.flatnonzero((labels > 0).any(axis=(0, 1)))
+            self.randomize(candidates)
+        else:
+            self._z = int(np.argmax(lesion_per_slice)) if lesion_per_slice.any() else int(np.argmax((labels > 0).sum(axis=(0, 1))))
+        atlas = [_numpy(d[atlas_key(name)])[0] for name in self.sequences]
+        image = np.concatenate([one_hot_labels(labels[..., self._z]), atlas_channels(atlas, self._z)])
+        target = np.stack([_numpy(d[name])[0][..., self._z] for name in self.sequences]).astype(np.float32)
+        # Padding is background: the one-hot background channel 1, the other labels 0, images -1.
+        labels_fill = [1.0] + [0.0] * (len(LESION_LABELS) - 1)
+        image = _pad(image, self.size_multiple, labels_fill + [-1.0] * (len(image) - len(labels_fill)))
+        target = _pad(target, self.size_multiple, [-1.0] * len(target))
+        d[INPUT_KEY], d[TARGET_KEY] = torch.from_numpy(image), torch.from_numpy(target)
+        d["slice_z"] = self._z
+        return d
+
+
+def pair_transforms(sequences: Sequence[str] = SEQUENCES, random: bool = True) -> Compose:
+    """Prepared datalist item (:func:`prepare_subjects`) -> ``{image, target}`` of one axial slice (decisions
+    4-6), as :class:`SAMRSliced` returns them."""
+    sequences = list(sequences)
+    atlases = [atlas_key(name) for name in sequences]
+    keys = [*sequences, *atlases, LESION_MAP]
+    scale = [
+        ScaleIntensityRanged([name, atlas], *FIXED_RANGES[name], -1.0, 1.0, clip=True)
+        if name in FIXED_RANGES
+        else RobustScaled([name, atlas], reference_key=atlas, **INTENSITY_SCALING)
+        for name, atlas in zip(sequences, atlases)
+    ]
+    return Compose(
+        [
+            SelectItemsd([*keys, "case_id"], allow_missing_keys=True),
+            LoadImaged(keys, ensure_channel_first=True, image_only=True),
+            EnsureTyped(keys, dtype=torch.float32, track_meta=False),
+            *scale,
+            SAMRSliced(sequences, random=random),
+            SelectItemsd([INPUT_KEY, TARGET_KEY]),
+        ]
+    )
+
+
+def _numpy(value) -> np.ndarray:
+    return value.detach().cpu().numpy() if torch.is_tensor(value) else np.asarray(value)
+
+
+def _pad(array: np.ndarray, multiple: int, fill: Sequence[float]) -> np.ndarray:
+    """``(C, X, Y)`` padded evenly on both sides to multiples of ``multiple``, channel ``c`` with ``fill[c]``."""
+    pads = []
+    for size in array.shape[1:]:
+        extra = -(-size // multiple) * multiple - size
+        pads.append((extra // 2, extra - extra // 2))
+    return np.stack([np.pad(channel, pads, constant_values=value) for channel, value in zip(array, fill)]).astype(np.float32)
