@@ -134,6 +134,17 @@ def test_feature_matching_weights_are_exact():
     assert fake[0][-1].grad is None and fake[0][0].grad is not None
 
 
+def test_feature_matching_samr_variant_sums_mean_squared_differences():
+    values = [[1.0, 2.0, 3.0, 100.0], [0.5, 0.25, 4.0, -50.0], [2.0, 0.0, 1.0, 7.0]]  # three discriminators
+    real = [[torch.full((1, 2, 3, 3), v) for v in scale] for scale in values]
+    fake = [[torch.zeros(1, 2, 3, 3) for _ in scale] for scale in values]
+    loss = FeatureMatchingLoss(3, 2, weight=5.0, distance="l2", pix2pixhd_weights=False)(fake, real)
+    expected = 5.0 * sum(v**2 for scale in values for v in scale[:-1])  # logits ignored, no layer weights
+    assert loss.item() == pytest.approx(expected)
+    with pytest.raises(ValueError, match="distance"):
+        FeatureMatchingLoss(3, 2, distance="cosine")
+
+
 def test_feature_matching_checks_structure():
     scale = [torch.zeros(1, 1, 2, 2)] * 4
     with pytest.raises(ValueError, match="scales"):

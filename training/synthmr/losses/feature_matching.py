@@ -1,4 +1,4 @@
-"""Discriminator feature-matching loss of pix2pixHD."""
+"""Discriminator feature-matching loss of pix2pixHD (and SAMR's squared-error variant)."""
 
 from __future__ import annotations
 
@@ -22,17 +22,36 @@ class FeatureMatchingLoss(nn.Module):
     contributes ``num_layers_d + 1`` terms and a total layer weight of 4. Real features are detached: the loss
     trains the generator only.
 
+    SAMR (Guo et al., "Lesion Mask-based Simultaneous Synthesis of Anatomic and Molecular MR Images using a GAN",
+    arXiv 2006.14761, eq. 2) writes it per discriminator as the sum over layers of the mean squared difference,
+    ``(1 / N_i) ||D_k^(i)(real) - D_k^(i)(fake)||_2^2``, summed over its six discriminators with weight 5:
+    ``distance="l2", pix2pixhd_weights=False``.
+
     Args:
-        num_d: number of discriminator scales (``num_D``).
+        num_d: number of discriminator scales (``num_D``), or of discriminators (SAMR's label-wise six).
         num_layers_d: normalised convolutions per discriminator (``n_layers_D``).
-        weight: lambda of the paper (``--lambda_feat``, 10).
+        weight: lambda of the paper (``--lambda_feat``, 10; SAMR's lambda_1, 5).
+        distance: "l1" (pix2pixHD's code) or "l2" (mean squared difference, SAMR's eq. 2).
+        pix2pixhd_weights: weigh each term by ``(1 / num_d) * (4 / (num_layers_d + 1))`` as pix2pixHD's code; False
+            sums the terms unweighted.
     """
 
-    def __init__(self, num_d: int, num_layers_d: int, weight: float = 10.0) -> None:
+    def __init__(
+        self,
+        num_d: int,
+        num_layers_d: int,
+        weight: float = 10.0,
+        distance: str = "l1",
+        pix2pixhd_weights: bool = True,
+    ) -> None:
         super().__init__()
+        if distance not in ("l1", "l2"):
+            raise ValueError(f"FeatureMatchingLoss distance must be 'l1' or 'l2'; got {distance!r}")
         self.num_d = num_d
         self.num_layers_d = num_layers_d
         self.weight = weight
+        self.distance = F.l1_loss if distance == "l1" else F.mse_loss
+        self.pix2pixhd_weights = bool(pix2pixhd_weights)
 
     def forward(
         self, fake_features: Sequence[Sequence[torch.Tensor]], real_features: Sequence[Sequence[torch.Tensor]]
@@ -50,9 +69,9 @@ class FeatureMatchingLoss(nn.Module):
                     f"FeatureMatchingLoss expects {expected} layer outputs per scale (num_layers_d + 2); got "
                     f"{len(fake_scale)} (fake) and {len(real_scale)} (real)"
                 )
-        layer_weight = (1.0 / self.num_d) * (4.0 / (self.num_layers_d + 1))
+        layer_weight = (1.0 / self.num_d) * (4.0 / (self.num_layers_d + 1)) if self.pix2pixhd_weights else 1.0
         loss = sum(
-            F.l1_loss(fake, real.detach())
+            self.distance(fake, real.detach())
             for fake_scale, real_scale in zip(fake_features, real_features)
             for fake, real in zip(fake_scale[:-1], real_scale[:-1])
         )
