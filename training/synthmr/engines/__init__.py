@@ -1,10 +1,10 @@
-"""GAN trainers on MONAI/Ignite engines: paired/conditional and latent/class-conditional (docs/design.md, *Engines,
-losses and metrics*)."""
+"""GAN trainers on MONAI/Ignite engines: paired/conditional, latent/class-conditional and unpaired (cycle), and the
+checkpoint selection they share (docs/design.md, *Engines, losses and metrics*)."""
 
 from synthmr.engines.cycle import CycleGanTrainer
 from synthmr.engines.latent import LatentGanTrainer
 from synthmr.engines.paired import GanStep, PairedGanTrainer, concat_condition, image_only, on_features, on_images
-from synthmr.engines.selection import CheckpointSelection
+from synthmr.engines.selection import CheckpointSelection, PooledKidSelection
 
 __all__ = [
     "CheckpointSelection",
@@ -12,6 +12,7 @@ __all__ = [
     "GanStep",
     "LatentGanTrainer",
     "PairedGanTrainer",
+    "PooledKidSelection",
     "concat_condition",
     "image_only",
     "on_features",

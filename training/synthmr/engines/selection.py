@@ -4,7 +4,9 @@
 the last epoch) rank 0 evaluates the generator, stores that epoch's weights in ``work_dir/epoch_NNNN/generator.pt``,
 ranks every epoch evaluated so far and copies the best one's weights to ``best_path`` (a bundle's
 ``models/model.pt``); ``work_dir/selection.json`` always holds the current ranking. A criterion only says how to
-evaluate an epoch and how to rank the epochs: it is a subclass in its method's module (:mod:`synthmr.methods`).
+evaluate an epoch and how to rank the epochs: :class:`PooledKidSelection` (the lowest KID of the generator's
+channels pooled, on validation pairs the method's transform makes) serves any method; a method with its own
+criterion subclasses :class:`CheckpointSelection` in its module (:mod:`synthmr.methods`).
 """
 
 from __future__ import annotations
@@ -98,3 +100,161 @@ class CheckpointSelection:
             temporary.write_text(json.dumps(selection, indent=2) + "\n", encoding="utf-8")
         shown = ", ".join(f"{k} {v:.4g}" for k, v in values.items() if v is not None)
         logger.info(f"{name}: {shown}; best so far {best} -> {self.best_path}")
+
+
+def _unit(images: torch.Tensor) -> torch.Tensor:
+    """Generator range [-1, 1] -> [0, 1] (what the feature extractors take), as ``(N * k, 1, *spatial)``: the
+    channels pooled into one set of single-channel images, case-major (case 0's k channels first)."""
+    return ((images.float() + 1.0) / 2.0).clamp(0.0, 1.0).reshape(-1, 1, *images.shape[2:])
+
+
+class PooledKidSelection(CheckpointSelection):
+    """Keep the generator with the lowest pooled KID on the validation pairs.
+
+    Every ``interval`` epochs the generator (eval mode, as at inference) turns the validation pairs' inputs into
+    its ``k`` output channels (one image each: e.g. one per sequence); KID (Bińkowski et al., "Demystifying MMD
+    GANs", arXiv 1801.01401; :func:`synthmr.metrics.kid.kernel_distance`) between the real and the synthetic
+    images, the channels pooled into one set of ``k N`` images each, in the features of ``extractor``, ranks the
+    epochs, lowest first. KID rather than FID: a validation set of tens of cases is far below the 2 images per
+    feature FID needs (docs/design.md, *Reported numbers*). Per-channel KID and L1 to the real images (in
+    [-1, 1]) are written beside it, not ranked. The validation pairs and the real features are computed once and
+    kept in memory.
+
+    Files: ``work_dir/epoch_NNNN/{report.json, generator.pt}``, ``work_dir/selection.json``. After a resume the
+    reports of the earlier epochs in ``work_dir`` rejoin the ranking, so a fresh run needs a fresh ``work_dir``.
+
+    Args:
+        generator: the generator being trained (optionally DDP-wrapped): ``(B, C, ...)`` -> ``(B, k, ...)``.
+        datalist: validation items; at least 2.
+        transform: item -> ``{input_key: (C, ...), target_key: (k, ...)}``, the method's deterministic validation
+            pairs (every item the same shape), the targets in [-1, 1].
+        work_dir, best_path, interval: see :class:`CheckpointSelection`.
+        channels: names of the ``k`` output channels (e.g. the sequences), for the report.
+        extractor, extractor_weights: the feature extractor (:func:`synthmr.metrics.extractors.get_extractor`).
+        batch_size: validation cases per generator forward pass.
+        n_bootstrap: resamples of the KID interval in the report (the ranking uses the point value).
+        input_key, target_key: where ``transform`` puts the generator input and the real images.
+        description: further entries for ``selection.json`` (what the method's pairs are).
+    """
+
+    score_name = "kid"
+
+    def __init__(
+        self,
+        generator: torch.nn.Module,
+        datalist,
+        transform,
+        work_dir: str | os.PathLike,
+        best_path: str | os.PathLike,
+        interval: int = 1,
+        channels=(),
+        extractor: str = "domain",
+        extractor_weights: str | os.PathLike | None = None,
+        batch_size: int = 8,
+        n_bootstrap: int = 200,
+        input_key: str = "image",
+        target_key: str = "target",
+        description: Mapping | None = None,
+    ) -> None:
+        super().__init__(generator, work_dir, best_path, interval)
+        datalist = [dict(item) for item in datalist]
+        if len(datalist) < 2:
+            raise InputError(f"{type(self).__name__} needs at least 2 validation cases for KID; got {len(datalist)}")
+        self.datalist, self.transform, self.channels = datalist, transform, list(channels)
+        self.extractor_name, self.extractor_weights = extractor, extractor_weights
+        self.batch_size, self.n_bootstrap = int(batch_size), int(n_bootstrap)
+        self.input_key, self.target_key = input_key, target_key
+        self.description = dict(description or {})
+        self.scores: dict[str, float] = {}
+        self._pairs: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._extractor: torch.nn.Module | None = None
+        self._real: dict[str, torch.Tensor] = {}
+
+    def _prepare(self) -> None:
+        from synthmr.metrics.extractors import get_extractor
+        from synthmr.metrics.fid import extract_features
+
+        items = [self.transform(item) for item in self.datalist]
+        shapes = {tuple(item[self.input_key].shape) for item in items}
+        if len(shapes) != 1:
+            raise InputError(f"validation cases must share one input shape; got {sorted(shapes)}")
+        inputs = torch.stack([torch.as_tensor(item[self.input_key]) for item in items])
+        targets = torch.stack([torch.as_tensor(item[self.target_key]) for item in items])
+        if not self.channels:
+            self.channels = [f"channel_{index}" for index in range(targets.shape[1])]
+        if len(self.channels) != targets.shape[1]:
+            raise InputError(f"{len(self.channels)} channel names for {targets.shape[1]} target channels")
+        self._pairs = (inputs, targets)
+        self._extractor = get_extractor(self.extractor_name, self.extractor_weights)
+        self._real = self._features(targets, extract_features)
+
+    def _features(self, images: torch.Tensor, extract_features) -> dict[str, torch.Tensor]:
+        """Features of the pooled set (``"pooled"``) and, sliced from it, of each channel."""
+        pooled = extract_features(_unit(images), self._extractor, batch_size=32)
+        k = len(self.channels)
+        features = {"pooled": pooled}
+        for index, channel in enumerate(self.channels):
+            features[channel] = pooled[index::k]
+        return features
+
+    def evaluate(self, engine: Engine, generator: torch.nn.Module, folder: Path) -> Mapping[str, float]:
+        from synthmr.metrics.extractors import describe_extractor
+        from synthmr.metrics.fid import extract_features
+        from synthmr.metrics.kid import kernel_distance
+
+        if self._pairs is None:
+            self._prepare()
+            self._rejoin(engine.state.epoch)
+        inputs, targets = self._pairs
+        device = engine.state.device
+        generator.eval()
+        with torch.inference_mode():
+            fake = torch.cat(
+                [
+                    generator(inputs[start : start + self.batch_size].to(device)).float().cpu()
+                    for start in range(0, len(inputs), self.batch_size)
+                ]
+            )
+        synthetic = self._features(fake, extract_features)
+        pooled = kernel_distance(self._real["pooled"], synthetic["pooled"], n_bootstrap=self.n_bootstrap)
+        per_channel = {
+            channel: {
+                "kid": kernel_distance(self._real[channel], synthetic[channel], n_bootstrap=0)["kid"],
+                "l1": float((fake[:, index] - targets[:, index]).abs().mean()),
+            }
+            for index, channel in enumerate(self.channels)
+        }
+        l1 = float((fake - targets).abs().mean())
+        report = {
+            "epoch": engine.state.epoch,
+            "kid": pooled["kid"],
+            "kid_interval": pooled["interval"],
+            "l1": l1,
+            "sequences": per_channel,
+            "n_cases": int(len(inputs)),
+            "n_images_per_set": pooled["n_a"],
+            "extractor": describe_extractor(self._extractor),
+            "n_bootstrap": self.n_bootstrap,
+        }
+        with atomic_output(folder / "report.json", suffix=".json", overwrite=True) as temporary:
+            temporary.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        self.scores[folder.name] = pooled["kid"]
+        return {"kid": pooled["kid"], "l1": l1}
+
+    def _rejoin(self, epoch: int) -> None:
+        """After a resume: the epochs evaluated before ``epoch`` (report and weights in ``work_dir``) rejoin."""
+        for report in sorted(self.work_dir.glob("epoch_*/report.json")):
+            name = report.parent.name
+            if int(name.split("_")[1]) < epoch and (report.parent / "generator.pt").is_file():
+                self.scores[name] = float(json.loads(report.read_text(encoding="utf-8"))["kid"])
+
+    def ranking(self) -> list[tuple[str, float]]:
+        return sorted(self.scores.items(), key=lambda item: (item[1], item[0]))
+
+    def criterion(self) -> dict:
+        return {
+            "criterion": f"pooled KID of the {len(self.channels) or 'output'} channels on the validation cases, lowest first",
+            "extractor": self.extractor_name,
+            "n_cases": len(self.datalist),
+            **self.description,
+        }

@@ -45,11 +45,9 @@ docs/design.md, *Data conventions*: ``t1fs_arterial``, ``t1fs_portal``, ``t2``, 
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 import SimpleITK as sitk
@@ -69,12 +67,8 @@ from monai.transforms import (
 from monai.transforms.utils import create_rotate, create_scale, create_translate
 from monai.utils import convert_to_dst_type, convert_to_numpy
 
-from synthmr.engines.selection import CheckpointSelection
+from synthmr.engines.selection import PooledKidSelection as SharedPooledKidSelection
 from synthmr.errors import InputError
-from synthmr.io._atomic import atomic_output
-
-if TYPE_CHECKING:
-    from ignite.engine import Engine
 
 SEQUENCES = ("t1fs_arterial", "t1fs_portal", "t2")
 TUMOR = "tumor"
@@ -918,40 +912,24 @@ class _RequireKeysd(MapTransform):
         return data
 
 
-def _unit(images: torch.Tensor) -> torch.Tensor:
-    """Generator range [-1, 1] -> [0, 1] (what the feature extractors take), as ``(N * k, 1, H, W)``: the
-    sequences pooled into one set of single-channel images."""
-    return ((images.float() + 1.0) / 2.0).clamp(0.0, 1.0).reshape(-1, 1, *images.shape[2:])
+class PooledKidSelection(SharedPooledKidSelection):
+    """Keep the generator with the lowest pooled KID of the three sequences on the validation cases
+    (:class:`synthmr.engines.selection.PooledKidSelection`), on this method's validation pairs.
 
-
-class PooledKidSelection(CheckpointSelection):
-    """Keep the generator with the lowest pooled KID on the validation cases.
-
-    Every ``interval`` epochs the generator (eval mode, as at inference) turns the validation cases' conditioning
-    images (fixed Canny parameters, the case's own tumour) into the three sequences; KID (Bińkowski et al.,
-    "Demystifying MMD GANs", arXiv 1801.01401; :func:`synthmr.metrics.kid.kernel_distance`) between the real and
-    the synthetic slices, the three sequences pooled into one set of ``3 N`` images each, in the features of
-    ``extractor`` ranks the epochs, lowest first. KID rather than FID: 16 cases give 48 images against 256
-    features, far below the 2 per feature FID needs (docs/design.md, *Reported numbers*); the paper reports FID
-    on 1000 synthetic cases. Per-sequence KID and L1 to the real images (in [-1, 1]) are written beside it, not
-    ranked. The validation pairs and the real features are computed once and kept in memory.
-
-    Files: ``work_dir/epoch_NNNN/{report.json, generator.pt}``, ``work_dir/selection.json``. After a resume the
-    reports of the earlier epochs in ``work_dir`` rejoin the ranking, so a fresh run needs a fresh ``work_dir``.
+    The validation pairs are the cases' conditioning images with fixed Canny parameters (decision 8) and the
+    case's own tumour, and the three real sequences; with 16 cases, 48 images per set against 256 features, KID
+    ranks where FID could not (the paper reports FID on 1000 synthetic cases).
 
     Args:
         generator: the generator being trained (optionally DDP-wrapped): ``(B, k, H, W)`` -> ``(B, k, H, W)``.
         datalist: validation items with the ``sequences``, ``tumor`` and ``case_id``; at least 2.
         work_dir, best_path, interval: see :class:`~synthmr.engines.selection.CheckpointSelection`.
         sequences: the image keys, in network channel order.
-        extractor, extractor_weights: the feature extractor (:func:`synthmr.metrics.extractors.get_extractor`).
-        batch_size: validation cases per generator forward pass.
-        n_bootstrap: resamples of the KID interval in the report (the ranking uses the point value).
+        extractor, extractor_weights, batch_size, n_bootstrap: see
+            :class:`synthmr.engines.selection.PooledKidSelection`.
         edge_guidance: the conditioning images the generator was trained on: with edges (the method) or the
             tumour mask only (the baseline).
     """
-
-    score_name = "kid"
 
     def __init__(
         self,
@@ -967,105 +945,23 @@ class PooledKidSelection(CheckpointSelection):
         n_bootstrap: int = 200,
         edge_guidance: bool = True,
     ) -> None:
-        super().__init__(generator, work_dir, best_path, interval)
+        super().__init__(
+            generator,
+            datalist,
+            pair_transforms(sequences, fixed_canny=True, edge_guidance=edge_guidance),
+            work_dir,
+            best_path,
+            interval,
+            channels=list(sequences),
+            extractor=extractor,
+            extractor_weights=extractor_weights,
+            batch_size=batch_size,
+            n_bootstrap=n_bootstrap,
+            input_key=INPUT_KEY,
+            target_key=TARGET_KEY,
+            description={"edge_guidance": bool(edge_guidance)},
+        )
         self.edge_guidance = bool(edge_guidance)
-        datalist = [dict(item) for item in datalist]
-        if len(datalist) < 2:
-            raise InputError(f"PooledKidSelection needs at least 2 validation cases for KID; got {len(datalist)}")
-        self.datalist, self.sequences = datalist, list(sequences)
-        self.extractor_name, self.extractor_weights = extractor, extractor_weights
-        self.batch_size, self.n_bootstrap = int(batch_size), int(n_bootstrap)
-        self.scores: dict[str, float] = {}
-        self._pairs: tuple[torch.Tensor, torch.Tensor] | None = None
-        self._extractor: torch.nn.Module | None = None
-        self._real: dict[str, torch.Tensor] = {}
-
-    def _prepare(self) -> None:
-        from monai.data import Dataset
-
-        from synthmr.metrics.extractors import get_extractor
-        from synthmr.metrics.fid import extract_features
-
-        dataset = Dataset(self.datalist, pair_transforms(self.sequences, fixed_canny=True, edge_guidance=self.edge_guidance))
-        items = [dataset[i] for i in range(len(dataset))]
-        shapes = {tuple(item[INPUT_KEY].shape) for item in items}
-        if len(shapes) != 1:
-            raise InputError(f"validation cases must share one slice shape; got {sorted(shapes)}")
-        conditions = torch.stack([torch.as_tensor(item[INPUT_KEY]) for item in items])
-        targets = torch.stack([torch.as_tensor(item[TARGET_KEY]) for item in items])
-        self._pairs = (conditions, targets)
-        self._extractor = get_extractor(self.extractor_name, self.extractor_weights)
-        self._real = self._features(targets, extract_features)
-
-    def _features(self, images: torch.Tensor, extract_features) -> dict[str, torch.Tensor]:
-        """Features of the pooled set (``"pooled"``) and, sliced from it, of each sequence."""
-        pooled = extract_features(_unit(images), self._extractor, batch_size=32)
-        k = len(self.sequences)
-        features = {"pooled": pooled}
-        for index, sequence in enumerate(self.sequences):
-            features[sequence] = pooled[index::k]  # _unit keeps case-major order: case 0's k sequences first
-        return features
-
-    def evaluate(self, engine: Engine, generator: torch.nn.Module, folder: Path) -> Mapping[str, float]:
-        from synthmr.metrics.extractors import describe_extractor
-        from synthmr.metrics.fid import extract_features
-        from synthmr.metrics.kid import kernel_distance
-
-        if self._pairs is None:
-            self._prepare()
-            self._rejoin(engine.state.epoch)
-        conditions, targets = self._pairs
-        device = engine.state.device
-        generator.eval()
-        with torch.inference_mode():
-            fake = torch.cat(
-                [
-                    generator(conditions[start : start + self.batch_size].to(device)).float().cpu()
-                    for start in range(0, len(conditions), self.batch_size)
-                ]
-            )
-        synthetic = self._features(fake, extract_features)
-        pooled = kernel_distance(self._real["pooled"], synthetic["pooled"], n_bootstrap=self.n_bootstrap)
-        per_sequence = {}
-        for index, sequence in enumerate(self.sequences):
-            per_sequence[sequence] = {
-                "kid": kernel_distance(self._real[sequence], synthetic[sequence], n_bootstrap=0)["kid"],
-                "l1": float((fake[:, index] - targets[:, index]).abs().mean()),
-            }
-        l1 = float((fake - targets).abs().mean())
-        report = {
-            "epoch": engine.state.epoch,
-            "kid": pooled["kid"],
-            "kid_interval": pooled["interval"],
-            "l1": l1,
-            "sequences": per_sequence,
-            "n_cases": int(len(conditions)),
-            "n_images_per_set": pooled["n_a"],
-            "extractor": describe_extractor(self._extractor),
-            "n_bootstrap": self.n_bootstrap,
-        }
-        with atomic_output(folder / "report.json", suffix=".json", overwrite=True) as temporary:
-            temporary.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
-        self.scores[folder.name] = pooled["kid"]
-        return {"kid": pooled["kid"], "l1": l1}
-
-    def _rejoin(self, epoch: int) -> None:
-        """After a resume: the epochs evaluated before ``epoch`` (report and weights in ``work_dir``) rejoin."""
-        for report in sorted(self.work_dir.glob("epoch_*/report.json")):
-            name = report.parent.name
-            if int(name.split("_")[1]) < epoch and (report.parent / "generator.pt").is_file():
-                self.scores[name] = float(json.loads(report.read_text(encoding="utf-8"))["kid"])
-
-    def ranking(self) -> list[tuple[str, float]]:
-        return sorted(self.scores.items(), key=lambda item: (item[1], item[0]))
-
-    def criterion(self) -> dict:
-        return {
-            "criterion": "pooled KID of the three sequences on the validation cases, lowest first",
-            "extractor": self.extractor_name,
-            "n_cases": len(self.datalist),
-            "edge_guidance": self.edge_guidance,
-        }
 
 
 # ----------------------------------------------------------------------------------------------------------
