@@ -179,3 +179,38 @@ def test_aptw_is_scaled_by_its_fixed_percent_range(prepared):
     y0 = (target.shape[1] - raw.shape[1]) // 2
     inner = target[x0 : x0 + raw.shape[0], y0 : y0 + raw.shape[1]]
     assert np.allclose(inner, np.clip(raw / 5.0, -1, 1), atol=1e-5)
+
+
+def test_one_samr_training_epoch_with_every_loss_term(prepared):
+    """The method's pieces train together: label-wise discriminators on 25 channels, squared-error feature
+    matching over six discriminators, and the consistency term through a frozen segmenter."""
+    import torch
+    from monai.data import DataLoader, Dataset
+
+    from synthmr.engines import PairedGanTrainer, on_features
+    from synthmr.losses import AdversarialLoss, FeatureMatchingLoss
+    from synthmr.methods.brain_lesion2mpmri import ROIS, consistency_term
+    from synthmr.nets import LabelwiseDiscriminator, SAMRGenerator
+
+    torch.manual_seed(0)
+    generator = SAMRGenerator(channels=2, n_downsampling=3, n_blocks=1)
+    discriminator = LabelwiseDiscriminator(25, rois=ROIS, channels=4)
+    segmenter = torch.nn.Conv2d(5, 5, 3, padding=1)
+    segmenter_before = segmenter.weight.detach().clone()
+    loader = DataLoader(Dataset(prepared[:2], pair_transforms()), batch_size=2)
+    terms = {
+        "feature_matching": (5.0, on_features(FeatureMatchingLoss(6, 3, weight=1.0, distance="l2", pix2pixhd_weights=False))),
+        "consistency": (1.0, consistency_term(segmenter)),
+    }
+    before = [p.detach().clone() for p in generator.parameters()]
+    trainer = PairedGanTrainer(
+        "cpu", 1, loader, generator, discriminator,
+        torch.optim.Adam(generator.parameters(), 2e-4), torch.optim.Adam(discriminator.parameters(), 2e-4),
+        AdversarialLoss("vanilla"), loss_terms=terms,
+    )
+    trainer.run()
+    output = trainer.state.output
+    assert all(np.isfinite(output[key]) for key in ("g_loss", "d_loss", "feature_matching", "consistency"))
+    assert 0 < output["consistency"] <= 1  # a Dice loss
+    assert any(not torch.equal(a, b) for a, b in zip(before, generator.parameters()))
+    assert torch.equal(segmenter.weight, segmenter_before)  # frozen

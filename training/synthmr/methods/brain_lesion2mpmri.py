@@ -175,6 +175,15 @@ def _atlas_subject(item: Mapping[str, str | os.PathLike], sequences: Sequence[st
     return subject
 
 
+def atlas_or_build(folder: str | os.PathLike, datalist: Sequence[Mapping[str, str | os.PathLike]], n_subjects: int) -> Path:
+    """``folder`` when it holds an atlas; else the atlas of the datalist's first ``n_subjects`` built there first
+    (the default data of the training config). Returns ``folder``."""
+    folder = Path(folder)
+    if not (folder / "atlas.json").is_file():
+        build_atlas(list(datalist)[: int(n_subjects)], folder)
+    return folder
+
+
 def load_atlas(folder: str | os.PathLike, sequences: Sequence[str] = SEQUENCES) -> dict[str, Volume]:
     """The atlas written by :func:`build_atlas`: the ``sequences`` and ``brain``."""
     atlas = {}
@@ -357,6 +366,17 @@ def pair_transforms(sequences: Sequence[str] = SEQUENCES, random: bool = True) -
             SelectItemsd([INPUT_KEY, TARGET_KEY]),
         ]
     )
+
+
+def consistency_term(segmenter: torch.nn.Module):
+    """The generator's part of the lesion-shape consistency (eq. 4), ``GDL(x, U(G(x)))``: a frozen segmenter's
+    softmax over the five labels on the synthetic sequences against the one-hot lesion map the generator was
+    given, eq. 3's Dice without class weights (:class:`synthmr.losses.SegmentationConsistencyLoss`, uniform).
+    A generator loss term for :class:`synthmr.engines.PairedGanTrainer` (a callable of its ``GanStep``)."""
+    from synthmr.losses import SegmentationConsistencyLoss
+
+    loss = SegmentationConsistencyLoss(segmenter, to_onehot_y=False, softmax=True, w_type="uniform")
+    return lambda step: loss(step.fake, step.condition[:, : len(LESION_LABELS)])
 
 
 def _numpy(value) -> np.ndarray:
