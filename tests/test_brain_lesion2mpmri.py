@@ -149,8 +149,11 @@ def test_pairs_are_lesion_slices_with_one_hot_labels_atlas_and_targets(prepared)
         image, target = pair["image"].numpy(), pair["target"].numpy()
         assert image.shape[0] == 5 + ATLAS_CHANNELS and target.shape[0] == len(SEQUENCES)
         assert image.shape[1:] == target.shape[1:] and all(size % 8 == 0 for size in image.shape[1:])
-        assert np.all(image[:5].sum(0) == 1)  # one-hot everywhere, padding included (background)
-        assert np.isin(image[:5], (0, 1)).all()
+        assert np.isin(image[:5], (0, 1)).all() and np.isin(image[:5].sum(0), (0, 1)).all()
+        # One-hot on the subject's grid, nothing in the padding (no ROI there); padded targets are air.
+        inside = image[:5].sum(0) == 1
+        assert inside.sum() == np.prod(read_image(item["lesion_map"]).array.shape[:2])
+        assert np.all(image[5:][:, ~inside] == 0) and np.all(target[:, ~inside] == -1)
         assert target.min() >= -1 and target.max() <= 1
     sliced = SAMRSliced(random=True)
     loaded = pair_transforms().transforms[:-2]  # load, type and scale: the volumes SAMRSliced receives

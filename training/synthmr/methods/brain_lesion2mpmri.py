@@ -49,8 +49,9 @@ Decisions where the paper leaves room (each is the default below):
    the brightest voxel 2.65 (Gd-T1w): headroom 2.5. APTw is a quantitative map whose tumour (3-4 %) lies four
    to five atlas ranges above normal brain (0-1 %): it is scaled by a fixed range instead,
    :data:`FIXED_RANGES` (-5 % to 5 %, a usual APTw display range), the same for every subject.
-6. **Size.** Slices are padded to a multiple of :data:`SIZE_MULTIPLE` (the generator's ``2**n_downsampling``)
-   with background: label 0, images -1.
+6. **Size.** Slices are padded to a multiple of :data:`SIZE_MULTIPLE` (the generator's ``2**n_downsampling``):
+   the input with 0 in every channel (no label, so no discriminator's ROI covers the padding), as inference's
+   sliding window pads it (``cval`` 0), and the target with -1 (air).
 """
 
 from __future__ import annotations
@@ -302,7 +303,7 @@ class SAMRSliced(Randomizable, MapTransform):
 
     Input: channel-first volumes ``(1, X, Y, Z)`` of the ``sequences``, their :func:`atlas_key` atlases (scaled)
     and ``lesion_map``. Output: ``image`` ``(5 + 3 * len(sequences), X, Y)`` and ``target`` ``(len(sequences),
-    X, Y)``, float32, padded to multiples of ``size_multiple``.
+    X, Y)``, float32, padded to multiples of ``size_multiple`` (input 0, target -1).
 
     Args:
         sequences: the sequence keys, in channel order.
@@ -335,10 +336,8 @@ class SAMRSliced(Randomizable, MapTransform):
         atlas = [_numpy(d[atlas_key(name)])[0] for name in self.sequences]
         image = np.concatenate([one_hot_labels(labels[..., self._z]), atlas_channels(atlas, self._z)])
         target = np.stack([_numpy(d[name])[0][..., self._z] for name in self.sequences]).astype(np.float32)
-        # Padding is background: the one-hot background channel 1, the other labels 0, images -1.
-        labels_fill = [1.0] + [0.0] * (len(LESION_LABELS) - 1)
-        image = _pad(image, self.size_multiple, labels_fill + [-1.0] * (len(image) - len(labels_fill)))
-        target = _pad(target, self.size_multiple, [-1.0] * len(target))
+        image = _pad(image, self.size_multiple, 0.0)  # decision 6
+        target = _pad(target, self.size_multiple, -1.0)
         d[INPUT_KEY], d[TARGET_KEY] = torch.from_numpy(image), torch.from_numpy(target)
         d["slice_z"] = self._z
         return d
@@ -383,10 +382,10 @@ def _numpy(value) -> np.ndarray:
     return value.detach().cpu().numpy() if torch.is_tensor(value) else np.asarray(value)
 
 
-def _pad(array: np.ndarray, multiple: int, fill: Sequence[float]) -> np.ndarray:
-    """``(C, X, Y)`` padded evenly on both sides to multiples of ``multiple``, channel ``c`` with ``fill[c]``."""
-    pads = []
+def _pad(array: np.ndarray, multiple: int, fill: float) -> np.ndarray:
+    """``(C, X, Y)`` padded evenly on both sides with ``fill`` to multiples of ``multiple``."""
+    pads = [(0, 0)]
     for size in array.shape[1:]:
         extra = -(-size // multiple) * multiple - size
         pads.append((extra // 2, extra - extra // 2))
-    return np.stack([np.pad(channel, pads, constant_values=value) for channel, value in zip(array, fill)]).astype(np.float32)
+    return np.pad(array, pads, constant_values=fill).astype(np.float32)
