@@ -217,3 +217,43 @@ def test_one_samr_training_epoch_with_every_loss_term(prepared):
     assert 0 < output["consistency"] <= 1  # a Dice loss
     assert any(not torch.equal(a, b) for a, b in zip(before, generator.parameters()))
     assert torch.equal(segmenter.weight, segmenter_before)  # frozen
+
+
+def test_inference_conditions_match_the_training_pairs(prepared, atlas_dir):
+    """The same atlas registration, scaling and channel layout at inference as in training (unpadded region)."""
+    from synthmr.methods.brain_lesion2mpmri import InferenceConditions
+
+    item = prepared[2]
+    lesion_map = read_image(item["lesion_map"])
+    conditions, scalings = InferenceConditions(atlas_dir)({"lesion_map": lesion_map})
+    assert conditions.shape == (5 + ATLAS_CHANNELS, *lesion_map.array.shape)
+    assert set(scalings) == set(SEQUENCES)
+    data = item
+    for step in pair_transforms(random=False).transforms[:-2]:
+        data = step(data)
+    pair = SAMRSliced(random=False)(data)
+    z, image = pair["slice_z"], pair["image"].numpy()
+    x, y = lesion_map.array.shape[:2]
+    x0, y0 = (image.shape[1] - x) // 2, (image.shape[2] - y) // 2
+    np.testing.assert_allclose(image[:, x0 : x0 + x, y0 : y0 + y], conditions[..., z], atol=1e-4)
+    # Training targets map back to the real sequence through the scalings inference returns.
+    t1n = read_image(item["t1n"]).array[..., z]
+    back = scalings["t1n"].inverse(pair["target"].numpy()[0, x0 : x0 + x, y0 : y0 + y])
+    inside = np.abs(pair["target"].numpy()[0, x0 : x0 + x, y0 : y0 + y]) < 1  # not clipped
+    np.testing.assert_allclose(back[inside], t1n[inside], rtol=1e-3, atol=1e-2)
+
+
+def test_a_lesion_map_alone_gives_five_sequences_on_its_grid(prepared, atlas_dir, tmp_path):
+    from synthmr.inference import Synthesizer
+    from synthmr.methods.brain_lesion2mpmri import InferenceConditions
+    from synthmr.nets import SAMRGenerator
+
+    item = {"lesion_map": prepared[3]["lesion_map"], "case_id": "subject"}
+    network = SAMRGenerator(channels=2, n_downsampling=3, n_blocks=1)
+    written = Synthesizer(network, [item], ["lesion_map"], list(SEQUENCES), tmp_path / "out", labelmaps=["lesion_map"],
+                          conditions=InferenceConditions(atlas_dir), roi_size=(64, 64))()[0]
+    grid = read_image(item["lesion_map"])
+    assert set(written) == set(SEQUENCES)
+    for path in written.values():
+        image = read_image(path)
+        assert image.same_grid(grid) and np.isfinite(image.array).all()

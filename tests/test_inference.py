@@ -261,6 +261,62 @@ def test_conditions_of_the_wrong_shape_are_one_clear_error(tmp_path):
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.nii.gz"))
 
 
+class AtlasLikeConditions:
+    """Conditions that see the grids and scale the outputs: the lesion as +1 on -1, outputs mapped back by a
+    fixed scaling (as an atlas-driven bundle whose only input is a label map)."""
+
+    takes_volumes = True
+    scales_outputs = True
+
+    def __init__(self):
+        self.received = []
+
+    def __call__(self, volumes):
+        self.received.append(volumes)
+        lesion = volumes["lesion"].array
+        return np.where(lesion > 0, 1.0, -1.0)[None], {"a": IntensityScaling(100.0, 300.0), "b": IntensityScaling(0.0, 5.0)}
+
+
+def test_conditions_may_take_volumes_and_scale_the_outputs_from_a_labelmap_alone(tmp_path):
+    item, first, _ = mask_guided_case(tmp_path)
+    conditions = AtlasLikeConditions()
+    written = Synthesizer(torch.nn.Conv3d(1, 2, 1).requires_grad_(False), [item], ["lesion"], ["a", "b"], tmp_path / "out",
+                          labelmaps=["lesion"], conditions=conditions, spatial_dims=3, roi_size=(24, 20, 5))
+    with torch.no_grad():
+        written.network.weight.fill_(1.0)
+        written.network.bias.zero_()
+    outputs = written()[0]
+    (volumes,) = conditions.received
+    assert isinstance(volumes["lesion"], Volume) and volumes["lesion"].same_grid(first)
+    lesion = read_image(item["lesion"]).array > 0
+    a, b = read_image(outputs["a"]), read_image(outputs["b"])
+    assert a.same_grid(first)
+    np.testing.assert_allclose(a.array[lesion], 300.0, rtol=1e-5)  # +1 through the scaling of output a
+    np.testing.assert_allclose(b.array[~lesion], 0.0, atol=1e-5)  # -1 through output b's
+    with pytest.raises(InputError, match="scale the outputs themselves"):
+        Synthesizer(Recorder(), [item], ["lesion"], ["a"], tmp_path / "o2", labelmaps=["lesion"], conditions=conditions,
+                    output_scalings={"a": "lesion"})
+
+
+def test_conditions_choose_the_padding_of_overhanging_windows(tmp_path):
+    item, _, _ = mask_guided_case(tmp_path)
+
+    class Padded(Recorder):
+        size_multiple = 16  # 24 x 20 slices need 32 x 32 windows
+
+    def conditions(arrays):
+        return np.zeros((1, *arrays["a"].shape), np.float32)
+
+    for pad_value, expected in ((None, -1.0), (0.5, 0.5)):
+        if pad_value is not None:
+            conditions.pad_value = pad_value
+        network = Padded()
+        Synthesizer(network, [item], ["a"], ["a"], tmp_path / f"out{pad_value}", conditions=conditions)()
+        window = network.seen[0]
+        assert window.shape[-2:] == (32, 32)
+        assert set(np.unique(window.numpy())) == {0.0, expected}
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"labelmaps": ["x"]}, r"labelmaps \['x'\] are not among the inputs"),
     ({"optional": ["a"]}, "the reference input 'a' .* must be a required intensity image"),

@@ -18,8 +18,9 @@ For every case it:
    gets one of the same settings with a window of the image's size;
 4. maps every output channel back with the reference input's scaling (a synthetic sequence lands on the units of
    the sequence it was made from, as acquisitions on one receiver gain do), or with the scaling of the input that
-   ``output_scalings`` names for it (a synthetic version of an input sequence in that sequence's units), and writes
-   it as
+   ``output_scalings`` names for it (a synthetic version of an input sequence in that sequence's units), or, when
+   ``conditions`` scales the outputs itself (a generator whose only inputs are label maps, whose units come from
+   an atlas), with the scalings it returns; and writes it as
    ``<output_dir>/<case_id>/<output key>.nii.gz`` on the reference grid, each file atomically.
 
 All output paths are checked before any computation, so an existing output stops the run at once unless
@@ -75,7 +76,13 @@ class Synthesizer:
         optional: the keys of ``inputs`` a case may leave out (never the reference).
         conditions: optional ``conditions(arrays)`` -> the generator's input ``(C, *spatial)`` in [-1, 1], from
             ``arrays``, input key -> the case's array ``(*spatial)`` in its file's units (optional inputs the case
-            leaves out are absent). Without it, the scaled intensity inputs stacked in ``inputs`` order.
+            leaves out are absent). Without it, the scaled intensity inputs stacked in ``inputs`` order. Two
+            attributes of ``conditions`` widen this: ``takes_volumes = True`` gives it the
+            :class:`~synthmr.io.Volume` of each input (grid included, e.g. to register an atlas) instead of the
+            array; ``scales_outputs = True`` means it returns ``(input, scalings)``, ``scalings`` mapping every
+            output key to the :class:`IntensityScaling` that maps it back; ``output_scalings`` is then unused and
+            the reference may be a label map. ``pad_value`` (default -1, air) is what windows that overhang
+            the image are padded with when no ``inferer`` is given (a given inferer keeps its ``cval``).
         output_scalings: output key -> the intensity input whose scaling maps that output back (default: the
             reference input's).
     """
@@ -120,10 +127,18 @@ class Synthesizer:
         self.inputs = list(inputs)
         self.outputs = list(outputs)
         self.labelmaps, self.optional = list(labelmaps), list(optional)
-        self.output_scalings = {key: self.inputs[0] for key in self.outputs}
-        self.output_scalings.update(output_scalings or {})
-        _check_roles(self.inputs, self.outputs, self.labelmaps, self.optional, self.output_scalings)
         self.conditions = conditions
+        self.conditions_scale_outputs = bool(getattr(conditions, "scales_outputs", False))
+        if self.conditions_scale_outputs:
+            if output_scalings:
+                raise InputError("output_scalings: this bundle's conditions scale the outputs themselves; leave it out")
+            self.output_scalings = {}
+        else:
+            self.output_scalings = {key: self.inputs[0] for key in self.outputs}
+            self.output_scalings.update(output_scalings or {})
+        _check_roles(
+            self.inputs, self.outputs, self.labelmaps, self.optional, self.output_scalings, self.conditions_scale_outputs
+        )
         self.output_dir = Path(output_dir).absolute()  # written paths stay valid from any folder
         self.device = torch.device(device)
         self.spatial_dims = spatial_dims
@@ -225,7 +240,15 @@ class Synthesizer:
                 [np.clip(scalings[key].forward(volumes[key].array.astype(np.float32)), AIR, 1.0) for key in scalings]
             )
         else:
-            scaled = np.asarray(self.conditions({key: volume.array for key, volume in volumes.items()}), np.float32)
+            given = volumes if getattr(self.conditions, "takes_volumes", False) else {k: v.array for k, v in volumes.items()}
+            made = self.conditions(given)
+            if self.conditions_scale_outputs:
+                made, returned = made
+                missing = [key for key in self.outputs if key not in returned]
+                if missing:
+                    raise InputError(f"the bundle's conditions gave no scaling for the outputs {missing}")
+                scalings = {key: returned[key] for key in self.outputs}
+            scaled = np.asarray(made, np.float32)
             expected = volumes[self.inputs[0]].array.shape
             if scaled.ndim != len(expected) + 1 or scaled.shape[1:] != expected:
                 raise InputError(
@@ -247,7 +270,9 @@ class Synthesizer:
         if two_d_image:
             result = result[..., 0]
         for channel, key in enumerate(self.outputs):
-            result[channel] = scalings[self.output_scalings[key]].inverse(result[channel])
+            # With conditions that scale the outputs, ``scalings`` is keyed by output; else by input.
+            scaling = scalings[key] if self.conditions_scale_outputs else scalings[self.output_scalings[key]]
+            result[channel] = scaling.inverse(result[channel])
         return result
 
     def _infer(self, batch: torch.Tensor) -> np.ndarray:
@@ -264,7 +289,7 @@ class Synthesizer:
                 mode="gaussian" if template is None else template.mode,
                 sigma_scale=0.125 if template is None else template.sigma_scale,
                 padding_mode="constant" if template is None else template.padding_mode,
-                cval=AIR if template is None else template.cval,
+                cval=getattr(self.conditions, "pad_value", AIR) if template is None else template.cval,
                 cache_roi_weight_map=True,
             )
         output = self._inferers[roi](batch.to(self.device), self.network)
@@ -277,15 +302,21 @@ class Synthesizer:
 
 
 def _check_roles(
-    inputs: list[str], outputs: list[str], labelmaps: list[str], optional: list[str], scalings: Mapping[str, str]
+    inputs: list[str],
+    outputs: list[str],
+    labelmaps: list[str],
+    optional: list[str],
+    scalings: Mapping[str, str],
+    conditions_scale_outputs: bool = False,
 ) -> None:
-    """The keys that name inputs name inputs, the reference is a required intensity image, and every output is
-    mapped back by an intensity input's scaling."""
+    """The keys that name inputs name inputs, the reference is a required intensity image (or, when the
+    conditions scale the outputs, any required input), and every output is mapped back by an intensity input's
+    scaling."""
     for name, keys in (("labelmaps", labelmaps), ("optional", optional)):
         unknown = [key for key in keys if key not in inputs]
         if unknown:
             raise InputError(f"{name} {unknown} are not among the inputs {inputs}")
-    if inputs[0] in labelmaps or inputs[0] in optional:
+    if inputs[0] in optional or (inputs[0] in labelmaps and not conditions_scale_outputs):
         raise InputError(f"the reference input {inputs[0]!r} (the first) must be a required intensity image")
     unknown = [key for key in scalings if key not in outputs]
     if unknown:

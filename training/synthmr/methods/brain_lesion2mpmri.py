@@ -20,6 +20,9 @@ This module holds what is specific to the method; the sections below, top to bot
    to it once; a pair is one axial slice: input ``image``, the lesion map one-hot (5 channels) then the atlas
    (15), and target ``target``, the five real sequences, each sequence and its atlas scaled to [-1, 1] by the
    atlas's range (the atlas is what inference has, so outputs map back by the same scale).
+3. **Inference** (:class:`InferenceConditions`): the same input for every axial slice of a lesion map, built from
+   the atlas registered to it, with the scalings that map the five outputs back to the atlas's units, for
+   :class:`synthmr.inference.Synthesizer`.
 
 Sequence keys are the phantom's (docs/design.md, *Data conventions*): ``t1n`` (T1w), ``t1c`` (Gd-T1w), ``t2w``,
 ``t2f`` (FLAIR), ``aptw`` (APT-weighted, MTRasym at 3.5 ppm in percent); the lesion map is ``lesion_map`` with
@@ -76,7 +79,7 @@ from monai.transforms import (
 from synthmr.errors import InputError
 from synthmr.io import Volume, read_image, write_image
 from synthmr.io._atomic import atomic_output, check_destination, write_json
-from synthmr.transforms.intensity import RobustScaled
+from synthmr.transforms.intensity import IntensityScaling, RobustScaled
 from synthmr.transforms.registration import group_average, register, warp
 
 SEQUENCES = ("t1n", "t1c", "t2w", "t2f", "aptw")  # T1w, Gd-T1w, T2w, FLAIR, APTw: network channel order
@@ -389,3 +392,56 @@ def _pad(array: np.ndarray, multiple: int, fill: float) -> np.ndarray:
         extra = -(-size // multiple) * multiple - size
         pads.append((extra // 2, extra - extra // 2))
     return np.pad(array, pads, constant_values=fill).astype(np.float32)
+
+# ----------------------------------------------------------------------------------------------------------
+# 3. Inference
+# ----------------------------------------------------------------------------------------------------------
+
+
+def sequence_scaling(sequence: str, atlas: np.ndarray) -> IntensityScaling:
+    """How ``sequence`` maps to [-1, 1] (decision 5): by the registered atlas's range with headroom, or by its
+    fixed range (:data:`FIXED_RANGES`; a fixed range is an :class:`IntensityScaling` with ``low`` and ``high``
+    the two ends and no headroom). What :func:`pair_transforms` does in training, for inference."""
+    if sequence in FIXED_RANGES:
+        low, high = FIXED_RANGES[sequence]
+        return IntensityScaling(float(low), float(high), 1.0)
+    return IntensityScaling.fit(atlas, name=f"atlas {sequence}", **INTENSITY_SCALING)
+
+
+class InferenceConditions:
+    """The generator's input for a whole lesion map, for :class:`synthmr.inference.Synthesizer` (section 3).
+
+    Registers the atlas to the lesion map's brain (:class:`AtlasToSubject`), scales each sequence's registered
+    atlas as in training (:func:`sequence_scaling`, clipped to [-1, 1]), and stacks, for every axial slice, the
+    one-hot lesion map and the 15 atlas channels: ``(20, X, Y, Z)``. It returns the scalings too, which map the
+    generated sequences back to the atlas's units (``scales_outputs``), and takes the inputs with their grids
+    (``takes_volumes``). Windows that overhang the image are padded with 0 (``pad_value``; an inference config's
+    ``SlidingWindowInferer`` needs ``cval: 0``), as training pads (decision 6).
+
+    Args:
+        atlas_dir: the atlas folder (:func:`build_atlas`; a bundle ships it in ``models/atlas``).
+        sequences: the output sequences, in channel order.
+        lesion_key: the input key of the lesion map; ``brain`` is used as the brain mask when the case has it.
+    """
+
+    takes_volumes = True
+    scales_outputs = True
+    pad_value = 0.0
+
+    def __init__(self, atlas_dir: str | os.PathLike, sequences: Sequence[str] = SEQUENCES, lesion_key: str = LESION_MAP) -> None:
+        self.sequences, self.lesion_key = list(sequences), lesion_key
+        self.register = AtlasToSubject(load_atlas(atlas_dir, self.sequences), self.sequences)
+
+    def __call__(self, volumes: Mapping[str, Volume]) -> tuple[np.ndarray, dict[str, IntensityScaling]]:
+        if self.lesion_key not in volumes:
+            raise InputError(f"the case has no {self.lesion_key!r} (the lesion map the sequences are made from)")
+        lesion_map = _labels(volumes[self.lesion_key], self.lesion_key)
+        registered = self.register(lesion_map, volumes.get(BRAIN))
+        scalings = {name: sequence_scaling(name, registered[name].array) for name in self.sequences}
+        atlas = [np.clip(scalings[name].forward(registered[name].array), -1.0, 1.0) for name in self.sequences]
+        labels = lesion_map.array
+        stacked = np.stack(
+            [np.concatenate([one_hot_labels(labels[..., z]), atlas_channels(atlas, z)]) for z in range(labels.shape[-1])],
+            axis=-1,
+        )
+        return stacked.astype(np.float32), scalings
