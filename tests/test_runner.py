@@ -391,7 +391,7 @@ def test_a_bare_name_never_runs_a_folder_of_the_working_directory(tmp_path, monk
 
 
 def test_a_user_bundle_with_a_shipped_name_is_refused(tmp_path, monkeypatch, capsys):
-    shipped = sorted(path.name for path in (ROOT / "bundles").iterdir() if (path / "configs").is_dir())[0]
+    shipped = sorted(path.name for path in (ROOT / "bundles").iterdir() if (path / "configs" / "metadata.json").is_file())[0]
     make_bundle(tmp_path / "mine", name=shipped)
     monkeypatch.setenv("SYNTHMR_BUNDLE_PATH", str(tmp_path / "mine"))
     with pytest.raises(InputError, match=f"has the name of a bundle shipped with synthmr.*rename its folder"):

@@ -618,6 +618,17 @@ def test_an_edited_lesion_goes_to_the_lesion_role_and_the_unedited_one_to_the_so
     assert inputs["tumor"] == str(job.edited_lesion) and "tumor_before" not in inputs
 
 
+def test_a_map_of_organ_and_lesion_is_edited_with_its_organ_labels(interface, tmp_path):
+    """A bundle whose lesion input holds the organ's tissue too (SAMR's lesion map) names its organ labels, and
+    the edit step passes them to synthmr lesion; other bundles' edit steps do not."""
+    paths = write_case(tmp_path / "case")
+    edits = LesionEditRequest(scale=0.5)
+    edit, _ = SynthesisJob(dataclasses.replace(interface, organ_labels=(1, 5)), paths, tmp_path / "a", edits=edits).commands()
+    assert "--organ_labels=1,5" in edit
+    edit, _ = SynthesisJob(interface, paths, tmp_path / "b", edits=edits).commands()
+    assert not any(word.startswith("--organ_labels") for word in edit)
+
+
 # Running through the real runner
 
 

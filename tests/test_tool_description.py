@@ -47,6 +47,11 @@ BLOCKS = [
     _with(lambda b: b.update(requires=">=0.2,<0.3")),
     _with(lambda b: b.update(requires="0.2")),
     _with(lambda b: b.update(colour="red")),
+    _with(lambda b: b.update(organ_labels=[1])),
+    _with(lambda b: b.update(organ_labels=[])),
+    _with(lambda b: b.update(organ_labels=[0])),
+    _with(lambda b: b.update(organ_labels=[1, 1])),
+    _with(lambda b: b.update(organ_labels="1")),
     [],
 ]
 
@@ -134,3 +139,19 @@ def test_a_wrong_source_lesion_is_refused_naming_the_field(tmp_path, change, mes
     change(block)
     with pytest.raises(InputError, match=r"field synthmr\.source_lesion: " + message):
         _read(tmp_path, block)
+
+
+def _organ_block(**changes):
+    """A SAMR-like lesion map holding the organ's tissue (1) and lesion labels (2, 4)."""
+    block = _with(lambda b: b["inputs"]["tumor"].update(labels={"1": "normal brain", "2": "edema", "4": "tumour"}))
+    block.update({"organ_labels": [1], **changes})
+    return block
+
+
+def test_organ_labels_name_labels_of_the_lesion_input(tmp_path):
+    assert _read(tmp_path, _organ_block()).organ_labels == (1,)
+    assert _read(tmp_path, TOOL_BLOCK).organ_labels == ()
+    with pytest.raises(InputError, match=r"field synthmr\.organ_labels: \[3\] are not labels of the lesion input 'tumor'"):
+        _read(tmp_path, _organ_block(organ_labels=[1, 3]))
+    with pytest.raises(InputError, match=r"field synthmr\.organ_labels: needs the lesion field"):
+        _read(tmp_path, _organ_block(lesion=None, lesion_edits=[]))

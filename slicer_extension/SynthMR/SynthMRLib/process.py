@@ -225,6 +225,8 @@ class SynthesisJob:
                 command += ["--lesion", str(inputs[lesion_role])]
             if organ_role is not None and organ_role in inputs:
                 command += ["--organ", str(inputs[organ_role])]
+            if self.description.organ_labels:  # the lesion input holds the organ's tissue too
+                command.append("--organ_labels=" + ",".join(map(str, self.description.organ_labels)))
             steps.append(_Step(EDIT_STAGE, command + self.edits.arguments()))
             source_role = self.description.source_lesion
             if source_role is not None and lesion_role in inputs and source_role not in inputs:

@@ -89,6 +89,8 @@ class ToolDescription:
         source_lesion: optional labelmap input role for the unedited lesion (what the input images show) when
             the lesion input is an edited one, or None.
         lesion_edits: the supported lesion edits, from :data:`LESION_EDITS`.
+        organ_labels: labels of the lesion input that are the organ's normal tissue (a map holding organ and
+            lesion together); empty when every non-zero label is lesion.
         demo: ``{"organ", "seed", "phantom"}`` of the demo case, or None.
         requires: the synthmr versions the bundle works with (a PEP 440 specifier), or None.
     """
@@ -102,6 +104,7 @@ class ToolDescription:
     lesion: str | None = None
     source_lesion: str | None = None
     lesion_edits: tuple[str, ...] = field(default_factory=tuple)
+    organ_labels: tuple[int, ...] = field(default_factory=tuple)
     demo: dict | None = None
     requires: str | None = None
 
@@ -173,6 +176,15 @@ def _role_reference_error(block: Mapping[str, Any]) -> tuple[list[str], str] | N
         if value is not None and value not in labelmaps:
             listed = ", ".join(labelmaps) or "none"
             return [BLOCK_KEY, field_name], f"{value!r} is not a labelmap input role (labelmap inputs: {listed})"
+    organ_labels = block.get("organ_labels")
+    if organ_labels is not None:
+        lesion = block.get("lesion")
+        if lesion is None:
+            return [BLOCK_KEY, "organ_labels"], "needs the lesion field: they are labels of the lesion input"
+        declared = inputs[lesion].get("labels")
+        unknown = [value for value in organ_labels if declared is not None and str(value) not in declared]
+        if unknown:
+            return [BLOCK_KEY, "organ_labels"], f"{unknown} are not labels of the lesion input {lesion!r} ({', '.join(declared)})"
     source = block.get("source_lesion")
     if source is not None:
         optional = [name for name in labelmaps if not inputs[name].get("required", True)]
@@ -215,6 +227,7 @@ def _description(bundle_dir: Path, block: Mapping[str, Any]) -> ToolDescription:
         lesion=block.get("lesion"),
         source_lesion=block.get("source_lesion"),
         lesion_edits=tuple(block.get("lesion_edits", [])),
+        organ_labels=tuple(int(value) for value in block.get("organ_labels", [])),
         demo=demo,
         requires=block.get("requires"),
     )
