@@ -257,3 +257,24 @@ def test_a_lesion_map_alone_gives_five_sequences_on_its_grid(prepared, atlas_dir
     for path in written.values():
         image = read_image(path)
         assert image.same_grid(grid) and np.isfinite(image.array).all()
+
+
+def test_segmenter_pairs_turn_a_slice_around(prepared, tmp_path):
+    import torch
+
+    from synthmr.methods.brain_lesion2mpmri import SegmentationPairsd, consistency_term, save_segmenter
+
+    pair = pair_transforms(random=False)(prepared[0])
+    turned = SegmentationPairsd()(pair)
+    assert set(turned) == {"image", "label"}
+    assert torch.equal(turned["image"], pair["target"])
+    assert turned["label"].shape == (1, *pair["image"].shape[1:])
+    assert torch.equal(turned["label"][0], pair["image"][:5].argmax(0))
+    network = torch.nn.Conv2d(5, 5, 1)
+    torch.save({"segmenter": network.state_dict()}, tmp_path / "best.pt")
+    saved = torch.load(save_segmenter(tmp_path / "best.pt", tmp_path / "segmenter.pt"), weights_only=True)
+    assert torch.equal(saved["weight"], network.weight)
+    with pytest.raises(InputError, match="no segmenter checkpoint"):
+        save_segmenter(tmp_path / "missing.pt", tmp_path / "x.pt")
+    with pytest.raises(InputError, match="train_segmenter.yaml.*--segmenter_weights null"):
+        consistency_term(network, tmp_path / "missing.pt")

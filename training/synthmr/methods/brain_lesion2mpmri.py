@@ -370,13 +370,57 @@ def pair_transforms(sequences: Sequence[str] = SEQUENCES, random: bool = True) -
     )
 
 
-def consistency_term(segmenter: torch.nn.Module):
+class SegmentationPairsd(MapTransform):
+    """A SAMR pair turned around for the segmenter of the lesion-shape consistency (eq. 4's ``U``): ``image``
+    becomes the five sequences (the pair's target) and ``label`` the lesion map ``(1, X, Y)`` (the argmax of the
+    pair's one-hot channels; padding reads as background)."""
+
+    def __init__(self) -> None:
+        MapTransform.__init__(self, [INPUT_KEY, TARGET_KEY])
+
+    def __call__(self, data: Mapping) -> dict:
+        d = dict(data)
+        one_hot = torch.as_tensor(d[INPUT_KEY])[: len(LESION_LABELS)]
+        d[INPUT_KEY], d["label"] = torch.as_tensor(d[TARGET_KEY]), one_hot.argmax(0, keepdim=True)
+        del d[TARGET_KEY]
+        return d
+
+
+def save_segmenter(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Path:
+    """The segmenter's weights from its best training checkpoint (MONAI's ``CheckpointSaver`` file: the bare state
+    dict, or under ``"segmenter"``) written to ``out`` as a plain state dict (atomically)."""
+    from synthmr.engines.base import save_weights
+
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise InputError(f"{checkpoint}: no segmenter checkpoint (did the segmenter's validation run?)")
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    save_weights(state.get("segmenter", state), out)
+    return Path(out)
+
+
+def consistency_term(segmenter: torch.nn.Module, weights: str | os.PathLike | None = None):
     """The generator's part of the lesion-shape consistency (eq. 4), ``GDL(x, U(G(x)))``: a frozen segmenter's
     softmax over the five labels on the synthetic sequences against the one-hot lesion map the generator was
     given, eq. 3's Dice without class weights (:class:`synthmr.losses.SegmentationConsistencyLoss`, uniform).
-    A generator loss term for :class:`synthmr.engines.PairedGanTrainer` (a callable of its ``GanStep``)."""
+    A generator loss term for :class:`synthmr.engines.PairedGanTrainer` (a callable of its ``GanStep``).
+
+    Args:
+        segmenter: the segmentation network (five sequences -> five label logits).
+        weights: its trained weights (``configs/train_segmenter.yaml`` writes ``models/segmenter.pt``); None
+            when ``segmenter`` is trained already.
+    """
+    from synthmr.io import load_weights
     from synthmr.losses import SegmentationConsistencyLoss
 
+    if weights is not None:
+        if not Path(weights).is_file():
+            raise InputError(
+                f"{weights}: no segmenter weights for the lesion-shape consistency; train them first with "
+                "configs/train_segmenter.yaml, or pass --segmenter_weights null to train without it (the paper's "
+                "'w/o L_C' ablation)"
+            )
+        load_weights(segmenter, weights)
     loss = SegmentationConsistencyLoss(segmenter, to_onehot_y=False, softmax=True, w_type="uniform")
     return lambda step: loss(step.fake, step.condition[:, : len(LESION_LABELS)])
 
