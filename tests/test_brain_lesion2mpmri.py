@@ -278,3 +278,41 @@ def test_segmenter_pairs_turn_a_slice_around(prepared, tmp_path):
         save_segmenter(tmp_path / "missing.pt", tmp_path / "x.pt")
     with pytest.raises(InputError, match="train_segmenter.yaml.*--segmenter_weights null"):
         consistency_term(network, tmp_path / "missing.pt")
+
+
+def test_without_atlas_input_the_generator_sees_the_lesion_map_alone(prepared, atlas_dir):
+    from synthmr.methods.brain_lesion2mpmri import InferenceConditions
+
+    pair = pair_transforms(random=False, atlas_input=False)(prepared[0])
+    with_atlas = pair_transforms(random=False)(prepared[0])
+    assert pair["image"].shape[0] == 5 and np.array_equal(pair["image"].numpy(), with_atlas["image"].numpy()[:5])
+    assert np.array_equal(pair["target"].numpy(), with_atlas["target"].numpy())  # the atlas still sets the scale
+    conditions, _ = InferenceConditions(atlas_dir, atlas_input=False)({"lesion_map": read_image(prepared[0]["lesion_map"])})
+    assert conditions.shape[0] == 5
+
+
+BUNDLE_CONFIGS = Path(__file__).resolve().parents[1] / "bundles" / "brain_lesion2mpmri" / "configs"
+VARIANTS = ["", "no_atlas", "no_labelwise", "no_stretch_out", "no_consistency", "pix2pix", "pix2pixhd"]
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_training_variant_wires_generator_and_discriminator(variant):
+    """The method, its four ablations and the two baselines: the generator takes the variant's input, and the
+    discriminator its [input, images] (a wrong channel count or size multiple would fail here)."""
+    import torch
+    from monai.bundle import ConfigParser
+
+    files = [BUNDLE_CONFIGS / "train.yaml"] + ([BUNDLE_CONFIGS / f"train_{variant}.yaml"] if variant else [])
+    parser = ConfigParser()
+    parser.read_config([str(f) for f in files])
+    channels, multiple = parser.get_parsed_content("input_channels"), parser.get_parsed_content("size_multiple")
+    generator, discriminator = parser.get_parsed_content("network_def"), parser.get_parsed_content("discriminator_def")
+    x = torch.zeros(1, channels, 6 * multiple, 7 * multiple)
+    with torch.no_grad():
+        images = generator.eval()(x)
+        assert images.shape == (1, 5, *x.shape[2:])
+        outputs = discriminator.eval()(torch.cat([x, images], dim=1))
+    assert outputs
+    if variant in ("no_atlas", "pix2pix", "pix2pixhd"):
+        assert channels == 5
+    assert parser.get_parsed_content("best_model").endswith(".pt")

@@ -312,13 +312,22 @@ class SAMRSliced(Randomizable, MapTransform):
         sequences: the sequence keys, in channel order.
         random: draw a slice among those with lesion labels (training); else the slice with the most lesion.
         size_multiple: pad X and Y up to a multiple of this.
+        atlas_input: False leaves the atlas channels out of ``image`` (the lesion map alone: the "w/o atlas"
+            ablation and the pix2pix and pix2pixHD baselines); the atlas still sets the intensity scale.
     """
 
-    def __init__(self, sequences: Sequence[str] = SEQUENCES, random: bool = True, size_multiple: int = SIZE_MULTIPLE) -> None:
+    def __init__(
+        self,
+        sequences: Sequence[str] = SEQUENCES,
+        random: bool = True,
+        size_multiple: int = SIZE_MULTIPLE,
+        atlas_input: bool = True,
+    ) -> None:
         self.sequences = list(sequences)
         MapTransform.__init__(self, [*self.sequences, *map(atlas_key, self.sequences), LESION_MAP])
         self.random = bool(random)
         self.size_multiple = int(size_multiple)
+        self.atlas_input = bool(atlas_input)
         self._z = 0
 
     def randomize(self, candidates: np.ndarray) -> None:
@@ -336,8 +345,10 @@ class SAMRSliced(Randomizable, MapTransform):
             self.randomize(candidates)
         else:
             self._z = int(np.argmax(lesion_per_slice)) if lesion_per_slice.any() else int(np.argmax((labels > 0).sum(axis=(0, 1))))
-        atlas = [_numpy(d[atlas_key(name)])[0] for name in self.sequences]
-        image = np.concatenate([one_hot_labels(labels[..., self._z]), atlas_channels(atlas, self._z)])
+        image = one_hot_labels(labels[..., self._z])
+        if self.atlas_input:
+            atlas = [_numpy(d[atlas_key(name)])[0] for name in self.sequences]
+            image = np.concatenate([image, atlas_channels(atlas, self._z)])
         target = np.stack([_numpy(d[name])[0][..., self._z] for name in self.sequences]).astype(np.float32)
         image = _pad(image, self.size_multiple, 0.0)  # decision 6
         target = _pad(target, self.size_multiple, -1.0)
@@ -346,9 +357,12 @@ class SAMRSliced(Randomizable, MapTransform):
         return d
 
 
-def pair_transforms(sequences: Sequence[str] = SEQUENCES, random: bool = True) -> Compose:
+def pair_transforms(
+    sequences: Sequence[str] = SEQUENCES, random: bool = True, atlas_input: bool = True, size_multiple: int = SIZE_MULTIPLE
+) -> Compose:
     """Prepared datalist item (:func:`prepare_subjects`) -> ``{image, target}`` of one axial slice (decisions
-    4-6), as :class:`SAMRSliced` returns them."""
+    4-6), as :class:`SAMRSliced` returns them (``random``, ``atlas_input`` and ``size_multiple`` are its
+    arguments)."""
     sequences = list(sequences)
     atlases = [atlas_key(name) for name in sequences]
     keys = [*sequences, *atlases, LESION_MAP]
@@ -364,7 +378,7 @@ def pair_transforms(sequences: Sequence[str] = SEQUENCES, random: bool = True) -
             LoadImaged(keys, ensure_channel_first=True, image_only=True),
             EnsureTyped(keys, dtype=torch.float32, track_meta=False),
             *scale,
-            SAMRSliced(sequences, random=random),
+            SAMRSliced(sequences, random=random, size_multiple=size_multiple, atlas_input=atlas_input),
             SelectItemsd([INPUT_KEY, TARGET_KEY]),
         ]
     )
@@ -466,15 +480,24 @@ class InferenceConditions:
         atlas_dir: the atlas folder (:func:`build_atlas`; a bundle ships it in ``models/atlas``).
         sequences: the output sequences, in channel order.
         lesion_key: the input key of the lesion map; ``brain`` is used as the brain mask when the case has it.
+        atlas_input: False gives the lesion map alone as input (as :class:`SAMRSliced`); the atlas still sets the
+            output scale.
     """
 
     takes_volumes = True
     scales_outputs = True
     pad_value = 0.0
 
-    def __init__(self, atlas_dir: str | os.PathLike, sequences: Sequence[str] = SEQUENCES, lesion_key: str = LESION_MAP) -> None:
+    def __init__(
+        self,
+        atlas_dir: str | os.PathLike,
+        sequences: Sequence[str] = SEQUENCES,
+        lesion_key: str = LESION_MAP,
+        atlas_input: bool = True,
+    ) -> None:
         self.sequences, self.lesion_key = list(sequences), lesion_key
         self.register = AtlasToSubject(load_atlas(atlas_dir, self.sequences), self.sequences)
+        self.atlas_input = bool(atlas_input)
 
     def __call__(self, volumes: Mapping[str, Volume]) -> tuple[np.ndarray, dict[str, IntensityScaling]]:
         if self.lesion_key not in volumes:
@@ -484,8 +507,8 @@ class InferenceConditions:
         scalings = {name: sequence_scaling(name, registered[name].array) for name in self.sequences}
         atlas = [np.clip(scalings[name].forward(registered[name].array), -1.0, 1.0) for name in self.sequences]
         labels = lesion_map.array
-        stacked = np.stack(
-            [np.concatenate([one_hot_labels(labels[..., z]), atlas_channels(atlas, z)]) for z in range(labels.shape[-1])],
-            axis=-1,
-        )
+        slices = [one_hot_labels(labels[..., z]) for z in range(labels.shape[-1])]
+        if self.atlas_input:
+            slices = [np.concatenate([labels_z, atlas_channels(atlas, z)]) for z, labels_z in enumerate(slices)]
+        stacked = np.stack(slices, axis=-1)
         return stacked.astype(np.float32), scalings
