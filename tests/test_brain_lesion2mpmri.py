@@ -316,3 +316,50 @@ def test_every_training_variant_wires_generator_and_discriminator(variant):
     if variant in ("no_atlas", "pix2pix", "pix2pixhd"):
         assert channels == 5
     assert parser.get_parsed_content("best_model").endswith(".pt")
+
+
+def test_manipulations_keep_the_lesion_in_the_brain_and_follow_the_seed(subjects):
+    from synthmr.methods.brain_lesion2mpmri import LESION, manipulate_lesion
+
+    maps = [read_image(s["lesion_map"]) for s in subjects]
+    brain = maps[0].array > 0
+    seen = set()
+    for seed in range(12):
+        edited, drawn = manipulate_lesion(maps[0], maps[1:], np.random.default_rng(seed))
+        again, _ = manipulate_lesion(maps[0], maps[1:], np.random.default_rng(seed))
+        assert np.array_equal(edited.array, again.array)
+        assert np.array_equal(edited.array > 0, brain)  # the brain stays, the lesion stays inside it
+        assert np.isin(edited.array, LESION).any()
+        seen.add(drawn["edit"])
+        if drawn["edit"] == "scale":
+            assert 0.5 <= drawn["factor"] <= 2.0
+    assert seen == {"mirror", "scale", "transplant"}
+    _, drawn = manipulate_lesion(maps[0], [], np.random.default_rng(0))
+    assert drawn["edit"] != "transplant"
+
+
+def test_new_lesion_cases_are_written_whole_and_reproducibly(prepared, atlas_dir, tmp_path):
+    import torch
+
+    from synthmr.methods.brain_lesion2mpmri import NewLesionCases
+    from synthmr.nets import SAMRGenerator
+
+    torch.manual_seed(0)
+    generation = NewLesionCases(SAMRGenerator(channels=2, n_downsampling=3, n_blocks=1), atlas_dir)
+    items = generation.generate(prepared[:2], 3, tmp_path / "set", seed=7)
+    assert [item["case_id"] for item in items] == ["case_00000", "case_00001", "case_00002"]
+    assert [item["source_case"] for item in items] == [prepared[0]["case_id"], prepared[1]["case_id"], prepared[0]["case_id"]]
+    listed = json.loads((tmp_path / "set" / "datalist.json").read_text())["training"]
+    assert [item["seed"] for item in listed] == [item["seed"] for item in items]
+    for item, source in zip(items, [prepared[0], prepared[1], prepared[0]]):
+        grid = read_image(source["lesion_map"])
+        for key in ["lesion_map", *SEQUENCES]:
+            assert read_image(item[key]).same_grid(grid)
+    again = generation.generate(prepared[:2], 2, tmp_path / "again", seed=7)
+    for first, second in zip(items, again):
+        assert np.array_equal(read_image(first["lesion_map"]).array, read_image(second["lesion_map"]).array)
+    with pytest.raises(InputError, match="exists"):
+        generation.generate(prepared[:2], 1, tmp_path / "set", seed=7)
+    with pytest.raises(InputError, match="source datalist is empty"):
+        generation.generate([], 1, tmp_path / "none")
+    assert not (tmp_path / "none").exists()

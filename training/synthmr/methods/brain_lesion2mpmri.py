@@ -23,6 +23,8 @@ This module holds what is specific to the method; the sections below, top to bot
 3. **Inference** (:class:`InferenceConditions`): the same input for every axial slice of a lesion map, built from
    the atlas registered to it, with the scalings that map the five outputs back to the atlas's units, for
    :class:`synthmr.inference.Synthesizer`.
+4. **New cases** (:class:`NewLesionCases`, what ``synthmr generate`` runs): real lesion maps randomly manipulated
+   (:data:`EDITS`) and the five sequences generated for each, the paper's synthetic training data.
 
 Sequence keys are the phantom's (docs/design.md, *Data conventions*): ``t1n`` (T1w), ``t1c`` (Gd-T1w), ``t2w``,
 ``t2f`` (FLAIR), ``aptw`` (APT-weighted, MTRasym at 3.5 ppm in percent); the lesion map is ``lesion_map`` with
@@ -52,6 +54,12 @@ Decisions where the paper leaves room (each is the default below):
    the brightest voxel 2.65 (Gd-T1w): headroom 2.5. APTw is a quantitative map whose tumour (3-4 %) lies four
    to five atlas ranges above normal brain (0-1 %): it is scaled by a fixed range instead,
    :data:`FIXED_RANGES` (-5 % to 5 %, a usual APTw display range), the same for every subject.
+7. **Random manipulations.** The paper's are in its supplement, which was not found; its Fig. 3 shows a mirrored
+   lesion, a tumour enlarged by 100 % and shrunk to 50 %, and a lesion from another patient. A new case draws one
+   of these edits with equal chance: mirror across the brain's mid-sagittal plane, scale about the lesion's
+   centroid by a factor log-uniform in [0.5, 2], or transplant the lesion of another source subject on the same
+   grid (mirror when there is none); each is clipped to the brain (:func:`synthmr.transforms.edit_lesion` with
+   ``organ_labels=(1,)``), and a draw that leaves no lesion is drawn again.
 6. **Size.** Slices are padded to a multiple of :data:`SIZE_MULTIPLE` (the generator's ``2**n_downsampling``):
    the input with 0 in every channel (no label, so no discriminator's ROI covers the padding), as inference's
    sliding window pads it (``cval`` 0), and the target with -1 (air).
@@ -512,3 +520,143 @@ class InferenceConditions:
             slices = [np.concatenate([labels_z, atlas_channels(atlas, z)]) for z, labels_z in enumerate(slices)]
         stacked = np.stack(slices, axis=-1)
         return stacked.astype(np.float32), scalings
+
+
+# ----------------------------------------------------------------------------------------------------------
+# 4. New cases
+# ----------------------------------------------------------------------------------------------------------
+
+EDITS = ("mirror", "scale", "transplant")  # decision 7, drawn with equal chance
+SCALE_RANGE = (0.5, 2.0)  # decision 7: log-uniform
+NORMAL_BRAIN = 1  # the lesion map's tissue label: lesion edits move the other labels
+MAX_DRAWS = 20
+
+
+def manipulate_lesion(lesion_map: Volume, donors: Sequence[Volume], rng: np.random.Generator) -> tuple[Volume, dict]:
+    """One random manipulation of ``lesion_map`` (decision 7): the edited map and what was drawn.
+
+    Args:
+        lesion_map: a five-label map with a lesion.
+        donors: other subjects' lesion maps on the same grid, for a transplant.
+        rng: the draw's random generator.
+    """
+    from synthmr.transforms.lesion import edit_lesion
+
+    for _ in range(MAX_DRAWS):
+        edit = str(rng.choice(EDITS))
+        if edit == "transplant" and not donors:
+            edit = "mirror"
+        drawn: dict = {"edit": edit}
+        options: dict = {}
+        if edit == "mirror":
+            options["mirror"] = True
+        elif edit == "scale":
+            drawn["factor"] = options["scale"] = float(np.exp(rng.uniform(*np.log(SCALE_RANGE))))
+        else:
+            donor = int(rng.integers(len(donors)))
+            drawn["donor"], options["transplant"] = donor, donors[donor]
+        try:
+            edited = edit_lesion(lesion_map, organ_labels=(NORMAL_BRAIN,), **options)
+        except InputError:
+            continue  # nothing of the lesion left inside the brain: draw again
+        if np.isin(edited.array, LESION).any():
+            return edited, drawn
+    raise InputError(f"no manipulation in {MAX_DRAWS} draws left a lesion inside the brain")
+
+
+class NewLesionCases:
+    """SAMR's synthetic training data: real lesion maps randomly manipulated (:func:`manipulate_lesion`), and the
+    five sequences generated to show each (what ``synthmr generate`` runs through ``configs/generate.yaml``).
+
+    New case ``i`` builds on source ``i % len(sources)`` (round robin) with a draw that depends only on ``(seed,
+    i)``, so a set is reproducible from its seed and its first ``k`` cases are those of any longer set. Each case
+    is ``<out_dir>/case_NNNNN/{lesion_map, <sequences>}.nii.gz`` on its source's grid, the sequences in the
+    atlas's units; ``datalist.json`` lists them with their source and draw. The folder appears whole or not at
+    all.
+
+    Args:
+        network: the generator (weights loaded).
+        atlas_dir: the atlas folder.
+        sequences: the output sequences, in channel order.
+        device: where the generator runs.
+        inferer: the inference config's ``SlidingWindowInferer`` (padding 0), or None for the defaults.
+        atlas_input: as :class:`InferenceConditions`.
+        progress: optional ``progress(done, total)``.
+    """
+
+    def __init__(
+        self,
+        network: torch.nn.Module,
+        atlas_dir: str | os.PathLike,
+        sequences: Sequence[str] = SEQUENCES,
+        device: str | torch.device = "cpu",
+        inferer=None,
+        atlas_input: bool = True,
+        progress=None,
+    ) -> None:
+        self.network, self.sequences, self.device = network, list(sequences), torch.device(device)
+        self.conditions = InferenceConditions(atlas_dir, self.sequences, atlas_input=atlas_input)
+        self.inferer, self.progress = inferer, progress
+
+    def generate(
+        self, sources: Sequence[Mapping], n: int, out_dir: str | os.PathLike, seed: int = 0, overwrite: bool = False
+    ) -> list[dict]:
+        """Write ``n`` new cases and ``out_dir/datalist.json``; return its items (absolute paths).
+
+        Args:
+            sources: real subjects, datalist items with ``lesion_map`` (3D, with a lesion) and ``case_id``.
+            n: how many new cases.
+            out_dir: a new or empty folder (or any folder with ``overwrite``).
+            seed: the set's seed, 0 to 2**32 - 1.
+            overwrite: replace an existing ``out_dir`` once the new set is complete.
+        """
+        from synthmr.inference import Synthesizer
+
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise InputError(f"n must be a positive integer; got {n!r}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
+            raise InputError(f"seed must be an integer in [0, 2**32); got {seed!r}")
+        sources = [dict(item) for item in sources]
+        if not sources:
+            raise InputError("no real subject to build new cases on: the source datalist is empty")
+        out_dir = Path(out_dir).absolute()
+        check_destination(out_dir, overwrite, "folder")
+        maps = []
+        for index, item in enumerate(sources):
+            name = f"source case {item.get('case_id', index)!r}"
+            if LESION_MAP not in item:
+                raise InputError(f"{name}: lacks {LESION_MAP!r}")
+            maps.append(_labels(read_image(item[LESION_MAP]), f"{name}: {item[LESION_MAP]}"))
+        items: list[dict] = []
+        with atomic_output(out_dir, overwrite=overwrite) as staging:
+            staging.mkdir()
+            for i in range(n):
+                index = i % len(sources)
+                case_seed = int(np.random.SeedSequence([int(seed), i]).generate_state(1)[0])
+                donors = [j for j, m in enumerate(maps) if j != index and m.same_grid(maps[index])]
+                edited, drawn = manipulate_lesion(maps[index], [maps[j] for j in donors], np.random.default_rng(case_seed))
+                if "donor" in drawn:  # the donor subject's name, not its place among the donors
+                    drawn["donor"] = str(sources[donors[drawn["donor"]]].get("case_id", donors[drawn["donor"]]))
+                case_id = f"case_{i:05d}"
+                write_image(edited, staging / case_id / f"{LESION_MAP}.nii.gz")
+                items.append({"case_id": case_id, LESION_MAP: f"{case_id}/{LESION_MAP}.nii.gz",
+                              **{name: f"{case_id}/{name}.nii.gz" for name in self.sequences},
+                              "source_case": str(sources[index].get("case_id", index)), "seed": case_seed, **drawn})
+            Synthesizer(
+                self.network,
+                [{"case_id": item["case_id"], LESION_MAP: str(staging / item[LESION_MAP])} for item in items],
+                [LESION_MAP],
+                self.sequences,
+                staging,
+                device=self.device,
+                spatial_dims=2,
+                roi_size=(256, 256),
+                inferer=self.inferer,
+                labelmaps=[LESION_MAP],
+                conditions=self.conditions,
+                progress=self.progress,
+            )()
+            description = f"{n} new cases with manipulated lesions, generated by synthmr (brain_lesion2mpmri)"
+            write_json(staging / "datalist.json", {"description": description, "seed": int(seed), "training": items})
+        keys = [LESION_MAP, *self.sequences]
+        return [{key: str(out_dir / value) if key in keys else value for key, value in item.items()} for item in items]
