@@ -26,6 +26,10 @@ This module holds what is specific to the method; the sections below, top to bot
 4. **New cases** (:class:`NewLesionCases`, what ``synthmr generate`` runs): real lesion maps randomly manipulated
    (:data:`EDITS`) and the five sequences generated for each, the paper's synthetic training data.
 
+Training (networks, losses, schedule, baselines and ablations) is assembled in the bundle's configs from
+:mod:`synthmr.nets`, :mod:`synthmr.losses` and :mod:`synthmr.engines`, with :func:`consistency_term` and the
+segmenter's :class:`SegmentationPairsd` from here.
+
 Sequence keys are the phantom's (docs/design.md, *Data conventions*): ``t1n`` (T1w), ``t1c`` (Gd-T1w), ``t2w``,
 ``t2f`` (FLAIR), ``aptw`` (APT-weighted, MTRasym at 3.5 ppm in percent); the lesion map is ``lesion_map`` with
 the SAMR labels 0-4 of :data:`LESION_LABELS`. Volumes are ``(x, y, z)`` in ITK index order with z axial.
@@ -54,15 +58,15 @@ Decisions where the paper leaves room (each is the default below):
    the brightest voxel 2.65 (Gd-T1w): headroom 2.5. APTw is a quantitative map whose tumour (3-4 %) lies four
    to five atlas ranges above normal brain (0-1 %): it is scaled by a fixed range instead,
    :data:`FIXED_RANGES` (-5 % to 5 %, a usual APTw display range), the same for every subject.
+6. **Size.** Slices are padded to a multiple of :data:`SIZE_MULTIPLE` (the generator's ``2**n_downsampling``):
+   the input with 0 in every channel (no label, so no discriminator's ROI covers the padding), as inference's
+   sliding window pads it (``cval`` 0), and the target with -1 (air).
 7. **Random manipulations.** The paper's are in its supplement, which was not found; its Fig. 3 shows a mirrored
    lesion, a tumour enlarged by 100 % and shrunk to 50 %, and a lesion from another patient. A new case draws one
    of these edits with equal chance: mirror across the brain's mid-sagittal plane, scale about the lesion's
    centroid by a factor log-uniform in [0.5, 2], or transplant the lesion of another source subject on the same
    grid (mirror when there is none); each is clipped to the brain (:func:`synthmr.transforms.edit_lesion` with
    ``organ_labels=(1,)``), and a draw that leaves no lesion is drawn again.
-6. **Size.** Slices are padded to a multiple of :data:`SIZE_MULTIPLE` (the generator's ``2**n_downsampling``):
-   the input with 0 in every channel (no label, so no discriminator's ROI covers the padding), as inference's
-   sliding window pads it (``cval`` 0), and the target with -1 (air).
 """
 
 from __future__ import annotations
