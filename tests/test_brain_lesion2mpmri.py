@@ -363,3 +363,18 @@ def test_new_lesion_cases_are_written_whole_and_reproducibly(prepared, atlas_dir
     with pytest.raises(InputError, match="source datalist is empty"):
         generation.generate([], 1, tmp_path / "none")
     assert not (tmp_path / "none").exists()
+
+
+def test_inference_config_builds_the_trained_network():
+    """inference.yaml's network_def is train.yaml's (the weights must load), and its inferer pads with 0."""
+    from monai.bundle import ConfigParser
+
+    parsers = {}
+    for name in ("train", "inference"):
+        parsers[name] = ConfigParser()
+        parsers[name].read_config(str(BUNDLE_CONFIGS / f"{name}.yaml"))
+    trained = parsers["train"].get_parsed_content("network_def")
+    inferred = parsers["inference"].get_parsed_content("network_def")
+    assert trained.state_dict().keys() == inferred.state_dict().keys()
+    assert all(a.shape == b.shape for a, b in zip(trained.state_dict().values(), inferred.state_dict().values()))
+    assert parsers["inference"].get_parsed_content("inferer").cval == 0.0
