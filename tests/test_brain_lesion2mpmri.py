@@ -378,3 +378,23 @@ def test_inference_config_builds_the_trained_network():
     assert trained.state_dict().keys() == inferred.state_dict().keys()
     assert all(a.shape == b.shape for a, b in zip(trained.state_dict().values(), inferred.state_dict().values()))
     assert parsers["inference"].get_parsed_content("inferer").cval == 0.0
+
+
+def test_roi_contrasts_of_real_phantom_subjects_show_each_lesion_class(subjects):
+    from synthmr.methods.brain_lesion2mpmri import ROI_CONTRASTS, roi_contrasts
+
+    found = []
+    for subject in subjects:
+        labels = read_image(subject["lesion_map"]).array
+        values = roi_contrasts({s: read_image(subject[s]).array for s in SEQUENCES}, labels)
+        assert set(values) == set(ROI_CONTRASTS)
+        assert values["Gd-T1w tumour / normal brain"] > 1.1  # enhancing tumour
+        assert values["FLAIR edema / normal brain"] > 1.1 and values["T2w edema / normal brain"] > 1.1
+        assert values["APTw tumour - normal brain (% points)"] > 1.0  # 3-4 % against 0-1 %
+        assert (values["FLAIR cavity / normal brain"] is None) == (not np.any(labels == 3))
+        found.append(values)
+    # A missing sequence or region is None, not an error; a wrong shape is.
+    labels = read_image(subjects[0]["lesion_map"]).array
+    assert roi_contrasts({}, labels)["Gd-T1w tumour / normal brain"] is None
+    with pytest.raises(InputError, match="shape"):
+        roi_contrasts({"t1c": np.ones((2, 2, 2))}, labels)

@@ -25,6 +25,8 @@ This module holds what is specific to the method; the sections below, top to bot
    :class:`synthmr.inference.Synthesizer`.
 4. **New cases** (:class:`NewLesionCases`, what ``synthmr generate`` runs): real lesion maps randomly manipulated
    (:data:`EDITS`) and the five sequences generated for each, the paper's synthetic training data.
+5. **Per-ROI contrasts** (:data:`ROI_CONTRASTS`, :func:`roi_contrasts`): what the synthetic sequences must show of
+   each lesion class, measured alike in real and synthetic images.
 
 Training (networks, losses, schedule, baselines and ablations) is assembled in the bundle's configs from
 :mod:`synthmr.nets`, :mod:`synthmr.losses` and :mod:`synthmr.engines`, with :func:`consistency_term` and the
@@ -664,3 +666,55 @@ class NewLesionCases:
             write_json(staging / "datalist.json", {"description": description, "seed": int(seed), "training": items})
         keys = [LESION_MAP, *self.sequences]
         return [{key: str(out_dir / value) if key in keys else value for key, value in item.items()} for item in items]
+
+
+# ----------------------------------------------------------------------------------------------------------
+# 5. Per-ROI contrasts
+#
+# Each check compares a lesion class with the normal brain of the same image, as a radiologist reads them: the
+# enhancing tumour on Gd-T1w, edema bright on T2w and FLAIR, a resection cavity dark on FLAIR when its fluid is
+# CSF-like (the phantom also makes cavities of proteinaceous fluid, which FLAIR does not null), and APTw higher in
+# tumour (3-4 %) than in normal brain (0-1 %). Anatomical images are in arbitrary units, so their checks are
+# ratios of means; APTw is in percent, so its check is a difference of means (percentage points), which also
+# avoids dividing by a normal-brain mean near 0.
+# ----------------------------------------------------------------------------------------------------------
+
+# name -> (sequence, region labels, reference labels, "ratio" or "difference")
+ROI_CONTRASTS: dict[str, tuple[str, tuple[int, ...], tuple[int, ...], str]] = {
+    "Gd-T1w tumour / normal brain": ("t1c", (4,), (1,), "ratio"),
+    "T2w edema / normal brain": ("t2w", (2,), (1,), "ratio"),
+    "FLAIR edema / normal brain": ("t2f", (2,), (1,), "ratio"),
+    "FLAIR cavity / normal brain": ("t2f", (3,), (1,), "ratio"),
+    "APTw tumour - normal brain (% points)": ("aptw", (4,), (1,), "difference"),
+}
+
+
+def roi_contrasts(images: Mapping[str, np.ndarray], lesion_map: np.ndarray) -> dict[str, float | None]:
+    """Each :data:`ROI_CONTRASTS` check of one case: ``mean(region) / mean(reference)`` or ``mean(region) -
+    mean(reference)`` of the sequence, the regions from ``lesion_map`` (the real case's, for a synthetic image made
+    from it); None where the case has no such region (no cavity, say), or the check's sequence is not given.
+
+    Raises:
+        InputError: an image of another shape than the map, non-finite values inside a region, or a reference
+            whose mean is 0 for a ratio.
+    """
+    labels = np.asarray(lesion_map)
+    values: dict[str, float | None] = {}
+    for name, (sequence, region, reference, kind) in ROI_CONTRASTS.items():
+        inside, normal = np.isin(labels, region), np.isin(labels, reference)
+        if sequence not in images or not inside.any() or not normal.any():
+            values[name] = None
+            continue
+        image = np.asarray(images[sequence], dtype=np.float64)
+        if image.shape != labels.shape:
+            raise InputError(f"{sequence}: shape {image.shape} is not the lesion map's {labels.shape}")
+        a, b = image[inside], image[normal]
+        if not (np.isfinite(a).all() and np.isfinite(b).all()):
+            raise InputError(f"{sequence}: NaN or infinite values in the regions of {name!r}")
+        if kind == "difference":
+            values[name] = float(a.mean() - b.mean())
+        elif b.mean() == 0:
+            raise InputError(f"{sequence}: the normal brain's mean is 0, so {name!r} has no ratio")
+        else:
+            values[name] = float(a.mean() / b.mean())
+    return values
