@@ -968,37 +968,48 @@ class PooledKidSelection(SharedPooledKidSelection):
 # Held-out evaluation: the method against its baselines on held-out cases.
 #
 # quality_report judges each candidate's synthetic sequences (one set per real held-out case, made from that case's
-# own tumour and, for the method, its edges) against the real sequences; the candidates are the method and its
-# baselines (Pix2Pix on the tumour mask only, CycleGAN on the same conditions; configs/evaluate.yaml):
+# own tumour and, for the method, its edges) against the real sequences, with the shared held-out comparison
+# (synthmr.metrics.quality: FID, KID and 1-NN per sequence and pooled, SSIM, PSNR and MAE over pairs); the
+# candidates are the method and its baselines (Pix2Pix on the tumour mask only, CycleGAN on the same conditions;
+# configs/evaluate.yaml). Pooled, 200 cases (600 slices) against the domain extractor's 256 features make a reliable
+# FID; 200 slices of one sequence do not.
 #
-# - Distribution, per sequence and pooled (the three sequences' slices in one set: 3 N images per side), in the
-#   features of one extractor, each set's features extracted once: FID (Heusel et al., "GANs Trained by a Two
-#   Time-Scale Update Rule Converge to a Local Nash Equilibrium", arXiv 1706.08500;
-#   synthmr.metrics.fid.frechet_distance_with_interval) and KID (Bińkowski et al., "Demystifying MMD GANs", arXiv
-#   1801.01401; synthmr.metrics.kid.kernel_distance), each with its 95 % bootstrap interval, and the leave-one-out
-#   1-NN accuracy (Lopez-Paz and Oquab, "Revisiting Classifier Two-Sample Tests", arXiv 1610.06545; 0.5 = the sets
-#   cannot be told apart). FID is always given, marked `reliable` only where both sets hold at least 2 images per
-#   feature (synthmr.metrics.kid.fid_is_reliable; docs/design.md, *Reported numbers*): 200 cases pooled (600
-#   slices) against the domain extractor's 256 features are, 200 slices of one sequence are not.
-# - Pairs: SSIM and MAE of each synthetic image against its real one, both scaled to [0, 1] by their own 0.5th and
-#   99.5th percentiles (synthmr.metrics.evaluate.unit_scaled_image, as evaluate() does).
-# - Tumour contrast per phase: C = mean(tumour) / mean(liver outside the tumour), in the real and in the synthetic
-#   image, per case, in the images' own units (the ratio cancels any scale), and the mean |C_synthetic - C_real|
-#   over cases with its 95 % bootstrap interval (synthmr.metrics.regions.contrast_errors). A hepatocellular
-#   carcinoma enhances more than the liver in the arterial phase (C > 1: arterial hyperenhancement) and less in the
-#   portal phase (C < 1: washout), LI-RADS's major features; a generator that draws the tumour with the liver's
-#   intensity, or with the wrong phase's, fails here although its FID may be good. The tumour is the case's tumour
-#   mask inside the liver mask: the tumour the generators draw (InferenceConditions clips it to the liver).
+# What is the method's own is the tumour contrast per phase: C = mean(tumour) / mean(liver outside the tumour), in
+# the real and in the synthetic image, per case, in the images' own units (the ratio cancels any scale), and the
+# mean |C_synthetic - C_real| over cases with its 95 % bootstrap interval. A hepatocellular carcinoma enhances more
+# than the liver in the arterial phase (C > 1: arterial hyperenhancement) and less in the portal phase (C < 1:
+# washout), LI-RADS's major features; a generator that draws the tumour with the liver's intensity, or with the
+# wrong phase's, fails here although its FID may be good. The tumour is the case's tumour mask inside the liver
+# mask: the tumour the generators draw (InferenceConditions clips it to the liver).
 # ----------------------------------------------------------------------------------------------------------
 
-POOLED = "pooled"  # the set of all sequences' slices together
 # What the tumour contrast of each sequence shows (the report's and the table's labels).
 CONTRAST_FEATURES = {
     "t1fs_arterial": "arterial hyperenhancement",
     "t1fs_portal": "portal washout",
     "t2": "T2 hyperintensity",
 }
-QUALITY_MAX_SLICES = 2048  # most slices per sequence and side for the distribution metrics (3D volumes)
+CONTRAST_DEFINITION = (
+    "C = mean(tumour) / mean(liver outside the tumour); tumour = tumour mask inside the liver mask of the real case; "
+    "error = |C_synthetic - C_real| per case"
+)
+
+
+def tumour_contrasts(item: Mapping, images: Mapping[str, np.ndarray]) -> dict[str, float]:
+    """Per sequence, the tumour contrast ``C`` of ``images`` (one case's, in their own units) in the regions of the
+    real case ``item`` (its ``liver`` and ``tumor`` masks)."""
+    from synthmr.io import read_image
+    from synthmr.metrics.regions import region_contrast
+
+    liver = read_image(item[LIVER]).array != 0
+    tumour = (read_image(item[TUMOR]).array != 0) & liver
+    for region, what in ((tumour, "tumour inside the liver"), (liver & ~tumour, "liver outside the tumour")):
+        if not region.any():
+            raise InputError(f"the {what} is empty; no tumour contrast")
+    return {
+        s: region_contrast(image, tumour, liver & ~tumour, "tumour", "liver outside the tumour")
+        for s, image in images.items()
+    }
 
 
 def quality_report(
@@ -1014,172 +1025,47 @@ def quality_report(
     seed: int = 0,
     batch_size: int = 32,
 ) -> dict:
-    """The held-out comparison of the method and its baselines (see the section's comment above).
+    """The held-out comparison of the method and its baselines (see the section's comment above): the report of
+    :func:`synthmr.metrics.quality.quality_report` with the tumour contrast of every sequence as its contrast
+    checks (named by sequence).
 
     Args:
         real: the held-out cases, each with ``case_id``, the ``sequences``, ``liver`` (mask) and ``tumor`` (label
             map, non-zero is tumour); a ``seed`` (phantom cases) is recorded.
-        candidates: name (e.g. ``"mask_guided"``, ``"pix2pix_mask_only"``, ``"cyclegan"``) -> one dict per real
-            case, in the same order, sequence -> synthetic image file on the real case's grid: what
-            :meth:`synthmr.inference.Synthesizer.run` returns.
-        sequences: the sequences to judge.
-        extractor, extractor_weights: the feature extractor of FID, KID and 1-NN accuracy: a name for
-            :func:`synthmr.metrics.extractors.get_extractor` with its local weights file, or a module.
-        n_bootstrap: resamples of every interval (FID, KID, contrast errors).
-        out: JSON file the report is written to (atomically); nothing is written when None.
-        overwrite: replace an existing ``out``.
-        weights: candidate name -> its generator's weights file, recorded with its SHA-256.
-        seed: seed of the resampling and of 1-NN accuracy's balancing subsample.
-        batch_size: images per forward pass of the extractor.
-
-    Returns:
-        ``{"sequences", "n_cases", "case_ids", "seeds", "extractor", "feature_dim", "n_bootstrap", "seed",
-        "confidence", "intensity_scaling", "contrast", "candidates": {name: {"weights": {"path", "sha256"} or
-        None, "distribution": {set: {"n_real", "n_fake", "feature_dim", "fid": {"value", "interval",
-        "percentile_interval", "bootstrap_bias", "reliable"}, "kid": {"value", "interval"}, "nn_accuracy": {...}}},
-        "paired": {set: {"n_pairs", "ssim": {"mean", "std"}, "mae": {"mean", "std"}}}, "contrast": {sequence:
-        {"feature", "n_cases", "real", "fake", "errors", "real_mean", "fake_mean", "mean_error", "interval"}}}}}``
-        where ``set`` is each sequence and ``"pooled"``.
-
-    Raises:
-        InputError: ``out`` exists without ``overwrite``; no candidate; fewer than 2 cases; a case or a candidate's
-            entry lacking a key; a candidate with another number of cases; a weights file that is missing or names
-            no candidate; images of different shapes; an empty tumour or liver-outside-the-tumour region (naming
-            the case); and the errors of reading images and of the extractor.
+        candidates, extractor, extractor_weights, n_bootstrap, out, overwrite, weights, seed, batch_size: see
+            :func:`synthmr.metrics.quality.quality_report`.
     """
-    from synthmr.io import read_image
-    from synthmr.io._atomic import check_destination, finite_or_none, write_json
-    from synthmr.metrics import extractors
-    from synthmr.metrics.evaluate import _balanced_nn_accuracy, _slices, unit_scaled_image
-    from synthmr.metrics.fid import extract_features, frechet_distance_with_interval
-    from synthmr.metrics.image import paired_metrics
-    from synthmr.metrics.kid import CONFIDENCE, fid_is_reliable, kernel_distance
-    from synthmr.metrics.regions import contrast_errors
+    from synthmr.metrics.quality import quality_report as held_out_comparison
 
-    if out is not None:
-        check_destination(Path(out), overwrite)
     sequences = list(sequences)
-    real = [dict(item) for item in real]
-    _check_quality_inputs(real, candidates, sequences, weights)
-    digests = {name: {"path": str(path), "sha256": _sha256(Path(path))} for name, path in (weights or {}).items()}
-    module = extractor if isinstance(extractor, torch.nn.Module) else extractors.get_extractor(
-        extractor, weights=None if extractor_weights is None else str(extractor_weights)
-    )
-    cap = max(1, QUALITY_MAX_SLICES // len(real))
-
-    def features(images: dict[str, list[np.ndarray]]) -> dict[str, torch.Tensor]:
-        """Per sequence and pooled: features of the slices of one side's [0, 1] images."""
-        found = {
-            s: extract_features([piece for image in images[s] for piece in _slices(image, cap)], module, batch_size)
-            for s in sequences
-        }
-        found[POOLED] = torch.cat([found[s] for s in sequences])
-        return found
-
-    # The real side, read and extracted once for every candidate.
-    regions, references = [], []
-    for item in real:
-        liver = read_image(item[LIVER]).array != 0
-        tumour = (read_image(item[TUMOR]).array != 0) & liver
-        for region, what in ((tumour, "tumour inside the liver"), (liver & ~tumour, "liver outside the tumour")):
-            if not region.any():
-                raise InputError(f"real case {item['case_id']!r}: the {what} is empty; no tumour contrast")
-        regions.append(tumour)
-        references.append(liver & ~tumour)
-    real_raw = {s: [read_image(item[s]).array for item in real] for s in sequences}
-    real_unit = {s: [unit_scaled_image(Path(item[s])) for item in real] for s in sequences}
-    real_features = features(real_unit)
-
-    results = {}
-    for name, cases in candidates.items():
-        fake_raw = {s: [read_image(case[s]).array for case in cases] for s in sequences}
-        fake_unit = {s: [unit_scaled_image(Path(case[s])) for case in cases] for s in sequences}
-        paired: dict[str, dict[str, list[float]]] = {s: {"ssim": [], "mae": []} for s in sequences}
-        for s in sequences:
-            for index, (real_image, fake_image) in enumerate(zip(real_unit[s], fake_unit[s])):
-                if real_image.shape != fake_image.shape:
-                    raise InputError(
-                        f"{name}, case {real[index]['case_id']!r}, {s}: synthetic image {cases[index][s]} has shape "
-                        f"{fake_image.shape}, the real {real[index][s]} {real_image.shape}"
-                    )
-                values = paired_metrics(fake_image, real_image, data_range=1.0)
-                for metric in ("ssim", "mae"):
-                    paired[s][metric].append(float(values[metric]))
-        paired[POOLED] = {metric: [v for s in sequences for v in paired[s][metric]] for metric in ("ssim", "mae")}
-        fake_features = features(fake_unit)
-        distribution = {}
-        for which in [POOLED, *sequences]:
-            a, b = real_features[which], fake_features[which]
-            fid = frechet_distance_with_interval(a, b, n_bootstrap=n_bootstrap, seed=seed)
-            kid = kernel_distance(a, b, n_bootstrap=n_bootstrap, seed=seed)
-            distribution[which] = {
-                "n_real": int(len(a)),
-                "n_fake": int(len(b)),
-                "feature_dim": int(a.shape[1]),
-                "fid": {
-                    "value": fid["fid"],
-                    "interval": fid["interval"],
-                    "percentile_interval": fid["percentile_interval"],
-                    "bootstrap_bias": fid["bootstrap_bias"],
-                    "reliable": fid_is_reliable(len(a), len(b), int(a.shape[1])),
-                },
-                "kid": {"value": kid["kid"], "interval": kid["interval"]},
-                "nn_accuracy": _balanced_nn_accuracy(a, b, seed),
-            }
-        contrast = {}
-        for s in sequences:
-            try:
-                result = contrast_errors(
-                    real_raw[s], fake_raw[s], regions, references, n_bootstrap=n_bootstrap, seed=seed,
-                    region_name="tumour", reference_name="liver outside the tumour",
-                )
-            except InputError as error:  # "case <index>, <real or synthetic> image: ..."
-                raise InputError(f"candidate {name!r}, {s}: {error}") from None
-            contrast[s] = {"feature": CONTRAST_FEATURES.get(s, "tumour contrast"), **result}
-        results[name] = {
-            "weights": digests.get(name),
-            "distribution": distribution,
-            "paired": {
-                which: {
-                    "n_pairs": len(paired[which]["ssim"]),
-                    **{m: {"mean": float(np.mean(v)), "std": float(np.std(v))} for m, v in paired[which].items()},
-                }
-                for which in [POOLED, *sequences]
-            },
-            "contrast": contrast,
-        }
-
-    seeds = [item.get("seed") for item in real]
-    report = {
-        "what": "held-out quality of synthetic liver sequences (synthmr.methods.liver_mmhcc_mask2mri.quality_report)",
-        "sequences": sequences,
-        "n_cases": len(real),
-        "case_ids": [str(item["case_id"]) for item in real],
-        "seeds": seeds if any(value is not None for value in seeds) else None,
-        "extractor": extractors.describe_extractor(module),
-        "feature_dim": int(real_features[POOLED].shape[1]),
-        "n_bootstrap": int(n_bootstrap),
-        "seed": int(seed),
-        "confidence": CONFIDENCE,
-        "intensity_scaling": "SSIM, MAE and features: each image by its own 0.5/99.5 percentiles to [0, 1], clipped; "
-        "tumour contrast: the images' own units",
-        "contrast": {
-            "definition": "C = mean(tumour) / mean(liver outside the tumour); tumour = tumour mask inside the liver "
-            "mask of the real case; error = |C_synthetic - C_real| per case",
+    return held_out_comparison(
+        real,
+        candidates,
+        sequences,
+        contrasts=tumour_contrasts,
+        contrast_description={
+            "definition": CONTRAST_DEFINITION,
             "features": {s: CONTRAST_FEATURES.get(s, "tumour contrast") for s in sequences},
         },
-        "candidates": results,
-    }
-    report = finite_or_none(report)
-    if out is not None:
-        write_json(Path(out), report, overwrite)
-    return report
+        extractor=extractor,
+        extractor_weights=extractor_weights,
+        n_bootstrap=n_bootstrap,
+        out=out,
+        overwrite=overwrite,
+        weights=weights,
+        seed=seed,
+        batch_size=batch_size,
+        what="held-out quality of synthetic liver sequences (synthmr.methods.liver_mmhcc_mask2mri.quality_report)",
+        required=[LIVER, TUMOR],
+    )
 
 
 def format_quality_table(report: Mapping) -> str:
     """The report of :func:`quality_report` as a plain-text table: one column per candidate, one row per metric
     (pooled and per-sequence FID, KID, 1-NN accuracy, SSIM, MAE; tumour contrast error per phase and the mean
     contrasts), intervals in brackets; an FID from fewer than 2 images per feature is marked ``*`` (biased)."""
+    from synthmr.metrics.quality import POOLED
+
     names = list(report["candidates"])
     sequences = list(report["sequences"])
     sets = [POOLED, *sequences]
@@ -1252,45 +1138,3 @@ def format_quality_table(report: Mapping) -> str:
     if weights:
         lines.append("weights sha256: " + ", ".join(f"{n} {digest}" for n, digest in weights.items()))
     return "\n".join(lines)
-
-
-def _check_quality_inputs(
-    real: list[dict], candidates: Mapping, sequences: list[str], weights: Mapping | None
-) -> None:
-    """One clear message for every malformed input of :func:`quality_report`, before any image is read."""
-    if not sequences or len(set(sequences)) != len(sequences):
-        raise InputError(f"sequences must be distinct image keys, at least one; got {sequences}")
-    if not isinstance(candidates, Mapping) or not candidates:
-        raise InputError("no candidate to evaluate: give candidates as {name: [per-case {sequence: file}]}")
-    if len(real) < 2:
-        raise InputError(f"the held-out evaluation needs at least 2 real cases (KID and FID); got {len(real)}")
-    needed = ["case_id", *sequences, LIVER, TUMOR]
-    for index, item in enumerate(real):
-        missing = [key for key in needed if key not in item]
-        if missing:
-            raise InputError(f"real case {index} lacks {missing} (needs {needed})")
-    for name, cases in candidates.items():
-        if isinstance(cases, (str, os.PathLike, Mapping)) or not isinstance(cases, Sequence):
-            raise InputError(f"candidate {name!r}: give one {{sequence: file}} per real case, as a list")
-        if len(cases) != len(real):
-            raise InputError(f"candidate {name!r} has {len(cases)} cases for {len(real)} real cases")
-        for index, case in enumerate(cases):
-            missing = [s for s in sequences if not isinstance(case, Mapping) or s not in case]
-            if missing:
-                raise InputError(f"candidate {name!r}, case {real[index]['case_id']!r}: no synthetic {missing}")
-    unknown = [name for name in (weights or {}) if name not in candidates]
-    if unknown:
-        raise InputError(f"weights are given for {unknown}, which are not among the candidates {list(candidates)}")
-    for name, path in (weights or {}).items():
-        if not Path(path).is_file():
-            raise InputError(f"{path}: no such weights file (candidate {name!r})")
-
-
-def _sha256(path: Path) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
