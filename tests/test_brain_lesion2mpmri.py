@@ -398,3 +398,34 @@ def test_roi_contrasts_of_real_phantom_subjects_show_each_lesion_class(subjects)
     assert roi_contrasts({}, labels)["Gd-T1w tumour / normal brain"] is None
     with pytest.raises(InputError, match="shape"):
         roi_contrasts({"t1c": np.ones((2, 2, 2))}, labels)
+
+
+def test_quality_report_scores_real_copies_perfectly_and_sees_a_missing_enhancement(subjects, tmp_path):
+    from feature_stubs import MomentFeatures
+
+    from synthmr.io import write_image
+    from synthmr.methods.brain_lesion2mpmri import quality_report
+
+    real = subjects[:3]
+    copies = [{s: item[s] for s in SEQUENCES} for item in real]
+    flattened = []
+    for item in real:
+        case = {}
+        for s in SEQUENCES:
+            volume = read_image(item[s])
+            array = volume.array.copy()
+            if s == "t1c":  # the tumour drawn like normal brain: no enhancement
+                labels = read_image(item["lesion_map"]).array
+                array[labels == 4] = array[labels == 1].mean()
+            case[s] = str(write_image(volume.with_array(array), tmp_path / item["case_id"] / f"{s}.nii.gz"))
+        flattened.append(case)
+    report = quality_report(real, {"copies": copies, "no_enhancement": flattened}, extractor=MomentFeatures(),
+                            n_bootstrap=20, out=tmp_path / "report.json")
+    copies_result, flat_result = report["candidates"]["copies"], report["candidates"]["no_enhancement"]
+    for check, result in copies_result["contrast"].items():
+        assert result["mean_error"] in (0.0, None), check
+    assert copies_result["paired"]["pooled"]["ssim"]["mean"] == pytest.approx(1.0)
+    enhancement = flat_result["contrast"]["Gd-T1w tumour / normal brain"]
+    assert enhancement["n_cases"] == 3 and enhancement["mean_error"] > 0.5
+    assert flat_result["contrast"]["FLAIR edema / normal brain"]["mean_error"] == pytest.approx(0.0)
+    assert json.loads((tmp_path / "report.json").read_text())["contrast"]["features"]

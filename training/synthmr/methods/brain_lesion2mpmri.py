@@ -25,8 +25,9 @@ This module holds what is specific to the method; the sections below, top to bot
    :class:`synthmr.inference.Synthesizer`.
 4. **New cases** (:class:`NewLesionCases`, what ``synthmr generate`` runs): real lesion maps randomly manipulated
    (:data:`EDITS`) and the five sequences generated for each, the paper's synthetic training data.
-5. **Per-ROI contrasts** (:data:`ROI_CONTRASTS`, :func:`roi_contrasts`): what the synthetic sequences must show of
-   each lesion class, measured alike in real and synthetic images.
+5. **Per-ROI contrasts and the held-out comparison** (:data:`ROI_CONTRASTS`, :func:`roi_contrasts`,
+   :func:`quality_report`): what the synthetic sequences must show of each lesion class, measured alike in real
+   and synthetic images, beside the shared distribution and pair metrics.
 
 Training (networks, losses, schedule, baselines and ablations) is assembled in the bundle's configs from
 :mod:`synthmr.nets`, :mod:`synthmr.losses` and :mod:`synthmr.engines`, with :func:`consistency_term` and the
@@ -718,3 +719,39 @@ def roi_contrasts(images: Mapping[str, np.ndarray], lesion_map: np.ndarray) -> d
         else:
             values[name] = float(a.mean() / b.mean())
     return values
+
+
+def lesion_map_contrasts(item: Mapping, images: Mapping[str, np.ndarray]) -> dict[str, float | None]:
+    """:func:`roi_contrasts` of ``images`` (one case's) in the regions of the real case ``item``'s lesion map:
+    the contrast callback of :func:`synthmr.metrics.quality.quality_report`."""
+    return roi_contrasts(images, np.rint(read_image(item[LESION_MAP]).array).astype(np.int64))
+
+
+def quality_report(
+    real: Sequence[Mapping],
+    candidates: Mapping[str, Sequence[Mapping[str, str | os.PathLike]]],
+    sequences: Sequence[str] = SEQUENCES,
+    **options,
+) -> dict:
+    """The held-out comparison of the method, its baselines and ablations: the shared report
+    (:func:`synthmr.metrics.quality.quality_report`: FID, KID and 1-NN per sequence and pooled, SSIM, PSNR and MAE
+    over pairs) with the :data:`ROI_CONTRASTS` checks, each over the cases that have its region.
+
+    Args:
+        real: held-out subjects with ``case_id``, the ``sequences`` and ``lesion_map``.
+        candidates: name -> per real case, sequence -> synthetic file on the case's grid.
+        sequences: the sequences to judge.
+        options: further arguments of the shared report (extractor, n_bootstrap, out, weights, ...).
+    """
+    from synthmr.metrics.quality import quality_report as held_out_comparison
+
+    description = {
+        "definition": "ratio: mean(region) / mean(normal brain); difference: mean(region) - mean(normal brain); "
+        "regions from the real case's lesion map; error = |synthetic - real| per case that has the region",
+        "features": {name: f"{check[0]} {check[3]}" for name, check in ROI_CONTRASTS.items()},
+    }
+    return held_out_comparison(
+        real, candidates, sequences, contrasts=lesion_map_contrasts, contrast_description=description,
+        what="held-out quality of synthetic brain sequences (synthmr.methods.brain_lesion2mpmri.quality_report)",
+        required=[LESION_MAP], **options,
+    )
