@@ -327,3 +327,16 @@ def test_conditions_choose_the_padding_of_overhanging_windows(tmp_path):
 def test_role_arguments_are_checked_when_built(tmp_path, kwargs, message):
     with pytest.raises(InputError, match=message):
         Synthesizer(Recorder(), [], ["a", "m"], ["a"], tmp_path / "out", **kwargs)
+
+
+def test_conditions_that_scale_outputs_must_return_the_scalings(tmp_path):
+    item, _, _ = mask_guided_case(tmp_path)
+
+    class Forgetful(AtlasLikeConditions):
+        def __call__(self, volumes):
+            return super().__call__(volumes)[0]  # the input alone
+
+    run = Synthesizer(Recorder(), [item], ["lesion"], ["a"], tmp_path / "out", labelmaps=["lesion"],
+                      conditions=Forgetful(), spatial_dims=3, roi_size=(24, 20, 5))
+    with pytest.raises(InputError, match="declare scales_outputs but did not return"):
+        run()

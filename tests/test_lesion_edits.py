@@ -245,3 +245,16 @@ def test_cli_lesion_edits_a_combined_map(tmp_path, capsys):
     assert capsys.readouterr().out.strip() == f"wrote {out}: 4 lesion voxels"
     assert np.array_equal(read_image(out).array, COMBINED)
     assert main(["lesion", "--lesion", str(lesion), "--organ_labels", "one", "--mirror", "--out", str(tmp_path / "x.nii.gz")]) == 2
+
+
+def test_combined_map_keeps_its_other_tissue_labels_and_the_background_inside_an_organ_mask():
+    """Only the voxels the lesion leaves become tissue: a second tissue label stays, and background inside a
+    given organ mask stays background."""
+    combined = COMBINED.copy()
+    combined[7, 5, 0] = 5  # another tissue label
+    organ = box((0, 0, 0), (10, 8, 3))  # the whole image: wider than the map's tissue
+    edited = edit_lesion(on_grid(combined), translate=(3, 2, 0), organ=on_grid(organ), organ_labels=(1, 5))
+    assert edited.array[7, 5, 0] == 5
+    assert edited.array[0, 0, 0] == 0  # background inside the organ mask is not made tissue
+    assert np.all(edited.array[2:4, 2:4, 1] == 1)  # the old place is tissue
+    assert {item for item in voxels(edited) if item[1] not in (1, 5)} == {((5, 4, 1), 4), ((5, 5, 1), 2), ((6, 4, 1), 2), ((6, 5, 1), 2)}

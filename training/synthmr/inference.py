@@ -243,6 +243,10 @@ class Synthesizer:
             given = volumes if getattr(self.conditions, "takes_volumes", False) else {k: v.array for k, v in volumes.items()}
             made = self.conditions(given)
             if self.conditions_scale_outputs:
+                if not (isinstance(made, tuple) and len(made) == 2 and isinstance(made[1], Mapping)):
+                    raise InputError(
+                        "the bundle's conditions declare scales_outputs but did not return (input, {output: scaling})"
+                    )
                 made, returned = made
                 missing = [key for key in self.outputs if key not in returned]
                 if missing:

@@ -234,7 +234,8 @@ class AtlasToSubject:
         """The atlas sequences on ``lesion_map``'s grid; the brain is ``brain > 0`` if given, else ``lesion_map > 0``."""
         mask = lesion_map.array > 0 if brain is None else brain.array > 0
         if not mask.any():
-            raise InputError("the subject's brain mask is empty: the lesion map has no label above 0 (background)")
+            where = "the lesion map has no label above 0 (background)" if brain is None else "the brain mask is all 0"
+            raise InputError(f"the subject's brain mask is empty: {where}")
         subject_brain = _smoothed(lesion_map.with_array(mask.astype(np.float32)), self.smoothing_mm)
         transform = register(subject_brain, self._atlas_brain)
         return {name: warp(self.atlas[name], lesion_map, transform) for name in self.sequences}
@@ -307,7 +308,8 @@ def prepare_subjects(
         folder = out_dir / str(item.get("case_id", f"case_{index:04d}"))
         if not all(atlas_file(folder, name).is_file() for name in sequences):
             register_to = register_to or AtlasToSubject(load_atlas(atlas_dir, sequences), sequences)
-            registered = register_to(_labels(read_image(item[LESION_MAP]), item[LESION_MAP]))
+            brain = read_image(item[BRAIN]) if BRAIN in item else None  # as inference registers (decision 2)
+            registered = register_to(_labels(read_image(item[LESION_MAP]), item[LESION_MAP]), brain)
             with atomic_output(folder, overwrite=folder.exists()) as staging:
                 for name, volume in registered.items():
                     write_image(volume, atlas_file(staging, name))
@@ -486,9 +488,9 @@ class InferenceConditions:
 
     Registers the atlas to the lesion map's brain (:class:`AtlasToSubject`), scales each sequence's registered
     atlas as in training (:func:`sequence_scaling`, clipped to [-1, 1]), and stacks, for every axial slice, the
-    one-hot lesion map and the 15 atlas channels: ``(20, X, Y, Z)``. It returns the scalings too, which map the
-    generated sequences back to the atlas's units (``scales_outputs``), and takes the inputs with their grids
-    (``takes_volumes``). Windows that overhang the image are padded with 0 (``pad_value``; an inference config's
+    one-hot lesion map and the 15 atlas channels: ``(20, X, Y, Z)`` (``(5, X, Y, Z)`` without ``atlas_input``).
+    It returns the scalings too, which map the generated sequences back to the atlas's units
+    (``scales_outputs``), and takes the inputs with their grids (``takes_volumes``). Windows that overhang the image are padded with 0 (``pad_value``; an inference config's
     ``SlidingWindowInferer`` needs ``cval: 0``), as training pads (decision 6).
 
     Args:

@@ -27,6 +27,15 @@ def _encoder(spatial_dims: int, in_channels: int, channels: int, n_downsampling:
     return nn.Sequential(*layers)
 
 
+def _branch(spatial_dims: int, width: int, n_downsampling: int, norm: str, upsample: str, outputs: int) -> nn.Sequential:
+    """One stretch-out branch: a ResNet block at ``width`` features, ``n_downsampling`` x2 up-samplings halving
+    them (Norm, ReLU), and a 7x7 convolution to ``outputs`` channels with Tanh."""
+    layers = [ResnetBlock(spatial_dims, width, norm=norm)]
+    for i in range(n_downsampling):
+        layers += up_norm_relu(spatial_dims, width // 2**i, width // 2 ** (i + 1), norm, upsample)
+    return nn.Sequential(*layers, output_head(spatial_dims, width // 2**n_downsampling, outputs))
+
+
 class SAMRGenerator(nn.Module):
     """Generator of SAMR: lesion map and atlas in, one image per sequence out.
 
@@ -40,7 +49,8 @@ class SAMRGenerator(nn.Module):
     - ``n_blocks`` :class:`~synthmr.nets.blocks.ResnetBlock` on the concatenation (the shared trunk).
     - The stretch-out up-sampling module: ``out_channels`` branches that all read the trunk's output, each one
       ResNet block, ``n_downsampling`` x2 up-samplings halving the features (3x3 transposed convolutions, Norm,
-      ReLU) down to ``2 * channels``, and a 7x7 convolution to one channel with Tanh. Branch ``i`` writes output
+      ReLU) down to ``2 * channels`` (``channels`` without the atlas), and a 7x7 convolution to one channel with
+      Tanh. Branch ``i`` writes output
       channel ``i``. (The reference code concatenates the branches in reverse order, last branch first; the
       order only names the channels, and here it is the natural one.)
 
@@ -109,14 +119,9 @@ class SAMRGenerator(nn.Module):
         width = encoders * channels * 2**n_downsampling
         self.trunk = nn.Sequential(*[ResnetBlock(spatial_dims, width, norm=norm) for _ in range(n_blocks)])
 
-        def branch(outputs: int) -> nn.Sequential:
-            layers: list[nn.Module] = [ResnetBlock(spatial_dims, width, norm=norm)]
-            for i in range(n_downsampling):
-                layers += up_norm_relu(spatial_dims, width // 2**i, width // 2 ** (i + 1), norm, upsample)
-            return nn.Sequential(*layers, output_head(spatial_dims, width // 2**n_downsampling, outputs))
-
+        settings = (spatial_dims, width, n_downsampling, norm, upsample)
         self.branches = nn.ModuleList(
-            [branch(1) for _ in range(out_channels)] if stretch_out else [branch(out_channels)]
+            [_branch(*settings, 1) for _ in range(out_channels)] if stretch_out else [_branch(*settings, out_channels)]
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -270,8 +270,11 @@ def edit_lesion(
             _check_labelmap(transplant, names["donor"])
             transplant = _lesion_part(transplant, organ_labels)
         edited = edit_lesion(lesion, translate, scale, mirror, transplant, centre, organ, unit, names)
-        tissue = np.where(organ.array != 0, organ_labels[0], 0)
-        return whole.with_array(np.where(edited.array != 0, edited.array, tissue).astype(whole.array.dtype))
+        # The map's own tissue stays as it is; the voxels the lesion leaves (inside the organ) become tissue.
+        tissue = np.where(np.isin(whole.array, organ_labels), whole.array, 0)
+        tissue = np.where((lesion.array != 0) & (organ.array != 0), organ_labels[0], tissue)
+        dtype = np.result_type(whole.array.dtype, edited.array.dtype)
+        return whole.with_array(np.where(edited.array != 0, edited.array, tissue).astype(dtype))
     if transplant is None and not np.any(lesion.array):
         raise InputError(f"{names['lesion']}: is empty (every voxel is 0), so there is nothing to edit")
     edits: list[LesionEdit] = []
