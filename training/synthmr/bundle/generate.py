@@ -18,6 +18,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from synthmr.bundle.description import read_tool_description
 from synthmr.bundle.discovery import find_bundle
 from synthmr.bundle.runner import check_synthmr_version, check_trust, overlay_config, run_overlay
@@ -65,10 +67,7 @@ def run_bundle_generate(
     overlay = overlay_config(
         bundle_dir, "generate", "makes no synthetic data sets from real cases (it is not a conditional generator)"
     )
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise InputError(f"--n must be a positive integer (the number of cases); got {n!r}")
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
-        raise InputError(f"--seed must be an integer in [0, 2**32); got {seed!r}")
+    check_set_size_and_seed(n, seed, flags="--")
     out = Path(out).absolute()
     check_output_location(out, {f"bundle {description.name}": bundle_dir})
     check_destination(out, overwrite, "folder")
@@ -81,6 +80,15 @@ def run_bundle_generate(
         settings["generate_sources"] = sources
     run_overlay(description, overlay, settings, overrides, device)
     return load_datalist(out / "datalist.json", "training") if (out / "datalist.json").is_file() else []
+
+
+def check_set_size_and_seed(n: object, seed: object, flags: str = "") -> None:
+    """The checks every synthetic set makes of its size and seed before any work (``flags``: "--" to name them as
+    command-line flags)."""
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise InputError(f"{flags}n must be a positive integer (the number of cases); got {n!r}")
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
+        raise InputError(f"{flags}seed must be an integer in [0, 2**32); got {seed!r}")
 
 
 def describe_set(out: str | os.PathLike) -> str:

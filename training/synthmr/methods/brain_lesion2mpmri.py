@@ -619,12 +619,10 @@ class NewLesionCases:
             seed: the set's seed, 0 to 2**32 - 1.
             overwrite: replace an existing ``out_dir`` once the new set is complete.
         """
+        from synthmr.bundle.generate import check_set_size_and_seed
         from synthmr.inference import Synthesizer
 
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise InputError(f"n must be a positive integer; got {n!r}")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
-            raise InputError(f"seed must be an integer in [0, 2**32); got {seed!r}")
+        check_set_size_and_seed(n, seed)
         sources = [dict(item) for item in sources]
         if not sources:
             raise InputError("no real subject to build new cases on: the source datalist is empty")

@@ -613,14 +613,12 @@ class NewTumourCases:
         Every new case ``case_NNNNN`` gets ``<out_dir>/case_NNNNN/{<sequences>, liver, tumor}.nii.gz`` on its real
         case's grid; its datalist item also names its real case (``source_case``) and its draw's seed.
         """
+        from synthmr.bundle.generate import check_set_size_and_seed
         from synthmr.io import read_image, write_image
         from synthmr.io._atomic import atomic_output, check_destination, write_json
         from synthmr.transforms.intensity import IntensityScaling
 
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise InputError(f"n must be a positive integer; got {n!r}")
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
-            raise InputError(f"seed must be an integer in [0, 2**32); got {seed!r}")
+        check_set_size_and_seed(n, seed)
         sources = [dict(item) for item in sources]
         if not sources:
             raise InputError("no real case to build new cases on: the source datalist is empty")
