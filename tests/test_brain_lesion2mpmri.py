@@ -429,3 +429,44 @@ def test_quality_report_scores_real_copies_perfectly_and_sees_a_missing_enhancem
     assert enhancement["n_cases"] == 3 and enhancement["mean_error"] > 0.5
     assert flat_result["contrast"]["FLAIR edema / normal brain"]["mean_error"] == pytest.approx(0.0)
     assert json.loads((tmp_path / "report.json").read_text())["contrast"]["features"]
+
+
+def test_selection_leaves_the_untrained_padding_out(prepared, monkeypatch, tmp_path):
+    """Pairs mark their padding (valid 0); the selection gives the synthetic images the real values there, so a
+    generator's arbitrary padding changes neither KID nor L1."""
+    import types
+
+    import torch
+    from feature_stubs import MomentFeatures
+
+    import synthmr.metrics.extractors as extractors
+    from synthmr.engines.selection import PooledKidSelection
+
+    pair = pair_transforms(random=False)(prepared[0])
+    valid = pair["valid"].numpy()[0]
+    x, y = read_image(prepared[0]["lesion_map"]).array.shape[:2]
+    assert valid.sum() == x * y and valid.shape == pair["image"].shape[1:]
+    monkeypatch.setattr(extractors, "get_extractor", lambda name, weights=None: MomentFeatures())
+    monkeypatch.setattr(extractors, "describe_extractor", lambda module: "moments")
+
+    class CopyWithNoisyPadding(torch.nn.Module):
+        def __init__(self, targets):
+            super().__init__()
+            self.targets = targets
+
+        def forward(self, x):
+            noise = torch.rand_like(self.targets) * 2 - 1
+            return torch.where(self.valid, self.targets, noise)
+
+    scores = {}
+    for valid_key in (None, "valid"):
+        selection = PooledKidSelection(torch.nn.Identity(), prepared[:3], pair_transforms(random=False),
+                                       tmp_path / str(valid_key), tmp_path / f"{valid_key}.pt", channels=SEQUENCES,
+                                       n_bootstrap=0, valid_key=valid_key)
+        selection._prepare()
+        generator = CopyWithNoisyPadding(selection._pairs[1])
+        generator.valid = torch.stack([pair_transforms(random=False)(s)["valid"] for s in prepared[:3]]).bool()
+        engine = types.SimpleNamespace(state=types.SimpleNamespace(epoch=1, device="cpu"))
+        scores[valid_key] = selection.evaluate(engine, generator, tmp_path / f"epoch_{valid_key}")
+    assert scores["valid"]["l1"] == 0.0
+    assert scores[None]["l1"] > 0.05

@@ -134,6 +134,9 @@ class PooledKidSelection(CheckpointSelection):
         batch_size: validation cases per generator forward pass.
         n_bootstrap: resamples of the KID interval in the report (the ranking uses the point value).
         input_key, target_key: where ``transform`` puts the generator input and the real images.
+        valid_key: optional key of a ``(1, ...)`` mask ``transform`` adds, 1 where the slice is image and 0 where it
+            is padding; the synthetic images take the real values in the padding, so that an output the training
+            never constrains there (padding no loss covers) counts neither in KID nor in L1.
         description: further entries for ``selection.json`` (what the method's pairs are).
     """
 
@@ -155,6 +158,7 @@ class PooledKidSelection(CheckpointSelection):
         input_key: str = "image",
         target_key: str = "target",
         description: Mapping | None = None,
+        valid_key: str | None = None,
     ) -> None:
         super().__init__(generator, work_dir, best_path, interval)
         datalist = [dict(item) for item in datalist]
@@ -163,10 +167,11 @@ class PooledKidSelection(CheckpointSelection):
         self.datalist, self.transform, self.channels = datalist, transform, list(channels)
         self.extractor_name, self.extractor_weights = extractor, extractor_weights
         self.batch_size, self.n_bootstrap = int(batch_size), int(n_bootstrap)
-        self.input_key, self.target_key = input_key, target_key
+        self.input_key, self.target_key, self.valid_key = input_key, target_key, valid_key
         self.description = dict(description or {})
         self.scores: dict[str, float] = {}
         self._pairs: tuple[torch.Tensor, torch.Tensor] | None = None
+        self._valid: torch.Tensor | None = None
         self._extractor: torch.nn.Module | None = None
         self._real: dict[str, torch.Tensor] = {}
 
@@ -185,6 +190,8 @@ class PooledKidSelection(CheckpointSelection):
         if len(self.channels) != targets.shape[1]:
             raise InputError(f"{len(self.channels)} channel names for {targets.shape[1]} target channels")
         self._pairs = (inputs, targets)
+        if self.valid_key is not None:
+            self._valid = torch.stack([torch.as_tensor(item[self.valid_key]) for item in items]).bool()
         self._extractor = get_extractor(self.extractor_name, self.extractor_weights)
         self._real = self._features(targets, extract_features)
 
@@ -215,6 +222,8 @@ class PooledKidSelection(CheckpointSelection):
                     for start in range(0, len(inputs), self.batch_size)
                 ]
             )
+        if self._valid is not None:
+            fake = torch.where(self._valid, fake, targets)
         synthetic = self._features(fake, extract_features)
         pooled = kernel_distance(self._real["pooled"], synthetic["pooled"], n_bootstrap=self.n_bootstrap)
         per_channel = {

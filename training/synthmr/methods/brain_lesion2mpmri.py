@@ -111,6 +111,7 @@ INTENSITY_SCALING = {"headroom": 2.5, "low_over": "image"}  # decision 5, anatom
 FIXED_RANGES = {"aptw": (-5.0, 5.0)}  # decision 5: sequence -> the values that map to -1 and 1 (APTw in percent)
 SIZE_MULTIPLE = 8  # decision 6
 INPUT_KEY, TARGET_KEY = "image", "target"  # the network's input (5 + 15 channels) and the real sequences (5)
+VALID_KEY = "valid"  # 1 on the slice, 0 in its padding (which no loss covers: checkpoint selection ignores it)
 
 
 def atlas_key(sequence: str) -> str:
@@ -323,7 +324,8 @@ class SAMRSliced(Randomizable, MapTransform):
 
     Input: channel-first volumes ``(1, X, Y, Z)`` of the ``sequences``, their :func:`atlas_key` atlases (scaled)
     and ``lesion_map``. Output: ``image`` ``(5 + 3 * len(sequences), X, Y)`` and ``target`` ``(len(sequences),
-    X, Y)``, float32, padded to multiples of ``size_multiple`` (input 0, target -1).
+    X, Y)``, float32, padded to multiples of ``size_multiple`` (input 0, target -1), and ``valid`` ``(1, X, Y)``,
+    1 on the slice and 0 in the padding.
 
     Args:
         sequences: the sequence keys, in channel order.
@@ -367,9 +369,10 @@ class SAMRSliced(Randomizable, MapTransform):
             atlas = [_numpy(d[atlas_key(name)])[0] for name in self.sequences]
             image = np.concatenate([image, atlas_channels(atlas, self._z)])
         target = np.stack([_numpy(d[name])[0][..., self._z] for name in self.sequences]).astype(np.float32)
+        valid = _pad(np.ones_like(target[:1]), self.size_multiple, 0.0)  # 1 on the slice, 0 in the padding
         image = _pad(image, self.size_multiple, 0.0)  # decision 6
         target = _pad(target, self.size_multiple, -1.0)
-        d[INPUT_KEY], d[TARGET_KEY] = torch.from_numpy(image), torch.from_numpy(target)
+        d[INPUT_KEY], d[TARGET_KEY], d[VALID_KEY] = torch.from_numpy(image), torch.from_numpy(target), torch.from_numpy(valid)
         d["slice_z"] = self._z
         return d
 
@@ -396,7 +399,7 @@ def pair_transforms(
             EnsureTyped(keys, dtype=torch.float32, track_meta=False),
             *scale,
             SAMRSliced(sequences, random=random, size_multiple=size_multiple, atlas_input=atlas_input),
-            SelectItemsd([INPUT_KEY, TARGET_KEY]),
+            SelectItemsd([INPUT_KEY, TARGET_KEY, VALID_KEY]),
         ]
     )
 
@@ -414,6 +417,7 @@ class SegmentationPairsd(MapTransform):
         one_hot = torch.as_tensor(d[INPUT_KEY])[: len(LESION_LABELS)]
         d[INPUT_KEY], d["label"] = torch.as_tensor(d[TARGET_KEY]), one_hot.argmax(0, keepdim=True)
         del d[TARGET_KEY]
+        d.pop(VALID_KEY, None)
         return d
 
 
