@@ -87,14 +87,13 @@ from monai.transforms import (
     LoadImaged,
     MapTransform,
     Randomizable,
-    ScaleIntensityRanged,
     SelectItemsd,
 )
 
 from synthmr.errors import InputError
 from synthmr.io import Volume, read_image, write_image
 from synthmr.io._atomic import atomic_output, check_destination, write_json
-from synthmr.transforms.intensity import IntensityScaling, RobustScaled
+from synthmr.transforms.intensity import IntensityScaling
 from synthmr.transforms.registration import group_average, register, warp
 
 SEQUENCES = ("t1n", "t1c", "t2w", "t2f", "aptw")  # T1w, Gd-T1w, T2w, FLAIR, APTw: network channel order
@@ -318,6 +317,43 @@ def prepare_subjects(
     return prepared
 
 
+def sequence_scaling(sequence: str, atlas: np.ndarray) -> IntensityScaling:
+    """How ``sequence`` maps to [-1, 1] (decision 5): by the registered atlas's range with headroom, or by its
+    fixed range (:data:`FIXED_RANGES`; a fixed range is an :class:`IntensityScaling` with ``low`` and ``high``
+    the two ends and no headroom). Training (:class:`AtlasScaled`) and inference (:class:`InferenceConditions`)
+    both scale by it."""
+    if sequence in FIXED_RANGES:
+        low, high = FIXED_RANGES[sequence]
+        return IntensityScaling(float(low), float(high), 1.0)
+    return IntensityScaling.fit(atlas, name=f"atlas {sequence}", **INTENSITY_SCALING)
+
+
+def _to_unit(scaling: IntensityScaling, array) -> np.ndarray:
+    """``array`` on the generator scale by ``scaling``, clipped to [-1, 1]."""
+    return np.clip(scaling.forward(np.asarray(array, dtype=np.float32)), -1.0, 1.0).astype(np.float32)
+
+
+class AtlasScaled(MapTransform):
+    """Each sequence and its registered atlas scaled by :func:`sequence_scaling` of the atlas, clipped to [-1, 1]
+    (decision 5): the scale inference has too, since it has the atlas alone.
+
+    Args:
+        sequences: the sequence keys; each has its atlas under :func:`atlas_key`.
+    """
+
+    def __init__(self, sequences: Sequence[str] = SEQUENCES) -> None:
+        self.sequences = list(sequences)
+        MapTransform.__init__(self, [*self.sequences, *map(atlas_key, self.sequences)])
+
+    def __call__(self, data: Mapping) -> dict:
+        d = dict(data)
+        for name in self.sequences:
+            scaling = sequence_scaling(name, _numpy(d[atlas_key(name)]))
+            for key in (name, atlas_key(name)):
+                d[key] = torch.from_numpy(_to_unit(scaling, _numpy(d[key])))
+        return d
+
+
 class SAMRSliced(Randomizable, MapTransform):
     """One axial slice of a subject as a SAMR pair (decisions 4 and 6): ``image`` (one-hot lesion map, then each
     sequence's atlas slice with its axial neighbours) and ``target`` (the sequences).
@@ -386,18 +422,12 @@ def pair_transforms(
     sequences = list(sequences)
     atlases = [atlas_key(name) for name in sequences]
     keys = [*sequences, *atlases, LESION_MAP]
-    scale = [
-        ScaleIntensityRanged([name, atlas], *FIXED_RANGES[name], -1.0, 1.0, clip=True)
-        if name in FIXED_RANGES
-        else RobustScaled([name, atlas], reference_key=atlas, **INTENSITY_SCALING)
-        for name, atlas in zip(sequences, atlases)
-    ]
     return Compose(
         [
             SelectItemsd([*keys, "case_id"], allow_missing_keys=True),
             LoadImaged(keys, ensure_channel_first=True, image_only=True),
             EnsureTyped(keys, dtype=torch.float32, track_meta=False),
-            *scale,
+            AtlasScaled(sequences),
             SAMRSliced(sequences, random=random, size_multiple=size_multiple, atlas_input=atlas_input),
             SelectItemsd([INPUT_KEY, TARGET_KEY, VALID_KEY]),
         ]
@@ -477,16 +507,6 @@ def _pad(array: np.ndarray, multiple: int, fill: float) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------------------
 
 
-def sequence_scaling(sequence: str, atlas: np.ndarray) -> IntensityScaling:
-    """How ``sequence`` maps to [-1, 1] (decision 5): by the registered atlas's range with headroom, or by its
-    fixed range (:data:`FIXED_RANGES`; a fixed range is an :class:`IntensityScaling` with ``low`` and ``high``
-    the two ends and no headroom). What :func:`pair_transforms` does in training, for inference."""
-    if sequence in FIXED_RANGES:
-        low, high = FIXED_RANGES[sequence]
-        return IntensityScaling(float(low), float(high), 1.0)
-    return IntensityScaling.fit(atlas, name=f"atlas {sequence}", **INTENSITY_SCALING)
-
-
 class InferenceConditions:
     """The generator's input for a whole lesion map, for :class:`synthmr.inference.Synthesizer` (section 3).
 
@@ -526,7 +546,7 @@ class InferenceConditions:
         lesion_map = _labels(volumes[self.lesion_key], self.lesion_key)
         registered = self.register(lesion_map, volumes.get(BRAIN))
         scalings = {name: sequence_scaling(name, registered[name].array) for name in self.sequences}
-        atlas = [np.clip(scalings[name].forward(registered[name].array), -1.0, 1.0) for name in self.sequences]
+        atlas = [_to_unit(scalings[name], registered[name].array) for name in self.sequences]
         labels = lesion_map.array
         slices = [one_hot_labels(labels[..., z]) for z in range(labels.shape[-1])]
         if self.atlas_input:
@@ -725,10 +745,11 @@ def roi_contrasts(images: Mapping[str, np.ndarray], lesion_map: np.ndarray) -> d
     return values
 
 
-def lesion_map_contrasts(item: Mapping, images: Mapping[str, np.ndarray]) -> dict[str, float | None]:
-    """:func:`roi_contrasts` of ``images`` (one case's) in the regions of the real case ``item``'s lesion map:
-    the contrast callback of :func:`synthmr.metrics.quality.quality_report`."""
-    return roi_contrasts(images, np.rint(read_image(item[LESION_MAP]).array).astype(np.int64))
+def lesion_map_contrasts(item: Mapping):
+    """The contrast checks of :func:`synthmr.metrics.quality.quality_report` for the real case ``item``: its lesion
+    map, read once, and :func:`roi_contrasts` of one side's images in its regions."""
+    labels = np.rint(read_image(item[LESION_MAP]).array).astype(np.int64)
+    return lambda images: roi_contrasts(images, labels)
 
 
 def quality_report(
