@@ -993,9 +993,9 @@ CONTRAST_DEFINITION = (
 )
 
 
-def tumour_contrasts(item: Mapping, images: Mapping[str, np.ndarray]) -> dict[str, float]:
-    """Per sequence, the tumour contrast ``C`` of ``images`` (one case's, in their own units) in the regions of the
-    real case ``item`` (its ``liver`` and ``tumor`` masks)."""
+def tumour_contrasts(item: Mapping):
+    """The tumour contrast check of the real case ``item``: its ``liver`` and ``tumor`` masks, read once, and a
+    function of one side's images (sequence -> array in its own units) giving ``C`` per sequence."""
     from synthmr.io import read_image
     from synthmr.metrics.regions import region_contrast
 
@@ -1004,24 +1004,21 @@ def tumour_contrasts(item: Mapping, images: Mapping[str, np.ndarray]) -> dict[st
     for region, what in ((tumour, "tumour inside the liver"), (liver & ~tumour, "liver outside the tumour")):
         if not region.any():
             raise InputError(f"the {what} is empty; no tumour contrast")
-    return {
-        s: region_contrast(image, tumour, liver & ~tumour, "tumour", "liver outside the tumour")
-        for s, image in images.items()
-    }
+
+    def measure(images: Mapping[str, np.ndarray]) -> dict[str, float]:
+        return {
+            s: region_contrast(image, tumour, liver & ~tumour, "tumour", "liver outside the tumour")
+            for s, image in images.items()
+        }
+
+    return measure
 
 
 def quality_report(
     real: Sequence[Mapping],
     candidates: Mapping[str, Sequence[Mapping[str, str | os.PathLike]]],
     sequences: Sequence[str] = SEQUENCES,
-    extractor: str | torch.nn.Module = "domain",
-    extractor_weights: str | os.PathLike | None = None,
-    n_bootstrap: int = 1000,
-    out: str | os.PathLike | None = None,
-    overwrite: bool = False,
-    weights: Mapping[str, str | os.PathLike] | None = None,
-    seed: int = 0,
-    batch_size: int = 32,
+    **options,
 ) -> dict:
     """The held-out comparison of the method and its baselines (see the section's comment above): the report of
     :func:`synthmr.metrics.quality.quality_report` with the tumour contrast of every sequence as its contrast
@@ -1030,31 +1027,22 @@ def quality_report(
     Args:
         real: the held-out cases, each with ``case_id``, the ``sequences``, ``liver`` (mask) and ``tumor`` (label
             map, non-zero is tumour); a ``seed`` (phantom cases) is recorded.
-        candidates, extractor, extractor_weights, n_bootstrap, out, overwrite, weights, seed, batch_size: see
-            :func:`synthmr.metrics.quality.quality_report`.
+        candidates: name -> per real case, sequence -> synthetic file on the case's grid.
+        sequences: the sequences to judge.
+        options: further arguments of the shared report (extractor, extractor_weights, n_bootstrap, out,
+            overwrite, weights, seed, batch_size).
     """
     from synthmr.metrics.quality import quality_report as held_out_comparison
 
     sequences = list(sequences)
+    description = {
+        "definition": CONTRAST_DEFINITION,
+        "features": {s: CONTRAST_FEATURES.get(s, "tumour contrast") for s in sequences},
+    }
     return held_out_comparison(
-        real,
-        candidates,
-        sequences,
-        contrasts=tumour_contrasts,
-        contrast_description={
-            "definition": CONTRAST_DEFINITION,
-            "features": {s: CONTRAST_FEATURES.get(s, "tumour contrast") for s in sequences},
-        },
-        extractor=extractor,
-        extractor_weights=extractor_weights,
-        n_bootstrap=n_bootstrap,
-        out=out,
-        overwrite=overwrite,
-        weights=weights,
-        seed=seed,
-        batch_size=batch_size,
+        real, candidates, sequences, contrasts=tumour_contrasts, contrast_description=description,
         what="held-out quality of synthetic liver sequences (synthmr.methods.liver_mmhcc_mask2mri.quality_report)",
-        required=[LIVER, TUMOR],
+        required=[LIVER, TUMOR], **options,
     )
 
 

@@ -13,8 +13,9 @@ distribution, pairs and a method's contrast checks, in one report.
 - **Pairs**: SSIM, PSNR and MAE of each synthetic image against its real one, both scaled to [0, 1] by their own
   0.5th and 99.5th percentiles (:func:`synthmr.metrics.evaluate.unit_scaled_image`).
 - **Contrasts**: what the method says its images must show (a tumour's enhancement against the liver, an edema's
-  brightness against normal brain...), given as ``contrasts(item, images)``: the named values of one case's
-  images in their own units, the regions taken from the real case ``item``. Each value is measured in the real and
+  brightness against normal brain...), given as ``contrasts(item)``: for the real case ``item`` (its masks read
+  once), a function of one side's images (in their own units) returning the named values. Each value is measured
+  in the real and
   in the synthetic images; the report gives the mean ``|synthetic - real|`` over the cases where the check applies
   (a case without a cavity has no cavity contrast) with its 95 % bootstrap interval over cases.
 """
@@ -35,7 +36,8 @@ POOLED = "pooled"  # the set of all sequences' slices together
 QUALITY_MAX_SLICES = 2048  # most slices per sequence and side for the distribution metrics (3D volumes)
 PAIRED_METRICS = ("ssim", "psnr", "mae")
 
-Contrasts = Callable[[Mapping, Mapping[str, np.ndarray]], Mapping[str, "float | None"]]
+# contrasts(real case) -> measure(images of one side, sequence -> array) -> check name -> value or None
+Contrasts = Callable[[Mapping], Callable[[Mapping[str, np.ndarray]], Mapping[str, "float | None"]]]
 
 
 def quality_report(
@@ -63,9 +65,10 @@ def quality_report(
         candidates: name -> one dict per real case, in the same order, sequence -> synthetic image file on the
             real case's grid: what :meth:`synthmr.inference.Synthesizer.run` returns.
         sequences: the sequences to judge.
-        contrasts: ``contrasts(item, images)`` -> check name -> value (or None where it does not apply), for the
-            real case ``item`` and one side's ``images`` (sequence -> array in its own units). Its InputErrors
-            (an empty region, say) are reported naming the case and side.
+        contrasts: ``contrasts(item)`` -> ``measure``, for the real case ``item`` (reading its masks once);
+            ``measure(images)`` -> check name -> value (or None where it does not apply), for one side's
+            ``images`` of that case (sequence -> array in its own units). Their InputErrors (an empty region, say)
+            are reported naming the case and side.
         contrast_description: recorded as the report's ``"contrast"`` (definition of the checks, their features);
             ``{"features": {name: what it shows}}`` labels each check's result.
         extractor, extractor_weights: the feature extractor of FID, KID and 1-NN accuracy: a name for
@@ -123,11 +126,18 @@ def quality_report(
         found[POOLED] = torch.cat([found[s] for s in sequences])
         return found
 
+    measures = []
+    for item in real if contrasts is not None else []:
+        try:
+            measures.append(contrasts(item))
+        except InputError as error:
+            raise InputError(f"real case {item['case_id']!r}: {error}") from None
+
     def case_contrasts(images: dict[str, list[np.ndarray]], side: str) -> list[Mapping[str, float | None]]:
         values = []
-        for index, item in enumerate(real):
+        for index, (item, measure) in enumerate(zip(real, measures)):
             try:
-                values.append(dict(contrasts(item, {s: images[s][index] for s in sequences})))
+                values.append(dict(measure({s: images[s][index] for s in sequences})))
             except InputError as error:
                 raise InputError(f"{side}, case {item['case_id']!r}: {error}") from None
         return values
