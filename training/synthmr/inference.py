@@ -235,6 +235,8 @@ class Synthesizer:
             for key, volume in volumes.items()
             if key not in self.labelmaps
         }
+        # What maps each output back: the scaling of the input output_scalings names, unless the conditions give it.
+        back = {key: scalings[input_key] for key, input_key in self.output_scalings.items()}
         if self.conditions is None:
             scaled = np.stack(
                 [np.clip(scalings[key].forward(volumes[key].array.astype(np.float32)), AIR, 1.0) for key in scalings]
@@ -247,11 +249,10 @@ class Synthesizer:
                     raise InputError(
                         "the bundle's conditions declare scales_outputs but did not return (input, {output: scaling})"
                     )
-                made, returned = made
-                missing = [key for key in self.outputs if key not in returned]
+                made, back = made
+                missing = [key for key in self.outputs if key not in back]
                 if missing:
                     raise InputError(f"the bundle's conditions gave no scaling for the outputs {missing}")
-                scalings = {key: returned[key] for key in self.outputs}
             scaled = np.asarray(made, np.float32)
             expected = volumes[self.inputs[0]].array.shape
             if scaled.ndim != len(expected) + 1 or scaled.shape[1:] != expected:
@@ -274,9 +275,7 @@ class Synthesizer:
         if two_d_image:
             result = result[..., 0]
         for channel, key in enumerate(self.outputs):
-            # With conditions that scale the outputs, ``scalings`` is keyed by output; else by input.
-            scaling = scalings[key] if self.conditions_scale_outputs else scalings[self.output_scalings[key]]
-            result[channel] = scaling.inverse(result[channel])
+            result[channel] = back[key].inverse(result[channel])
         return result
 
     def _infer(self, batch: torch.Tensor) -> np.ndarray:

@@ -8,8 +8,8 @@ images), ``low_over="image"`` takes the low end over the whole image instead (th
 that dark tissue is not clipped to -1 and a generator can still write it. ``headroom`` leaves room above the
 source's bright end for a target that is brighter than its source on the same receiver scale (contrast
 enhancement: a post-contrast image can exceed the pre-contrast 99.5th percentile several times over, so a bundle
-picks a headroom that covers its enhancement). Targets are scaled with the *source's* mapping, never their own, so that the generator learns
-the enhancement ratio and its output can be mapped back to the source's units.
+picks a headroom that covers its enhancement). Targets are scaled with the *source's* mapping, never their own,
+so that the generator learns the enhancement ratio and its output can be mapped back to the source's units.
 """
 
 from __future__ import annotations
