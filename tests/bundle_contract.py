@@ -441,7 +441,9 @@ def check_export(zip_path: Path, bundle: Path) -> Path:
         expected = {p.relative_to(bundle).as_posix() for p in (bundle / folder).rglob("*") if p.is_file()}
         assert expected <= shipped, expected - shipped
     entries = yaml.safe_load((root / "large_files.yml").read_text())["large_files"]
-    weights = sorted(p.relative_to(bundle).as_posix() for p in (bundle / "models").iterdir() if p.suffix != ".ts")
+    weights = sorted(
+        p.relative_to(bundle).as_posix() for p in (bundle / "models").rglob("*") if p.is_file() and p.suffix != ".ts"
+    )
     assert sorted(entry["path"] for entry in entries) == weights
     for entry in entries:
         content = (bundle / entry["path"]).read_bytes()

@@ -405,6 +405,7 @@ def test_quality_report_scores_real_copies_perfectly_and_sees_a_missing_enhancem
 
     from synthmr.io import write_image
     from synthmr.methods.brain_lesion2mpmri import quality_report
+    from synthmr.metrics.quality import format_quality_table
 
     real = subjects[:3]
     copies = [{s: item[s] for s in SEQUENCES} for item in real]
@@ -429,6 +430,10 @@ def test_quality_report_scores_real_copies_perfectly_and_sees_a_missing_enhancem
     assert enhancement["n_cases"] == 3 and enhancement["mean_error"] > 0.5
     assert flat_result["contrast"]["FLAIR edema / normal brain"]["mean_error"] == pytest.approx(0.0)
     assert json.loads((tmp_path / "report.json").read_text())["contrast"]["features"]
+    table = format_quality_table(report).splitlines()  # what evaluate.yaml prints
+    assert next(line for line in table if line.startswith("metric")).split() == ["metric", "copies", "no_enhancement"]
+    row = next(line for line in table if line.startswith("contrast error Gd-T1w tumour / normal brain (t1c ratio)"))
+    assert row.split()[-3:-1] == [f"{enhancement['mean_error']:.3f}", f"[{enhancement['interval'][0]:.3f},"]
 
 
 def test_selection_leaves_the_untrained_padding_out(prepared, monkeypatch, tmp_path):

@@ -5,11 +5,11 @@ The zip ``<out>/<name>_v<version>.zip`` holds one folder, ``<name>/``, the bundl
 - ``configs/``: every YAML config converted to the JSON form the Zoo ships and ``monai.bundle.load`` looks for
   (``inference.yaml`` -> ``inference.json``; read with MONAI's own reader, written with 4-space indents, so the
   content is what MONAI reads from the YAML); ``metadata.json``, ``logging.conf`` and any other file as they are;
-- ``models/``: the weights files (TorchScript ``*.ts`` files are build outputs of ``ckpt_export`` here, ignored
-  by git, and are left out);
+- ``models/``: the weights files and the model data in its subfolders (an atlas, say; TorchScript ``*.ts`` files
+  are build outputs of ``ckpt_export`` here, ignored by git, and are left out);
 - ``docs/``: the model card ``README.md``, ``data_license.txt`` and the card's images;
 - ``LICENSE``; ``sample/`` and ``scripts/`` when the bundle has them;
-- ``large_files.yml``: every weights file with its SHA-256 (``hash_val``, ``hash_type: sha256``) and its size in
+- ``large_files.yml``: every file of ``models/`` with its SHA-256 (``hash_val``, ``hash_type: sha256``) and its size in
   bytes (``size``).
 
 Left out: ``output/``, ``data/``, ``eval/`` and anything else at the top of the bundle, ``__pycache__`` folders
@@ -89,8 +89,8 @@ def _members(bundle_dir: Path) -> dict[str, bytes]:
     members: dict[str, bytes] = {"LICENSE": (bundle_dir / "LICENSE").read_bytes()}
     members.update(_configs(bundle_dir))
     weights = {
-        f"models/{path.name}": path.read_bytes()
-        for path in _files(bundle_dir / "models", recursive=False)
+        path.relative_to(bundle_dir).as_posix(): path.read_bytes()
+        for path in _files(bundle_dir / "models", recursive=True)
         if path.suffix != ".ts"
     }
     if not weights:

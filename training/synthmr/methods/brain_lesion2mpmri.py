@@ -90,6 +90,7 @@ from monai.transforms import (
     SelectItemsd,
 )
 
+from synthmr.distributed import rank_zero_first
 from synthmr.errors import InputError
 from synthmr.io import Volume, read_image, write_image
 from synthmr.io._atomic import atomic_output, check_destination, write_json
@@ -196,10 +197,9 @@ def _atlas_subject(item: Mapping[str, str | os.PathLike], sequences: Sequence[st
 
 def atlas_or_build(folder: str | os.PathLike, datalist: Sequence[Mapping[str, str | os.PathLike]], n_subjects: int) -> Path:
     """``folder`` when it holds an atlas; else the atlas of the datalist's first ``n_subjects`` built there first
-    (the default data of the training config). Returns ``folder``."""
+    (the default data of the training config; under DDP by rank 0 while the others wait). Returns ``folder``."""
     folder = Path(folder)
-    if not (folder / "atlas.json").is_file():
-        build_atlas(list(datalist)[: int(n_subjects)], folder)
+    rank_zero_first(lambda: (folder / "atlas.json").is_file() or build_atlas(list(datalist)[: int(n_subjects)], folder))
     return folder
 
 
@@ -296,8 +296,13 @@ def prepare_subjects(
     """Each subject with the atlas registered to it (:class:`AtlasToSubject`), under :func:`atlas_key` keys.
 
     The registered atlases are written once, to ``out_dir/<case_id>/atlas_<sequence>.nii.gz`` (each subject's
-    folder all or nothing), and reused by later calls: ``out_dir`` belongs to one atlas.
+    folder all or nothing), and reused by later calls: ``out_dir`` belongs to one atlas. Under DDP rank 0 writes
+    them while the other ranks wait.
     """
+    return rank_zero_first(lambda: _prepare_subjects(datalist, atlas_dir, out_dir, sequences))
+
+
+def _prepare_subjects(datalist, atlas_dir, out_dir, sequences) -> list[dict]:
     sequences = list(sequences)
     out_dir = Path(out_dir)
     register_to: AtlasToSubject | None = None
@@ -514,8 +519,9 @@ class InferenceConditions:
     atlas as in training (:func:`sequence_scaling`, clipped to [-1, 1]), and stacks, for every axial slice, the
     one-hot lesion map and the 15 atlas channels: ``(20, X, Y, Z)`` (``(5, X, Y, Z)`` without ``atlas_input``).
     It returns the scalings too, which map the generated sequences back to the atlas's units
-    (``scales_outputs``), and takes the inputs with their grids (``takes_volumes``). Windows that overhang the image are padded with 0 (``pad_value``; an inference config's
-    ``SlidingWindowInferer`` needs ``cval: 0``), as training pads (decision 6).
+    (``scales_outputs``), and takes the inputs with their grids (``takes_volumes``). Windows that overhang the
+    image are padded with 0 (``pad_value``; an inference config's ``SlidingWindowInferer`` needs ``cval: 0``), as
+    training pads (decision 6). The atlas is read when the first case comes.
 
     Args:
         atlas_dir: the atlas folder (:func:`build_atlas`; a bundle ships it in ``models/atlas``).
@@ -536,14 +542,17 @@ class InferenceConditions:
         lesion_key: str = LESION_MAP,
         atlas_input: bool = True,
     ) -> None:
-        self.sequences, self.lesion_key = list(sequences), lesion_key
-        self.register = AtlasToSubject(load_atlas(atlas_dir, self.sequences), self.sequences)
+        self.atlas_dir, self.sequences, self.lesion_key = Path(atlas_dir), list(sequences), lesion_key
         self.atlas_input = bool(atlas_input)
+        self.register: AtlasToSubject | None = None  # the atlas is read by the first case, not by a config's
+        # initialisation, which MONAI's tools run from any folder (where a relative atlas_dir is elsewhere)
 
     def __call__(self, volumes: Mapping[str, Volume]) -> tuple[np.ndarray, dict[str, IntensityScaling]]:
         if self.lesion_key not in volumes:
             raise InputError(f"the case has no {self.lesion_key!r} (the lesion map the sequences are made from)")
         lesion_map = _labels(volumes[self.lesion_key], self.lesion_key)
+        if self.register is None:
+            self.register = AtlasToSubject(load_atlas(self.atlas_dir, self.sequences), self.sequences)
         registered = self.register(lesion_map, volumes.get(BRAIN))
         scalings = {name: sequence_scaling(name, registered[name].array) for name in self.sequences}
         atlas = [_to_unit(scalings[name], registered[name].array) for name in self.sequences]

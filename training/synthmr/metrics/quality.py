@@ -292,3 +292,84 @@ def file_sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def format_quality_table(report: Mapping, contrast_name: str = "contrast") -> str:
+    """A :func:`quality_report` as a plain-text table: one column per candidate, one row per metric (pooled and
+    per-sequence FID, KID, 1-NN accuracy, SSIM, MAE; the error and the mean of each contrast check, named
+    ``contrast_name``), intervals in brackets; an FID from fewer than 2 images per feature is marked ``*``."""
+    names = list(report["candidates"])
+    sequences = list(report["sequences"])
+    sets = [POOLED, *sequences]
+    checks = list(next(iter(report["candidates"].values()))["contrast"])
+
+    def interval(value, bounds, digits: str) -> str:
+        if value is None:
+            return "n/a"
+        text = format(value, digits)
+        if bounds:
+            text += f" [{format(bounds[0], digits)}, {format(bounds[1], digits)}]"
+        return text
+
+    def fid_cell(result: Mapping, which: str) -> str:
+        fid = result["distribution"][which]["fid"]
+        return interval(fid["value"], fid["interval"], ".4g") + ("" if fid["reliable"] else " *")
+
+    def kid_cell(result: Mapping, which: str) -> str:
+        kid = result["distribution"][which]["kid"]
+        return interval(kid["value"], kid["interval"], ".3g")
+
+    def nn_cell(result: Mapping, which: str) -> str:
+        return interval(result["distribution"][which]["nn_accuracy"]["accuracy"], None, ".3f")
+
+    def paired_cell(metric: str, digits: str):
+        def cell(result: Mapping, which: str) -> str:
+            value = result["paired"][which][metric]
+            return f"{interval(value['mean'], None, digits)} ± {interval(value['std'], None, digits)}"
+
+        return cell
+
+    def contrast_error_cell(result: Mapping, which: str) -> str:
+        contrast = result["contrast"][which]
+        return interval(contrast["mean_error"], contrast["interval"], ".3f")
+
+    def contrast_cell(result: Mapping, which: str) -> str:
+        contrast = result["contrast"][which]
+        if contrast["fake_mean"] is None:
+            return "n/a"
+        return f"{contrast['fake_mean']:.3f} (real {contrast['real_mean']:.3f})"
+
+    features = report.get("contrast", {}).get("features", {})
+    rows = [["metric", *names]]
+    for label, cell, which_sets in (
+        ("FID", fid_cell, sets),
+        ("KID", kid_cell, sets),
+        ("1-NN accuracy", nn_cell, sets),
+        ("SSIM", paired_cell("ssim", ".3f"), sets),
+        ("MAE", paired_cell("mae", ".4f"), sets),
+        (f"{contrast_name} error", contrast_error_cell, checks),
+        (contrast_name, contrast_cell, checks),
+    ):
+        for which in which_sets:
+            feature = f" ({features[which]})" if which in checks and which in features else ""
+            rows.append([f"{label} {which}{feature}", *(cell(report["candidates"][n], which) for n in names)])
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [
+        f"{report['n_cases']} held-out cases, sequences {', '.join(sequences)}; extractor {report['extractor']}",
+        f"[..]: {100 * report['confidence']:.0f} % bootstrap interval ({report['n_bootstrap']} resamples); "
+        "SSIM, MAE: mean ± std over pairs",
+        "",
+    ]
+    lines += ["  ".join(value.ljust(width) for value, width in zip(row, widths)).rstrip() for row in rows]
+    lines.append("")
+    lines.append(
+        f"* FID from fewer than 2 images per feature ({report['feature_dim']}) per set: biased upward by an amount "
+        "that depends on n; compare KID"
+    )
+    definition = report.get("contrast", {}).get("definition")
+    if checks and definition:
+        lines.append(f"{contrast_name}: synthetic (real); {definition}")
+    weights = {n: r["weights"]["sha256"][:12] for n, r in report["candidates"].items() if r.get("weights")}
+    if weights:
+        lines.append("weights sha256: " + ", ".join(f"{n} {digest}" for n, digest in weights.items()))
+    return "\n".join(lines)

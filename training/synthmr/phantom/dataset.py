@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import sys
 from pathlib import Path
 
 from synthmr.errors import InputError
@@ -47,16 +46,12 @@ def phantom_datalist(organ: str, out: str | Path, n: int, seed: int = 0, **optio
     """
     from synthmr.io import load_datalist
 
+    from synthmr.distributed import rank_zero_first
+
     out = Path(out).absolute()  # datalist paths are made relative from absolute ones
     datalist = out / "datalist.json"
     wanted = _recipe(organ, n, seed, options)
-    # Only a process that imported torch.distributed can be part of a process group.
-    distributed = sys.modules.get("torch.distributed")
-    distributed = distributed if distributed is not None and distributed.is_initialized() else None
-    if (distributed is None or distributed.get_rank() == 0) and not datalist.is_file():
-        write_phantom_dataset(organ, n, out, seed=seed, **options)
-    if distributed is not None:
-        distributed.barrier()
+    rank_zero_first(lambda: datalist.is_file() or write_phantom_dataset(organ, n, out, seed=seed, **options))
     found = json.loads(datalist.read_text(encoding="utf-8")).get("phantom")
     if found != wanted:
         raise InputError(
