@@ -313,3 +313,34 @@ def test_resuming_refuses_another_synthesizer_or_other_images_but_shares_real_on
         shutil.copy(original["image"], item["image"])
     with pytest.raises(InputError, match=r"2_0_0\.json: .*real_images"):
         run_benefit(renamed, synthesize=helpful, **arguments)
+
+
+def test_an_image_of_several_channels_is_one_multi_channel_input(data, tmp_path):
+    """An item's image may be a list of sequences: here noise first and the disc second; the network sees both."""
+    real, test = data
+    rng = np.random.default_rng(5)
+
+    def two_channels(items, folder):
+        stacked = []
+        for item in items:
+            noise = str(write_image(Volume(rng.normal(0, 1, (32, 32)).astype(np.float32), **GRID),
+                                    folder / f"{item['case_id']}_noise.nii.gz"))
+            stacked.append({**item, "image": [noise, item["image"]]})
+        return stacked
+
+    (tmp_path / "channels").mkdir()
+    real2, test2 = two_channels(real, tmp_path / "channels"), two_channels(test["site_a"], tmp_path / "channels")
+    report = run_benefit(real2, {"site_a": test2}, None, LABELS, tmp_path / "work", n_real=(4,), shares=(0,),
+                         seeds=(0,), settings=TINY, device="cpu")
+    assert report["domains"]["site_a"]["arms"][0]["labels"]["disc"]["dice"]["mean"] > 0.5
+    recorded = read_run(tmp_path / "work", "4_0_0")["recipe"]["real_images"][0]
+    assert recorded.count("+") == 1 and recorded.endswith(".nii.gz") and "_noise" in recorded.split("+")[0]
+
+    with pytest.raises(InputError, match=r"case 'a0' \(site_a\): its image has 1 channel\(s\); the first training case has 2"):
+        run_benefit(real2, {"site_a": test["site_a"]}, None, LABELS, tmp_path / "w2", n_real=(2,), shares=(0,),
+                    seeds=(0,), settings=replace(TINY, iterations=1), device="cpu")
+    small = write_image(Volume(np.zeros((16, 16), np.float32), **GRID), tmp_path / "small.nii.gz")
+    wrong = {**real2[0], "case_id": "wrong", "image": [str(small), real2[0]["image"][1]]}
+    with pytest.raises(InputError, match=r"small\.nii\.gz: image shape \(16, 16\) differs from its label map's \(32, 32\)"):
+        run_benefit([wrong, *real2[1:]], {"site_a": test2}, None, LABELS, tmp_path / "w3", n_real=(5,), shares=(0,),
+                    seeds=(0,), settings=replace(TINY, iterations=1), device="cpu")

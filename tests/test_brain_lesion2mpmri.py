@@ -79,6 +79,26 @@ def test_atlas_registered_to_a_new_subject_matches_its_anatomy(subjects, atlas_d
     assert np.corrcoef(unregistered.ravel(), real.ravel())[0, 1] < np.corrcoef(atlas_t1.ravel(), real.ravel())[0, 1]
 
 
+def test_an_edited_lesion_map_reuses_its_brains_registration(subjects, atlas_dir, monkeypatch):
+    from synthmr.methods import brain_lesion2mpmri as method
+
+    calls = []
+    register = method.register
+    monkeypatch.setattr(method, "register", lambda *a, **k: calls.append(1) or register(*a, **k))
+    lesion_map = read_image(subjects[3]["lesion_map"])
+    to_subject = AtlasToSubject(load_atlas(atlas_dir))
+    first = to_subject(lesion_map)
+    relabelled = np.where(np.isin(lesion_map.array, LESION), 1, lesion_map.array)  # the lesion gone, same brain
+    again = to_subject(lesion_map.with_array(relabelled))
+    assert len(calls) == 1
+    for name in SEQUENCES:
+        np.testing.assert_array_equal(again[name].array, first[name].array)
+    smaller = np.where(lesion_map.array > 0, lesion_map.array, 0)
+    smaller[..., : smaller.shape[-1] // 2] = 0  # another brain: registered anew
+    to_subject(lesion_map.with_array(smaller))
+    assert len(calls) == 2
+
+
 def test_atlas_to_subject_refuses_an_empty_brain(atlas_dir, subjects):
     lesion_map = read_image(subjects[3]["lesion_map"])
     with pytest.raises(InputError, match="brain mask is empty"):
@@ -363,6 +383,31 @@ def test_new_lesion_cases_are_written_whole_and_reproducibly(prepared, atlas_dir
     with pytest.raises(InputError, match="source datalist is empty"):
         generation.generate([], 1, tmp_path / "none")
     assert not (tmp_path / "none").exists()
+    # The downstream-benefit harness's view: the five sequences as one multi-channel image, the map as its labels.
+    (tmp_path / "benefit").mkdir()
+    benefit_items = generation(prepared[:2], 2, tmp_path / "benefit", 7)
+    assert [item["image"] for item in benefit_items] == [
+        [str(tmp_path / "benefit" / f"case_0000{i}" / f"{s}.nii.gz") for s in SEQUENCES] for i in range(2)]
+    assert [Path(item["label"]).name for item in benefit_items] == ["lesion_map.nii.gz"] * 2
+    assert generation.describe()["images"] == list(SEQUENCES)
+
+
+def test_benefit_config_gives_the_harness_five_channel_subjects(subjects, tmp_path):
+    from monai.bundle import ConfigParser
+
+    from synthmr.methods.brain_lesion2mpmri import NewLesionCases
+
+    bundle = Path(__file__).resolve().parents[1] / "bundles" / "brain_lesion2mpmri"
+    parser = ConfigParser()
+    parser.read_config([str(bundle / "configs" / "inference.yaml"), str(bundle / "configs" / "benefit.yaml")])
+    parser.update({"bundle_root": str(bundle), "device": "$torch.device('cpu')", "pool_cases": list(subjects[:2]),
+                   "test_cases": list(subjects[2:])})
+    real, test = parser.get_parsed_content("real"), parser.get_parsed_content("test")
+    assert [item["image"] for item in real] == [[item[s] for s in SEQUENCES] for item in subjects[:2]]
+    assert [item["label"] for item in test["brain"]] == [item["lesion_map"] for item in subjects[2:]]
+    assert parser.get_parsed_content("labels") == {"normal brain": 1, "edema": 2, "cavity": 3, "tumor": 4}
+    assert isinstance(parser.get_parsed_content("synthesize"), NewLesionCases)
+    assert parser.get_parsed_content("shares") == [0, 0.25, 0.5, 1]
 
 
 def test_inference_config_builds_the_trained_network():

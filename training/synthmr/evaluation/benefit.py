@@ -19,12 +19,14 @@ What :func:`run_benefit` does, and why:
   the same network initialisation and crop sequence seed, so an arm differs from its baseline only by the
   synthetic items; the subsets are nested (the 4 items of seed 0 are among its 8). Synthetic items come from
   ``synthesize(real_subset, n, work_dir/synthetic/<run>, seed)``, ``<run>`` being :func:`run_name`.
-- **Training** (:func:`train_segmenter`): MONAI's DynUNet (2D or 3D; one input channel, one output channel per
-  label plus background), DiceCELoss on the softmax against the one-hot label map, Adam, a fixed number of
+- **Training** (:func:`train_segmenter`): MONAI's DynUNet (2D or 3D; one input channel per image file of an
+  item, several when its ``image`` is a list of sequences; one output channel per label plus background),
+  DiceCELoss on the softmax against the one-hot label map, Adam, a fixed number of
   *iterations* rather than epochs, so that arms of every size get the same optimisation. Each iteration draws a
   batch of items (epoch by epoch in a seeded random order) and one random ``roi_size`` crop per item, centred on
   a foreground voxel with probability ``foreground_ratio`` (RandCropByPosNegLabeld), so that small structures are
-  seen. Intensities are scaled per image by its own robust percentiles to [0, 1] (ScaleIntensityRangePercentiles),
+  seen. Intensities are scaled per image (and channel) by its own robust percentiles to [0, 1]
+  (ScaleIntensityRangePercentiles),
   so images from any scanner or synthesizer share one range. torch, numpy and MONAI are seeded with the run's
   seed (``monai.utils.set_determinism``): a run is reproducible on the same device and library versions.
 - **Testing** (:func:`case_metrics`): sliding-window inference (Gaussian-weighted windows of ``roi_size``) on
@@ -162,7 +164,7 @@ class _Case:
     """One item loaded for training or testing: the scaled image and the label map as class indices."""
 
     case_id: str
-    image: np.ndarray  # (1, *spatial) float32 in [0, 1]
+    image: np.ndarray  # (channels, *spatial) float32 in [0, 1]
     label: np.ndarray  # (1, *spatial) class index: 0 background, i the i-th label of `labels`
     spacing: tuple[float, ...]  # mm per array axis
 
@@ -178,9 +180,16 @@ def run_name(n_real: int, share: float, seed: int) -> str:
 
 
 def image_name(item: Mapping) -> str:
-    """The last two parts of an item's image path (``case_0003/t1_pre.nii.gz``): what a recipe records of the images,
-    enough to tell one image key from another without tying the runs to where the data lie."""
-    return "/".join(Path(str(item["image"])).parts[-2:])
+    """The last two parts of an item's image path (``case_0003/t1_pre.nii.gz``; channels joined by ``+``): what a
+    recipe records of the images, enough to tell one image key from another without tying the runs to where the
+    data lie."""
+    return "+".join("/".join(Path(str(path)).parts[-2:]) for path in _image_paths(item))
+
+
+def _image_paths(item: Mapping) -> list:
+    """An item's image files, one per channel: ``image`` is one path or a list of them (several sequences)."""
+    image = item["image"]
+    return list(image) if isinstance(image, (list, tuple)) else [image]
 
 
 def describe_synthesizer(synthesize: Synthesize | None) -> dict | None:
@@ -223,13 +232,13 @@ def bootstrap_interval(
     return float(low), float(high)
 
 
-def build_network(spatial_dims: int, n_classes: int, settings: SegmentationSettings) -> DynUNet:
+def build_network(spatial_dims: int, n_classes: int, settings: SegmentationSettings, in_channels: int = 1) -> DynUNet:
     """A DynUNet with ``len(settings.filters)`` levels, 3-voxel kernels, stride-2 downsampling below the first."""
     depth = len(settings.filters)
     strides = [1] + [2] * (depth - 1)
     return DynUNet(
         spatial_dims=spatial_dims,
-        in_channels=1,
+        in_channels=in_channels,
         out_channels=n_classes,
         kernel_size=[3] * depth,
         strides=strides,
@@ -260,7 +269,7 @@ def train_segmenter(
     data = [{"image": case.image, "label": case.label} for case in cases]
     set_determinism(seed)
     try:
-        network = build_network(spatial_dims, n_classes, settings).to(device)
+        network = build_network(spatial_dims, n_classes, settings, in_channels=cases[0].image.shape[0]).to(device)
         # Epoch after epoch in a seeded order until iterations * batch_size crops are drawn: every item is seen
         # equally often, however few there are.
         sampler = torch.utils.data.RandomSampler(
@@ -292,7 +301,7 @@ def train_segmenter(
 def segment(
     network: torch.nn.Module, image: np.ndarray, settings: SegmentationSettings, device: torch.device
 ) -> np.ndarray:
-    """The class-index map that ``network`` predicts for a scaled ``(1, *spatial)`` image (sliding windows)."""
+    """The class-index map that ``network`` predicts for a scaled ``(channels, *spatial)`` image (sliding windows)."""
     network.eval()
     inputs = torch.as_tensor(image[None], device=device)
     logits = sliding_window_inference(
@@ -345,7 +354,8 @@ def run_benefit(
     """Train and test every arm with every seed, resuming finished runs, and report the benefit of synthetic data.
 
     Args:
-        real: the pool of real training items ``{"case_id", "image", "label"}`` (image and label map paths).
+        real: the pool of real training items ``{"case_id", "image", "label"}`` (image and label map paths; an
+            image of several channels, several sequences say, is a list of paths on the label map's grid).
         test: test domains, name -> items of the same form; each domain is reported on its own.
         synthesize: ``synthesize(real_subset, n, out_dir, seed) -> n items`` written under ``out_dir``; may be
             None when every share is 0.
@@ -550,12 +560,16 @@ def _spatial(volume, spatial_dims: int, path, role: str) -> tuple[np.ndarray, tu
 def _load_case(item: Mapping, labels: dict[str, list[int]], spatial_dims: int, settings: SegmentationSettings,
                what: str) -> _Case:
     """Read an item, scale its image, turn its label values into class indices; refuse what does not fit."""
-    image, spacing = _spatial(read_image(item["image"]), spatial_dims, item["image"], "image")
-    label, _ = _spatial(read_image(item["label"]), spatial_dims, item["label"], "label map")
-    if image.shape != label.shape:
-        raise InputError(
-            f"{item['label']}: label map shape {label.shape} differs from its image's {image.shape} ({what})"
-        )
+    paths = _image_paths(item)
+    if not paths:
+        raise InputError(f"case {item['case_id']!r}: its image is an empty list of channels ({what})")
+    channels = [_spatial(read_image(path), spatial_dims, path, "image") for path in paths]
+    label, spacing = _spatial(read_image(item["label"]), spatial_dims, item["label"], "label map")
+    for path, (image, _) in zip(paths, channels):
+        if image.shape != label.shape:
+            raise InputError(
+                f"{path}: image shape {image.shape} differs from its label map's {label.shape} ({item['label']}, {what})"
+            )
     unknown = sorted(set(np.unique(label).tolist()) - {0, *(v for values in labels.values() for v in values)})
     if unknown:
         raise InputError(
@@ -568,7 +582,9 @@ def _load_case(item: Mapping, labels: dict[str, list[int]], spatial_dims: int, s
     scale = ScaleIntensityRangePercentiles(lower=low, upper=high, b_min=0.0, b_max=1.0, clip=True)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Divide by zero")  # a constant image: all zeros, fine
-        scaled = convert_to_numpy(scale(image[None].astype(np.float32)), dtype=np.float32)
+        scaled = np.concatenate([  # each channel by its own percentiles
+            convert_to_numpy(scale(image[None].astype(np.float32)), dtype=np.float32) for image, _ in channels
+        ])
     return _Case(str(item["case_id"]), scaled, classes[None], tuple(spacing))
 
 
@@ -598,6 +614,7 @@ def _run(name: str, recipe: dict, subset: list[dict], synthesize: Synthesize | N
     synthetic = _synthesize(synthesize, subset, count, folder, recipe["seed"], name) if count else []
     cases = [_load_case(item, labels, spatial_dims, settings, "real") for item in subset]
     cases += [_load_case(item, labels, spatial_dims, settings, f"synthesize (run {name})") for item in synthetic]
+    _check_channels({**{f"{name} training": cases}, **test_cases})
     network, loss = train_segmenter(cases, len(labels) + 1, spatial_dims, settings, recipe["seed"], device)
     scores = {
         domain: {
@@ -615,6 +632,18 @@ def _run(name: str, recipe: dict, subset: list[dict], synthesize: Synthesize | N
         "seconds": time.perf_counter() - start,
         "cases": scores,
     }
+
+
+def _check_channels(groups: Mapping[str, Sequence[_Case]]) -> None:
+    """Every case's image has the channels of the first training case: one network sees them all."""
+    expected = next(iter(groups.values()))[0].image.shape[0]
+    for group, cases in groups.items():
+        for case in cases:
+            if case.image.shape[0] != expected:
+                raise InputError(
+                    f"case {case.case_id!r} ({group}): its image has {case.image.shape[0]} channel(s); the first "
+                    f"training case has {expected}"
+                )
 
 
 def _finished_run(path: Path, recipe: dict) -> dict:
