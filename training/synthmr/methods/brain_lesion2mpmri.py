@@ -224,13 +224,21 @@ class AtlasToSubject:
         atlas: the atlas (:func:`load_atlas`): the sequences and ``brain``.
         sequences: the atlas sequences to resample, in channel order.
         smoothing_mm: Gaussian sigma of both brain masks before registration.
+        keep: how many brains' registered atlases to keep for reuse (most recent first).
     """
 
-    def __init__(self, atlas: Mapping[str, Volume], sequences: Sequence[str] = SEQUENCES, smoothing_mm: float = MASK_SMOOTHING_MM) -> None:
+    def __init__(
+        self,
+        atlas: Mapping[str, Volume],
+        sequences: Sequence[str] = SEQUENCES,
+        smoothing_mm: float = MASK_SMOOTHING_MM,
+        keep: int = REGISTRATIONS_KEPT,
+    ) -> None:
         missing = [name for name in [*sequences, BRAIN] if name not in atlas]
         if missing:
             raise InputError(f"the atlas lacks {missing}")
         self.atlas, self.sequences, self.smoothing_mm = dict(atlas), list(sequences), float(smoothing_mm)
+        self.keep = int(keep)
         self._atlas_brain = _smoothed(self.atlas[BRAIN], self.smoothing_mm)
         # The last few brains registered: lesion edits keep the brain outline (labels above 0), so every edited map
         # of one subject (new cases, a clinician's edits in one session) reuses its registration.
@@ -247,7 +255,7 @@ class AtlasToSubject:
             subject_brain = _smoothed(lesion_map.with_array(mask.astype(np.float32)), self.smoothing_mm)
             transform = register(subject_brain, self._atlas_brain)
             self._registered[key] = {name: warp(self.atlas[name], lesion_map, transform) for name in self.sequences}
-            while len(self._registered) > REGISTRATIONS_KEPT:
+            while len(self._registered) > self.keep:
                 self._registered.popitem(last=False)
         self._registered.move_to_end(key)
         return dict(self._registered[key])
@@ -549,6 +557,8 @@ class InferenceConditions:
         lesion_key: the input key of the lesion map; ``brain`` is used as the brain mask when the case has it.
         atlas_input: False gives the lesion map alone as input (as :class:`SAMRSliced`); the atlas still sets the
             output scale.
+        register: an :class:`AtlasToSubject` of this atlas to share (several generators judged on the same
+            subjects register each subject once); None makes one.
     """
 
     takes_volumes = True
@@ -561,11 +571,13 @@ class InferenceConditions:
         sequences: Sequence[str] = SEQUENCES,
         lesion_key: str = LESION_MAP,
         atlas_input: bool = True,
+        register: AtlasToSubject | None = None,
     ) -> None:
         self.atlas_dir, self.sequences, self.lesion_key = Path(atlas_dir), list(sequences), lesion_key
         self.atlas_input = bool(atlas_input)
-        self.register: AtlasToSubject | None = None  # the atlas is read by the first case, not by a config's
-        # initialisation, which MONAI's tools run from any folder (where a relative atlas_dir is elsewhere)
+        # Without one given, the atlas is read by the first case, not by a config's initialisation, which MONAI's
+        # tools run from any folder (where a relative atlas_dir is elsewhere).
+        self.register = register
 
     def __call__(self, volumes: Mapping[str, Volume]) -> tuple[np.ndarray, dict[str, IntensityScaling]]:
         if self.lesion_key not in volumes:
