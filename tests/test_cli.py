@@ -158,3 +158,23 @@ def test_relative_out_gives_a_datalist_that_resolves(tmp_path):
     assert result.returncode == 0, result.stderr
     item = load_datalist(tmp_path / "sub" / "data" / "datalist.json")[0]
     assert read_image(item["t1_pre"]).array.shape == (64, 64)
+
+
+def test_an_unknown_option_or_command_is_one_line_before_anything_runs(tmp_path):
+    lesion_map = tmp_path / "lesion.nii.gz"
+    from synthmr.io import Volume, write_image
+
+    labels = np.pad(np.pad(np.full((4, 4, 4), 2, np.uint8), 2, constant_values=1), 2)  # lesion 2 in organ 1
+    write_image(Volume(labels, (1.0,) * 3, (0.0,) * 3, np.eye(3)), lesion_map)
+    # A typo in a flag: fire would edit and write the file first, then fail on what it could not consume.
+    result = run_cli("lesion", "--lesion", lesion_map, "--mirror", "--out", tmp_path / "out.nii.gz", "--mirrror")
+    assert_clean_failure(result, "synthmr lesion: unknown option --mirrror", "--mirror", "--organ_labels")
+    assert not (tmp_path / "out.nii.gz").exists()
+    assert_clean_failure(run_cli("frobnicate"), "unknown command 'frobnicate'", "lesion", "run")
+    assert_clean_failure(run_cli("bundle", "exprt", "x"), "unknown command 'bundle exprt'", "export")
+    assert_clean_failure(run_cli("bundle", "export", "x", "--outt", tmp_path), "unknown option --outt", "--out")
+    help_text = run_cli("lesion", "--help")
+    assert help_text.returncode == 0 and "--organ_labels" in help_text.stdout + help_text.stderr
+    # Hyphens are fire's spelling of underscores; the edit runs.
+    ok = run_cli("lesion", "--lesion", lesion_map, "--scale", "0.5", "--out", tmp_path / "ok.nii.gz", "--organ-labels", 1)
+    assert ok.returncode == 0, ok.stderr

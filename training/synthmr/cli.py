@@ -576,6 +576,41 @@ def _fire_name(arg: str) -> str:
     return _FIRE_NAMES.get(flag, flag) + equals + value
 
 
+def _check_command(argv: list[str]) -> None:
+    """An unknown command or option is one line, before anything runs: fire would run the command first and only
+    then complain, in several lines, about what it could not consume (after the outputs were written)."""
+    import inspect
+
+    if not argv or argv[0].startswith("-"):
+        return  # fire's own help and flags
+    target, words = SynthMR, list(argv)
+    commands = {name for name in dir(SynthMR) if not name.startswith("_")}
+    name = words.pop(0).replace("-", "_")  # fire takes select-checkpoint for select_checkpoint
+    if name not in commands:
+        raise InputError(f"unknown command {name!r}; the commands are {', '.join(sorted(commands))}")
+    target = getattr(SynthMR, name)
+    if isinstance(target, BundleCommands):
+        subcommands = {n for n in dir(BundleCommands) if not n.startswith("_")}
+        if not words or words[0].startswith("-"):
+            return  # fire lists the group's commands
+        if words[0].replace("-", "_") not in subcommands:
+            raise InputError(f"unknown command 'bundle {words[0]}'; the bundle commands are {', '.join(sorted(subcommands))}")
+        name, target = f"bundle {words[0]}", getattr(BundleCommands, words.pop(0).replace("-", "_"))
+    parameters = inspect.signature(target).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
+        return  # the command passes further options on (config overrides)
+    accepted = sorted(p for p in parameters if p != "self")
+    end = words.index("--") if "--" in words else len(words)
+    for word in words[:end]:
+        if word.startswith("--") and len(word) > 2:
+            flag = word[2:].partition("=")[0].replace("-", "_")
+            if flag == "help" or (flag.startswith("no") and flag[2:] in parameters):
+                continue  # fire's --help, and its --nomirror for a boolean
+            if flag not in parameters or flag == "self":
+                options = ", ".join(f"--{p}" for p in accepted) or "none"
+                raise InputError(f"synthmr {name}: unknown option --{flag}; its options are {options}")
+
+
 def _integer(value, flag: str) -> int:
     """A whole number given on the command line (fire reads 3.0 as a float, "3" as an int)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
@@ -599,6 +634,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         with _end_on_signals():
             command = [_fire_name(arg) for arg in _gather_repeated(argv, "--input", "-i")]
+            _check_command(command)
             fire.Fire(SynthMR, command=command, name="synthmr")
     except InputError as err:
         return _fail(str(err), 2)
