@@ -60,6 +60,40 @@ def overlap(bundle: Path, lesion_map: Path, edited: Path, out: Path) -> dict:
     return method.enhancing_overlap(t1c.array, read_image(lesion_map).array, read_image(edited).array)
 
 
+def figure(lesion_map: Path, work: Path, out: Path) -> None:
+    """One row per edit: the edited map, and the synthetic Gd-T1w, FLAIR and APTw at the edited tumour's largest
+    axial slice, the edited tumour outlined (radiological view: anterior up, the patient's left on the right)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import SimpleITK as sitk
+
+    def axial(path: Path) -> np.ndarray:  # (z, y, x) in LPS: each [z] is a radiological axial slice
+        return sitk.GetArrayFromImage(sitk.DICOMOrient(read_image(path).to_sitk(), "LPS"))
+
+    columns = [("lesion map", None), ("Gd-T1w", "t1c"), ("FLAIR", "t2f"), ("APTw (%)", "aptw")]
+    fig, axes = plt.subplots(len(EDITS), len(columns), figsize=(2.2 * len(columns), 2.4 * len(EDITS)))
+    for row, kind in enumerate(EDITS):
+        edited = np.rint(axial(work / f"{kind}.nii.gz"))
+        z = int(np.argmax((edited == 4).sum(axis=(1, 2))))
+        for column, (title, sequence) in enumerate(columns):
+            ax = axes[row, column]
+            if sequence is None:
+                ax.imshow(edited[z], cmap="viridis", vmin=0, vmax=4, interpolation="nearest")
+            else:
+                image = axial(work / kind / f"{sequence}.nii.gz")[z]
+                low, high = (-1.0, 5.0) if sequence == "aptw" else np.percentile(image[edited[z] > 0], [1, 99.5])
+                ax.imshow(image, cmap="gray", vmin=low, vmax=high)
+                ax.contour((edited[z] == 4).astype(float), levels=[0.5], colors="orange", linewidths=0.6)
+            ax.set_axis_off()
+            ax.set_title(f"{kind}: {title}" if column == 0 else title, fontsize=8)
+    fig.suptitle(f"{lesion_map.parent.name}: edited with synthmr lesion, synthesised by brain_lesion2mpmri", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=80)
+    plt.close(fig)
+
+
 def main() -> None:
     from synthmr.phantom.dataset import phantom_datalist
 
@@ -76,6 +110,8 @@ def main() -> None:
                        **overlap(BUNDLE, Path(subject["lesion_map"]), edited, work)}
                 rows.append(row)
                 print(row, flush=True)
+            if index == 0:
+                figure(Path(subject["lesion_map"]), tmp / subject["case_id"], Path(__file__).parent / "lesion_edits.png")
     summary = {}
     for kind in EDITS:
         mine = [r for r in rows if r["edit"] == kind]
