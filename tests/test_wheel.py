@@ -136,9 +136,13 @@ def _liver_mmhcc_outputs(output: Path) -> list[Path]:
     return [output / "sample" / f"{sequence}.nii.gz" for sequence in ("t1fs_arterial", "t1fs_portal", "t2")]
 
 
+def _brain_lesion2mpmri_outputs(output: Path) -> list[Path]:
+    return [output / "sample" / f"{sequence}.nii.gz" for sequence in ("t1n", "t1c", "t2w", "t2f", "aptw")]
+
+
 # What each bundle's inference config writes with its default arguments, under the bundle folder.
 DEFAULT_OUTPUTS = {"breast_dce_pre2post": _pre2post_outputs, "breast_dce_patch_cgan": _patch_cgan_outputs,
-                   "liver_mmhcc_mask2mri": _liver_mmhcc_outputs}
+                   "liver_mmhcc_mask2mri": _liver_mmhcc_outputs, "brain_lesion2mpmri": _brain_lesion2mpmri_outputs}
 
 
 @pytest.mark.parametrize("name", BUNDLES)
