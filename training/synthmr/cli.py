@@ -583,7 +583,7 @@ def _check_command(argv: list[str]) -> None:
 
     if not argv or argv[0].startswith("-"):
         return  # fire's own help and flags
-    target, words = SynthMR, list(argv)
+    words = list(argv)
     commands = {name for name in dir(SynthMR) if not name.startswith("_")}
     name = words.pop(0).replace("-", "_")  # fire takes select-checkpoint for select_checkpoint
     if name not in commands:
@@ -593,9 +593,10 @@ def _check_command(argv: list[str]) -> None:
         subcommands = {n for n in dir(BundleCommands) if not n.startswith("_")}
         if not words or words[0].startswith("-"):
             return  # fire lists the group's commands
-        if words[0].replace("-", "_") not in subcommands:
-            raise InputError(f"unknown command 'bundle {words[0]}'; the bundle commands are {', '.join(sorted(subcommands))}")
-        name, target = f"bundle {words[0]}", getattr(BundleCommands, words.pop(0).replace("-", "_"))
+        subcommand = words.pop(0).replace("-", "_")
+        if subcommand not in subcommands:
+            raise InputError(f"unknown command 'bundle {subcommand}'; the bundle commands are {', '.join(sorted(subcommands))}")
+        name, target = f"bundle {subcommand}", getattr(BundleCommands, subcommand)
     parameters = inspect.signature(target).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters.values()):
         return  # the command passes further options on (config overrides)

@@ -330,7 +330,12 @@ def prepare_subjects(
     return rank_zero_first(lambda: _prepare_subjects(datalist, atlas_dir, out_dir, sequences))
 
 
-def _prepare_subjects(datalist, atlas_dir, out_dir, sequences) -> list[dict]:
+def _prepare_subjects(
+    datalist: Sequence[Mapping[str, str | os.PathLike]],
+    atlas_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    sequences: Sequence[str],
+) -> list[dict]:
     sequences = list(sequences)
     out_dir = Path(out_dir)
     register_to: AtlasToSubject | None = None
@@ -812,6 +817,8 @@ def enhancing_overlap(t1c: np.ndarray, before: np.ndarray, after: np.ndarray) ->
     """How well a synthetic Gd-T1w image made from an edited lesion map follows the edit: the Dice of its enhancing
     brain region (:data:`ENHANCING` times the median of the normal brain, label 1 in both maps) with the edited
     tumour (label 4 of ``after``) and with the tumour before the edit (label 4 of ``before``). All on one grid."""
+    from synthmr.metrics.regions import mask_dice
+
     before, after = np.rint(before).astype(np.int64), np.rint(after).astype(np.int64)
     normal = (before == NORMAL_BRAIN) & (after == NORMAL_BRAIN)
     old, new = before == 4, after == 4
@@ -819,10 +826,7 @@ def enhancing_overlap(t1c: np.ndarray, before: np.ndarray, after: np.ndarray) ->
         raise InputError("enhancing_overlap needs normal brain and a tumour (label 4) in both lesion maps")
     enhancing = (after > 0) & (np.asarray(t1c) > ENHANCING * np.median(np.asarray(t1c)[normal]))
 
-    def dice(a: np.ndarray, b: np.ndarray) -> float:
-        return 2.0 * float((a & b).sum()) / float(a.sum() + b.sum())
-
-    return {"dice_edited": dice(enhancing, new), "dice_before": dice(enhancing, old),
+    return {"dice_edited": mask_dice(enhancing, new), "dice_before": mask_dice(enhancing, old),
             "enhancing_voxels": int(enhancing.sum()), "tumour_voxels": int(new.sum())}
 
 

@@ -695,6 +695,8 @@ def moved_tumour_overlap(arterial: np.ndarray, liver: np.ndarray, old: np.ndarra
     """How well a synthetic arterial image follows a moved tumour: Dice of its hyperenhancing liver region
     (:data:`HYPERENHANCING`) with the moved tumour and with the old place (the old tumour minus the moved one), and
     the share of the old place that still hyperenhances. All arrays on one grid; masks non-zero inside."""
+    from synthmr.metrics.regions import mask_dice
+
     liver, old, moved = liver != 0, old != 0, moved != 0
     parenchyma = liver & ~old & ~moved
     if not parenchyma.any() or not moved.any() or not (old & ~moved).any():
@@ -702,10 +704,7 @@ def moved_tumour_overlap(arterial: np.ndarray, liver: np.ndarray, old: np.ndarra
     hyper = liver & (arterial > HYPERENHANCING * np.median(arterial[parenchyma]))
     left = old & ~moved
 
-    def dice(a: np.ndarray, b: np.ndarray) -> float:
-        return 2.0 * float((a & b).sum()) / float(a.sum() + b.sum())
-
-    return {"dice_moved": dice(hyper, moved), "dice_old_place": dice(hyper, left),
+    return {"dice_moved": mask_dice(hyper, moved), "dice_old_place": mask_dice(hyper, left),
             "old_place_hyperenhancing": float((hyper & left).sum() / left.sum())}
 
 

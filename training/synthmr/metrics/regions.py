@@ -92,6 +92,11 @@ def region_metrics(
     return summary
 
 
+def mask_dice(a: np.ndarray, b: np.ndarray) -> float:
+    """Dice of two boolean masks of one shape, at least one of them not empty: 2 |a & b| / (|a| + |b|)."""
+    return 2.0 * float((a & b).sum()) / float(a.sum() + b.sum())
+
+
 def shared_data_range(real_image: np.ndarray) -> float:
     """SSIM's and PSNR's data range for a case on the shared scale: the real image's max - min (1 if constant)."""
     spread = float(real_image.max() - real_image.min())
