@@ -1,0 +1,219 @@
+"""brain_tumor_fabrication method module: tumour regions, TF-Aug (augment and place) and the CarveMix baseline."""
+
+import numpy as np
+import pytest
+import torch
+from monai.data import MetaTensor
+
+from synthmr.errors import InputError
+from synthmr.methods.brain_tumor_fabrication import (
+    SEQUENCES,
+    RandTumorAugment,
+    TFAugd,
+    carvemix,
+    place_tumor,
+    tumor_region,
+)
+
+SHAPE = (40, 44, 36)
+
+
+def _ball(centre, radius, shape=SHAPE):
+    grid = np.indices(shape)
+    return sum((g - c) ** 2 for g, c in zip(grid, centre)) <= radius**2
+
+
+def _healthy(scale=1.0):
+    """A 'brain' (ball) with sequence-specific tissue values; scale multiplies every intensity."""
+    brain = _ball((20, 22, 18), 16)
+    rng = np.random.default_rng(1)
+    images = [np.where(brain, scale * (100.0 * (i + 1) + rng.normal(0, 1, SHAPE)), 0.0).astype(np.float32) for i in range(4)]
+    return images, brain.astype(np.uint8)
+
+
+def _tumour_case(scale=2.0):
+    """A brain at ``scale`` times the healthy one's intensity with a three-label tumour of its own contrasts."""
+    images, brain = _healthy(scale)
+    label = np.zeros(SHAPE, np.uint8)
+    label[_ball((14, 22, 18), 6)] = 2
+    label[_ball((14, 22, 18), 4)] = 3
+    label[_ball((14, 22, 18), 2)] = 1
+    images = [np.where(label > 0, a * (1.5 + 0.2 * i), a).astype(np.float32) for i, a in enumerate(images)]
+    return images, label, brain
+
+
+def test_region_is_the_tumour_box_with_the_margin():
+    images, label, brain = _tumour_case()
+    region = tumor_region(images, label, brain, (2.0, 2.0, 2.0), margin_mm=4.0, case_id="src")
+    # tumour spans 8..20 on x (radius 6 about 14): box grown by 2 voxels (4 mm) each side
+    assert region.label.shape == (17, 17, 17)
+    assert region.images.shape == (4, 17, 17, 17)
+    assert np.count_nonzero(region.label) == np.count_nonzero(label)
+    assert np.allclose(region.brain_median, [np.median(a[brain > 0]) for a in images])
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda i, l, b: (i, np.zeros_like(l), b), "no tumour voxel"),
+        (lambda i, l, b: (i, np.where(l == 3, 4, l).astype(np.uint8), b), "label holds [4]"),
+        (lambda i, l, b: (i, l[:-1], b), "differ in shape"),
+        (lambda i, l, b: (i[:3], l, b), "expected 4 3D sequences"),
+        (lambda i, l, b: ([np.where(l > 0, np.nan, a) for a in i], l, b), "NaN"),
+        (lambda i, l, b: (i, l, np.zeros_like(b)), "brain mask is empty"),
+    ],
+)
+def test_region_refuses_bad_cases_by_name(change, message):
+    images, label, brain = change(*_tumour_case())
+    with pytest.raises(InputError, match=message.replace("[", r"\[").replace("]", r"\]")) as raised:
+        tumor_region(images, label, brain, (1, 1, 1), case_id="BraTS-001")
+    assert "BraTS-001" in str(raised.value)
+
+
+def test_placement_changes_only_the_roi_and_keeps_the_label_exact():
+    images, label, brain = _tumour_case()
+    region = tumor_region(images, label, brain, (1, 1, 1))
+    healthy, healthy_brain = _healthy()
+    placed = place_tumor(region, healthy, healthy_brain, (1, 1, 1), np.random.default_rng(0))
+    outside = placed.roi == 0
+    for before, after in zip(healthy, placed.images):
+        assert np.array_equal(before[outside], after[outside])  # bit-identical outside m_roi
+    assert placed.inside >= 0.95
+    assert set(np.unique(placed.label)) <= {0, 1, 2, 3}
+    assert not np.any(placed.label[healthy_brain == 0])
+    # placed whole (a shift only): the same number of voxels of each label
+    if placed.inside == 1.0:
+        for value in (1, 2, 3):
+            assert np.count_nonzero(placed.label == value) == np.count_nonzero(label == value)
+    assert np.all(placed.roi[placed.label > 0])
+
+
+def test_placement_harmonises_the_donor_to_the_recipient():
+    # The donor's brain is twice as bright: its tumour/brain contrast must survive, its scale must not.
+    images, label, brain = _tumour_case(scale=2.0)
+    region = tumor_region(images, label, brain, (1, 1, 1))
+    healthy, healthy_brain = _healthy(scale=1.0)
+    placed = place_tumor(region, healthy, healthy_brain, (1, 1, 1), np.random.default_rng(3))
+    core = placed.label == 3
+    for i in range(4):
+        ratio = np.median(placed.images[i][core]) / np.median(healthy[i][healthy_brain > 0])
+        assert ratio == pytest.approx(1.5 + 0.2 * i, rel=0.02)
+
+
+def test_placement_follows_the_centre_mask_and_the_seed():
+    images, label, brain = _tumour_case()
+    region = tumor_region(images, label, brain, (1, 1, 1))
+    healthy, healthy_brain = _healthy()
+    centre = np.zeros(SHAPE, np.uint8)
+    centre[26, 22, 18] = 1
+    placed = place_tumor(region, healthy, healthy_brain, (1, 1, 1), np.random.default_rng(0), centre_mask=centre)
+    assert placed.centre == (26, 22, 18)
+    again = [place_tumor(region, healthy, healthy_brain, (1, 1, 1), np.random.default_rng(7)) for _ in range(2)]
+    assert again[0].centre == again[1].centre and np.array_equal(again[0].images, again[1].images)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"spacing": (2, 2, 2)}, "differs from tumour case"),
+        ({"brain": np.zeros(SHAPE, np.uint8)}, "brain mask is empty"),
+        ({"centre_mask": np.zeros(SHAPE, np.uint8)}, "centre mask has no voxel"),
+    ],
+)
+def test_placement_refuses_what_does_not_fit(kwargs, message):
+    images, label, brain = _tumour_case()
+    region = tumor_region(images, label, brain, (1, 1, 1), case_id="src")
+    healthy, healthy_brain = _healthy()
+    arguments = {"images": healthy, "brain": healthy_brain, "spacing": (1, 1, 1), "name": "IXI-002", **kwargs}
+    with pytest.raises(InputError, match=message) as raised:
+        place_tumor(region, rng=np.random.default_rng(0), **arguments)
+    assert "IXI-002" in str(raised.value)
+
+
+def test_augmentation_is_seeded_and_keeps_brats_labels():
+    images, label, brain = _tumour_case()
+    region = tumor_region(images, label, brain, (1, 1, 1))
+    outputs = []
+    for seed in (0, 0, 1):
+        augment = RandTumorAugment()
+        augment.set_random_state(seed)
+        outputs.append(augment(region))
+    assert np.array_equal(outputs[0].label, outputs[1].label)
+    assert np.array_equal(outputs[0].images, outputs[1].images)
+    assert not np.array_equal(outputs[0].label, outputs[2].label)
+    for out in outputs:
+        assert set(np.unique(out.label)) == {0, 1, 2, 3}
+        assert out.images.shape[1:] == out.label.shape == out.brain.shape
+
+
+def test_augmentation_without_randomness_is_an_exact_flip():
+    images, label, brain = _tumour_case()
+    region = tumor_region(images, label, brain, (1, 1, 1))
+    augment = RandTumorAugment(
+        flip_prob=1.0, rotate_deg=0.0, scale_range=(1.0, 1.0), elastic_magnitude=(0.0, 0.0), gain_range=(1.0, 1.0)
+    )
+    augment.set_random_state(0)
+    out = augment(region)
+    pad = (out.label.shape[0] - region.label.shape[0]) // 2
+    inner = tuple(slice(pad, -pad) for _ in range(3))
+    assert np.array_equal(out.label[inner], region.label[::-1])
+    assert np.allclose(out.images[(slice(None),) + inner], region.images[:, ::-1], atol=1e-3)
+
+
+def test_tfaugd_writes_the_coarse_case_on_the_input_grid():
+    images, label, brain = _tumour_case()
+    bank = [tumor_region(images, label, brain, (1, 1, 1), case_id="src")]
+    healthy, healthy_brain = _healthy()
+    affine = torch.diag(torch.tensor([-1.0, -1.0, 1.0, 1.0]))
+    data = {s: MetaTensor(torch.from_numpy(a[None]), affine=affine) for s, a in zip(SEQUENCES, healthy)}
+    data["brain"] = MetaTensor(torch.from_numpy(healthy_brain[None]), affine=affine)
+    transform = TFAugd(bank, (1, 1, 1), augment=RandTumorAugment()).set_random_state(5)
+    out = transform(data)
+    again = TFAugd(bank, (1, 1, 1), augment=RandTumorAugment()).set_random_state(5)(data)
+    assert out["tf_aug"]["tumor_case"] == "src"
+    for key in (*SEQUENCES, "label", "roi"):
+        assert isinstance(out[key], MetaTensor) and out[key].shape == (1, *SHAPE)
+        assert torch.equal(out[key].affine, affine)
+        assert torch.equal(out[key].as_tensor(), again[key].as_tensor())
+    assert out["label"].max() == 3
+    with pytest.raises(InputError, match="tumour bank is empty"):
+        TFAugd([], (1, 1, 1))
+
+
+class _Fixed:
+    """A generator whose uniform draw is a chosen lambda."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def uniform(self, low, high):
+        assert low < 0 < high
+        return self.value
+
+
+def test_carvemix_carves_by_the_signed_distance():
+    images_b, label_b, _ = _tumour_case()
+    healthy, _ = _healthy()
+    tumour = label_b > 0
+    # lambda 0.5 mm: the tumour and the first shell outside it (distance 0 in the reference code's convention)
+    mixed, label, lam = carvemix(healthy, np.zeros(SHAPE, np.uint8), images_b, label_b, (1, 1, 1), _Fixed(0.5))
+    shell = _ball((14, 22, 18), 7) & ~tumour
+    assert np.array_equal(label, label_b)  # labels copied voxelwise, nothing outside the tumour
+    carved = np.any(mixed != np.stack(healthy), axis=0)
+    assert np.all(carved[tumour]) and carved[shell].mean() > 0.5
+    assert not np.any(carved[~_ball((14, 22, 18), 8)])
+    # lambda -0.5 mm: the tumour without its boundary layer
+    mixed, label, _ = carvemix(healthy, np.zeros(SHAPE, np.uint8), images_b, label_b, (1, 1, 1), _Fixed(-0.5))
+    assert 0 < np.count_nonzero(label) < np.count_nonzero(label_b)
+    assert np.array_equal(label[label > 0], label_b[label > 0])
+    with pytest.raises(InputError, match="case B: label has no tumour voxel"):
+        carvemix(healthy, np.zeros(SHAPE, np.uint8), images_b, np.zeros(SHAPE, np.uint8), (1, 1, 1), _Fixed(0.0))
+
+
+def test_carvemix_draws_lambda_in_the_papers_range():
+    images_b, label_b, _ = _tumour_case()
+    healthy, _ = _healthy()
+    rng = np.random.default_rng(0)
+    draws = [carvemix(healthy, np.zeros(SHAPE, np.uint8), images_b, label_b, (1, 1, 1), rng)[2] for _ in range(20)]
+    depth = 6.0  # deepest voxel of a radius-6 ball: 6 voxels from the background, 5 in the reference convention
+    assert min(draws) >= -depth / 2 and max(draws) <= depth and min(draws) < 0 < max(draws)

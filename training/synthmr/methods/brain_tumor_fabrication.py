@@ -1,0 +1,513 @@
+"""Healthy 3D brain MRI -> tumour-bearing volumes with exact labels: the method of bundle ``brain_tumor_fabrication``.
+
+Dong, Chowdhury, Phan, Jenkinson, Verjans and Liao, "From Healthy Scans to Annotated Tumors: A Tumor Fabrication
+Framework for 3D Brain MRI Synthesis", arXiv 2511.18654 (Tumor Fabrication, TF). Two stages: **TF-Aug** takes
+tumour regions (the labelled tumour with the image around it) from a few annotated cases, augments them and places
+them into healthy scans, giving a coarse tumour-bearing image ``x_s'`` whose label map ``m_s`` is exact by
+construction; **TF-GAN** refines ``x_s'`` inside the tumour's region of interest ``m_roi`` into ``x_s``, trained
+without pairs against real tumour images. The baseline **CarveMix** (Zhang et al., "CarveMix: A Simple Data
+Augmentation Method for Brain Lesion Segmentation", MICCAI 2021, arXiv 2108.06883) is here too, because the paper
+compares against it on the same inputs.
+
+This module holds what is specific to the method; the sections below, top to bottom:
+
+1. **Tumour regions** (:class:`TumorRegion`, :func:`tumor_region`): a tumour's bounding box, with a margin of
+   surrounding tissue, cut out of an annotated case: the four sequences, the BraTS label and the brain mask.
+2. **TF-Aug** (:class:`RandTumorAugment`, :class:`TumorPlacement`, :func:`place_tumor`, :class:`TFAugd`):
+   spatial, shape and intensity augmentation of a region, then its placement into a healthy brain.
+3. **CarveMix** (:func:`carvemix`): the baseline, carving a tumour with a random margin into another scan.
+
+Sequence keys are BraTS 2023's (docs/design.md, *Data conventions*): ``t1n``, ``t1c``, ``t2w``, ``t2f``; the label
+``label`` has 1 necrotic core, 2 edema, 3 enhancing tumour; ``brain`` is the brain mask (the phantom's, or
+``image > 0`` of any sequence for skull-stripped BraTS data). Arrays are ``(x, y, z)`` in ITK index order.
+
+The paper's text beyond its abstract and figure captions is not available to us, so TF-Aug's details are our
+design; each decision below is a default, documented in the bundle's card and ablated where it matters:
+
+1. **Region.** The bounding box of the tumour (every label > 0) grown by :data:`REGION_MARGIN_MM` on every side:
+   enough surrounding tissue for the seam to blend, and the same margin the refiner's ROI uses.
+2. **Augmentation** (:class:`RandTumorAugment`): a left-right flip with probability 0.5 (gliomas occur in both
+   hemispheres), a random rotation (up to 15 degrees about each axis) and scaling (0.8-1.25 per axis), and an
+   elastic deformation of the region (MONAI's :class:`~monai.transforms.Rand3DElasticd`: control-point sigma
+   8-12 voxels, magnitude 0-4 voxels), so no two placed tumours share a shape; images resampled linearly, labels
+   and masks by nearest neighbour. Intensity: each sequence's tumour is multiplied by its own gain, uniform in
+   0.9-1.1, faded out over the tumour's edge (a Gaussian-smoothed tumour mask weights it), so subregion contrast
+   varies between placements without an edge of its own.
+3. **Intensity harmonisation.** Each sequence of the region is multiplied by the ratio of the recipient's to the
+   donor's median brain intensity (MR signal has an arbitrary scale per scan; a ratio keeps zero at zero).
+4. **Where.** The region's tumour centroid goes to a voxel drawn uniformly from ``centre_mask`` (default: the
+   recipient's brain mask; the phantom bundle passes white matter, where gliomas arise), accepted when at least
+   :data:`MIN_INSIDE` of the tumour's voxels land inside the recipient's brain; of :data:`PLACEMENT_TRIES`
+   draws the best is kept when none reaches it. Tumour voxels outside the brain are dropped from the label.
+   No mass effect is modelled (the paper names it as a limitation too).
+5. **Blending.** The coarse image takes the donor inside the tumour and the recipient beyond
+   :data:`FEATHER_MM` from it, linearly in between (signed distance to the tumour, in mm); the donor's
+   background (outside its own brain mask) never enters. ``m_roi`` is the tumour grown by
+   :data:`REGION_MARGIN_MM` inside the brain: the only voxels TF-GAN may change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import SimpleITK as sitk
+import torch
+from monai.data import MetaTensor
+from monai.transforms import GaussianSmooth, MapTransform, Rand3DElasticd, Randomizable
+
+from synthmr.errors import InputError
+
+SEQUENCES = ("t1n", "t1c", "t2w", "t2f")  # BraTS 2023 names: T1, Gd-T1, T2, FLAIR; the networks' channel order
+LABEL, BRAIN, ROI = "label", "brain", "roi"
+TUMOR_LABELS = {"necrotic core": 1, "edema": 2, "enhancing tumor": 3}  # BraTS 2023
+REGION_MARGIN_MM = 8.0  # decision 1 and 5
+FEATHER_MM = 3.0  # decision 5
+MIN_INSIDE = 0.95  # decision 4
+PLACEMENT_TRIES = 64  # decision 4
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 1. Tumour regions
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TumorRegion:
+    """A tumour with the tissue around it, cut out of an annotated case (module docstring, decision 1).
+
+    Attributes:
+        images: ``(len(SEQUENCES), x, y, z)`` float32, the case's intensities.
+        label: ``(x, y, z)`` BraTS labels (0 outside the tumour).
+        brain: ``(x, y, z)`` bool, the case's brain mask.
+        spacing: voxel size, mm.
+        brain_median: per sequence, the median over the whole case's brain (decision 3).
+        case_id: where it came from, for messages and provenance.
+    """
+
+    images: np.ndarray
+    label: np.ndarray
+    brain: np.ndarray
+    spacing: tuple[float, float, float]
+    brain_median: np.ndarray
+    case_id: str = ""
+
+
+def tumor_region(
+    images: Sequence[np.ndarray] | np.ndarray,
+    label: np.ndarray,
+    brain: np.ndarray,
+    spacing: Sequence[float],
+    margin_mm: float = REGION_MARGIN_MM,
+    case_id: str = "",
+) -> TumorRegion:
+    """Cut the tumour of an annotated case out with ``margin_mm`` of surrounding tissue on every side.
+
+    Args:
+        images: the case's sequences, each ``(x, y, z)``, in :data:`SEQUENCES` order (or one stacked array).
+        label: BraTS labels on the same grid.
+        brain: brain mask on the same grid.
+        spacing: voxel size, mm.
+        margin_mm: tissue kept around the tumour's bounding box.
+        case_id: the case's name, for messages.
+
+    Raises:
+        InputError: shapes differ, the label holds values other than 0-3, or it has no tumour voxel.
+    """
+    name = case_id or "tumour case"
+    images = _stack(images, name)
+    label = np.asarray(label)
+    brain = np.asarray(brain) != 0
+    _check_grid(name, images.shape[1:], label.shape, brain.shape)
+    _check_brats_labels(label, name)
+    if not np.any(label):
+        raise InputError(f"{name}: label has no tumour voxel (every voxel is 0), so there is no tumour to take")
+    if not np.any(brain):
+        raise InputError(f"{name}: brain mask is empty")
+    spacing = _spacing(spacing, name)
+    margin = np.ceil(margin_mm / np.asarray(spacing)).astype(int)
+    voxels = np.argwhere(label != 0)
+    low = np.maximum(voxels.min(axis=0) - margin, 0)
+    high = np.minimum(voxels.max(axis=0) + margin + 1, label.shape)
+    box = tuple(slice(a, b) for a, b in zip(low, high))
+    return TumorRegion(
+        images=images[(slice(None),) + box].astype(np.float32),
+        label=label[box].astype(np.uint8),
+        brain=brain[box].copy(),
+        spacing=spacing,
+        brain_median=_brain_median(images, brain),
+        case_id=case_id,
+    )
+
+
+def _stack(images, name: str) -> np.ndarray:
+    if isinstance(images, np.ndarray) and images.ndim == 4:
+        stacked = images
+    else:
+        arrays = [np.asarray(a) for a in images]
+        if len({a.shape for a in arrays}) > 1:
+            raise InputError(f"{name}: sequences differ in shape: {[a.shape for a in arrays]}")
+        stacked = np.stack(arrays)
+    if stacked.ndim != 4 or stacked.shape[0] != len(SEQUENCES):
+        raise InputError(
+            f"{name}: expected {len(SEQUENCES)} 3D sequences ({', '.join(SEQUENCES)}); got an array of shape "
+            f"{stacked.shape}"
+        )
+    if not np.all(np.isfinite(stacked)):
+        raise InputError(f"{name}: images hold NaN or infinite values")
+    return stacked.astype(np.float32, copy=False)
+
+
+def _check_grid(name: str, *shapes) -> None:
+    if len({tuple(s) for s in shapes}) > 1:
+        raise InputError(f"{name}: images, label and brain mask differ in shape: {[tuple(s) for s in shapes]}")
+
+
+def _check_brats_labels(label: np.ndarray, name: str) -> None:
+    values = np.unique(label)
+    unknown = [v for v in values.tolist() if v not in (0, *TUMOR_LABELS.values())]
+    if unknown:
+        raise InputError(f"{name}: label holds {unknown}; BraTS 2023 labels are 0 and {sorted(TUMOR_LABELS.values())}")
+
+
+def _spacing(spacing: Sequence[float], name: str) -> tuple[float, float, float]:
+    values = tuple(float(s) for s in spacing)
+    if len(values) != 3 or not all(np.isfinite(values)) or min(values) <= 0:
+        raise InputError(f"{name}: spacing must be three positive numbers (mm); got {spacing!r}")
+    return values
+
+
+def _brain_median(images: np.ndarray, brain: np.ndarray) -> np.ndarray:
+    return np.array([np.median(channel[brain]) for channel in images], dtype=np.float64)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 2. TF-Aug
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class RandTumorAugment(Randomizable):
+    """Random spatial, shape and intensity augmentation of a :class:`TumorRegion` (decision 2).
+
+    Args:
+        flip_prob: chance of a left-right flip (array axis 0, the BraTS and phantom grids' left-right axis).
+        rotate_deg: largest rotation about each axis, degrees.
+        scale_range: smallest and largest scale factor per axis.
+        elastic_sigma: range of the elastic field's Gaussian sigma, voxels.
+        elastic_magnitude: range of its magnitude, voxels.
+        gain_range: range of each sequence's tumour gain.
+    """
+
+    def __init__(
+        self,
+        flip_prob: float = 0.5,
+        rotate_deg: float = 15.0,
+        scale_range: tuple[float, float] = (0.8, 1.25),
+        elastic_sigma: tuple[float, float] = (8.0, 12.0),
+        elastic_magnitude: tuple[float, float] = (0.0, 4.0),
+        gain_range: tuple[float, float] = (0.9, 1.1),
+    ) -> None:
+        self.flip_prob = float(flip_prob)
+        self.rotate_deg = float(rotate_deg)
+        self.scale_range = (float(scale_range[0]), float(scale_range[1]))
+        self.elastic_sigma = tuple(float(v) for v in elastic_sigma)
+        self.elastic_magnitude = tuple(float(v) for v in elastic_magnitude)
+        self.gain_range = (float(gain_range[0]), float(gain_range[1]))
+
+    def __call__(self, region: TumorRegion) -> TumorRegion:
+        rng = self.R
+        images, label, brain = region.images, region.label, region.brain
+        if rng.random() < self.flip_prob:
+            images, label, brain = images[:, ::-1], label[::-1], brain[::-1]
+        # Room for the largest scale: pad so that a grown tumour is not cut by the box.
+        grow = max(self.scale_range[1], 1.0)
+        pad = [(0, 0)] + [(int(np.ceil(s * (grow - 1) / 2)) + 1,) * 2 for s in label.shape]
+        images = np.pad(images, pad)
+        label = np.pad(label, pad[1:])
+        brain = np.pad(brain, pad[1:])
+        angle = np.deg2rad(self.rotate_deg)
+        spatial = Rand3DElasticd(
+            keys=("images", "label", "brain"),
+            sigma_range=self.elastic_sigma,
+            magnitude_range=self.elastic_magnitude,
+            prob=1.0,
+            rotate_range=(angle, angle, angle),
+            # MONAI's scale_range is added to 1: (0.8, 1.25) -> offsets drawn from [-0.2, 0.25]
+            scale_range=tuple((self.scale_range[0] - 1.0, self.scale_range[1] - 1.0) for _ in range(3)),
+            mode=("bilinear", "nearest", "nearest"),
+            padding_mode="zeros",
+        )
+        spatial.set_random_state(seed=int(rng.randint(2**31)))
+        out = spatial(
+            {
+                "images": torch.from_numpy(np.ascontiguousarray(images)),
+                "label": torch.from_numpy(np.ascontiguousarray(label[None].astype(np.float32))),
+                "brain": torch.from_numpy(np.ascontiguousarray(brain[None].astype(np.float32))),
+            }
+        )
+        images = np.asarray(out["images"], dtype=np.float32)
+        label = np.rint(np.asarray(out["label"])[0]).astype(np.uint8)
+        brain = np.asarray(out["brain"])[0] > 0.5
+        if np.any(label):
+            # A gain per sequence, faded over the tumour's edge so that it makes no edge of its own.
+            weight = GaussianSmooth(sigma=1.0)(torch.from_numpy((label[None] > 0).astype(np.float32)))[0]
+            gains = rng.uniform(*self.gain_range, size=len(images))
+            images = images * (1.0 + (gains[:, None, None, None] - 1.0) * np.asarray(weight)[None])
+        return TumorRegion(
+            images.astype(np.float32), label, brain, region.spacing, region.brain_median, region.case_id
+        )
+
+
+@dataclass
+class TumorPlacement:
+    """A region placed into a recipient: the coarse images, the exact label, ``m_roi`` and where it went.
+
+    Attributes:
+        images: ``(len(SEQUENCES), x, y, z)`` the coarse tumour-bearing image ``x_s'``.
+        label: ``(x, y, z)`` uint8 BraTS labels ``m_s``.
+        roi: ``(x, y, z)`` uint8, 1 where the refiner may change the image ``m_roi``.
+        centre: voxel index of the placed tumour's centroid.
+        inside: share of the region's tumour voxels that landed in the recipient's brain.
+    """
+
+    images: np.ndarray
+    label: np.ndarray
+    roi: np.ndarray
+    centre: tuple[int, int, int]
+    inside: float
+
+
+def place_tumor(
+    region: TumorRegion,
+    images: Sequence[np.ndarray] | np.ndarray,
+    brain: np.ndarray,
+    spacing: Sequence[float],
+    rng: np.random.Generator,
+    centre_mask: np.ndarray | None = None,
+    feather_mm: float = FEATHER_MM,
+    roi_margin_mm: float = REGION_MARGIN_MM,
+    name: str = "healthy case",
+) -> TumorPlacement:
+    """Place ``region`` into a healthy recipient (module docstring, decisions 3-5).
+
+    Args:
+        region: the (augmented) tumour region.
+        images: the recipient's sequences, each ``(x, y, z)``, in :data:`SEQUENCES` order.
+        brain: the recipient's brain mask.
+        spacing: the recipient's voxel size, mm; must equal the region's (resample one of them first).
+        rng: random generator for the position.
+        centre_mask: voxels the tumour's centroid may go to (default: the brain).
+        feather_mm: width of the linear blend outside the tumour.
+        roi_margin_mm: ``m_roi`` is the tumour grown by this much, inside the brain.
+        name: the recipient's name, for messages.
+
+    Raises:
+        InputError: the recipient's images, brain mask or centre mask do not fit, its spacing differs from the
+            region's, its brain or centre mask is empty, or the tumour cannot be placed with any voxel inside.
+    """
+    images = _stack(images, name)
+    brain = np.asarray(brain) != 0
+    _check_grid(name, images.shape[1:], brain.shape)
+    spacing = _spacing(spacing, name)
+    if not np.allclose(spacing, region.spacing, rtol=1e-3):
+        raise InputError(
+            f"{name}: voxel size {spacing} mm differs from tumour case {region.case_id or '?'}'s {region.spacing} mm; "
+            "resample both to one spacing first"
+        )
+    if not np.any(brain):
+        raise InputError(f"{name}: brain mask is empty, so there is nowhere to place a tumour")
+    where = brain if centre_mask is None else np.asarray(centre_mask) != 0
+    _check_grid(name, brain.shape, where.shape)
+    candidates = np.argwhere(where & brain)
+    if not len(candidates):
+        raise InputError(f"{name}: the centre mask has no voxel inside the brain, so there is nowhere to place a tumour")
+    tumour = np.argwhere(region.label != 0)
+    if not len(tumour):
+        raise InputError(f"tumour case {region.case_id or '?'}: the augmented region has no tumour voxel left")
+    centroid = np.rint(tumour.mean(axis=0)).astype(int)
+
+    best, best_inside = None, -1.0
+    for _ in range(PLACEMENT_TRIES):
+        centre = candidates[rng.integers(len(candidates))]
+        target = tumour - centroid + centre
+        valid = np.all((target >= 0) & (target < brain.shape), axis=1)
+        inside = float(np.count_nonzero(brain[tuple(target[valid].T)])) / len(tumour)
+        if inside > best_inside:
+            best, best_inside = centre, inside
+        if inside >= MIN_INSIDE:
+            break
+    if best_inside <= 0:
+        raise InputError(f"{name}: no placement puts any of tumour case {region.case_id or '?'}'s voxels in the brain")
+
+    # The region's box on the recipient's grid (clipped), and the part of the region that lands there.
+    offset = best - centroid
+    low = np.maximum(offset, 0)
+    high = np.minimum(offset + region.label.shape, brain.shape)
+    box = tuple(slice(a, b) for a, b in zip(low, high))
+    source = tuple(slice(a - o, b - o) for a, b, o in zip(low, high, offset))
+    label = np.zeros(brain.shape, np.uint8)
+    label[box] = np.where(brain[box], region.label[source], 0)
+
+    scale = _harmonisation(region, images, brain)
+    donor = np.zeros_like(images)
+    donor[(slice(None),) + box] = region.images[(slice(None),) + source] * scale[:, None, None, None]
+    donor_brain = np.zeros(brain.shape, bool)
+    donor_brain[box] = region.brain[source]
+    distance = _signed_distance(label != 0, spacing)
+    alpha = np.clip(1.0 - distance / feather_mm, 0.0, 1.0) if feather_mm > 0 else (distance <= 0).astype(np.float64)
+    alpha = np.where(brain & (donor_brain | (label != 0)), alpha, 0.0).astype(np.float32)
+    coarse = images + alpha[None] * (donor - images)
+    roi = (distance <= roi_margin_mm) & brain
+    return TumorPlacement(
+        coarse.astype(np.float32), label, roi.astype(np.uint8), tuple(int(v) for v in best), best_inside
+    )
+
+
+def _harmonisation(region: TumorRegion, images: np.ndarray, brain: np.ndarray) -> np.ndarray:
+    """Per sequence, recipient's over donor's median brain intensity (decision 3); 1 where the donor's is 0."""
+    recipient = _brain_median(images, brain)
+    donor = region.brain_median
+    return np.where(np.abs(donor) > 0, recipient / np.where(donor == 0, 1.0, donor), 1.0)
+
+
+def _signed_distance(mask: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
+    """Signed distance to the mask's boundary in mm: negative inside, positive outside (SimpleITK, no SciPy)."""
+    image = sitk.GetImageFromArray(np.ascontiguousarray(np.transpose(mask.astype(np.uint8))))
+    image.SetSpacing(tuple(float(s) for s in spacing))
+    distance = sitk.SignedMaurerDistanceMap(image, insideIsPositive=False, squaredDistance=False, useImageSpacing=True)
+    return np.transpose(sitk.GetArrayFromImage(distance)).astype(np.float64)
+
+
+class TFAugd(Randomizable, MapTransform):
+    """TF-Aug on a healthy case: a random region of ``bank``, augmented, placed into it (decisions 1-5).
+
+    Reads the healthy case's sequences (``(1, x, y, z)`` or ``(x, y, z)`` each, MONAI's channel-first or plain) and
+    brain mask; writes the coarse sequences under the same keys, the exact label under ``label_key``, ``m_roi``
+    under ``roi_key`` and a record of the placement under ``"tf_aug"``.
+
+    Args:
+        bank: tumour regions (:func:`tumor_region`) from the annotated cases.
+        spacing: the healthy cases' voxel size, mm.
+        sequences: the image keys, in :data:`SEQUENCES` order.
+        brain_key, label_key, roi_key: keys of the brain mask (read) and of the label and ``m_roi`` (written).
+        centre_key: optional key of a mask the tumour's centroid goes to (decision 4).
+        augment: the region augmentation; None places regions as they are (an ablation).
+    """
+
+    def __init__(
+        self,
+        bank: Sequence[TumorRegion],
+        spacing: Sequence[float],
+        sequences: Sequence[str] = SEQUENCES,
+        brain_key: str = BRAIN,
+        label_key: str = LABEL,
+        roi_key: str = ROI,
+        centre_key: str | None = None,
+        augment: RandTumorAugment | None = None,
+    ) -> None:
+        MapTransform.__init__(self, list(sequences) + [brain_key])
+        if not bank:
+            raise InputError("TF-Aug needs at least one annotated tumour case; the tumour bank is empty")
+        self.bank = list(bank)
+        self.spacing = _spacing(spacing, "healthy cases")
+        self.sequences = tuple(sequences)
+        self.brain_key, self.label_key, self.roi_key, self.centre_key = brain_key, label_key, roi_key, centre_key
+        self.augment = augment
+
+    def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None) -> TFAugd:
+        super().set_random_state(seed, state)
+        if self.augment is not None:
+            self.augment.set_random_state(seed=int(self.R.randint(2**31)))
+        return self
+
+    def randomize(self, data=None) -> None:
+        self._index = int(self.R.randint(len(self.bank)))
+        self._rng = np.random.default_rng(int(self.R.randint(2**31)))
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        self.randomize()
+        d = dict(data)
+        name = str(d.get("case_id", "healthy case"))
+        missing = [k for k in self.keys if k not in d]
+        if missing:
+            raise InputError(f"{name}: has no {', '.join(map(str, missing))}")
+        channel_first = np.asarray(d[self.sequences[0]]).ndim == 4
+        plain = {k: _plain(d[k]) for k in self.keys}
+        region = self.bank[self._index]
+        if self.augment is not None:
+            region = self.augment(region)
+        centre = None if self.centre_key is None else _plain(d[self.centre_key])
+        placed = place_tumor(
+            region, [plain[s] for s in self.sequences], plain[self.brain_key], self.spacing, self._rng, centre, name=name
+        )
+        for i, key in enumerate(self.sequences):
+            d[key] = _like(d[key], placed.images[i], channel_first)
+        d[self.label_key] = _like(d[self.brain_key], placed.label, channel_first)
+        d[self.roi_key] = _like(d[self.brain_key], placed.roi, channel_first)
+        d["tf_aug"] = {"tumor_case": region.case_id, "centre_voxel": list(placed.centre), "inside": placed.inside}
+        return d
+
+
+def _plain(value) -> np.ndarray:
+    array = np.asarray(value.detach().cpu() if isinstance(value, torch.Tensor) else value)
+    return array[0] if array.ndim == 4 else array
+
+
+def _like(template, array: np.ndarray, channel_first: bool):
+    """``array`` in the form of ``template``: a channel axis when it had one; a MetaTensor keeps its affine and meta."""
+    out = np.ascontiguousarray(array[None] if channel_first else array)
+    if isinstance(template, MetaTensor):
+        meta = {k: v for k, v in template.meta.items() if k != "affine"}
+        return MetaTensor(torch.from_numpy(out), affine=template.affine, meta=meta)
+    return torch.from_numpy(out) if isinstance(template, torch.Tensor) else out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 3. CarveMix (the baseline)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def carvemix(
+    images_a: Sequence[np.ndarray] | np.ndarray,
+    label_a: np.ndarray,
+    images_b: Sequence[np.ndarray] | np.ndarray,
+    label_b: np.ndarray,
+    spacing: Sequence[float],
+    rng: np.random.Generator,
+    names: tuple[str, str] = ("case A", "case B"),
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """CarveMix: carve B's tumour with a random margin and put it, in place, into A (image and label alike).
+
+    Zhang et al., MICCAI 2021, arXiv 2108.06883, as its authors' code does it: the signed distance ``D`` to B's
+    tumour in mm (negative inside, both sides moved one unit towards the boundary), ``lambda ~ U(-|min D| / 2,
+    |min D|)`` (negative: a core shrunk inside the tumour; positive: the tumour with a margin of tissue), the carved
+    region ``M = D < lambda``, and ``new = A (1 - M) + B M`` for the images and the labels. A and B share one grid
+    (BraTS cases are co-registered to one atlas); A may be a healthy scan (label all 0).
+
+    Returns:
+        the mixed images ``(len(SEQUENCES), x, y, z)``, the mixed label and the drawn ``lambda`` (mm).
+
+    Raises:
+        InputError: the cases differ in shape, a label is not BraTS's, or B has no tumour.
+    """
+    images_a, images_b = _stack(images_a, names[0]), _stack(images_b, names[1])
+    label_a, label_b = np.asarray(label_a), np.asarray(label_b)
+    _check_grid(f"{names[0]} and {names[1]}", images_a.shape[1:], label_a.shape, images_b.shape[1:], label_b.shape)
+    _check_brats_labels(label_a, names[0])
+    _check_brats_labels(label_b, names[1])
+    if not np.any(label_b):
+        raise InputError(f"{names[1]}: label has no tumour voxel, so there is no tumour to carve")
+    tumour = label_b != 0
+    distance = _signed_distance(tumour, _spacing(spacing, names[1]))
+    # The reference code's D = -(edt_inside - 1) inside and edt_outside - 1 outside (SciPy's distance to the nearest
+    # voxel of the other side, in mm). SimpleITK's map is 0 on the boundary voxels inside, -s one voxel deeper, and
+    # s on the first voxels outside (s the voxel size): the same up to these shifts on an isotropic grid.
+    step = min(_spacing(spacing, names[1]))
+    distance = np.where(tumour, distance - step + 1.0, distance - 1.0)
+    depth = abs(float(distance.min()))
+    lam = float(rng.uniform(-0.5 * depth, depth))
+    carved = distance < lam
+    mixed = np.where(carved[None], images_b, images_a).astype(np.float32)
+    label = np.where(carved, label_b, label_a).astype(np.uint8)
+    return mixed, label, lam
