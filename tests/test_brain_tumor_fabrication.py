@@ -217,3 +217,87 @@ def test_carvemix_draws_lambda_in_the_papers_range():
     draws = [carvemix(healthy, np.zeros(SHAPE, np.uint8), images_b, label_b, (1, 1, 1), rng)[2] for _ in range(20)]
     depth = 6.0  # deepest voxel of a radius-6 ball: 6 voxels from the background, 5 in the reference convention
     assert min(draws) >= -depth / 2 and max(draws) <= depth and min(draws) < 0 < max(draws)
+
+
+# --- TF-GAN pieces -------------------------------------------------------------------------------------------
+
+
+def _coarse_case(seed=0):
+    images, label, brain = _tumour_case()
+    bank = [tumor_region(images, label, brain, (1, 1, 1), case_id="src")]
+    healthy, healthy_brain = _healthy()
+    data = {s: a[None] for s, a in zip(SEQUENCES, healthy)}
+    data["brain"] = healthy_brain[None]
+    return TFAugd(bank, (1, 1, 1)).set_random_state(seed)(data), (np.stack(images), label)
+
+
+def test_patches_hold_the_refiner_input_and_an_unpaired_real_tumour():
+    from synthmr.methods.brain_tumor_fabrication import CONDITION_CHANNELS, TumorPatchesd
+
+    coarse, real = _coarse_case()
+    out = TumorPatchesd([real], size=(24, 24, 24), jitter=2).set_random_state(0)(coarse)
+    condition, label, roi = out["image"], out["label"], out["roi"]
+    assert condition.shape == (CONDITION_CHANNELS, 24, 24, 24)
+    assert out["real"].shape == (4, 24, 24, 24) and out["real_label"].shape == (1, 24, 24, 24)
+    for channel, value in enumerate((1, 2, 3)):  # the label one-hot after the four sequences
+        assert torch.equal(condition[4 + channel], (label[0] == value).float())
+    assert torch.equal(condition[-1], roi[0])
+    assert np.count_nonzero(out["label"]) > 0 and np.count_nonzero(out["real_label"]) > 0
+    assert condition[:4].min() >= -1.5 and condition[:4].max() <= 1.01  # scaled (decision 6); background -1
+    with pytest.raises(InputError, match="needs at least one annotated tumour case"):
+        TumorPatchesd([])
+
+
+def test_patch_padding_where_the_box_leaves_the_volume():
+    from synthmr.methods.brain_tumor_fabrication import _patch
+
+    array = np.arange(27, dtype=np.float32).reshape(3, 3, 3)
+    (patch,) = _patch([array], [-1.0], np.array([0, 0, 0]), (2, 2, 2))
+    assert patch[0, 0, 0] == -1.0 and patch[1, 1, 1] == array[0, 0, 0]
+
+
+def test_feature_extractor_refuses_missing_or_foreign_weights(tmp_path):
+    from synthmr.methods.brain_tumor_fabrication import feature_segmenter, load_feature_extractor
+
+    with pytest.raises(InputError, match="no such file.*train_extractor.yaml"):
+        load_feature_extractor(tmp_path / "missing.pt")
+    with pytest.raises(InputError, match="no such file"):
+        load_feature_extractor(None)
+    torch.save({"weight": torch.zeros(3)}, tmp_path / "foreign.pt")
+    with pytest.raises(InputError, match="cannot be loaded as a SegResNet"):
+        load_feature_extractor(tmp_path / "foreign.pt")
+    network = feature_segmenter()
+    torch.save(network.state_dict(), tmp_path / "f.pt")
+    features = load_feature_extractor(tmp_path / "f.pt")(torch.zeros(1, 4, 16, 16, 16))
+    assert [f.shape[1] for f in features] == [8, 16, 32, 64]
+
+
+def test_subregion_loss_prefers_the_right_classes():
+    from synthmr.methods.brain_tumor_fabrication import subregion_loss
+
+    label = torch.zeros(1, 1, 8, 8, 8, dtype=torch.uint8)
+    label[..., 4:, :, :] = 3
+    right = torch.full((1, 4, 2, 2, 2), -10.0)
+    right[:, 0, 0] = 10.0
+    right[:, 3, 1] = 10.0
+    wrong = right.flip(1)
+    assert subregion_loss(right, label) < 0.01 < subregion_loss(wrong, label)
+
+
+def test_non_tumour_hinge_covers_the_roi_outside_the_tumour_only():
+    from synthmr.engines import GanStep
+    from synthmr.methods.brain_tumor_fabrication import non_tumor_hinge
+
+    coarse = torch.zeros(1, 4, 4, 4, 4)
+    label = torch.zeros(1, 1, 4, 4, 4, dtype=torch.uint8)
+    label[..., 0, :, :] = 2
+    roi = torch.zeros(1, 1, 4, 4, 4)
+    roi[..., :2, :, :] = 1.0
+    condition = torch.cat([coarse, torch.zeros(1, 3, 4, 4, 4), roi], dim=1)
+    fake = coarse.clone()
+    fake[:, :, 0] = 5.0  # inside the tumour: free
+    fake[:, :, 3] = 5.0  # outside the ROI: not this term's business
+    step = GanStep(condition, fake, None, {"label": label, "roi": roi})
+    assert non_tumor_hinge(0.1)(step) == 0
+    fake[:, :, 1] = 0.6  # the ROI ring outside the tumour: 0.5 beyond the margin
+    assert non_tumor_hinge(0.1)(step) == pytest.approx(0.5)

@@ -57,6 +57,52 @@ def test_paired_trainer_learns_the_mapping():
     assert sum(losses[-4:]) / 4 < 0.5 * sum(losses[:4]) / 4
 
 
+def test_paired_trainer_adds_discriminator_terms_and_keeps_named_outputs():
+    """A two-head D (named-tuple output): the adversarial loss reads one head, a D term trains the other."""
+    from typing import NamedTuple
+
+    class Heads(NamedTuple):
+        realism: torch.Tensor
+        extra: torch.Tensor
+
+    class TwoHeads(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.trunk = torch.nn.Conv2d(2, 4, 3, padding=1)
+            self.extra = torch.nn.Conv2d(4, 1, 1)
+
+        def forward(self, x):
+            features = self.trunk(x)
+            return Heads(features.mean(1, keepdim=True), self.extra(features))
+
+    set_determinism(0)
+    generator = torch.nn.Conv2d(1, 1, 3, padding=1)
+    discriminator = TwoHeads()
+    seen = {}
+
+    def extra_term(d_real, d_fake, batch):
+        seen["types"] = (type(d_real), type(d_fake))
+        return d_real.extra.pow(2).mean()
+
+    def feature_term(step):
+        seen["step"] = type(step.d_real)
+        return step.d_fake.extra.abs().mean()
+
+    adversarial = AdversarialLoss("lsgan")
+    trainer = PairedGanTrainer(
+        "cpu", 3, torch.utils.data.DataLoader(paired_data(), batch_size=4), generator, discriminator,
+        torch.optim.Adam(generator.parameters(), 1e-3), torch.optim.Adam(discriminator.parameters(), 1e-2),
+        lambda out, real, for_d: adversarial(out.realism, real, for_d),
+        loss_terms={"extra": (1.0, feature_term)},
+        d_loss_terms={"extra_sq": (5.0, extra_term)},
+    )
+    values = []
+    trainer.add_event_handler(Events.ITERATION_COMPLETED, lambda e: values.append(e.state.output["d_extra_sq"]))
+    trainer.run()
+    assert seen["types"] == (Heads, Heads) and seen["step"] is Heads
+    assert values[-1] < values[0]  # the D term trains the extra head (its square is driven to zero)
+
+
 def test_resume_continues_from_saved_epoch_with_identical_state(tmp_path):
     straight, straight_dict = make_paired_trainer(max_epochs=4)
     straight.run()

@@ -190,3 +190,31 @@ def test_generators_export_to_torchscript():
 def test_bad_options_raise_input_error(make):
     with pytest.raises(InputError):
         make()
+
+
+def test_roi_refiner_starts_as_identity_and_never_touches_weight_zero():
+    from monai.networks.nets import UNet
+
+    from synthmr.nets import ROIRefiner
+
+    refiner = ROIRefiner(UNet(3, 6, 8, channels=(8, 16), strides=(2,), num_res_units=0), features=8, image_channels=2)
+    x = torch.randn(2, 6, 16, 16, 16)
+    x[:, -1] = 0.0
+    x[:, -1, 4:12, 4:12, 4:12] = 1.0
+    assert torch.equal(refiner(x), x[:, :2])  # zero head: the identity before training
+    torch.nn.init.normal_(refiner.head.weight)
+    out = refiner(x)
+    outside = (x[:, -1:] == 0).expand_as(out)
+    assert torch.equal(out[outside], x[:, :2][outside])
+    assert not torch.allclose(out[~outside], x[:, :2][~outside])
+
+
+def test_dual_head_discriminator_heads():
+    from synthmr.nets import DualHeadDiscriminator
+
+    d = DualHeadDiscriminator(in_channels=4, num_classes=4, channels=8)
+    out = d(torch.randn(2, 4, 32, 32, 32))
+    assert out.realism.shape == (2, 1, 2, 2, 2)
+    assert out.subregions.shape == (2, 4, 3, 3, 3)
+    (out.realism.mean() + out.subregions.mean()).backward()
+    assert d.subregion_head.weight.grad is not None

@@ -4,12 +4,14 @@ One iteration (Isola et al., "Image-to-Image Translation with Conditional Advers
 arXiv 1611.07004, Sec. 3.3):
 
 1. ``fake = G(condition)``
-2. discriminator step: ``L_D = d_weight * (adv(D(c, real), real) + adv(D(c, fake.detach()), fake))``
+2. discriminator step: ``L_D = d_weight * (adv(D(c, real), real) + adv(D(c, fake.detach()), fake))
+   + sum_j weight_j * d_term_j(D(c, real), D(c, fake.detach()), batch)``
 3. generator step: ``L_G = adv(D(c, fake), real) + sum_k weight_k * term_k(step)``
 
 Everything method-specific enters as arguments: which batch keys are the condition and the target, what the
 discriminator sees (``discriminator_input``), the adversarial criterion, and the extra generator terms
-(L1, feature matching, perceptual, segmentation consistency, ...), each a callable of :class:`GanStep`.
+(L1, feature matching, perceptual, segmentation consistency, ...), each a callable of :class:`GanStep`, and extra
+discriminator terms (an auxiliary head's loss on real images, ...).
 """
 
 from __future__ import annotations
@@ -75,6 +77,9 @@ class PairedGanTrainer(GanTrainerBase):
         adversarial_loss: ``loss(d_output, target_is_real, for_discriminator)``, e.g.
             :class:`synthmr.losses.AdversarialLoss`.
         loss_terms: name -> (weight, term) extra generator losses; a term maps :class:`GanStep` to a scalar.
+        d_loss_terms: name -> (weight, term) extra discriminator losses; a term maps ``(d_real, d_fake, batch)``
+            (D's outputs for the real and the detached fake input) to a scalar. With a multi-head D, the
+            adversarial loss is given the realism head, e.g. ``lambda out, real, for_d: adv(out.realism, ...)``.
         condition_key: batch key of the generator input (MONAI bundles call it ``image``).
         target_key: batch key of the real image paired with it; for unpaired real images (TF-GAN) the key of
             the real image shown to D.
@@ -102,6 +107,7 @@ class PairedGanTrainer(GanTrainerBase):
         d_optimizer: torch.optim.Optimizer,
         adversarial_loss: Callable,
         loss_terms: Mapping[str, tuple[float, Callable[[GanStep], torch.Tensor]]] | None = None,
+        d_loss_terms: Mapping[str, tuple[float, Callable[[object, object, dict], torch.Tensor]]] | None = None,
         condition_key: str = "image",
         target_key: str = "target",
         discriminator_input: Callable = concat_condition,
@@ -132,6 +138,7 @@ class PairedGanTrainer(GanTrainerBase):
         )
         self.adversarial_loss = adversarial_loss
         self.loss_terms = dict(loss_terms or {})
+        self.d_loss_terms = dict(d_loss_terms or {})
         self.condition_key = condition_key
         self.target_key = target_key
         self.discriminator_input = discriminator_input
@@ -155,6 +162,8 @@ class PairedGanTrainer(GanTrainerBase):
             d_loss = engine.d_weight * (
                 engine.adversarial_loss(d_fake, False, True) + engine.adversarial_loss(d_real, True, True)
             )
+            d_terms = {name: term(d_real, d_fake, batch) for name, (_, term) in engine.d_loss_terms.items()}
+            d_loss = d_loss + sum(engine.d_loss_terms[name][0] * value for name, value in d_terms.items())
         engine.step(d_loss, engine.d_optimizer, engine.d_scaler)
 
         # Generator step through the unwrapped D with frozen weights: no D gradients, no DDP sync for D.
@@ -174,11 +183,14 @@ class PairedGanTrainer(GanTrainerBase):
 
         output = {"loss": g_loss.item(), "g_loss": g_loss.item(), "d_loss": d_loss.item(), "g_adv": g_adv.item()}
         output.update({name: value.item() for name, value in terms.items()})
+        output.update({f"d_{name}": value.item() for name, value in d_terms.items()})
         return output
 
 
 def _detach(value):
-    """Detach a tensor or a nested list of tensors (multi-scale discriminator outputs)."""
+    """Detach a tensor, a nested list of tensors (multi-scale discriminator outputs) or a named tuple of them."""
     if torch.is_tensor(value):
         return value.detach()
+    if hasattr(value, "_fields"):  # a named tuple (multi-head discriminator output) keeps its type and names
+        return type(value)(*(_detach(v) for v in value))
     return [_detach(v) for v in value]

@@ -16,6 +16,10 @@ This module holds what is specific to the method; the sections below, top to bot
 2. **TF-Aug** (:class:`RandTumorAugment`, :class:`TumorPlacement`, :func:`place_tumor`, :class:`TFAugd`):
    spatial, shape and intensity augmentation of a region, then its placement into a healthy brain.
 3. **CarveMix** (:func:`carvemix`): the baseline, carving a tumour with a random margin into another scan.
+4. **TF-GAN** (:func:`refiner_condition`, :class:`TumorPatchesd`, :func:`load_feature_extractor` and the loss
+   terms :func:`non_tumor_hinge`, :func:`tumor_perceptual`, :func:`generator_subregions`,
+   :func:`discriminator_subregions`): what the bundle's configs assemble with :class:`synthmr.nets.ROIRefiner`,
+   :class:`synthmr.nets.DualHeadDiscriminator` and :class:`synthmr.engines.PairedGanTrainer`.
 
 Sequence keys are BraTS 2023's (docs/design.md, *Data conventions*): ``t1n``, ``t1c``, ``t2w``, ``t2f``; the label
 ``label`` has 1 necrotic core, 2 edema, 3 enhancing tumour; ``brain`` is the brain mask (the phantom's, or
@@ -44,20 +48,50 @@ design; each decision below is a default, documented in the bundle's card and ab
    :data:`FEATHER_MM` from it, linearly in between (signed distance to the tumour, in mm); the donor's
    background (outside its own brain mask) never enters. ``m_roi`` is the tumour grown by
    :data:`REGION_MARGIN_MM` inside the brain: the only voxels TF-GAN may change.
+6. **Intensities.** The refiner sees each sequence scaled to [-1, 1] by its own robust range over the whole
+   volume (:class:`~synthmr.transforms.IntensityScaling`, the image's 0.5th percentile to the foreground's
+   99.5th) with :data:`HEADROOM` above it, and writes back through the inverse.
+7. **Refinement weight.** TF-GAN's output is ``x_s' + w * correction`` (:class:`synthmr.nets.ROIRefiner`) with
+   ``w`` 1 within :data:`FEATHER_MM` of the tumour, falling linearly to 0 at :data:`REGION_MARGIN_MM`
+   (:func:`roi_weight`): the seam is refined, the ramp blends the refined into the untouched, and every voxel
+   with ``w = 0`` stays bit-identical (tested).
+8. **Patches.** TF-GAN trains on 3D patches (default 48^3 voxels, 96 mm at the phantom's 2 mm) centred on the
+   placed tumour, moved by up to 8 voxels; each is paired with a patch of the same size around a real annotated
+   tumour, drawn at random: the unpaired real image ``x_r`` of the paper's Fig. 2.
+9. **The frozen extractor F.** No pretrained 3D MRI network can be downloaded, so ``F`` is the encoder of a small
+   MONAI ``SegResNet`` trained to segment the subregions on annotated phantom cases
+   (:func:`feature_segmenter`), shipped with the bundle; a user's own weights of the same layout replace it.
+   Its four encoder levels are the perceptual features; the class-wise perceptual loss
+   (:class:`synthmr.losses.ClassWisePerceptualLoss`) compares, per subregion, the mean and spread of each
+   feature channel between the refined and the real patch.
+10. **The dual head.** The discriminator's second head predicts each patch's mix of subregions
+   (:class:`synthmr.nets.DualHeadDiscriminator`); it learns on real patches only, and the generator is asked
+   that its refined patch be read as the label it was made from.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+import os
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import SimpleITK as sitk
 import torch
+import torch.nn as nn
+import torch.nn.functional as F
 from monai.data import MetaTensor
+from monai.networks.nets import SegResNet
 from monai.transforms import GaussianSmooth, MapTransform, Rand3DElasticd, Randomizable
 
 from synthmr.errors import InputError
+from synthmr.losses import ClassWisePerceptualLoss, hinge_l1
+from synthmr.transforms.intensity import IntensityScaling
+
+if TYPE_CHECKING:  # the engines need the train extra; inference imports this module from the plain wheel
+    from synthmr.engines.paired import GanStep
 
 SEQUENCES = ("t1n", "t1c", "t2w", "t2f")  # BraTS 2023 names: T1, Gd-T1, T2, FLAIR; the networks' channel order
 LABEL, BRAIN, ROI = "label", "brain", "roi"
@@ -266,7 +300,7 @@ class TumorPlacement:
     Attributes:
         images: ``(len(SEQUENCES), x, y, z)`` the coarse tumour-bearing image ``x_s'``.
         label: ``(x, y, z)`` uint8 BraTS labels ``m_s``.
-        roi: ``(x, y, z)`` uint8, 1 where the refiner may change the image ``m_roi``.
+        roi: ``(x, y, z)`` float32, the refiner's blend weight (:func:`roi_weight`); ``m_roi`` is ``roi > 0``.
         centre: voxel index of the placed tumour's centroid.
         inside: share of the region's tumour voxels that landed in the recipient's brain.
     """
@@ -299,7 +333,7 @@ def place_tumor(
         rng: random generator for the position.
         centre_mask: voxels the tumour's centroid may go to (default: the brain).
         feather_mm: width of the linear blend outside the tumour.
-        roi_margin_mm: ``m_roi`` is the tumour grown by this much, inside the brain.
+        roi_margin_mm: ``m_roi`` is the tumour grown by this much, inside the brain (:func:`roi_weight`).
         name: the recipient's name, for messages.
 
     Raises:
@@ -358,10 +392,17 @@ def place_tumor(
     alpha = np.clip(1.0 - distance / feather_mm, 0.0, 1.0) if feather_mm > 0 else (distance <= 0).astype(np.float64)
     alpha = np.where(brain & (donor_brain | (label != 0)), alpha, 0.0).astype(np.float32)
     coarse = images + alpha[None] * (donor - images)
-    roi = (distance <= roi_margin_mm) & brain
-    return TumorPlacement(
-        coarse.astype(np.float32), label, roi.astype(np.uint8), tuple(int(v) for v in best), best_inside
-    )
+    roi = roi_weight(distance, brain, feather_mm, roi_margin_mm)
+    return TumorPlacement(coarse.astype(np.float32), label, roi, tuple(int(v) for v in best), best_inside)
+
+
+def roi_weight(
+    distance_mm: np.ndarray, brain: np.ndarray, feather_mm: float = FEATHER_MM, margin_mm: float = REGION_MARGIN_MM
+) -> np.ndarray:
+    """The refiner's blend weight (decision 7): 1 up to ``feather_mm`` from the tumour, 0 from ``margin_mm``, linear
+    in between, and 0 outside the brain. ``distance_mm`` is the signed distance to the tumour (negative inside)."""
+    ramp = np.clip((margin_mm - distance_mm) / max(margin_mm - feather_mm, 1e-6), 0.0, 1.0)
+    return np.where(brain, ramp, 0.0).astype(np.float32)
 
 
 def _harmonisation(region: TumorRegion, images: np.ndarray, brain: np.ndarray) -> np.ndarray:
@@ -511,3 +552,190 @@ def carvemix(
     mixed = np.where(carved[None], images_b, images_a).astype(np.float32)
     label = np.where(carved, label_b, label_a).astype(np.uint8)
     return mixed, label, lam
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 4. TF-GAN: the refiner's input, patches, the frozen extractor and the loss terms
+# ---------------------------------------------------------------------------------------------------------------
+
+CLASSES = 1 + len(TUMOR_LABELS)  # background and the three subregions
+CONDITION_CHANNELS = len(SEQUENCES) + len(TUMOR_LABELS) + 1  # coarse image, label one-hot (1-3), ROI weight
+HEADROOM = 2.0  # decision 6: enhancing tumour reaches ~1.8x the brain's 99.5th percentile on t1c (phantom)
+CONDITION, REAL, REAL_LABEL = "image", "real", "real_label"
+
+
+def refiner_condition(images: torch.Tensor, label: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """The refiner's input ``(B, 8, ...)``: the coarse image (4), the label one-hot without background (3), the ROI
+    weight (1, last, as :class:`synthmr.nets.ROIRefiner` reads it)."""
+    one_hot = torch.cat([(label == value).to(images.dtype) for value in TUMOR_LABELS.values()], dim=1)
+    return torch.cat([images, one_hot, weight.to(images.dtype)], dim=1)
+
+
+def sequence_scalings(images: np.ndarray) -> list[IntensityScaling]:
+    """Each sequence's map to the refiner's range (decision 6), fitted on the whole volume."""
+    return [
+        IntensityScaling.fit(channel, HEADROOM, name=name, low_over="image") for name, channel in zip(SEQUENCES, images)
+    ]
+
+
+def _scaled(images: np.ndarray) -> np.ndarray:
+    return np.stack([s.forward(channel) for s, channel in zip(sequence_scalings(images), images)]).astype(np.float32)
+
+
+def _patch(arrays: Sequence[np.ndarray], fills: Sequence[float], centre: np.ndarray, size: Sequence[int]) -> list[np.ndarray]:
+    """Cut ``size`` voxels centred on ``centre`` out of each array (channel axis first, or none), padding with
+    ``fills`` where the box leaves the volume."""
+    shape = np.asarray(arrays[0].shape[-3:])
+    size = np.asarray(size)
+    low = np.asarray(centre) - size // 2
+    src = [slice(max(a, 0), min(a + n, m)) for a, n, m in zip(low, size, shape)]
+    dst = [slice(s.start - a, s.stop - a) for s, a in zip(src, low)]
+    out = []
+    for array, fill in zip(arrays, fills):
+        patch = np.full(array.shape[:-3] + tuple(size), fill, dtype=array.dtype)
+        patch[(...,) + tuple(dst)] = array[(...,) + tuple(src)]
+        out.append(patch)
+    return out
+
+
+class TumorPatchesd(Randomizable, MapTransform):
+    """Training pairs for TF-GAN from a case that :class:`TFAugd` has just made (decision 8).
+
+    Scales the coarse sequences (decision 6), cuts a ``size`` patch around the placed tumour's centroid (moved by
+    up to ``jitter`` voxels per axis, so the tumour is not always central) and writes the refiner's input under
+    :data:`CONDITION` and the patch's ``label`` and ``roi``; from one of the annotated ``real_cases`` (drawn
+    uniformly) it cuts a patch the same way and writes it under :data:`REAL` and :data:`REAL_LABEL`: the unpaired
+    real tumour the discriminator and the class-wise perceptual loss compare against.
+
+    Args:
+        real_cases: annotated cases as ``(images (4, x, y, z), label)`` arrays, in the recipients' units.
+        size: patch size, voxels.
+        jitter: largest shift of the patch centre per axis, voxels.
+        sequences, label_key, roi_key: keys TF-Aug wrote.
+    """
+
+    def __init__(
+        self,
+        real_cases: Sequence[tuple[np.ndarray, np.ndarray]],
+        size: Sequence[int] = (48, 48, 48),
+        jitter: int = 8,
+        sequences: Sequence[str] = SEQUENCES,
+        label_key: str = LABEL,
+        roi_key: str = ROI,
+    ) -> None:
+        MapTransform.__init__(self, list(sequences) + [label_key, roi_key])
+        if not real_cases:
+            raise InputError("TF-GAN needs at least one annotated tumour case to compare against; got none")
+        self.real = [(_scaled(np.asarray(images, np.float32)), np.asarray(label, np.uint8)) for images, label in real_cases]
+        for i, (_, label) in enumerate(self.real):
+            if not np.any(label):
+                raise InputError(f"annotated case {i}: label has no tumour voxel")
+        self.size = tuple(int(v) for v in size)
+        self.jitter = int(jitter)
+        self.sequences, self.label_key, self.roi_key = tuple(sequences), label_key, roi_key
+
+    def randomize(self, data=None) -> None:
+        self._shifts = self.R.randint(-self.jitter, self.jitter + 1, size=(2, 3))
+        self._real = int(self.R.randint(len(self.real)))
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        self.randomize()
+        d = dict(data)
+        images = _scaled(np.stack([_plain(d[s]) for s in self.sequences]).astype(np.float32))
+        label = _plain(d[self.label_key]).astype(np.uint8)
+        roi = _plain(d[self.roi_key]).astype(np.float32)
+        centre = np.rint(np.argwhere(label > 0).mean(axis=0)).astype(int) + self._shifts[0]
+        images, label, roi = _patch([images, label, roi], [-1.0, 0, 0.0], centre, self.size)
+        condition = refiner_condition(torch.from_numpy(images[None]), torch.from_numpy(label[None, None]), torch.from_numpy(roi[None, None]))
+        real_images, real_label = self.real[self._real]
+        real_centre = np.rint(np.argwhere(real_label > 0).mean(axis=0)).astype(int) + self._shifts[1]
+        real_images, real_label = _patch([real_images, real_label], [-1.0, 0], real_centre, self.size)
+        out = {k: v for k, v in d.items() if k not in (*self.sequences, self.label_key, self.roi_key)}
+        out.update(
+            {
+                CONDITION: condition[0],
+                LABEL: torch.from_numpy(label[None]),
+                ROI: torch.from_numpy(roi[None]),
+                REAL: torch.from_numpy(real_images),
+                REAL_LABEL: torch.from_numpy(real_label[None]),
+            }
+        )
+        return out
+
+
+class EncoderFeatures(nn.Module):
+    """The frozen feature extractor ``F``: the encoder levels of a trained MONAI ``SegResNet`` (decision 9)."""
+
+    def __init__(self, network: SegResNet) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self.network.encode(x)[1]
+
+
+def feature_segmenter(init_filters: int = 8) -> SegResNet:
+    """The network ``F`` is trained as (decision 9): a small 3D ``SegResNet`` segmenting the four subregions from the
+    four sequences."""
+    return SegResNet(spatial_dims=3, init_filters=init_filters, in_channels=len(SEQUENCES), out_channels=CLASSES)
+
+
+def load_feature_extractor(path: str | os.PathLike | None, init_filters: int = 8) -> EncoderFeatures:
+    """``F`` from a weights file: the bundle's ``models/feature_extractor.pt`` or a user's own (a ``SegResNet``
+    state dict of :func:`feature_segmenter`'s layout).
+
+    Raises:
+        InputError: no file given, the file is missing or unreadable, or its layers do not fit.
+    """
+    how = (
+        "train one with configs/train_extractor.yaml (python -m monai.bundle run ... train_extractor.yaml), "
+        "or pass your own SegResNet weights as --extractor_weights PATH"
+    )
+    if path is None or not Path(path).is_file():
+        raise InputError(f"feature extractor weights {path}: no such file. The class-wise perceptual loss needs them: {how}")
+    network = feature_segmenter(init_filters)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        network.load_state_dict(state.get("network", state) if isinstance(state, dict) else state)
+    except Exception as error:  # noqa: BLE001 - any failure to read or fit the file is the user's file's problem
+        raise InputError(f"feature extractor weights {path}: cannot be loaded as a SegResNet ({error}); {how}") from error
+    return EncoderFeatures(network)
+
+
+def realism(adversarial: Callable) -> Callable:
+    """The adversarial loss on the dual-head discriminator's realism head (what :class:`PairedGanTrainer` calls)."""
+    return lambda output, target_is_real, for_discriminator: adversarial(output.realism, target_is_real, for_discriminator)
+
+
+def subregion_loss(logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of the subregion head against the label's class mix per patch (soft targets: the share of each
+    class in the patch's cells, by area averaging the one-hot label to the head's size)."""
+    one_hot = torch.cat([(label == value).to(logits.dtype) for value in range(CLASSES)], dim=1)
+    targets = F.interpolate(one_hot, size=logits.shape[2:], mode="area")
+    return -(targets * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+
+
+def discriminator_subregions(d_real, d_fake, batch: Mapping) -> torch.Tensor:
+    """D's subregion head learns on the real annotated patches only (decision 10)."""
+    return subregion_loss(d_real.subregions, batch[REAL_LABEL])
+
+
+def generator_subregions(step: GanStep) -> torch.Tensor:
+    """G is asked that D's subregion head read its refined patch as the label it was made from (decision 10)."""
+    return subregion_loss(step.d_fake.subregions, step.batch[LABEL])
+
+
+def non_tumor_hinge(margin: float = 0.1) -> Callable[[GanStep], torch.Tensor]:
+    """``L_n-roi``: hinge L1 between the refined and the coarse image on the non-tumour voxels of the ROI (outside
+    the ROI the refiner cannot change anything, decision 7)."""
+
+    def term(step: GanStep) -> torch.Tensor:
+        region = ((step.batch[LABEL] == 0) & (step.batch[ROI] > 0)).to(step.fake.dtype)
+        return hinge_l1(step.fake, step.condition[:, : len(SEQUENCES)], region, margin)
+
+    return term
+
+
+def tumor_perceptual(loss: ClassWisePerceptualLoss) -> Callable[[GanStep], torch.Tensor]:
+    """``L_roi``: the class-wise perceptual loss of the refined tumour subregions against the unpaired real ones."""
+    return lambda step: loss(step.fake, step.batch[LABEL], step.batch[REAL], step.batch[REAL_LABEL])
