@@ -301,3 +301,40 @@ def test_non_tumour_hinge_covers_the_roi_outside_the_tumour_only():
     assert non_tumor_hinge(0.1)(step) == 0
     fake[:, :, 1] = 0.6  # the ROI ring outside the tumour: 0.5 beyond the margin
     assert non_tumor_hinge(0.1)(step) == pytest.approx(0.5)
+
+
+def _refiner(seed=0):
+    from monai.networks.nets import UNet
+
+    from synthmr.methods.brain_tumor_fabrication import CONDITION_CHANNELS
+    from synthmr.nets import ROIRefiner
+
+    torch.manual_seed(seed)
+    refiner = ROIRefiner(UNet(3, CONDITION_CHANNELS, 8, channels=(8, 8, 8, 8), strides=(2, 2, 2), num_res_units=0), 8, 4)
+    torch.nn.init.normal_(refiner.head.weight, std=0.5)
+    return refiner
+
+
+@pytest.mark.parametrize("spacing, model_spacing", [((1, 1, 1), None), ((1, 1, 1), (2, 2, 2)), ((2, 2, 2), (1, 1, 1))])
+def test_refinement_changes_the_roi_and_nothing_else(spacing, model_spacing):
+    from synthmr.methods.brain_tumor_fabrication import refine_roi
+
+    coarse, _ = _coarse_case()
+    images = np.stack([coarse[s][0] for s in SEQUENCES])
+    roi = coarse["roi"][0]
+    refined = refine_roi(_refiner(), images, coarse["label"][0], roi, spacing, model_spacing)
+    assert refined.shape == images.shape and refined.dtype == np.float32
+    outside = roi == 0
+    assert np.array_equal(refined[:, outside], images[:, outside])  # bit for bit
+    assert np.abs(refined[:, roi > 0.5] - images[:, roi > 0.5]).mean() > 1.0  # the refiner did act inside
+
+
+def test_refinement_with_an_untrained_refiner_is_the_identity():
+    from synthmr.methods.brain_tumor_fabrication import refine_roi
+
+    coarse, _ = _coarse_case()
+    images = np.stack([coarse[s][0] for s in SEQUENCES])
+    refiner = _refiner()
+    torch.nn.init.zeros_(refiner.head.weight)
+    refined = refine_roi(refiner, images, coarse["label"][0], coarse["roi"][0], (1, 1, 1))
+    assert np.allclose(refined, images, rtol=1e-5, atol=1e-3)

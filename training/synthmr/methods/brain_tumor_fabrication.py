@@ -20,6 +20,7 @@ This module holds what is specific to the method; the sections below, top to bot
    terms :func:`non_tumor_hinge`, :func:`tumor_perceptual`, :func:`generator_subregions`,
    :func:`discriminator_subregions`): what the bundle's configs assemble with :class:`synthmr.nets.ROIRefiner`,
    :class:`synthmr.nets.DualHeadDiscriminator` and :class:`synthmr.engines.PairedGanTrainer`.
+5. **Inference** (:func:`refine_roi`): the trained refiner applied to a coarse case's ROI.
 
 Sequence keys are BraTS 2023's (docs/design.md, *Data conventions*): ``t1n``, ``t1c``, ``t2w``, ``t2f``; the label
 ``label`` has 1 necrotic core, 2 edema, 3 enhancing tumour; ``brain`` is the brain mask (the phantom's, or
@@ -67,6 +68,9 @@ design; each decision below is a default, documented in the bundle's card and ab
 10. **The dual head.** The discriminator's second head predicts each patch's mix of subregions
    (:class:`synthmr.nets.DualHeadDiscriminator`); it learns on real patches only, and the generator is asked
    that its refined patch be read as the label it was made from.
+11. **Inference grid.** The refiner runs on the ROI's bounding box only, resampled to the voxel size it was
+   trained at (a BraTS case at 1 mm is refined at the phantom's 2 mm and resampled back), so memory does not
+   grow with the volume and any grid works; outside ``m_roi`` the output is the coarse case, bit for bit.
 """
 
 from __future__ import annotations
@@ -739,3 +743,79 @@ def non_tumor_hinge(margin: float = 0.1) -> Callable[[GanStep], torch.Tensor]:
 def tumor_perceptual(loss: ClassWisePerceptualLoss) -> Callable[[GanStep], torch.Tensor]:
     """``L_roi``: the class-wise perceptual loss of the refined tumour subregions against the unpaired real ones."""
     return lambda step: loss(step.fake, step.batch[LABEL], step.batch[REAL], step.batch[REAL_LABEL])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 5. Inference: refine the ROI of a coarse case, leave every other voxel as it was
+# ---------------------------------------------------------------------------------------------------------------
+
+SIZE_MULTIPLE = 8  # the refiner's U-Net halves the patch three times
+
+
+def refine_roi(
+    refiner: nn.Module,
+    images: np.ndarray,
+    label: np.ndarray,
+    roi: np.ndarray,
+    spacing: Sequence[float],
+    model_spacing: Sequence[float] | None = None,
+    device: torch.device | str = "cpu",
+) -> np.ndarray:
+    """TF-GAN's refinement of a coarse case (decisions 6, 7 and 11): only voxels with ``roi > 0`` change.
+
+    The ROI's bounding box is cut out, resampled to ``model_spacing`` when the case's voxels differ from those the
+    refiner was trained on (trilinear for images and weight, nearest for the label), scaled to the refiner's
+    range with each sequence's scaling over the whole volume, refined, mapped back and resampled to the case's
+    grid; the result replaces the coarse voxels where ``roi > 0`` and nowhere else.
+
+    Args:
+        refiner: :class:`synthmr.nets.ROIRefiner` taking :func:`refiner_condition`'s input.
+        images: coarse sequences ``(4, x, y, z)``.
+        label: BraTS labels ``(x, y, z)``.
+        roi: blend weight ``(x, y, z)`` (:func:`roi_weight`).
+        spacing: the case's voxel size, mm.
+        model_spacing: the voxel size the refiner was trained at (None: the case's).
+        device: where the refiner runs.
+
+    Returns:
+        the refined sequences ``(4, x, y, z)`` float32, equal to ``images`` bit for bit where ``roi == 0``.
+    """
+    images = np.asarray(images, np.float32)
+    inside = np.argwhere(roi > 0)
+    if not len(inside):
+        return images.copy()
+    scalings = sequence_scalings(images)
+    low, high = inside.min(axis=0), inside.max(axis=0) + 1
+    box = tuple(slice(a, b) for a, b in zip(low, high))
+    scaled = np.stack([s.forward(channel[box]) for s, channel in zip(scalings, images)]).astype(np.float32)
+    crop_label, crop_roi = label[box], roi[box].astype(np.float32)
+    size = np.asarray(crop_label.shape)
+    ratio = np.ones(3) if model_spacing is None else np.asarray(spacing, float) / np.asarray(model_spacing, float)
+    model_size = np.maximum(np.rint(size * ratio).astype(int), 1)
+    padded = (np.ceil(model_size / SIZE_MULTIPLE) * SIZE_MULTIPLE).astype(int)
+
+    def to_model(array: np.ndarray, mode: str) -> torch.Tensor:
+        tensor = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))[None]
+        if tuple(model_size) != tuple(size):
+            corners = {} if mode == "nearest" else {"align_corners": False}
+            tensor = F.interpolate(tensor, size=tuple(model_size), mode=mode, **corners)
+        return tensor
+
+    x = to_model(scaled, "trilinear")
+    y = to_model(crop_label[None], "nearest")
+    w = to_model(crop_roi[None], "trilinear")
+    pad = [v for extra in reversed(padded - model_size) for v in (0, int(extra))]
+    condition = refiner_condition(F.pad(x, pad, value=-1.0), F.pad(y, pad), F.pad(w, pad))
+    refiner.eval()
+    with torch.no_grad():
+        refined = refiner(condition.to(device)).float().cpu()
+    refined = refined[(slice(None), slice(None)) + tuple(slice(0, int(n)) for n in model_size)]
+    if tuple(model_size) != tuple(size):
+        refined = F.interpolate(refined, size=tuple(size), mode="trilinear", align_corners=False)
+    refined = refined[0].numpy()
+    out = images.copy()
+    changed = crop_roi > 0
+    for channel, scaling in enumerate(scalings):
+        view = out[channel][box]
+        view[changed] = scaling.inverse(refined[channel][changed])
+    return out
