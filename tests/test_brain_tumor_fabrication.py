@@ -338,3 +338,69 @@ def test_refinement_with_an_untrained_refiner_is_the_identity():
     torch.nn.init.zeros_(refiner.head.weight)
     refined = refine_roi(refiner, images, coarse["label"][0], coarse["roi"][0], (1, 1, 1))
     assert np.allclose(refined, images, rtol=1e-5, atol=1e-3)
+
+
+# --- New cases ------------------------------------------------------------------------------------------------
+
+
+def _write_case(folder, images, masks, spacing=(1.0, 1.0, 1.0), origin=(3.0, -2.0, 5.0)):
+    from synthmr.io import Volume, write_image
+
+    item = {"case_id": folder.name}
+    for key, array in {**dict(zip(SEQUENCES, images)), **masks}.items():
+        write_image(Volume(array, spacing, origin, np.eye(3)), folder / f"{key}.nii.gz")
+        item[key] = str(folder / f"{key}.nii.gz")
+    return item
+
+
+@pytest.fixture(scope="module")
+def case_lists(tmp_path_factory):
+    root = tmp_path_factory.mktemp("fabrication")
+    images, brain = _healthy()
+    healthy = [_write_case(root / f"healthy{i}", images, {"brain": brain}) for i in range(2)]
+    t_images, label, t_brain = _tumour_case()
+    tumours = [_write_case(root / "tumour0", t_images, {"label": label, "brain": t_brain})]
+    return healthy, tumours
+
+
+@pytest.mark.parametrize("mode", ["tf", "tf_aug", "carvemix"])
+def test_new_cases_are_written_on_the_healthy_grid_with_exact_labels(case_lists, tmp_path, mode):
+    from synthmr.io import read_image
+    from synthmr.methods.brain_tumor_fabrication import FabricatedCases
+
+    healthy, tumours = case_lists
+    maker = FabricatedCases(healthy, mode=mode, refiner=_refiner() if mode == "tf" else None)
+    items = maker.generate(tumours, 3, tmp_path / "set", seed=4)
+    again = maker.generate(tumours, 3, tmp_path / "again", seed=4)
+    assert [i["case_id"] for i in items] == ["case_00000", "case_00001", "case_00002"]
+    assert items[1]["healthy_case"] == "healthy1" and items[0]["tumor_case"] == "tumour0"
+    reference = read_image(healthy[0]["t1n"])
+    for item, other in zip(items, again):
+        label = read_image(item["label"])
+        assert label.same_grid(reference) and set(np.unique(label.array)) <= {0, 1, 2, 3}
+        assert np.count_nonzero(label.array) > 0
+        for key in SEQUENCES:
+            image = read_image(item[key])
+            assert image.same_grid(reference)
+            assert np.array_equal(image.array, read_image(other[key]).array)  # the seed fixes the set
+    assert (tmp_path / "set" / "datalist.json").is_file()
+    synthetic = maker(tumours, 1, tmp_path / "harness", seed=0)
+    assert set(synthetic[0]) == {"case_id", "image", "label"} and len(synthetic[0]["image"]) == 4
+
+
+def test_new_cases_refuse_bad_inputs_and_leave_nothing(case_lists, tmp_path):
+    from synthmr.methods.brain_tumor_fabrication import FabricatedCases
+
+    healthy, tumours = case_lists
+    with pytest.raises(InputError, match="give the trained refiner"):
+        FabricatedCases(healthy, mode="tf")
+    with pytest.raises(InputError, match="mode must be one of"):
+        FabricatedCases(healthy, mode="pix2pixhd")
+    with pytest.raises(InputError, match="healthy datalist is empty"):
+        FabricatedCases([], mode="tf_aug")
+    maker = FabricatedCases([{k: v for k, v in healthy[0].items() if k != "brain"}], mode="tf_aug")
+    with pytest.raises(InputError, match="healthy case 'healthy0': lacks 'brain'"):
+        maker.generate(tumours, 1, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(InputError, match="source datalist is empty"):
+        FabricatedCases(healthy, mode="tf_aug").generate([], 1, tmp_path / "out")

@@ -21,6 +21,8 @@ This module holds what is specific to the method; the sections below, top to bot
    :func:`discriminator_subregions`): what the bundle's configs assemble with :class:`synthmr.nets.ROIRefiner`,
    :class:`synthmr.nets.DualHeadDiscriminator` and :class:`synthmr.engines.PairedGanTrainer`.
 5. **Inference** (:func:`refine_roi`): the trained refiner applied to a coarse case's ROI.
+6. **New cases** (:class:`FabricatedCases`): healthy scans and annotated tumour cases in, tumour-bearing cases
+   with their labels out, by TF, TF-Aug alone or CarveMix (``synthmr generate`` and the downstream harness).
 
 Sequence keys are BraTS 2023's (docs/design.md, *Data conventions*): ``t1n``, ``t1c``, ``t2w``, ``t2f``; the label
 ``label`` has 1 necrotic core, 2 edema, 3 enhancing tumour; ``brain`` is the brain mask (the phantom's, or
@@ -91,6 +93,8 @@ from monai.networks.nets import SegResNet
 from monai.transforms import GaussianSmooth, MapTransform, Rand3DElasticd, Randomizable
 
 from synthmr.errors import InputError
+from synthmr.io import Volume, read_image, write_image
+from synthmr.io._atomic import atomic_output, check_destination, write_json
 from synthmr.losses import ClassWisePerceptualLoss, hinge_l1
 from synthmr.transforms.intensity import IntensityScaling
 
@@ -819,3 +823,164 @@ def refine_roi(
         view = out[channel][box]
         view[changed] = scaling.inverse(refined[channel][changed])
     return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 6. New cases: healthy scans + annotated tumours -> tumour-bearing cases (generate, the downstream harness)
+# ---------------------------------------------------------------------------------------------------------------
+
+MODES = ("tf", "tf_aug", "carvemix")  # TF-Aug + TF-GAN; TF-Aug alone (the ablation); the CarveMix baseline
+
+
+def _read_case(item: Mapping, keys: Sequence[str], name: str) -> dict[str, Volume]:
+    missing = [key for key in keys if key not in item]
+    if missing:
+        raise InputError(f"{name}: lacks {', '.join(repr(k) for k in missing)}")
+    volumes = {key: read_image(item[key]) for key in keys}
+    reference = volumes[keys[0]]
+    for key, volume in volumes.items():
+        if volume.array.ndim != 3:
+            raise InputError(f"{name}: {item[key]} is not a 3D volume (shape {volume.array.shape})")
+        if not volume.same_grid(reference):
+            raise InputError(f"{name}: {item[key]} is not on the grid of {item[keys[0]]}")
+    return volumes
+
+
+class FabricatedCases:
+    """Tumour-bearing cases made from healthy scans and annotated tumour cases (``synthmr generate`` and the
+    downstream harness's ``synthesize``).
+
+    New case ``i`` takes healthy scan ``i % len(healthy)`` (round robin) and a tumour case drawn from the sources,
+    with every draw depending only on ``(seed, i)``, so a set is reproducible from its seed. ``mode``:
+
+    - ``"tf"``: TF-Aug then TF-GAN's refinement of the ROI (the method);
+    - ``"tf_aug"``: TF-Aug alone (the ablation: the coarse case);
+    - ``"carvemix"``: CarveMix of the tumour case into the healthy scan (the baseline; the grids must match).
+
+    Each case is ``<out_dir>/case_NNNNN/{t1n, t1c, t2w, t2f, label}.nii.gz`` on its healthy scan's grid, with
+    ``datalist.json``; the folder appears whole or not at all.
+
+    Args:
+        healthy: datalist items of healthy scans with the four sequences and ``brain``.
+        mode: one of :data:`MODES`.
+        refiner: the trained :class:`synthmr.nets.ROIRefiner` (``"tf"`` only).
+        model_spacing: the voxel size the refiner was trained at.
+        centre_key, centre_values: a label map of the healthy scans and its values where tumours may be centred
+            (the phantom's ``tissue`` and 3, white matter); None: anywhere in the brain.
+        augment: TF-Aug's region augmentation (default :class:`RandTumorAugment`'s).
+        device: where the refiner runs.
+    """
+
+    def __init__(
+        self,
+        healthy: Sequence[Mapping],
+        mode: str = "tf",
+        refiner: nn.Module | None = None,
+        model_spacing: Sequence[float] | None = None,
+        centre_key: str | None = None,
+        centre_values: Sequence[int] = (),
+        augment: RandTumorAugment | None = None,
+        device: str | torch.device = "cpu",
+    ) -> None:
+        if mode not in MODES:
+            raise InputError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
+        if mode == "tf" and refiner is None:
+            raise InputError("mode 'tf' refines with TF-GAN: give the trained refiner")
+        self.healthy = [dict(item) for item in healthy]
+        if not self.healthy:
+            raise InputError("no healthy scan to place tumours into: the healthy datalist is empty")
+        self.mode, self.refiner, self.device = mode, refiner, torch.device(device)
+        self.model_spacing = None if model_spacing is None else tuple(float(s) for s in model_spacing)
+        self.centre_key, self.centre_values = centre_key, tuple(int(v) for v in centre_values)
+        self.augment = augment if augment is not None else RandTumorAugment()
+
+    def describe(self) -> dict:
+        """What the downstream-benefit harness records of this synthesizer."""
+        from synthmr.evaluation.synthesizers import weights_digest
+
+        return {
+            "kind": "FabricatedCases", "mode": self.mode, "healthy_cases": len(self.healthy),
+            "weights_sha256": weights_digest(self.refiner) if self.mode == "tf" else None,
+            "augment": {k: v for k, v in vars(self.augment).items() if not k.startswith("_") and k != "R"},
+        }
+
+    def __call__(self, subset: Sequence[Mapping], n: int, out_dir: Path, seed: int) -> list[dict]:
+        """The harness's ``synthesize``: ``n`` cases from the annotated ``subset``, as ``{"case_id", "image",
+        "label"}`` items (the four sequences as channels)."""
+        items = self.generate(subset, n, out_dir, seed=seed)
+        return [{"case_id": item["case_id"], "image": [item[s] for s in SEQUENCES], "label": item[LABEL]} for item in items]
+
+    def generate(
+        self, sources: Sequence[Mapping], n: int, out_dir: str | os.PathLike, seed: int = 0, overwrite: bool = False
+    ) -> list[dict]:
+        """Write ``n`` new cases and ``out_dir/datalist.json``; return its items (absolute paths).
+
+        Args:
+            sources: annotated tumour cases: the four sequences, ``label`` (BraTS) and ``brain``.
+            n: how many new cases.
+            out_dir: a new or empty folder (or any folder with ``overwrite``).
+            seed: the set's seed, 0 to 2**32 - 1.
+            overwrite: replace an existing ``out_dir`` once the new set is complete.
+        """
+        from synthmr.bundle.generate import check_set_size_and_seed
+
+        check_set_size_and_seed(n, seed)
+        if not sources:
+            raise InputError("no annotated tumour case to take tumours from: the source datalist is empty")
+        out_dir = Path(out_dir).absolute()
+        check_destination(out_dir, overwrite, "folder")
+        keys = [*SEQUENCES, LABEL, BRAIN]
+        tumours = []
+        for index, item in enumerate(sources):
+            name = f"tumour case {item.get('case_id', index)!r}"
+            case = _read_case(item, keys, name)
+            tumours.append((str(item.get("case_id", index)), case))
+        healthy_keys = [*SEQUENCES, BRAIN] + ([self.centre_key] if self.centre_key else [])
+        items: list[dict] = []
+        with atomic_output(out_dir, overwrite=overwrite) as staging:
+            staging.mkdir()
+            for i in range(n):
+                case_seed = int(np.random.SeedSequence([int(seed), i]).generate_state(1)[0])
+                rng = np.random.default_rng(case_seed)
+                h_index = i % len(self.healthy)
+                h_item = self.healthy[h_index]
+                h_name = f"healthy case {h_item.get('case_id', h_index)!r}"
+                healthy = _read_case(h_item, healthy_keys, h_name)
+                source_id, source = tumours[int(rng.integers(len(tumours)))]
+                images, label, drawn = self._one(healthy, source, source_id, rng, h_name)
+                grid = healthy[BRAIN]
+                case_id = f"case_{i:05d}"
+                for channel, key in enumerate(SEQUENCES):
+                    write_image(grid.with_array(images[channel]), staging / case_id / f"{key}.nii.gz")
+                write_image(grid.with_array(label), staging / case_id / f"{LABEL}.nii.gz")
+                items.append({"case_id": case_id, **{k: f"{case_id}/{k}.nii.gz" for k in (*SEQUENCES, LABEL)},
+                              "healthy_case": str(h_item.get("case_id", h_index)), "tumor_case": source_id,
+                              "seed": case_seed, **drawn})
+            description = f"{n} tumour-bearing cases made by synthmr (brain_tumor_fabrication, mode {self.mode})"
+            write_json(staging / "datalist.json", {"description": description, "seed": int(seed), "training": items})
+        files = (*SEQUENCES, LABEL)
+        return [{key: str(out_dir / value) if key in files else value for key, value in item.items()} for item in items]
+
+    def _one(self, healthy: dict[str, Volume], source: dict[str, Volume], source_id: str, rng, name: str):
+        spacing = healthy[BRAIN].spacing
+        images = np.stack([healthy[s].array for s in SEQUENCES]).astype(np.float32)
+        brain = healthy[BRAIN].array
+        source_images = np.stack([source[s].array for s in SEQUENCES]).astype(np.float32)
+        if self.mode == "carvemix":
+            if not source[BRAIN].same_grid(healthy[BRAIN]):
+                raise InputError(f"{name} and tumour case {source_id!r}: CarveMix mixes in place and needs one grid")
+            mixed, label, lam = carvemix(images, np.zeros(brain.shape, np.uint8), source_images,
+                                         source[LABEL].array, spacing, rng, (name, f"tumour case {source_id!r}"))
+            return mixed, label, {"lambda_mm": lam}
+        region = tumor_region(source_images, source[LABEL].array, source[BRAIN].array, source[BRAIN].spacing,
+                              case_id=source_id)
+        self.augment.set_random_state(seed=int(rng.integers(2**31)))
+        region = self.augment(region)
+        centre = None
+        if self.centre_key:
+            centre = np.isin(healthy[self.centre_key].array, self.centre_values)
+        placed = place_tumor(region, images, brain, spacing, rng, centre_mask=centre, name=name)
+        images = placed.images
+        if self.mode == "tf":
+            images = refine_roi(self.refiner, images, placed.label, placed.roi, spacing, self.model_spacing, self.device)
+        return images, placed.label, {"centre_voxel": list(placed.centre), "inside": placed.inside}
