@@ -404,3 +404,28 @@ def test_new_cases_refuse_bad_inputs_and_leave_nothing(case_lists, tmp_path):
     assert not (tmp_path / "out").exists()
     with pytest.raises(InputError, match="source datalist is empty"):
         FabricatedCases(healthy, mode="tf_aug").generate([], 1, tmp_path / "out")
+
+
+def test_annotated_cases_are_read_as_regions_and_real_arrays(case_lists):
+    from synthmr.methods.brain_tumor_fabrication import load_annotated
+
+    healthy, tumours = case_lists
+    regions, reals = load_annotated(tumours)
+    assert len(regions) == len(reals) == 1 and regions[0].case_id == "tumour0"
+    assert reals[0][0].shape == (4, *SHAPE) and np.count_nonzero(reals[0][1]) == np.count_nonzero(regions[0].label)
+    with pytest.raises(InputError, match="tumour case 'healthy0': lacks 'label'"):
+        load_annotated(healthy)
+    with pytest.raises(InputError, match="datalist is empty"):
+        load_annotated([])
+
+
+def test_tfaugd_centres_the_tumour_on_the_chosen_tissue():
+    images, label, brain = _tumour_case()
+    bank = [tumor_region(images, label, brain, (1, 1, 1))]
+    healthy, healthy_brain = _healthy()
+    tissue = np.where(healthy_brain > 0, 2, 0).astype(np.uint8)
+    tissue[24:30, 20:25, 15:20] = 3
+    data = {**{s: a for s, a in zip(SEQUENCES, healthy)}, "brain": healthy_brain, "tissue": tissue}
+    for seed in range(3):
+        out = TFAugd(bank, (1, 1, 1), centre_key="tissue", centre_values=(3,)).set_random_state(seed)(data)
+        assert tissue[tuple(out["tf_aug"]["centre_voxel"])] == 3

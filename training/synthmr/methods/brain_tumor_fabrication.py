@@ -22,7 +22,8 @@ This module holds what is specific to the method; the sections below, top to bot
    :class:`synthmr.nets.DualHeadDiscriminator` and :class:`synthmr.engines.PairedGanTrainer`.
 5. **Inference** (:func:`refine_roi`): the trained refiner applied to a coarse case's ROI.
 6. **New cases** (:class:`FabricatedCases`): healthy scans and annotated tumour cases in, tumour-bearing cases
-   with their labels out, by TF, TF-Aug alone or CarveMix (``synthmr generate`` and the downstream harness).
+   with their labels out, by TF, TF-Aug alone or CarveMix (``synthmr generate`` and the downstream harness);
+   :func:`load_annotated` reads the annotated cases for training.
 
 Sequence keys are BraTS 2023's (docs/design.md, *Data conventions*): ``t1n``, ``t1c``, ``t2w``, ``t2f``; the label
 ``label`` has 1 necrotic core, 2 edema, 3 enhancing tumour; ``brain`` is the brain mask (the phantom's, or
@@ -440,7 +441,9 @@ class TFAugd(Randomizable, MapTransform):
         spacing: the healthy cases' voxel size, mm.
         sequences: the image keys, in :data:`SEQUENCES` order.
         brain_key, label_key, roi_key: keys of the brain mask (read) and of the label and ``m_roi`` (written).
-        centre_key: optional key of a mask the tumour's centroid goes to (decision 4).
+        centre_key: optional key of a label map whose ``centre_values`` are where the tumour's centroid may go
+            (decision 4; the phantom's ``tissue`` and 3, white matter); without values, its non-zero voxels.
+        centre_values: see ``centre_key``.
         augment: the region augmentation; None places regions as they are (an ablation).
     """
 
@@ -453,15 +456,17 @@ class TFAugd(Randomizable, MapTransform):
         label_key: str = LABEL,
         roi_key: str = ROI,
         centre_key: str | None = None,
+        centre_values: Sequence[int] = (),
         augment: RandTumorAugment | None = None,
     ) -> None:
-        MapTransform.__init__(self, list(sequences) + [brain_key])
+        MapTransform.__init__(self, list(sequences) + [brain_key] + ([centre_key] if centre_key else []))
         if not bank:
             raise InputError("TF-Aug needs at least one annotated tumour case; the tumour bank is empty")
         self.bank = list(bank)
         self.spacing = _spacing(spacing, "healthy cases")
         self.sequences = tuple(sequences)
         self.brain_key, self.label_key, self.roi_key, self.centre_key = brain_key, label_key, roi_key, centre_key
+        self.centre_values = tuple(int(v) for v in centre_values)
         self.augment = augment
 
     def set_random_state(self, seed: int | None = None, state: np.random.RandomState | None = None) -> TFAugd:
@@ -486,7 +491,10 @@ class TFAugd(Randomizable, MapTransform):
         region = self.bank[self._index]
         if self.augment is not None:
             region = self.augment(region)
-        centre = None if self.centre_key is None else _plain(d[self.centre_key])
+        centre = None
+        if self.centre_key is not None:
+            centre = _plain(d[self.centre_key])
+            centre = np.isin(centre, self.centre_values) if self.centre_values else centre != 0
         placed = place_tumor(
             region, [plain[s] for s in self.sequences], plain[self.brain_key], self.spacing, self._rng, centre, name=name
         )
@@ -978,9 +986,29 @@ class FabricatedCases:
         region = self.augment(region)
         centre = None
         if self.centre_key:
-            centre = np.isin(healthy[self.centre_key].array, self.centre_values)
+            array = healthy[self.centre_key].array
+            centre = np.isin(array, self.centre_values) if self.centre_values else array != 0
         placed = place_tumor(region, images, brain, spacing, rng, centre_mask=centre, name=name)
         images = placed.images
         if self.mode == "tf":
             images = refine_roi(self.refiner, images, placed.label, placed.roi, spacing, self.model_spacing, self.device)
         return images, placed.label, {"centre_voxel": list(placed.centre), "inside": placed.inside}
+
+
+def load_annotated(items: Sequence[Mapping]) -> tuple[list[TumorRegion], list[tuple[np.ndarray, np.ndarray]]]:
+    """The annotated tumour cases of a datalist (the four sequences, ``label``, ``brain``), read once, as TF-Aug's
+    tumour regions and as the whole ``(images, label)`` arrays :class:`TumorPatchesd` cuts real patches from.
+
+    Raises:
+        InputError: the list is empty, or a case lacks a key, is not 3D, mixes grids or has no tumour.
+    """
+    if not items:
+        raise InputError("no annotated tumour case: the datalist is empty")
+    regions, reals = [], []
+    for index, item in enumerate(items):
+        case_id = str(item.get("case_id", index))
+        case = _read_case(item, [*SEQUENCES, LABEL, BRAIN], f"tumour case {case_id!r}")
+        images = np.stack([case[s].array for s in SEQUENCES]).astype(np.float32)
+        regions.append(tumor_region(images, case[LABEL].array, case[BRAIN].array, case[BRAIN].spacing, case_id=case_id))
+        reals.append((images, case[LABEL].array.astype(np.uint8)))
+    return regions, reals
