@@ -1,10 +1,12 @@
 """GAN trainers: they learn, resume exactly where they stopped, and train identically across DDP ranks."""
 
 import copy
+import json
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from ignite.engine import Events
 from monai.handlers import CheckpointLoader, CheckpointSaver
@@ -244,3 +246,37 @@ def test_checkpoint_selection_evaluates_on_interval_and_last_epoch_and_keeps_the
     ranking = json.loads((tmp_path / "validation" / "selection.json").read_text())
     assert ranking["best"] == "epoch_0004"
     assert [entry["epoch"] for entry in ranking["ranking"]] == ["epoch_0004", "epoch_0002", "epoch_0005"]
+
+
+def test_kid_selection_of_a_3d_generator_compares_axial_slices_around_the_centre(tmp_path, monkeypatch):
+    """A volumetric generator's validation KID is taken on the axial slices around each volume's centre: a
+    generator wrong only far from the centre scores like a perfect one on KID, not on L1."""
+    import types
+
+    from feature_stubs import MomentFeatures
+
+    import synthmr.metrics.extractors as extractors
+    from synthmr.engines.selection import PooledKidSelection
+
+    monkeypatch.setattr(extractors, "get_extractor", lambda name, weights=None: MomentFeatures())
+    monkeypatch.setattr(extractors, "describe_extractor", lambda module: "moments")
+    g = torch.Generator().manual_seed(0)
+    items = [{"image": torch.rand(2, 8, 8, 12, generator=g) * 2 - 1} for _ in range(4)]
+    for item in items:
+        item["target"] = item["image"].clone()
+
+    class WrongAtTheEnds(torch.nn.Module):
+        def forward(self, x):
+            out = x.clone()
+            out[..., :3] = -1.0
+            out[..., -3:] = 1.0
+            return out
+
+    selection = PooledKidSelection(torch.nn.Identity(), items, lambda item: item, tmp_path / "w", tmp_path / "best.pt",
+                                   channels=["a", "b"], n_bootstrap=0, axial_slices=5)
+    engine = types.SimpleNamespace(state=types.SimpleNamespace(epoch=1, device="cpu"))
+    perfect = selection.evaluate(engine, torch.nn.Identity(), tmp_path / "epoch_1")
+    ends = selection.evaluate(engine, WrongAtTheEnds(), tmp_path / "epoch_2")
+    report = json.loads((tmp_path / "epoch_2" / "report.json").read_text())
+    assert report["n_images_per_set"] == 4 * 5 * 2  # cases x slices x channels, pooled
+    assert ends["kid"] == pytest.approx(perfect["kid"]) and ends["l1"] > perfect["l1"] == 0.0

@@ -138,6 +138,8 @@ class PooledKidSelection(CheckpointSelection):
             is padding; the synthetic images take the real values in the padding, so that an output the training
             never constrains there (padding no loss covers) counts neither in KID nor in L1.
         description: further entries for ``selection.json`` (what the method's pairs are).
+        axial_slices: for a 3D generator (5D batches), KID compares this many axial slices (the last axis)
+            around the centre of each validation volume or patch; L1 covers the whole volume.
     """
 
     score_name = "kid"
@@ -159,8 +161,10 @@ class PooledKidSelection(CheckpointSelection):
         target_key: str = "target",
         description: Mapping | None = None,
         valid_key: str | None = None,
+        axial_slices: int = 5,
     ) -> None:
         super().__init__(generator, work_dir, best_path, interval)
+        self.axial_slices = int(axial_slices)
         datalist = [dict(item) for item in datalist]
         if len(datalist) < 2:
             raise InputError(f"{type(self).__name__} needs at least 2 validation cases for KID; got {len(datalist)}")
@@ -197,6 +201,10 @@ class PooledKidSelection(CheckpointSelection):
 
     def _features(self, images: torch.Tensor, extract_features) -> dict[str, torch.Tensor]:
         """Features of the pooled set (``"pooled"``) and, sliced from it, of each channel."""
+        if images.ndim == 5:  # 3D outputs: the axial slices around the centre, each slice one more "case"
+            centre, half = images.shape[-1] // 2, self.axial_slices // 2
+            images = images[..., max(centre - half, 0) : centre + half + 1]
+            images = images.permute(0, 4, 1, 2, 3).reshape(-1, *images.shape[1:4])
         pooled = extract_features(_unit(images), self._extractor, batch_size=32)
         k = len(self.channels)
         features = {"pooled": pooled}
