@@ -429,3 +429,51 @@ def test_tfaugd_centres_the_tumour_on_the_chosen_tissue():
     for seed in range(3):
         out = TFAugd(bank, (1, 1, 1), centre_key="tissue", centre_values=(3,)).set_random_state(seed)(data)
         assert tissue[tuple(out["tf_aug"]["centre_voxel"])] == 3
+
+
+def _inference_item(case_lists, **extra):
+    healthy, tumours = case_lists
+    item = {key: healthy[0][key] for key in (*SEQUENCES, "brain")}
+    item.update({f"tumor_{key}": tumours[0][key] for key in (*SEQUENCES, "label", "brain")})
+    return {"case_id": "case7", **item, **extra}
+
+
+def test_fabricator_writes_the_case_on_the_healthy_grid_and_keeps_the_rest(case_lists, tmp_path):
+    from synthmr.io import read_image
+    from synthmr.methods.brain_tumor_fabrication import TumorFabricator
+
+    item = _inference_item(case_lists)
+    written = TumorFabricator(_refiner(), [item], tmp_path / "out", seed=3).run()[0]
+    assert set(written) == {*SEQUENCES, "label"}
+    label = read_image(written["label"])
+    healthy = read_image(item["t1n"])
+    assert label.same_grid(healthy) and label.array.dtype == np.uint8
+    assert set(np.unique(label.array)) == {0, 1, 2, 3}
+    # Far from the tumour (beyond the ROI margin) every voxel is the healthy scan's, bit for bit.
+    from synthmr.methods.brain_tumor_fabrication import REGION_MARGIN_MM, _signed_distance
+
+    far = _signed_distance(label.array > 0, label.spacing) > REGION_MARGIN_MM + 1
+    for key in SEQUENCES:
+        image = read_image(written[key])
+        assert image.same_grid(healthy)
+        assert np.array_equal(image.array[far], read_image(item[key]).array[far])
+    with pytest.raises(InputError, match="exists"):
+        TumorFabricator(_refiner(), [item], tmp_path / "out").run()
+
+
+def test_fabricator_follows_the_placement_and_refuses_a_foreign_grid(case_lists, tmp_path):
+    from synthmr.io import Volume, read_image, write_image
+    from synthmr.methods.brain_tumor_fabrication import TumorFabricator
+
+    placement = np.zeros(SHAPE, np.uint8)
+    placement[26, 22, 18] = 1
+    write_image(Volume(placement, (1, 1, 1), (3.0, -2.0, 5.0), np.eye(3)), tmp_path / "placement.nii.gz")
+    item = _inference_item(case_lists, placement=str(tmp_path / "placement.nii.gz"))
+    written = TumorFabricator(_refiner(), [item], tmp_path / "out", augment=None).run()[0]
+    label = read_image(written["label"]).array
+    assert np.allclose(np.argwhere(label > 0).mean(axis=0), (26, 22, 18), atol=1.0)
+    write_image(Volume(placement, (2, 2, 2), (3.0, -2.0, 5.0), np.eye(3)), tmp_path / "coarse.nii.gz")
+    with pytest.raises(InputError, match="placement .* is not on the grid of t1n"):
+        TumorFabricator(_refiner(), [_inference_item(case_lists, placement=str(tmp_path / "coarse.nii.gz"))],
+                        tmp_path / "other").run()
+    assert not (tmp_path / "other").exists()

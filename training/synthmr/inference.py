@@ -85,6 +85,8 @@ class Synthesizer:
             the image are padded with when no ``inferer`` is given (a given inferer keeps its ``cval``).
         output_scalings: output key -> the intensity input whose scaling maps that output back (default: the
             reference input's).
+        output_labelmaps: the output keys that are label maps (written as unsigned 8-bit labels); only a subclass
+            that makes labels (overriding ``_synthesise``) has any.
     """
 
     def __init__(
@@ -108,6 +110,7 @@ class Synthesizer:
         conditions: Callable[[Mapping[str, np.ndarray]], np.ndarray] | None = None,
         output_scalings: Mapping[str, str] | None = None,
         low_over: LowOver = "foreground",
+        output_labelmaps: Sequence[str] = (),
     ) -> None:
         check_low_over(low_over)
         if inferer is not None:
@@ -127,6 +130,10 @@ class Synthesizer:
         self.inputs = list(inputs)
         self.outputs = list(outputs)
         self.labelmaps, self.optional = list(labelmaps), list(optional)
+        self.output_labelmaps = list(output_labelmaps)
+        unknown = [key for key in self.output_labelmaps if key not in outputs]
+        if unknown:
+            raise InputError(f"output_labelmaps {unknown} are not among the outputs {list(outputs)}")
         self.conditions = conditions
         self.conditions_scale_outputs = bool(getattr(conditions, "scales_outputs", False))
         if self.conditions_scale_outputs:
@@ -182,11 +189,15 @@ class Synthesizer:
             reference = volumes[self.inputs[0]]
             written.append(
                 {
-                    key: write_image(reference.with_array(output[c]), destinations[key], overwrite=self.overwrite)
+                    key: write_image(reference.with_array(self._typed(key, output[c])), destinations[key],
+                                     overwrite=self.overwrite)
                     for c, key in enumerate(self.outputs)
                 }
             )
         return written
+
+    def _typed(self, key: str, array: np.ndarray) -> np.ndarray:
+        return np.rint(array).astype(np.uint8) if key in self.output_labelmaps else array
 
     def _plan(self, index: int, item: dict) -> dict[str, Path]:
         """The output files of one case, refused before any work if they exist (and overwrite is off)."""

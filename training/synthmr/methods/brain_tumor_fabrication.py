@@ -24,6 +24,8 @@ This module holds what is specific to the method; the sections below, top to bot
 6. **New cases** (:class:`FabricatedCases`): healthy scans and annotated tumour cases in, tumour-bearing cases
    with their labels out, by TF, TF-Aug alone or CarveMix (``synthmr generate`` and the downstream harness);
    :func:`load_annotated` reads the annotated cases for training.
+7. **The bundle's inference** (:class:`TumorFabricator`): a healthy scan and a tumour case in, the tumour-bearing
+   scan and its label out, on the healthy scan's grid.
 
 Sequence keys are BraTS 2023's (docs/design.md, *Data conventions*): ``t1n``, ``t1c``, ``t2w``, ``t2f``; the label
 ``label`` has 1 necrotic core, 2 edema, 3 enhancing tumour; ``brain`` is the brain mask (the phantom's, or
@@ -95,6 +97,7 @@ from monai.transforms import GaussianSmooth, MapTransform, Rand3DElasticd, Rando
 
 from synthmr.errors import InputError
 from synthmr.io import Volume, read_image, write_image
+from synthmr.inference import Synthesizer
 from synthmr.io._atomic import atomic_output, check_destination, write_json
 from synthmr.losses import ClassWisePerceptualLoss, hinge_l1
 from synthmr.transforms.intensity import IntensityScaling
@@ -854,6 +857,41 @@ def _read_case(item: Mapping, keys: Sequence[str], name: str) -> dict[str, Volum
     return volumes
 
 
+def fabricate(
+    images: np.ndarray,
+    brain: np.ndarray,
+    spacing: Sequence[float],
+    source_images: np.ndarray,
+    source_label: np.ndarray,
+    source_brain: np.ndarray,
+    source_spacing: Sequence[float],
+    rng: np.random.Generator,
+    augment: RandTumorAugment | None = None,
+    refiner: nn.Module | None = None,
+    model_spacing: Sequence[float] | None = None,
+    device: torch.device | str = "cpu",
+    centre_mask: np.ndarray | None = None,
+    name: str = "healthy case",
+    source_id: str = "",
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """One tumour-bearing case: the source's tumour region, augmented (unless ``augment`` is None), placed into the
+    healthy ``images`` (TF-Aug) and, with a ``refiner``, refined inside its ROI (TF-GAN).
+
+    Returns:
+        the images ``(4, x, y, z)`` in the healthy case's units, the BraTS label ``(x, y, z)`` uint8, and what was
+        drawn (the tumour's centre voxel and the share of it inside the brain).
+    """
+    region = tumor_region(source_images, source_label, source_brain, source_spacing, case_id=source_id)
+    if augment is not None:
+        augment.set_random_state(seed=int(rng.integers(2**31)))
+        region = augment(region)
+    placed = place_tumor(region, images, brain, spacing, rng, centre_mask=centre_mask, name=name)
+    out = placed.images
+    if refiner is not None:
+        out = refine_roi(refiner, out, placed.label, placed.roi, spacing, model_spacing, device)
+    return out, placed.label, {"centre_voxel": list(placed.centre), "inside": placed.inside}
+
+
 class FabricatedCases:
     """Tumour-bearing cases made from healthy scans and annotated tumour cases (``synthmr generate`` and the
     downstream harness's ``synthesize``).
@@ -980,19 +1018,15 @@ class FabricatedCases:
             mixed, label, lam = carvemix(images, np.zeros(brain.shape, np.uint8), source_images,
                                          source[LABEL].array, spacing, rng, (name, f"tumour case {source_id!r}"))
             return mixed, label, {"lambda_mm": lam}
-        region = tumor_region(source_images, source[LABEL].array, source[BRAIN].array, source[BRAIN].spacing,
-                              case_id=source_id)
-        self.augment.set_random_state(seed=int(rng.integers(2**31)))
-        region = self.augment(region)
         centre = None
         if self.centre_key:
             array = healthy[self.centre_key].array
             centre = np.isin(array, self.centre_values) if self.centre_values else array != 0
-        placed = place_tumor(region, images, brain, spacing, rng, centre_mask=centre, name=name)
-        images = placed.images
-        if self.mode == "tf":
-            images = refine_roi(self.refiner, images, placed.label, placed.roi, spacing, self.model_spacing, self.device)
-        return images, placed.label, {"centre_voxel": list(placed.centre), "inside": placed.inside}
+        return fabricate(
+            images, brain, spacing, source_images, source[LABEL].array, source[BRAIN].array, source[BRAIN].spacing,
+            rng, self.augment, self.refiner if self.mode == "tf" else None, self.model_spacing, self.device, centre,
+            name, source_id,
+        )
 
 
 def load_annotated(items: Sequence[Mapping]) -> tuple[list[TumorRegion], list[tuple[np.ndarray, np.ndarray]]]:
@@ -1012,3 +1046,104 @@ def load_annotated(items: Sequence[Mapping]) -> tuple[list[TumorRegion], list[tu
         regions.append(tumor_region(images, case[LABEL].array, case[BRAIN].array, case[BRAIN].spacing, case_id=case_id))
         reals.append((images, case[LABEL].array.astype(np.uint8)))
     return regions, reals
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 7. The bundle's inference: one healthy case and one tumour case in, the tumour-bearing case and its label out
+# ---------------------------------------------------------------------------------------------------------------
+
+TUMOR_PREFIX = "tumor_"  # the tumour case's roles: tumor_t1n ... tumor_t2f, tumor_label, tumor_brain
+PLACEMENT = "placement"  # optional label map: where the tumour's centre may go
+INFERENCE_INPUTS = (
+    *SEQUENCES, BRAIN, *(TUMOR_PREFIX + s for s in SEQUENCES), TUMOR_PREFIX + LABEL, TUMOR_PREFIX + BRAIN, PLACEMENT
+)
+INFERENCE_LABELMAPS = (BRAIN, TUMOR_PREFIX + LABEL, TUMOR_PREFIX + BRAIN, PLACEMENT)
+INFERENCE_OPTIONAL = (BRAIN, TUMOR_PREFIX + BRAIN, PLACEMENT)
+INFERENCE_OUTPUTS = (*SEQUENCES, LABEL)
+
+
+def _brain_or_foreground(volumes: Mapping[str, Volume], images: np.ndarray, key: str) -> np.ndarray:
+    """The given brain mask, or (skull-stripped images, as BraTS) every voxel where some sequence is not 0."""
+    return volumes[key].array != 0 if key in volumes else np.any(images != 0, axis=0)
+
+
+def _inference_kwargs() -> dict:
+    return {
+        "inputs": list(INFERENCE_INPUTS),
+        "outputs": list(INFERENCE_OUTPUTS),
+        "labelmaps": list(INFERENCE_LABELMAPS),
+        "optional": list(INFERENCE_OPTIONAL),
+        "output_labelmaps": [LABEL],
+        "spatial_dims": 3,
+        "roi_size": (128, 128, 128),  # unused: the refiner runs once on each ROI (refine_roi)
+    }
+
+
+class TumorFabricator(Synthesizer):
+    """What ``inference.yaml`` runs: for every case, the tumour of its tumour case placed into its healthy scan by
+    TF-Aug and refined by TF-GAN (:func:`fabricate`); writes the four sequences and ``label`` on the healthy scan's
+    grid. Every voxel outside the refined ROI is the healthy scan's (plus the placed tumour: TF-Aug's coarse
+    image), and every input is read and checked, and every output path refused if it exists, before any work
+    (:class:`synthmr.inference.Synthesizer`).
+
+    A case (datalist item) names the healthy scan's ``t1n``, ``t1c``, ``t2w``, ``t2f`` (and optionally ``brain``),
+    the tumour case's ``tumor_t1n`` ... ``tumor_t2f``, ``tumor_label`` (BraTS 2023 labels) and optionally
+    ``tumor_brain``, all on one grid, and optionally ``placement``, a label map of where the tumour's centre may
+    go (default: anywhere in the brain). Brain masks default to the voxels where a sequence is not 0
+    (skull-stripped images).
+
+    Args:
+        network: the trained :class:`synthmr.nets.ROIRefiner`.
+        datalist, output_dir, device, overwrite, progress: as :class:`synthmr.inference.Synthesizer`.
+        model_spacing: the voxel size the refiner was trained at (mm).
+        seed: the draws (augmentation, position) of case ``i`` come from ``(seed, i)``.
+        augment: TF-Aug's augmentation (default :class:`RandTumorAugment`'s); None places the tumour as it is.
+        refine: False writes TF-Aug's coarse case (the ablation).
+    """
+
+    def __init__(
+        self,
+        network: nn.Module,
+        datalist: Sequence[Mapping],
+        output_dir: str | os.PathLike,
+        model_spacing: Sequence[float] | None = None,
+        device: torch.device | str = "cpu",
+        seed: int = 0,
+        augment: RandTumorAugment | None = "default",
+        refine: bool = True,
+        overwrite: bool = False,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
+        super().__init__(network, datalist, output_dir=output_dir, device=device, overwrite=overwrite,
+                         progress=progress, **_inference_kwargs())
+        self.model_spacing = None if model_spacing is None else tuple(float(s) for s in model_spacing)
+        self.seed, self.refine = int(seed), bool(refine)
+        self.augment = RandTumorAugment() if augment == "default" else augment
+        self._case = 0
+
+    def _synthesise(self, volumes: dict[str, Volume], step: Callable[[], None]) -> np.ndarray:
+        rng = np.random.default_rng([self.seed, self._case])
+        self._case += 1
+        reference = volumes[SEQUENCES[0]]
+        images = np.stack([volumes[s].array for s in SEQUENCES]).astype(np.float32)
+        source = np.stack([volumes[TUMOR_PREFIX + s].array for s in SEQUENCES]).astype(np.float32)
+        placement = volumes[PLACEMENT].array != 0 if PLACEMENT in volumes else None
+        out, label, _ = fabricate(
+            images,
+            _brain_or_foreground(volumes, images, BRAIN),
+            reference.spacing,
+            source,
+            volumes[TUMOR_PREFIX + LABEL].array,
+            _brain_or_foreground(volumes, source, TUMOR_PREFIX + BRAIN),
+            reference.spacing,
+            rng,
+            self.augment,
+            self.network if self.refine else None,
+            self.model_spacing,
+            self.device,
+            placement,
+            name="the healthy scan",
+            source_id="the tumour case",
+        )
+        step()
+        return np.concatenate([out, label[None].astype(np.float32)])
