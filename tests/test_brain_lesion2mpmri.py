@@ -282,7 +282,8 @@ def test_a_lesion_map_alone_gives_five_sequences_on_its_grid(prepared, atlas_dir
 def test_segmenter_pairs_turn_a_slice_around(prepared, tmp_path):
     import torch
 
-    from synthmr.methods.brain_lesion2mpmri import SegmentationPairsd, consistency_term, save_segmenter
+    from synthmr.engines.base import export_network_weights
+    from synthmr.methods.brain_lesion2mpmri import SegmentationPairsd, consistency_term
 
     pair = pair_transforms(random=False)(prepared[0])
     turned = SegmentationPairsd()(pair)
@@ -292,10 +293,11 @@ def test_segmenter_pairs_turn_a_slice_around(prepared, tmp_path):
     assert torch.equal(turned["label"][0], pair["image"][:5].argmax(0))
     network = torch.nn.Conv2d(5, 5, 1)
     torch.save({"segmenter": network.state_dict()}, tmp_path / "best.pt")
-    saved = torch.load(save_segmenter(tmp_path / "best.pt", tmp_path / "segmenter.pt"), weights_only=True)
+    exported = export_network_weights(tmp_path / "best.pt", tmp_path / "segmenter.pt", "segmenter")
+    saved = torch.load(exported, weights_only=True)
     assert torch.equal(saved["weight"], network.weight)
     with pytest.raises(InputError, match="no segmenter checkpoint"):
-        save_segmenter(tmp_path / "missing.pt", tmp_path / "x.pt")
+        export_network_weights(tmp_path / "missing.pt", tmp_path / "x.pt", "segmenter")
     with pytest.raises(InputError, match="train_segmenter.yaml.*--segmenter_weights null"):
         consistency_term(network, tmp_path / "missing.pt")
 

@@ -235,7 +235,7 @@ def test_patches_hold_the_refiner_input_and_an_unpaired_real_tumour():
     from synthmr.methods.brain_tumor_fabrication import CONDITION_CHANNELS, TumorPatchesd
 
     coarse, real = _coarse_case()
-    out = TumorPatchesd([real], size=(24, 24, 24), jitter=2).set_random_state(0)(coarse)
+    out = TumorPatchesd([real], (1, 1, 1), size=(24, 24, 24), jitter=2).set_random_state(0)(coarse)
     condition, label, roi = out["image"], out["label"], out["roi"]
     assert condition.shape == (CONDITION_CHANNELS, 24, 24, 24)
     assert out["real"].shape == (4, 24, 24, 24) and out["real_label"].shape == (1, 24, 24, 24)
@@ -243,9 +243,10 @@ def test_patches_hold_the_refiner_input_and_an_unpaired_real_tumour():
         assert torch.equal(condition[4 + channel], (label[0] == value).float())
     assert torch.equal(condition[-1], roi[0])
     assert np.count_nonzero(out["label"]) > 0 and np.count_nonzero(out["real_label"]) > 0
-    assert condition[:4].min() >= -1.5 and condition[:4].max() <= 1.01  # scaled (decision 6); background -1
+    # scaled by the tissue outside the ROI (decision 6): background -1; this tumour, 2.1x a flat brain, above 1
+    assert condition[:4].min() == -1.0 and 1.0 < condition[:4].max() < 1.5
     with pytest.raises(InputError, match="needs at least one annotated tumour case"):
-        TumorPatchesd([])
+        TumorPatchesd([], (1, 1, 1))
 
 
 def test_patch_padding_where_the_box_leaves_the_volume():
@@ -264,7 +265,7 @@ def test_feature_extractor_refuses_missing_or_foreign_weights(tmp_path):
     with pytest.raises(InputError, match="no such file"):
         load_feature_extractor(None)
     torch.save({"weight": torch.zeros(3)}, tmp_path / "foreign.pt")
-    with pytest.raises(InputError, match="cannot be loaded as a SegResNet"):
+    with pytest.raises(InputError, match="feature extractor weights: .*train_extractor.yaml"):
         load_feature_extractor(tmp_path / "foreign.pt")
     network = feature_segmenter()
     torch.save(network.state_dict(), tmp_path / "f.pt")
@@ -363,13 +364,13 @@ def case_lists(tmp_path_factory):
     return healthy, tumours
 
 
-@pytest.mark.parametrize("mode", ["tf", "tf_aug", "carvemix"])
+@pytest.mark.parametrize("mode", ["tf", "tf_aug", "carvemix", "pix2pix"])
 def test_new_cases_are_written_on_the_healthy_grid_with_exact_labels(case_lists, tmp_path, mode):
     from synthmr.io import read_image
     from synthmr.methods.brain_tumor_fabrication import FabricatedCases
 
     healthy, tumours = case_lists
-    maker = FabricatedCases(healthy, mode=mode, refiner=_refiner() if mode == "tf" else None)
+    maker = FabricatedCases(healthy, mode=mode, refiner=_refiner() if mode in ("tf", "pix2pix") else None)
     items = maker.generate(tumours, 3, tmp_path / "set", seed=4)
     again = maker.generate(tumours, 3, tmp_path / "again", seed=4)
     assert [i["case_id"] for i in items] == ["case_00000", "case_00001", "case_00002"]
@@ -392,8 +393,9 @@ def test_new_cases_refuse_bad_inputs_and_leave_nothing(case_lists, tmp_path):
     from synthmr.methods.brain_tumor_fabrication import FabricatedCases
 
     healthy, tumours = case_lists
-    with pytest.raises(InputError, match="give the trained refiner"):
-        FabricatedCases(healthy, mode="tf")
+    for mode in ("tf", "pix2pix"):
+        with pytest.raises(InputError, match="give it as the refiner"):
+            FabricatedCases(healthy, mode=mode)
     with pytest.raises(InputError, match="mode must be one of"):
         FabricatedCases(healthy, mode="pix2pixhd")
     with pytest.raises(InputError, match="healthy datalist is empty"):
@@ -477,3 +479,34 @@ def test_fabricator_follows_the_placement_and_refuses_a_foreign_grid(case_lists,
         TumorFabricator(_refiner(), [_inference_item(case_lists, placement=str(tmp_path / "coarse.nii.gz"))],
                         tmp_path / "other").run()
     assert not (tmp_path / "other").exists()
+
+
+def test_pix2pix_pairs_hide_the_tumour_they_ask_for():
+    from synthmr.methods.brain_tumor_fabrication import CONDITION_CHANNELS, PairedTumorPatchesd
+
+    images, label, _ = _tumour_case()
+    pairs = PairedTumorPatchesd([(np.stack(images), label)], (1, 1, 1), size=(24, 24, 24), jitter=0)
+    out = pairs.set_random_state(0)({})
+    condition, target, weight = out["image"], out["target"], out["roi"][0]
+    assert condition.shape == (CONDITION_CHANNELS, 24, 24, 24) and target.shape == (4, 24, 24, 24)
+    core = weight >= 1.0
+    assert core[out["label"][0] > 0].all()  # the whole tumour is hidden
+    assert torch.all(condition[:4][:, core] == 0)
+    assert torch.equal(condition[:4][:, ~core], target[:, ~core])  # the surroundings are shown as they are
+    assert torch.equal(condition[-1], weight)
+
+
+def test_inpainting_refinement_does_not_see_the_coarse_tumour():
+    from synthmr.methods.brain_tumor_fabrication import refine_roi
+
+    coarse, _ = _coarse_case()
+    images = np.stack([coarse[s][0] for s in SEQUENCES])
+    roi = coarse["roi"][0]
+    other = images.copy()
+    other[:, roi >= 1.0] *= 3.0  # another tumour inside the core: the in-painting input is the same
+    refiner = _refiner()
+    a = refine_roi(refiner, images, coarse["label"][0], roi, (1, 1, 1), inpaint=True)
+    b = refine_roi(refiner, other, coarse["label"][0], roi, (1, 1, 1), inpaint=True)
+    core = roi >= 1.0
+    assert np.abs(a[:, core] - b[:, core]).max() < 0.05 * np.abs(images[:, core]).max()
+    assert np.array_equal(a[:, roi == 0], images[:, roi == 0])

@@ -28,6 +28,19 @@ def save_weights(state: dict, path: str | os.PathLike) -> Path:
     return path
 
 
+def export_network_weights(checkpoint: str | os.PathLike, out: str | os.PathLike, key: str) -> Path:
+    """A network's weights from its best training checkpoint (MONAI's ``CheckpointSaver`` file: the bare state
+    dict, or under ``key``), written to ``out`` as a plain state dict (atomically): how a bundle ships a helper
+    network it trained (a segmenter, a feature extractor)."""
+    from synthmr.errors import InputError
+
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise InputError(f"{checkpoint}: no {key} checkpoint (did the {key}'s validation run and save a best model?)")
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+    return save_weights(state.get(key, state), out)
+
+
 def set_requires_grad(network: torch.nn.Module, flag: bool) -> None:
     for p in network.parameters():
         p.requires_grad_(flag)

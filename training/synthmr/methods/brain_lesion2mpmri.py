@@ -489,19 +489,6 @@ class SegmentationPairsd(MapTransform):
         return d
 
 
-def save_segmenter(checkpoint: str | os.PathLike, out: str | os.PathLike) -> Path:
-    """The segmenter's weights from its best training checkpoint (MONAI's ``CheckpointSaver`` file: the bare state
-    dict, or under ``"segmenter"``) written to ``out`` as a plain state dict (atomically)."""
-    from synthmr.engines.base import save_weights
-
-    checkpoint = Path(checkpoint)
-    if not checkpoint.is_file():
-        raise InputError(f"{checkpoint}: no segmenter checkpoint (did the segmenter's validation run?)")
-    state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-    save_weights(state.get("segmenter", state), out)
-    return Path(out)
-
-
 def consistency_term(segmenter: torch.nn.Module, weights: str | os.PathLike | None = None):
     """The generator's part of the lesion-shape consistency (eq. 4), ``GDL(x, U(G(x)))``: a frozen segmenter's
     softmax over the five labels on the synthetic sequences against the one-hot lesion map the generator was

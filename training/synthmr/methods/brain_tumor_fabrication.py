@@ -54,9 +54,10 @@ design; each decision below is a default, documented in the bundle's card and ab
    :data:`FEATHER_MM` from it, linearly in between (signed distance to the tumour, in mm); the donor's
    background (outside its own brain mask) never enters. ``m_roi`` is the tumour grown by
    :data:`REGION_MARGIN_MM` inside the brain: the only voxels TF-GAN may change.
-6. **Intensities.** The refiner sees each sequence scaled to [-1, 1] by its own robust range over the whole
-   volume (:class:`~synthmr.transforms.IntensityScaling`, the image's 0.5th percentile to the foreground's
-   99.5th) with :data:`HEADROOM` above it, and writes back through the inverse.
+6. **Intensities.** The refiner sees each sequence scaled to [-1, 1] by its own robust range over the volume
+   outside the tumour's ROI (:class:`~synthmr.transforms.IntensityScaling`, the 0.5th percentile to the
+   foreground's 99.5th; :func:`outside_roi`) with :data:`HEADROOM` above it, and writes back through the
+   inverse: healthy tissue sets the scale, whatever the ROI holds.
 7. **Refinement weight.** TF-GAN's output is ``x_s' + w * correction`` (:class:`synthmr.nets.ROIRefiner`) with
    ``w`` 1 within :data:`FEATHER_MM` of the tumour, falling linearly to 0 at :data:`REGION_MARGIN_MM`
    (:func:`roi_weight`): the seam is refined, the ramp blends the refined into the untouched, and every voxel
@@ -76,6 +77,11 @@ design; each decision below is a default, documented in the bundle's card and ab
 11. **Inference grid.** The refiner runs on the ROI's bounding box only, resampled to the voxel size it was
    trained at (a BraTS case at 1 mm is refined at the phantom's 2 mm and resampled back), so memory does not
    grow with the volume and any grid works; outside ``m_roi`` the output is the coarse case, bit for bit.
+12. **The Pix2Pix baseline** ("label map -> image", the paper's comparison). A whole brain cannot be drawn from
+   a tumour label alone, so Pix2Pix here in-paints the tumour's ROI: it sees the label and the tissue around the
+   tumour with the tumour and its seam blanked (:func:`inpainting_condition`), and learns, paired, from the
+   annotated cases only (:class:`PairedTumorPatchesd`; L1 + a conditional PatchGAN, as pix2pix). At synthesis
+   TF-Aug places the label and Pix2Pix draws what lies inside it: same network, same ROI, same data as TF-GAN.
 """
 
 from __future__ import annotations
@@ -96,7 +102,7 @@ from monai.networks.nets import SegResNet
 from monai.transforms import GaussianSmooth, MapTransform, Rand3DElasticd, Randomizable
 
 from synthmr.errors import InputError
-from synthmr.io import Volume, read_image, write_image
+from synthmr.io import Volume, load_weights, read_image, write_image
 from synthmr.inference import Synthesizer
 from synthmr.io._atomic import atomic_output, check_destination, write_json
 from synthmr.losses import ClassWisePerceptualLoss, hinge_l1
@@ -590,15 +596,49 @@ def refiner_condition(images: torch.Tensor, label: torch.Tensor, weight: torch.T
     return torch.cat([images, one_hot, weight.to(images.dtype)], dim=1)
 
 
-def sequence_scalings(images: np.ndarray) -> list[IntensityScaling]:
-    """Each sequence's map to the refiner's range (decision 6), fitted on the whole volume."""
+def sequence_scalings(images: np.ndarray, outside: np.ndarray) -> list[IntensityScaling]:
+    """Each sequence's map to the refiner's range (decision 6), fitted on the voxels ``outside`` the tumour's ROI:
+    the healthy tissue sets the scale, whatever the ROI holds (a coarse tumour, a real one, a blank)."""
     return [
-        IntensityScaling.fit(channel, HEADROOM, name=name, low_over="image") for name, channel in zip(SEQUENCES, images)
+        IntensityScaling.fit(channel[outside], HEADROOM, name=name, low_over="image")
+        for name, channel in zip(SEQUENCES, images)
     ]
 
 
-def _scaled(images: np.ndarray) -> np.ndarray:
-    return np.stack([s.forward(channel) for s, channel in zip(sequence_scalings(images), images)]).astype(np.float32)
+def outside_roi(label: np.ndarray, spacing: Sequence[float], margin_mm: float = REGION_MARGIN_MM) -> np.ndarray:
+    """The voxels farther than ``margin_mm`` from the tumour (every voxel when there is none)."""
+    if not np.any(label):
+        return np.ones(label.shape, bool)
+    return _signed_distance(label > 0, spacing) > margin_mm
+
+
+def _scaled(images: np.ndarray, outside: np.ndarray) -> np.ndarray:
+    scalings = sequence_scalings(images, outside)
+    return np.stack([s.forward(channel) for s, channel in zip(scalings, images)]).astype(np.float32)
+
+
+class ScaledSequencesd(MapTransform):
+    """The four sequences stacked into one ``(4, x, y, z)`` image under ``out_key`` and scaled as the refiner sees
+    them (decision 6, the scale set outside the ROI of the tumour in ``label_key``): what the feature extractor
+    ``F`` is trained on, so that its features mean the same on the refiner's patches.
+
+    Args:
+        spacing: the cases' voxel size, mm.
+        sequences, label_key, out_key: the keys read and written.
+    """
+
+    def __init__(
+        self, spacing: Sequence[float], sequences: Sequence[str] = SEQUENCES, label_key: str = LABEL, out_key: str = "image"
+    ) -> None:
+        super().__init__(list(sequences))
+        self.spacing, self.label_key, self.out_key = _spacing(spacing, "cases"), label_key, out_key
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        d = {k: v for k, v in data.items() if k not in self.keys}
+        images = np.stack([_plain(data[k]) for k in self.keys]).astype(np.float32)
+        outside = outside_roi(_plain(data[self.label_key]), self.spacing)
+        d[self.out_key] = torch.from_numpy(_scaled(images, outside))
+        return d
 
 
 def _patch(arrays: Sequence[np.ndarray], fills: Sequence[float], centre: np.ndarray, size: Sequence[int]) -> list[np.ndarray]:
@@ -628,6 +668,7 @@ class TumorPatchesd(Randomizable, MapTransform):
 
     Args:
         real_cases: annotated cases as ``(images (4, x, y, z), label)`` arrays, in the recipients' units.
+        spacing: the voxel size of the cases, mm.
         size: patch size, voxels.
         jitter: largest shift of the patch centre per axis, voxels.
         sequences, label_key, roi_key: keys TF-Aug wrote.
@@ -636,6 +677,7 @@ class TumorPatchesd(Randomizable, MapTransform):
     def __init__(
         self,
         real_cases: Sequence[tuple[np.ndarray, np.ndarray]],
+        spacing: Sequence[float],
         size: Sequence[int] = (48, 48, 48),
         jitter: int = 8,
         sequences: Sequence[str] = SEQUENCES,
@@ -645,10 +687,13 @@ class TumorPatchesd(Randomizable, MapTransform):
         MapTransform.__init__(self, list(sequences) + [label_key, roi_key])
         if not real_cases:
             raise InputError("TF-GAN needs at least one annotated tumour case to compare against; got none")
-        self.real = [(_scaled(np.asarray(images, np.float32)), np.asarray(label, np.uint8)) for images, label in real_cases]
-        for i, (_, label) in enumerate(self.real):
+        spacing = _spacing(spacing, "annotated cases")
+        self.real = []
+        for i, (images, label) in enumerate(real_cases):
+            label = np.asarray(label, np.uint8)
             if not np.any(label):
                 raise InputError(f"annotated case {i}: label has no tumour voxel")
+            self.real.append((_scaled(np.asarray(images, np.float32), outside_roi(label, spacing)), label))
         self.size = tuple(int(v) for v in size)
         self.jitter = int(jitter)
         self.sequences, self.label_key, self.roi_key = tuple(sequences), label_key, roi_key
@@ -660,9 +705,9 @@ class TumorPatchesd(Randomizable, MapTransform):
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
         self.randomize()
         d = dict(data)
-        images = _scaled(np.stack([_plain(d[s]) for s in self.sequences]).astype(np.float32))
         label = _plain(d[self.label_key]).astype(np.uint8)
         roi = _plain(d[self.roi_key]).astype(np.float32)
+        images = _scaled(np.stack([_plain(d[s]) for s in self.sequences]).astype(np.float32), roi == 0)
         centre = np.rint(np.argwhere(label > 0).mean(axis=0)).astype(int) + self._shifts[0]
         images, label, roi = _patch([images, label, roi], [-1.0, 0, 0.0], centre, self.size)
         condition = refiner_condition(torch.from_numpy(images[None]), torch.from_numpy(label[None, None]), torch.from_numpy(roi[None, None]))
@@ -680,6 +725,59 @@ class TumorPatchesd(Randomizable, MapTransform):
             }
         )
         return out
+
+
+def inpainting_condition(images: torch.Tensor, label: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """The Pix2Pix baseline's input (decision 12): :func:`refiner_condition` with the image set to 0 (mid-range)
+    where the ROI weight is 1 (the tumour and its seam), so the network sees the label and the tissue around it,
+    never the tumour it must draw."""
+    return refiner_condition(torch.where(weight >= 1.0, torch.zeros_like(images), images), label, weight)
+
+
+class PairedTumorPatchesd(Randomizable):
+    """Training pairs of the Pix2Pix baseline (decision 12) from the annotated cases alone: a ``size`` patch around
+    a real tumour (moved by up to ``jitter`` voxels), its ROI weight from its own label (:func:`roi_weight`), the
+    in-painting input under :data:`CONDITION` and the real patch under ``"target"``.
+
+    Applied to any item (its content is ignored; use a datalist of the annotated cases for one pair per case and
+    epoch), it draws the case uniformly.
+
+    Args:
+        real_cases: annotated cases as ``(images (4, x, y, z), label)`` arrays.
+        spacing: their voxel size, mm.
+        size, jitter: as :class:`TumorPatchesd`.
+    """
+
+    def __init__(
+        self,
+        real_cases: Sequence[tuple[np.ndarray, np.ndarray]],
+        spacing: Sequence[float],
+        size: Sequence[int] = (48, 48, 48),
+        jitter: int = 8,
+    ) -> None:
+        if not real_cases:
+            raise InputError("Pix2Pix needs at least one annotated tumour case to learn from; got none")
+        spacing = _spacing(spacing, "annotated cases")
+        self.cases = []
+        for images, label in real_cases:
+            label = np.asarray(label, np.uint8)
+            distance = _signed_distance(label > 0, spacing)
+            images = _scaled(np.asarray(images, np.float32), distance > REGION_MARGIN_MM)
+            brain = np.any(images > -1.0, axis=0)
+            self.cases.append((images, label, roi_weight(distance, brain)))
+        self.size, self.jitter = tuple(int(v) for v in size), int(jitter)
+
+    def randomize(self, data=None) -> None:
+        self._case = int(self.R.randint(len(self.cases)))
+        self._shift = self.R.randint(-self.jitter, self.jitter + 1, size=3)
+
+    def __call__(self, data: Mapping[Hashable, object]) -> dict:
+        self.randomize()
+        images, label, roi = self.cases[self._case]
+        centre = np.rint(np.argwhere(label > 0).mean(axis=0)).astype(int) + self._shift
+        images, label, roi = _patch([images, label, roi], [-1.0, 0, 0.0], centre, self.size)
+        x, y, w = torch.from_numpy(images[None]), torch.from_numpy(label[None, None]), torch.from_numpy(roi[None, None])
+        return {CONDITION: inpainting_condition(x, y, w)[0], "target": x[0], LABEL: y[0], ROI: w[0]}
 
 
 class EncoderFeatures(nn.Module):
@@ -714,10 +812,9 @@ def load_feature_extractor(path: str | os.PathLike | None, init_filters: int = 8
         raise InputError(f"feature extractor weights {path}: no such file. The class-wise perceptual loss needs them: {how}")
     network = feature_segmenter(init_filters)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        network.load_state_dict(state.get("network", state) if isinstance(state, dict) else state)
-    except Exception as error:  # noqa: BLE001 - any failure to read or fit the file is the user's file's problem
-        raise InputError(f"feature extractor weights {path}: cannot be loaded as a SegResNet ({error}); {how}") from error
+        load_weights(network, path)
+    except InputError as error:
+        raise InputError(f"feature extractor weights: {error}; {how}") from None
     return EncoderFeatures(network)
 
 
@@ -775,6 +872,7 @@ def refine_roi(
     spacing: Sequence[float],
     model_spacing: Sequence[float] | None = None,
     device: torch.device | str = "cpu",
+    inpaint: bool = False,
 ) -> np.ndarray:
     """TF-GAN's refinement of a coarse case (decisions 6, 7 and 11): only voxels with ``roi > 0`` change.
 
@@ -791,6 +889,8 @@ def refine_roi(
         spacing: the case's voxel size, mm.
         model_spacing: the voxel size the refiner was trained at (None: the case's).
         device: where the refiner runs.
+        inpaint: blank the image where ``roi == 1`` before the network sees it (:func:`inpainting_condition`): the
+            Pix2Pix baseline, which draws the tumour from its label and the surrounding tissue alone.
 
     Returns:
         the refined sequences ``(4, x, y, z)`` float32, equal to ``images`` bit for bit where ``roi == 0``.
@@ -799,7 +899,7 @@ def refine_roi(
     inside = np.argwhere(roi > 0)
     if not len(inside):
         return images.copy()
-    scalings = sequence_scalings(images)
+    scalings = sequence_scalings(images, roi == 0)
     low, high = inside.min(axis=0), inside.max(axis=0) + 1
     box = tuple(slice(a, b) for a, b in zip(low, high))
     scaled = np.stack([s.forward(channel[box]) for s, channel in zip(scalings, images)]).astype(np.float32)
@@ -820,7 +920,8 @@ def refine_roi(
     y = to_model(crop_label[None], "nearest")
     w = to_model(crop_roi[None], "trilinear")
     pad = [v for extra in reversed(padded - model_size) for v in (0, int(extra))]
-    condition = refiner_condition(F.pad(x, pad, value=-1.0), F.pad(y, pad), F.pad(w, pad))
+    make = inpainting_condition if inpaint else refiner_condition
+    condition = make(F.pad(x, pad, value=-1.0), F.pad(y, pad), F.pad(w, pad))
     refiner.eval()
     with torch.no_grad():
         refined = refiner(condition.to(device)).float().cpu()
@@ -840,7 +941,7 @@ def refine_roi(
 # 6. New cases: healthy scans + annotated tumours -> tumour-bearing cases (generate, the downstream harness)
 # ---------------------------------------------------------------------------------------------------------------
 
-MODES = ("tf", "tf_aug", "carvemix")  # TF-Aug + TF-GAN; TF-Aug alone (the ablation); the CarveMix baseline
+MODES = ("tf", "tf_aug", "carvemix", "pix2pix")  # the method, its ablation, the two baselines
 
 
 def _read_case(item: Mapping, keys: Sequence[str], name: str) -> dict[str, Volume]:
@@ -873,9 +974,11 @@ def fabricate(
     centre_mask: np.ndarray | None = None,
     name: str = "healthy case",
     source_id: str = "",
+    inpaint: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """One tumour-bearing case: the source's tumour region, augmented (unless ``augment`` is None), placed into the
-    healthy ``images`` (TF-Aug) and, with a ``refiner``, refined inside its ROI (TF-GAN).
+    healthy ``images`` (TF-Aug) and, with a ``refiner``, refined inside its ROI (TF-GAN; with ``inpaint``, drawn
+    there by the Pix2Pix baseline).
 
     Returns:
         the images ``(4, x, y, z)`` in the healthy case's units, the BraTS label ``(x, y, z)`` uint8, and what was
@@ -888,7 +991,7 @@ def fabricate(
     placed = place_tumor(region, images, brain, spacing, rng, centre_mask=centre_mask, name=name)
     out = placed.images
     if refiner is not None:
-        out = refine_roi(refiner, out, placed.label, placed.roi, spacing, model_spacing, device)
+        out = refine_roi(refiner, out, placed.label, placed.roi, spacing, model_spacing, device, inpaint=inpaint)
     return out, placed.label, {"centre_voxel": list(placed.centre), "inside": placed.inside}
 
 
@@ -901,7 +1004,8 @@ class FabricatedCases:
 
     - ``"tf"``: TF-Aug then TF-GAN's refinement of the ROI (the method);
     - ``"tf_aug"``: TF-Aug alone (the ablation: the coarse case);
-    - ``"carvemix"``: CarveMix of the tumour case into the healthy scan (the baseline; the grids must match).
+    - ``"carvemix"``: CarveMix of the tumour case into the healthy scan (the baseline; the grids must match);
+    - ``"pix2pix"``: TF-Aug places the label, the Pix2Pix baseline in-paints its ROI (decision 12).
 
     Each case is ``<out_dir>/case_NNNNN/{t1n, t1c, t2w, t2f, label}.nii.gz`` on its healthy scan's grid, with
     ``datalist.json``; the folder appears whole or not at all.
@@ -909,7 +1013,7 @@ class FabricatedCases:
     Args:
         healthy: datalist items of healthy scans with the four sequences and ``brain``.
         mode: one of :data:`MODES`.
-        refiner: the trained :class:`synthmr.nets.ROIRefiner` (``"tf"`` only).
+        refiner: the trained :class:`synthmr.nets.ROIRefiner`: TF-GAN's (``"tf"``) or Pix2Pix's (``"pix2pix"``).
         model_spacing: the voxel size the refiner was trained at.
         centre_key, centre_values: a label map of the healthy scans and its values where tumours may be centred
             (the phantom's ``tissue`` and 3, white matter); None: anywhere in the brain.
@@ -930,12 +1034,13 @@ class FabricatedCases:
     ) -> None:
         if mode not in MODES:
             raise InputError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
-        if mode == "tf" and refiner is None:
-            raise InputError("mode 'tf' refines with TF-GAN: give the trained refiner")
+        if mode in ("tf", "pix2pix") and refiner is None:
+            raise InputError(f"mode {mode!r} runs a trained network: give it as the refiner")
         self.healthy = [dict(item) for item in healthy]
         if not self.healthy:
             raise InputError("no healthy scan to place tumours into: the healthy datalist is empty")
-        self.mode, self.refiner, self.device = mode, refiner, torch.device(device)
+        self.mode, self.device = mode, torch.device(device)
+        self.refiner = refiner if mode in ("tf", "pix2pix") else None
         self.model_spacing = None if model_spacing is None else tuple(float(s) for s in model_spacing)
         self.centre_key, self.centre_values = centre_key, tuple(int(v) for v in centre_values)
         self.augment = augment if augment is not None else RandTumorAugment()
@@ -946,7 +1051,7 @@ class FabricatedCases:
 
         return {
             "kind": "FabricatedCases", "mode": self.mode, "healthy_cases": len(self.healthy),
-            "weights_sha256": weights_digest(self.refiner) if self.mode == "tf" else None,
+            "weights_sha256": None if self.refiner is None else weights_digest(self.refiner),
             "augment": {k: v for k, v in vars(self.augment).items() if not k.startswith("_") and k != "R"},
         }
 
@@ -1024,8 +1129,8 @@ class FabricatedCases:
             centre = np.isin(array, self.centre_values) if self.centre_values else array != 0
         return fabricate(
             images, brain, spacing, source_images, source[LABEL].array, source[BRAIN].array, source[BRAIN].spacing,
-            rng, self.augment, self.refiner if self.mode == "tf" else None, self.model_spacing, self.device, centre,
-            name, source_id,
+            rng, self.augment, self.refiner if self.mode in ("tf", "pix2pix") else None, self.model_spacing,
+            self.device, centre, name, source_id, inpaint=self.mode == "pix2pix",
         )
 
 
