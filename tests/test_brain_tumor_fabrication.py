@@ -510,3 +510,31 @@ def test_inpainting_refinement_does_not_see_the_coarse_tumour():
     core = roi >= 1.0
     assert np.abs(a[:, core] - b[:, core]).max() < 0.05 * np.abs(images[:, core]).max()
     assert np.array_equal(a[:, roi == 0], images[:, roi == 0])
+
+
+def test_patch_report_tells_real_tumours_from_noise(case_lists, tmp_path, monkeypatch):
+    from feature_stubs import MomentFeatures
+
+    import synthmr.metrics.extractors as extractors
+    from synthmr.io import Volume, write_image
+    from synthmr.methods.brain_tumor_fabrication import format_patch_report, patch_quality_report
+
+    monkeypatch.setattr(extractors, "get_extractor", lambda name, weights=None: MomentFeatures())
+    monkeypatch.setattr(extractors, "describe_extractor", lambda module: "moments")
+    _, tumours = case_lists
+    noisy = dict(tumours[0])
+    rng = np.random.default_rng(0)
+    for key in SEQUENCES:
+        path = tmp_path / f"{key}.nii.gz"
+        write_image(Volume(rng.uniform(0, 1000, SHAPE).astype(np.float32), (1, 1, 1), (3.0, -2.0, 5.0), np.eye(3)), path)
+        noisy[key] = str(path)
+    report = patch_quality_report(tumours, {"same": tumours, "noise": [noisy]}, n_bootstrap=50,
+                                  out=tmp_path / "report.json")
+    same, noise = report["candidates"]["same"], report["candidates"]["noise"]
+    assert same["kid"]["pooled"]["kid"] < noise["kid"]["pooled"]["kid"]
+    assert all(v["error"] == 0.0 for v in same["contrast"].values() if v is not None)
+    assert same["contrast"]["t1c enhancing tumor / brain"]["mean"] == pytest.approx(1.5 + 0.2, rel=0.05)
+    assert max(v["error"] for v in noise["contrast"].values() if v is not None) > 0.3
+    assert (tmp_path / "report.json").is_file() and "noise" in format_patch_report(report)
+    with pytest.raises(InputError, match="exists"):
+        patch_quality_report(tumours, {"same": tumours}, out=tmp_path / "report.json")

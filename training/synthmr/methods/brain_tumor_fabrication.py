@@ -26,6 +26,8 @@ This module holds what is specific to the method; the sections below, top to bot
    :func:`load_annotated` reads the annotated cases for training.
 7. **The bundle's inference** (:class:`TumorFabricator`): a healthy scan and a tumour case in, the tumour-bearing
    scan and its label out, on the healthy scan's grid.
+8. **The held-out comparison** (:func:`patch_quality_report`): KID of the tumour slices and subregion contrast
+   errors of each candidate's fabricated cases against real tumour cases.
 
 Sequence keys are BraTS 2023's (docs/design.md, *Data conventions*): ``t1n``, ``t1c``, ``t2w``, ``t2f``; the label
 ``label`` has 1 necrotic core, 2 edema, 3 enhancing tumour; ``brain`` is the brain mask (the phantom's, or
@@ -1252,3 +1254,145 @@ class TumorFabricator(Synthesizer):
         )
         step()
         return np.concatenate([out, label[None].astype(np.float32)])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# 8. The held-out comparison: does the fabricated tumour look like a real one?
+#
+# Fabricated and real cases are unpaired (other subjects, other tumours), so the comparison is between sets: the
+# axial slices through each tumour, cut to the tumour's neighbourhood, per sequence and pooled, in the features of
+# an image extractor (KID with bootstrap intervals); and, per subregion and sequence, the contrast to the healthy
+# brain outside the ROI (median ratio), whose mean over the fabricated cases should match the real cases' (the
+# error with a bootstrap interval over the fabricated cases).
+# ---------------------------------------------------------------------------------------------------------------
+
+REPORT_SLICES = 5  # axial slices through each tumour's centroid
+REPORT_PATCH = 48  # in-plane voxels around it
+
+
+def tumor_slices(images: np.ndarray, label: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
+    """``(REPORT_SLICES, 4, REPORT_PATCH, REPORT_PATCH)`` in [0, 1]: the axial slices through the tumour's centroid,
+    cut around it, each sequence scaled by the tissue outside the ROI (decision 6) and mapped from [-1, 1]."""
+    centre = np.rint(np.argwhere(label > 0).mean(axis=0)).astype(int)
+    scaled = _scaled(images.astype(np.float32), outside_roi(label, spacing))
+    size = (REPORT_PATCH, REPORT_PATCH, REPORT_SLICES)
+    (patch,) = _patch([scaled], [-1.0], centre, size)
+    return np.clip((np.moveaxis(patch, -1, 0) + 1.0) / 2.0, 0.0, 1.0)
+
+
+def subregion_contrasts(images: np.ndarray, label: np.ndarray, spacing: Sequence[float], brain: np.ndarray) -> dict:
+    """Per subregion and sequence: median inside the subregion / median of the brain outside the ROI (None when the
+    case lacks the subregion)."""
+    outside = outside_roi(label, spacing) & brain
+    contrasts = {}
+    for name, value in TUMOR_LABELS.items():
+        region = label == value
+        for index, sequence in enumerate(SEQUENCES):
+            reference = float(np.median(images[index][outside]))
+            key = f"{sequence} {name} / brain"
+            contrasts[key] = float(np.median(images[index][region])) / reference if region.any() and reference else None
+    return contrasts
+
+
+def _case_arrays(item: Mapping, name: str) -> tuple[np.ndarray, np.ndarray, tuple[float, ...], np.ndarray]:
+    keys = [*SEQUENCES, LABEL] + ([BRAIN] if BRAIN in item else [])
+    case = _read_case(item, keys, name)
+    images = np.stack([case[s].array for s in SEQUENCES]).astype(np.float32)
+    label = case[LABEL].array.astype(np.uint8)
+    if not np.any(label):
+        raise InputError(f"{name}: label has no tumour voxel")
+    brain = case[BRAIN].array != 0 if BRAIN in case else np.any(images != 0, axis=0)
+    return images, label, case[LABEL].spacing, brain
+
+
+def patch_quality_report(
+    real: Sequence[Mapping],
+    candidates: Mapping[str, Sequence[Mapping]],
+    extractor: str = "domain",
+    extractor_weights: str | os.PathLike | None = None,
+    n_bootstrap: int = 1000,
+    out: str | os.PathLike | None = None,
+    overwrite: bool = False,
+) -> dict:
+    """How real the fabricated tumours look, per candidate (section 8's comment): KID (pooled and per sequence, with
+    bootstrap intervals) between the tumour slices of the candidate's cases and of the real cases, and per
+    subregion and sequence the error of the mean contrast (|fabricated mean - real mean|, interval over the
+    fabricated cases).
+
+    Args:
+        real: real tumour cases (the four sequences, ``label``, optionally ``brain``).
+        candidates: name -> its fabricated cases (same keys).
+        extractor, extractor_weights: the image feature extractor (:func:`synthmr.metrics.extractors.get_extractor`).
+        n_bootstrap: resamples of each interval.
+        out: where to write the report as JSON (optional).
+        overwrite: replace an existing ``out``.
+    """
+    from synthmr.evaluation.benefit import bootstrap_interval
+    from synthmr.metrics.extractors import describe_extractor, get_extractor
+    from synthmr.metrics.fid import extract_features
+    from synthmr.metrics.kid import kernel_distance
+
+    if out is not None:
+        check_destination(Path(out), overwrite)
+    network = get_extractor(extractor, extractor_weights)
+
+    def summarise(items: Sequence[Mapping], what: str) -> tuple[dict, list[dict]]:
+        slices, contrasts = [], []
+        for index, item in enumerate(items):
+            images, label, spacing, brain = _case_arrays(item, f"{what} case {item.get('case_id', index)!r}")
+            slices.append(tumor_slices(images, label, spacing))
+            contrasts.append(subregion_contrasts(images, label, spacing, brain))
+        stacked = np.concatenate(slices)  # (cases x slices, 4, H, W)
+        features = {
+            sequence: extract_features(torch.from_numpy(stacked[:, [i]]), network) for i, sequence in enumerate(SEQUENCES)
+        }
+        features["pooled"] = torch.cat([features[s] for s in SEQUENCES])
+        return features, contrasts
+
+    real_features, real_contrasts = summarise(real, "real")
+    real_means = {
+        key: float(np.mean(values)) if (values := [c[key] for c in real_contrasts if c[key] is not None]) else None
+        for key in real_contrasts[0]
+    }
+    report = {
+        "what": "unpaired realism of fabricated tumours (synthmr.methods.brain_tumor_fabrication.patch_quality_report)",
+        "slices": f"{REPORT_SLICES} axial slices of {REPORT_PATCH}x{REPORT_PATCH} voxels through each tumour's centroid",
+        "extractor": describe_extractor(network),
+        "n_real_cases": len(real),
+        "real_contrast_means": real_means,
+        "candidates": {},
+    }
+    for name, items in candidates.items():
+        features, contrasts = summarise(items, name)
+        kid = {key: kernel_distance(real_features[key], features[key], n_bootstrap=n_bootstrap) for key in features}
+        errors = {}
+        for key, real_mean in real_means.items():
+            values = [c[key] for c in contrasts if c[key] is not None]
+            if real_mean is None or not values:
+                errors[key] = None
+                continue
+            interval = bootstrap_interval(np.abs(np.asarray(values) - real_mean), n_resamples=n_bootstrap)
+            errors[key] = {"mean": float(np.mean(values)), "error": abs(float(np.mean(values)) - real_mean),
+                           "abs_error_interval": interval, "n": len(values)}
+        report["candidates"][name] = {
+            "n_cases": len(items),
+            "kid": {key: {"kid": value["kid"], "interval": value["interval"]} for key, value in kid.items()},
+            "contrast": errors,
+        }
+    if out is not None:
+        write_json(Path(out), report, overwrite=overwrite)
+    return report
+
+
+def format_patch_report(report: Mapping) -> str:
+    """The report as a table: candidates as rows, pooled and per-sequence KID (interval), mean contrast error."""
+    lines = [f"{'candidate':<10} {'KID pooled [95% interval]':<32} " + " ".join(f"{s:>8}" for s in SEQUENCES)
+             + "  contrast err"]
+    for name, result in report["candidates"].items():
+        pooled = result["kid"]["pooled"]
+        low, high = pooled["interval"] or (float("nan"), float("nan"))
+        errors = [v["error"] for v in result["contrast"].values() if v is not None]
+        lines.append(f"{name:<10} {pooled['kid']:>8.4f} [{low:.4f}, {high:.4f}]{'':<6} "
+                     + " ".join(f"{result['kid'][s]['kid']:>8.4f}" for s in SEQUENCES)
+                     + f"  {np.mean(errors) if errors else float('nan'):.3f}")
+    return "\n".join(lines)
