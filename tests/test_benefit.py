@@ -220,6 +220,25 @@ def test_case_metrics_edge_cases_and_millimetres():
     assert two_mm["hd95"] == pytest.approx(6)  # shifted 3 voxels along an axis of 2 mm voxels
 
 
+def test_case_metrics_score_regions_as_unions_of_classes():
+    """BraTS regions: the network's classes necrosis (1), edema (2), enhancing (3) scored as whole tumour, tumour
+    core and enhancing tumour; a prediction that swaps necrosis and enhancing is perfect on the whole tumour and
+    the core, wrong on the enhancing tumour."""
+    truth = np.zeros((1, 12, 12), np.int16)
+    truth[0, 2:10, 2:10] = 2
+    truth[0, 4:8, 4:8] = 3
+    truth[0, 5:7, 5:7] = 1
+    swapped = np.where(truth == 1, 3, np.where(truth == 3, 1, truth))
+    regions = {"whole tumour": ["necrosis", "edema", "enhancing"], "tumour core": ["necrosis", "enhancing"],
+               "enhancing tumour": ["enhancing"]}
+    scores = benefit.case_metrics(swapped, truth, ["necrosis", "edema", "enhancing"], (1.0, 1.0), regions)
+    assert set(scores) == set(regions)
+    assert scores["whole tumour"]["dice"] == 1 and scores["tumour core"]["dice"] == 1
+    assert scores["enhancing tumour"]["dice"] == pytest.approx(2 * 0 / (16 - 4 + 4))
+    with pytest.raises(InputError, match="regions: 'core' unites"):
+        benefit._check_regions({"core": ["necrosis", "cavity"]}, {"necrosis": [1], "edema": [2]})
+
+
 @pytest.fixture
 def wrong_label_case(tmp_path):
     label = np.zeros((32, 32))
@@ -285,6 +304,21 @@ def test_a_label_may_cover_several_values(data, tmp_path):
     with pytest.raises(InputError, match=r"labels: 'disc' has value \[\]"):
         run_benefit(numbered, test, None, {"disc": []}, tmp_path / "w3", n_real=(2,), shares=(0,), seeds=(0,),
                     settings=TINY, device="cpu")
+
+
+def test_regions_are_what_the_report_scores(data, tmp_path):
+    """With regions, run files, report, table and plot are keyed by region; the recipe records them."""
+    real, test = data
+    regions = {"anything": ["disc"]}
+    report = run_benefit(real, {"site_a": test["site_a"]}, None, LABELS, tmp_path, n_real=(2,), shares=(0,),
+                         seeds=(0,), settings=TINY, device="cpu", regions=regions)
+    assert report["settings"]["regions"] == regions
+    assert set(report["domains"]["site_a"]["arms"][0]["labels"]) == {"anything"}
+    assert read_run(tmp_path, "2_0_0")["recipe"]["regions"] == regions
+    assert "anything on site_a" in benefit.format_report(report)
+    with pytest.raises(InputError, match="regions: 'x' unites"):
+        run_benefit(real, test, None, LABELS, tmp_path / "w", n_real=(2,), shares=(0,), seeds=(0,), settings=TINY,
+                    device="cpu", regions={"x": ["nothing"]})
 
 
 def test_format_report_names_every_arm_and_verdict(data, tmp_path):

@@ -312,26 +312,34 @@ def segment(
 
 
 def case_metrics(
-    predicted: np.ndarray, truth: np.ndarray, label_names: Sequence[str], spacing: Sequence[float]
+    predicted: np.ndarray,
+    truth: np.ndarray,
+    label_names: Sequence[str],
+    spacing: Sequence[float],
+    regions: Mapping[str, Sequence[str]] | None = None,
 ) -> dict[str, dict[str, float]]:
     """Dice and HD95 (mm) per label of one case, from ``(1, *spatial)`` class-index maps (module docstring,
-    *Testing*, for empty labels): ``{name: {"dice", "hd95"}}``, HD95 NaN where either map lacks the label."""
-    n_classes = len(label_names) + 1
-    predicted = one_hot(torch.as_tensor(predicted)[None].long(), n_classes)  # (1, classes, *spatial)
-    truth = one_hot(torch.as_tensor(truth)[None].long(), n_classes)
-    dice = compute_dice(predicted, truth, include_background=False, ignore_empty=False)[0]
+    *Testing*, for empty labels): ``{name: {"dice", "hd95"}}``, HD95 NaN where either map lacks the label. With
+    ``regions`` (name -> label names), per region instead: the union of its labels' classes in each map (BraTS's
+    whole tumour, tumour core and enhancing tumour over the classes necrosis, edema, enhancing)."""
+    index_of = {name: index for index, name in enumerate(label_names, start=1)}
+    scored = regions if regions else {name: [name] for name in label_names}
+    predicted, truth = torch.as_tensor(predicted), torch.as_tensor(truth)
     scores = {}
-    for index, name in enumerate(label_names, start=1):
-        channel = slice(index, index + 1)
+    for name, members in scored.items():
+        classes = torch.tensor([index_of[member] for member in members])
+        masks = [torch.isin(array, classes)[None].long() for array in (predicted, truth)]  # (1, 1, *spatial)
+        region_predicted, region_truth = (one_hot(mask, 2) for mask in masks)
+        dice = compute_dice(region_predicted, region_truth, include_background=False, ignore_empty=False)[0, 0]
         hd95 = math.nan
-        if predicted[0, index].any() and truth[0, index].any():
+        if masks[0].any() and masks[1].any():
             with warnings.catch_warnings():  # MONAI 1.5+ warns about an argument its own code passes
                 warnings.filterwarnings("ignore", message=".*always_return_as_numpy.*", category=FutureWarning)
                 hd95 = compute_hausdorff_distance(
-                    predicted[:, channel], truth[:, channel], include_background=True, percentile=95,
+                    region_predicted[:, 1:], region_truth[:, 1:], include_background=True, percentile=95,
                     spacing=list(spacing),
                 )[0, 0].item()
-        scores[name] = {"dice": dice[index - 1].item(), "hd95": hd95}
+        scores[name] = {"dice": dice.item(), "hd95": hd95}
     return scores
 
 
@@ -350,6 +358,7 @@ def run_benefit(
     progress: Progress | None = None,
     n_bootstrap: int = 2000,
     bootstrap_seed: int = 0,
+    regions: Mapping[str, Sequence[str]] | None = None,
 ) -> dict:
     """Train and test every arm with every seed, resuming finished runs, and report the benefit of synthetic data.
 
@@ -372,6 +381,9 @@ def run_benefit(
         progress: called as ``progress(done, total, description)`` after each run.
         n_bootstrap: bootstrap resamples of each confidence interval.
         bootstrap_seed: their seed.
+        regions: optional region name -> the label names it unites; the network still learns ``labels`` as
+            classes, and Dice and HD95 are scored per region instead of per label (BraTS: whole tumour =
+            necrosis + edema + enhancing, tumour core = necrosis + enhancing, enhancing tumour).
 
     Returns:
         The report (module docstring), also written to ``work_dir/report.json``.
@@ -401,6 +413,7 @@ def run_benefit(
         if not items:
             raise InputError(f"test[{domain!r}]: the test domain has no items")
     labels = _check_labels(labels)
+    regions = _check_regions(regions, labels)
     if not (isinstance(n_bootstrap, int) and n_bootstrap > 0):
         raise InputError(f"n_bootstrap must be a positive integer; got {n_bootstrap!r}")
     work_dir = Path(work_dir)
@@ -424,6 +437,7 @@ def run_benefit(
         "labels": labels,
         "test_case_ids": {domain: [case.case_id for case in cases] for domain, cases in test_cases.items()},
         "test_images": {domain: [image_name(item) for item in items] for domain, items in test.items()},
+        **({"regions": regions} if regions else {}),  # absent without regions: earlier run files still match
     }
     synthesizer = describe_synthesizer(synthesize)
     runs: dict[tuple[int, float, int], dict] = {}
@@ -520,6 +534,26 @@ def _check_seeds(seeds: Sequence[int]) -> list[int]:
         if not _is_int(seed) or seed < 0:
             raise InputError(f"seeds: {seed!r} is not a non-negative integer")
     return sorted({int(seed) for seed in seeds})
+
+
+def _scored(recipe: Mapping) -> list[str]:
+    """The names scores are kept under: the regions when the experiment has them, else the labels."""
+    return list(recipe.get("regions") or recipe["labels"])
+
+
+def _check_regions(regions, labels: dict[str, list[int]]) -> dict[str, list[str]] | None:
+    if regions is None or (isinstance(regions, Mapping) and not regions):
+        return None
+    if not isinstance(regions, Mapping):
+        raise InputError(f"regions: expected {{region name: [label names]}}; got {regions!r}")
+    checked = {}
+    for name, members in regions.items():
+        members = [members] if isinstance(members, str) else members
+        if not isinstance(members, Sequence) or not members or any(m not in labels for m in members):
+            raise InputError(f"regions: {name!r} unites {regions[name]!r}; each region is a list of the label names "
+                             f"{list(labels)}")
+        checked[str(name)] = [str(m) for m in members]
+    return checked
 
 
 def _check_labels(labels: Mapping[str, int | Sequence[int]]) -> dict[str, list[int]]:
@@ -619,7 +653,7 @@ def _run(name: str, recipe: dict, subset: list[dict], synthesize: Synthesize | N
     scores = {
         domain: {
             case.case_id: case_metrics(segment(network, case.image, settings, device), case.label, list(labels),
-                                       case.spacing)
+                                       case.spacing, recipe.get("regions"))
             for case in domain_cases
         }
         for domain, domain_cases in test_cases.items()
@@ -721,7 +755,7 @@ def _report(runs: dict, recipe: dict, n_real: list[int], shares: list[float], se
             dice = {}
             for share in shares:
                 per_label = {}
-                for label in recipe["labels"]:
+                for label in _scored(recipe):
                     dice[share, label] = _per_case(runs, n, share, seeds, domain, case_ids, label, "dice")
                     hd95 = _per_case(runs, n, share, seeds, domain, case_ids, label, "hd95")
                     per_label[label] = {
@@ -732,7 +766,7 @@ def _report(runs: dict, recipe: dict, n_real: list[int], shares: list[float], se
                              "labels": per_label})
             for share in shares[1:]:
                 per_label = {}
-                for label in recipe["labels"]:
+                for label in _scored(recipe):
                     differences = dice[share, label] - dice[0.0, label]
                     summary = _summary(differences, n_bootstrap, bootstrap_seed)
                     p_value = _wilcoxon_p(differences)
@@ -752,6 +786,7 @@ def _report(runs: dict, recipe: dict, n_real: list[int], shares: list[float], se
             "segmentation": recipe["settings"],
             "spatial_dims": recipe["spatial_dims"],
             "labels": recipe["labels"],
+            **({"regions": recipe["regions"]} if recipe.get("regions") else {}),
             "n_real": n_real,
             "shares": shares,
             "seeds": seeds,
@@ -787,7 +822,7 @@ def format_report(report: Mapping) -> str:
         f"synthesizer: {json.dumps(settings.get('synthesizer'))}",
     ]
     for domain, result in report["domains"].items():
-        for label in settings["labels"]:
+        for label in _scored(settings):
             lines.append(f"\n{label} on {domain} ({result['n_cases']} test cases)")
             rows = [("real", "synthetic", "Dice", "HD95 mm (cases)")]
             for arm in result["arms"]:
@@ -816,7 +851,7 @@ def plot_benefit(report: dict, path: str | Path) -> Path:
     from matplotlib.figure import Figure  # no pyplot: no backend or global figure state involved
 
     domains = report["domains"]
-    label_names = list(report["settings"]["labels"])
+    label_names = list(_scored(report["settings"]))
     shares = report["settings"]["shares"]
     n_real = report["settings"]["n_real"]
     figure = Figure(figsize=(4.5 * len(label_names), 3.5 * len(domains)), layout="constrained")
