@@ -113,3 +113,27 @@ def test_evaluate_compares_the_candidates_on_held_out_subjects(tiny_model, tmp_p
     assert saved["n_real_cases"] == 2
     fabricated = sorted((tmp_path / "out" / "fabricated" / "tf").glob("case_*/label.nii.gz"))
     assert len(fabricated) == 2
+
+
+def test_benefit_runs_tf_enrichment_and_scores_brats_regions(data_dir, tiny_model, tmp_path):
+    """benefit.yaml end to end, tiny: 2 real 6 mm subjects with and without 2 TF-fabricated ones, scored on the
+    whole tumour, tumour core and enhancing tumour of 2 test subjects."""
+    from synthmr.methods.brain_tumor_fabrication import FabricatedCases
+
+    parser = ConfigParser()
+    parser.read_config([str(BUNDLE / "configs" / "inference.yaml"), str(BUNDLE / "configs" / "benefit.yaml")])
+    parser.update({
+        "bundle_root": str(BUNDLE), "device": CPU, "benefit_dir": str(tmp_path / "work"),
+        "benefit_data_dir": str(data_dir), "phantom_options": {"dims": 3, "spacing": 6.0},
+        "model_spacing": [6.0, 6.0, 6.0], "n_pool": 2, "n_test": 2, "n_healthy": 2, "checkpoint": str(tiny_model),
+        "n_real": [2], "shares": [0, 1], "seeds": [0],
+        "segmentation#iterations": 2, "segmentation#roi_size": 16, "segmentation#filters": [4, 8, 16, 32],
+    })
+    assert isinstance(parser.get_parsed_content("synthesize"), FabricatedCases)
+    parser.get_parsed_content("run")
+    report = parser.get_parsed_content("benefit")  # finished runs are read back, not trained again
+    arms = report["domains"]["brain"]["arms"]
+    assert [(arm["n_real"], arm["n_synthetic"]) for arm in arms] == [(2, 0), (2, 2)]
+    assert set(arms[0]["labels"]) == {"whole tumor", "tumor core", "enhancing tumor"}
+    assert report["settings"]["synthesizer"]["mode"] == "tf"
+    assert len(list((tmp_path / "work" / "synthetic" / "2_1_0").glob("case_*/label.nii.gz"))) == 2
