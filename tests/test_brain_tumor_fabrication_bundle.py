@@ -137,3 +137,21 @@ def test_benefit_runs_tf_enrichment_and_scores_brats_regions(data_dir, tiny_mode
     assert set(arms[0]["labels"]) == {"whole tumor", "tumor core", "enhancing tumor"}
     assert report["settings"]["synthesizer"]["mode"] == "tf"
     assert len(list((tmp_path / "work" / "synthetic" / "2_1_0").glob("case_*/label.nii.gz"))) == 2
+
+
+def test_generate_writes_a_fabricated_set(data_dir, tiny_model, tmp_path, capsys):
+    parser = ConfigParser()
+    parser.read_config([str(BUNDLE / "configs" / "inference.yaml"), str(BUNDLE / "configs" / "generate.yaml")])
+    healthy = str(data_dir / "healthy")
+    parser.update({
+        "bundle_root": str(BUNDLE), "device": CPU, "checkpoint": str(tiny_model), "model_spacing": [6.0, 6.0, 6.0],
+        "generate_sources": f"$synthmr.phantom.dataset.phantom_datalist('brain', '{data_dir / 'annotated'}', n=2, "
+                            "seed=50000, cavity_probability=0.0, dims=3, spacing=6.0)",
+        "generate_healthy": f"$synthmr.phantom.dataset.phantom_datalist('brain', '{healthy}', n=2, seed=0, "
+                            "tumor_probability=0.0, dims=3, spacing=6.0)",
+        "generate_n": 3, "generate_dir": str(tmp_path / "set"),
+    })
+    parser.get_parsed_content("run")
+    labels = sorted((tmp_path / "set").glob("case_*/label.nii.gz"))
+    assert len(labels) == 3 and (tmp_path / "set" / "datalist.json").is_file()
+    assert "generated: 3/3 cases" in capsys.readouterr().out

@@ -15,7 +15,11 @@ import yaml
 BUNDLES = sorted(path.parent.parent for path in (Path(__file__).parents[1] / "bundles").glob("*/configs/metadata.json"))
 CALL = re.compile(r"phantom_datalist\((?P<arguments>.*)\)")
 ROLES = {"train_datalist": "training", "generate_sources": "training", "val_datalist": "validation", "test_datalist": "held-out",
-         "pool_cases": "benefit pool", "test_cases": "benefit test"}
+         "pool_cases": "benefit pool", "test_cases": "benefit test",
+         # brain_tumor_fabrication: healthy subjects and annotated tumour subjects in every role
+         "healthy_datalist": "training", "annotated_datalist": "training", "val_healthy_datalist": "validation",
+         "val_annotated_datalist": "validation", "test_annotated_datalist": "held-out",
+         "generate_healthy": "training", "healthy_pool_cases": "benefit healthy pool"}
 
 
 def seed_ranges(bundle: Path) -> dict[str, set[tuple[int, int, str]]]:

@@ -1021,6 +1021,7 @@ class FabricatedCases:
             (the phantom's ``tissue`` and 3, white matter); None: anywhere in the brain.
         augment: TF-Aug's region augmentation (default :class:`RandTumorAugment`'s).
         device: where the refiner runs.
+        progress: optional ``progress(done, total)`` after each case.
     """
 
     def __init__(
@@ -1033,6 +1034,7 @@ class FabricatedCases:
         centre_values: Sequence[int] = (),
         augment: RandTumorAugment | None = None,
         device: str | torch.device = "cpu",
+        progress: Callable[[int, int], None] | None = None,
     ) -> None:
         if mode not in MODES:
             raise InputError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
@@ -1046,6 +1048,7 @@ class FabricatedCases:
         self.model_spacing = None if model_spacing is None else tuple(float(s) for s in model_spacing)
         self.centre_key, self.centre_values = centre_key, tuple(int(v) for v in centre_values)
         self.augment = augment if augment is not None else RandTumorAugment()
+        self.progress = progress
 
     def describe(self) -> dict:
         """What the downstream-benefit harness records of this synthesizer."""
@@ -1109,6 +1112,8 @@ class FabricatedCases:
                 items.append({"case_id": case_id, **{k: f"{case_id}/{k}.nii.gz" for k in (*SEQUENCES, LABEL)},
                               "healthy_case": str(h_item.get("case_id", h_index)), "tumor_case": source_id,
                               "seed": case_seed, **drawn})
+                if self.progress is not None:
+                    self.progress(i + 1, n)
             description = f"{n} tumour-bearing cases made by synthmr (brain_tumor_fabrication, mode {self.mode})"
             write_json(staging / "datalist.json", {"description": description, "seed": int(seed), "training": items})
         files = (*SEQUENCES, LABEL)
