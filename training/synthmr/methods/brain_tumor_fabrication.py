@@ -659,6 +659,30 @@ def _patch(arrays: Sequence[np.ndarray], fills: Sequence[float], centre: np.ndar
     return out
 
 
+def _scaled_annotated(
+    real_cases: Sequence[tuple[np.ndarray, np.ndarray]], spacing: Sequence[float], purpose: str
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Annotated cases as ``(scaled images, label, ROI weight)``, scaled as the refiner sees them (decision 6)."""
+    if not real_cases:
+        raise InputError(f"{purpose} needs at least one annotated tumour case; got none")
+    spacing = _spacing(spacing, "annotated cases")
+    prepared = []
+    for index, (images, label) in enumerate(real_cases):
+        label = np.asarray(label, np.uint8)
+        if not np.any(label):
+            raise InputError(f"annotated case {index}: label has no tumour voxel")
+        distance = _signed_distance(label > 0, spacing)
+        images = _scaled(np.asarray(images, np.float32), distance > REGION_MARGIN_MM)
+        prepared.append((images, label, roi_weight(distance, np.any(images > -1.0, axis=0))))
+    return prepared
+
+
+def _around_tumor(arrays: Sequence[np.ndarray], fills: Sequence[float], label: np.ndarray, shift: np.ndarray,
+                  size: Sequence[int]) -> list[np.ndarray]:
+    """:func:`_patch` centred on the tumour's centroid moved by ``shift`` voxels."""
+    return _patch(arrays, fills, np.rint(np.argwhere(label > 0).mean(axis=0)).astype(int) + shift, size)
+
+
 class TumorPatchesd(Randomizable, MapTransform):
     """Training pairs for TF-GAN from a case that :class:`TFAugd` has just made (decision 8).
 
@@ -687,15 +711,7 @@ class TumorPatchesd(Randomizable, MapTransform):
         roi_key: str = ROI,
     ) -> None:
         MapTransform.__init__(self, list(sequences) + [label_key, roi_key])
-        if not real_cases:
-            raise InputError("TF-GAN needs at least one annotated tumour case to compare against; got none")
-        spacing = _spacing(spacing, "annotated cases")
-        self.real = []
-        for i, (images, label) in enumerate(real_cases):
-            label = np.asarray(label, np.uint8)
-            if not np.any(label):
-                raise InputError(f"annotated case {i}: label has no tumour voxel")
-            self.real.append((_scaled(np.asarray(images, np.float32), outside_roi(label, spacing)), label))
+        self.real = _scaled_annotated(real_cases, spacing, "TF-GAN, to compare against,")
         self.size = tuple(int(v) for v in size)
         self.jitter = int(jitter)
         self.sequences, self.label_key, self.roi_key = tuple(sequences), label_key, roi_key
@@ -710,12 +726,12 @@ class TumorPatchesd(Randomizable, MapTransform):
         label = _plain(d[self.label_key]).astype(np.uint8)
         roi = _plain(d[self.roi_key]).astype(np.float32)
         images = _scaled(np.stack([_plain(d[s]) for s in self.sequences]).astype(np.float32), roi == 0)
-        centre = np.rint(np.argwhere(label > 0).mean(axis=0)).astype(int) + self._shifts[0]
-        images, label, roi = _patch([images, label, roi], [-1.0, 0, 0.0], centre, self.size)
-        condition = refiner_condition(torch.from_numpy(images[None]), torch.from_numpy(label[None, None]), torch.from_numpy(roi[None, None]))
-        real_images, real_label = self.real[self._real]
-        real_centre = np.rint(np.argwhere(real_label > 0).mean(axis=0)).astype(int) + self._shifts[1]
-        real_images, real_label = _patch([real_images, real_label], [-1.0, 0], real_centre, self.size)
+        images, label, roi = _around_tumor([images, label, roi], [-1.0, 0, 0.0], label, self._shifts[0], self.size)
+        x, y, w = (torch.from_numpy(a[None] if a.ndim == 4 else a[None, None]) for a in (images, label, roi))
+        condition = refiner_condition(x, y, w)
+        real_images, real_label, _ = self.real[self._real]
+        real_images, real_label = _around_tumor([real_images, real_label], [-1.0, 0], real_label, self._shifts[1],
+                                                self.size)
         out = {k: v for k, v in d.items() if k not in (*self.sequences, self.label_key, self.roi_key)}
         out.update(
             {
@@ -757,16 +773,7 @@ class PairedTumorPatchesd(Randomizable):
         size: Sequence[int] = (48, 48, 48),
         jitter: int = 8,
     ) -> None:
-        if not real_cases:
-            raise InputError("Pix2Pix needs at least one annotated tumour case to learn from; got none")
-        spacing = _spacing(spacing, "annotated cases")
-        self.cases = []
-        for images, label in real_cases:
-            label = np.asarray(label, np.uint8)
-            distance = _signed_distance(label > 0, spacing)
-            images = _scaled(np.asarray(images, np.float32), distance > REGION_MARGIN_MM)
-            brain = np.any(images > -1.0, axis=0)
-            self.cases.append((images, label, roi_weight(distance, brain)))
+        self.cases = _scaled_annotated(real_cases, spacing, "Pix2Pix, to learn from,")
         self.size, self.jitter = tuple(int(v) for v in size), int(jitter)
 
     def randomize(self, data=None) -> None:
@@ -776,8 +783,7 @@ class PairedTumorPatchesd(Randomizable):
     def __call__(self, data: Mapping[Hashable, object]) -> dict:
         self.randomize()
         images, label, roi = self.cases[self._case]
-        centre = np.rint(np.argwhere(label > 0).mean(axis=0)).astype(int) + self._shift
-        images, label, roi = _patch([images, label, roi], [-1.0, 0, 0.0], centre, self.size)
+        images, label, roi = _around_tumor([images, label, roi], [-1.0, 0, 0.0], label, self._shift, self.size)
         x, y, w = torch.from_numpy(images[None]), torch.from_numpy(label[None, None]), torch.from_numpy(roi[None, None])
         return {CONDITION: inpainting_condition(x, y, w)[0], "target": x[0], LABEL: y[0], ROI: w[0]}
 
