@@ -44,6 +44,9 @@ BLOCKS = [
     _with(lambda b: b.update(demo={"organ": "liver", "seed": -1})),
     _with(lambda b: b.update(demo={"seed": 1})),
     _with(lambda b: b.update(demo={"organ": "liver", "colour": "red"})),
+    _with(lambda b: b.update(demo={"organ": "brain", "seed": 1, "source": {"seed": 2, "prefix": "tumor_"}})),
+    _with(lambda b: b.update(demo={"organ": "brain", "source": {"seed": 2}})),
+    _with(lambda b: b.update(demo={"organ": "brain", "source": {"seed": 2, "prefix": "_x"}})),
     _with(lambda b: b.update(requires=">=0.2,<0.3")),
     _with(lambda b: b.update(requires="0.2")),
     _with(lambda b: b.update(colour="red")),
@@ -120,6 +123,13 @@ def _read(tmp_path, block):
     (tmp_path / "configs").mkdir(exist_ok=True)
     (tmp_path / "configs" / "metadata.json").write_text(json.dumps({"synthmr": block}))
     return read_tool_description(tmp_path)
+
+
+def test_a_demo_of_two_cases_reads_its_second_case(tmp_path):
+    block = _with(lambda b: b.update(demo={"organ": "brain", "seed": 1, "phantom": {"dims": 3},
+                                           "source": {"seed": 2, "prefix": "tumor_"}}))
+    demo = _read(tmp_path, block).demo
+    assert demo["source"] == {"seed": 2, "prefix": "tumor_", "phantom": {"dims": 3}}  # the demo's options by default
 
 
 def test_source_lesion_names_an_optional_labelmap_role(tmp_path):

@@ -2,7 +2,7 @@
 
 The case comes from the ``demo`` entry of the bundle's tool description (organ, seed, phantom options), so the
 demo knows nothing about any one bundle: every input role is filled from the case's image or mask of the role's
-``sequence`` (or name), the bundle runs through :func:`synthmr.bundle.run_bundle` exactly as ``synthmr run``
+``sequence`` (or name; a bundle that takes two cases names a second one whose roles carry a prefix), the bundle runs through :func:`synthmr.bundle.run_bundle` exactly as ``synthmr run``
 would, and each output is shown next to the case's real image of the same sequence with their difference.
 
 Written to ``out``: ``inputs/<role>.nii.gz``, ``synthetic/<role>.nii.gz`` and ``demo.png``, all at once (the
@@ -45,26 +45,39 @@ def run_demo(
     check_destination(out, overwrite, what="folder")
     demo = description.demo
     case = phantom_class(demo["organ"])(**demo["phantom"])(demo["seed"])
+    source = demo.get("source")
+    second = phantom_class(demo["organ"])(**source["phantom"])(source["seed"]) if source else None
 
-    available = {**case.images, **case.masks}
     with atomic_output(out, overwrite=overwrite) as staging:
-        inputs = {}
+        inputs, shown = {}, {}
         for name, role in description.inputs.items():
-            key = role.sequence or name
+            key, filler = role.sequence or name, case
+            if source and name.startswith(source["prefix"]):  # a role of the second case (tumor_t1n: its t1n)
+                key, filler = role.sequence or name[len(source["prefix"]):], second
+            available = {**filler.images, **filler.masks}
             if key not in available:
                 if role.required:
                     raise InputError(f"bundle {description.name}: its demo case has no image or mask {key!r}")
                 continue
-            inputs[name] = write_image(case.volume(key), staging / "inputs" / f"{name}.nii.gz")
+            inputs[name] = write_image(filler.volume(key), staging / "inputs" / f"{name}.nii.gz")
+            shown[name] = (available[key], key in filler.masks)
         outputs = run_bundle(root, inputs, staging / "synthetic", device=device, progress=None,
                              trust_bundle=trust_bundle)
         synthetic = {name: read_image(path).array for name, path in outputs.items()}
-        _figure(case, description, synthetic, staging / "demo.png")
+        _figure(case, description, shown, synthetic, staging / "demo.png")
     return out / "demo.png"
 
 
-def _figure(case: PhantomCase, description, synthetic: dict[str, np.ndarray], path: Path) -> None:
-    """One row: inputs, then for each output the synthetic image, the real one and synthetic - real."""
+def _figure(
+    case: PhantomCase,
+    description,
+    inputs: dict[str, tuple[np.ndarray, bool]],
+    synthetic: dict[str, np.ndarray],
+    path: Path,
+) -> None:
+    """One row: inputs (role -> (array, is a mask)), then for each output the synthetic image, the real one and
+    synthetic - real. The axial slice is the one with most lesion in the case, or in a labelmap output when the case
+    has none (a healthy scan the bundle put a lesion into)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -73,22 +86,23 @@ def _figure(case: PhantomCase, description, synthetic: dict[str, np.ndarray], pa
     from synthmr.phantom.preview import radiological_axial
 
     lesion_key = next((k for k in ("lesion", "tumor", "label") if k in case.masks), None)
+    lesion = case.masks[lesion_key] if lesion_key is not None else None
+    made = [synthetic[name] for name, role in description.outputs.items() if role.kind == "labelmap"]
+    if (lesion is None or not lesion.any()) and made and made[0].any():
+        lesion = made[0]
     z = None
-    if len(case.spacing) == 3 and lesion_key is not None:
-        z = int(np.argmax((case.masks[lesion_key] > 0).sum(axis=(0, 1))))
+    if len(case.spacing) == 3 and lesion is not None:
+        z = int(np.argmax((lesion > 0).sum(axis=(0, 1))))
 
     def axial(array: np.ndarray) -> np.ndarray:
         scratch = PhantomCase({"x": array}, {}, case.spacing, case.origin, case.direction)
         return radiological_axial(scratch, "x", z)
 
     panels = []  # (title, image, colour map, window)
-    for name, role in description.inputs.items():
-        key = role.sequence or name
-        if key in case.images:
-            image = axial(case.images[key])
-            panels.append((f"{name} (input)", image, "gray", tuple(np.percentile(image, [1, 99.5]))))
-        elif key in case.masks:
-            panels.append((f"{name} (input)", axial(case.masks[key]), "viridis", None))
+    for name, (array, is_mask) in inputs.items():
+        image = axial(array)
+        window = None if is_mask else tuple(np.percentile(image, [1, 99.5]))
+        panels.append((f"{name} (input)", image, "viridis" if is_mask else "gray", window))
     for name, role in description.outputs.items():
         image = axial(synthetic[name])
         real = case.images.get(role.sequence or name)
@@ -100,7 +114,7 @@ def _figure(case: PhantomCase, description, synthetic: dict[str, np.ndarray], pa
             limit = float(np.percentile(np.abs(image - real), 99.5)) or 1.0
             panels.append(("synthetic - real", image - real, "RdBu_r", (-limit, limit)))
 
-    outline = None if lesion_key is None else axial(case.masks[lesion_key]) > 0
+    outline = None if lesion is None else axial(lesion) > 0
     fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 2.9), squeeze=False, facecolor="black")
     for ax, (title, image, cmap, window) in zip(axes[0], panels):
         vmin, vmax = window if window else (None, None)

@@ -91,7 +91,8 @@ class ToolDescription:
         lesion_edits: the supported lesion edits, from :data:`LESION_EDITS`.
         organ_labels: labels of the lesion input that are the organ's normal tissue (a map holding organ and
             lesion together); empty when every non-zero label is lesion.
-        demo: ``{"organ", "seed", "phantom"}`` of the demo case, or None.
+        demo: ``{"organ", "seed", "phantom"}`` of the demo case (and ``"source"``: ``{"seed", "phantom",
+            "prefix"}`` of a second case filling the roles named with that prefix), or None.
         requires: the synthmr versions the bundle works with (a PEP 440 specifier), or None.
     """
 
@@ -216,7 +217,11 @@ def _description(bundle_dir: Path, block: Mapping[str, Any]) -> ToolDescription:
     }
     demo = block.get("demo")
     if demo is not None:
+        source = demo.get("source")
         demo = {"organ": demo["organ"], "seed": demo.get("seed", 0), "phantom": dict(demo.get("phantom", {}))}
+        if source is not None:
+            demo["source"] = {"seed": source["seed"], "prefix": source["prefix"],
+                              "phantom": dict(source.get("phantom", demo["phantom"]))}
     return ToolDescription(
         bundle_dir=bundle_dir,
         spatial_dims=int(block["spatial_dims"]),
