@@ -183,7 +183,8 @@ def test_the_same_reader_with_and_without_synthmr(bundle, request):
     assert SynthMRLib.bundles.trust_module().__name__ == "synthmr.bundle.trust"
     installed = read_tool_description(bundle)
     assert type(installed).__module__ == "synthmr.bundle.description" and installed.name == "synthmr_test"
-    assert list(installed.inputs) == ["t1_pre", "liver", "tumor"] and list(installed.outputs) == ["t1_post1"]
+    assert list(installed.inputs) == ["t1_pre", "liver", "tumor"]
+    assert list(installed.outputs) == ["t1_post1", "tumor_shown"]
     assert installed.inputs["tumor"].required is False and installed.inputs["liver"].labels == {1: "liver"}
     assert (installed.reference, installed.organ_mask, installed.lesion) == ("t1_pre", "liver", "tumor")
     request.getfixturevalue("without_synthmr")
@@ -641,11 +642,14 @@ def test_job_runs_the_bundle_with_progress(interface, tmp_path):
     fractions = [event.fraction for event in events]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0
     assert [events[0].stage, events[-1].stage] == ["validate", "done"]
-    assert job.outputs == {"t1_post1": (tmp_path / "work" / "out" / "t1_post1.nii.gz").resolve()}
+    assert job.outputs == {role: (tmp_path / "work" / "out" / f"{role}.nii.gz").resolve()
+                           for role in ("t1_post1", "tumor_shown")}
     output = read_image(job.outputs["t1_post1"])
     arrays = case_arrays()
     expected = 2 * arrays["t1_pre"] + LESION_CONTRAST * arrays["tumor"]
     np.testing.assert_allclose(output.array, np.transpose(expected, (2, 1, 0)))
+    shown = read_image(job.outputs["tumor_shown"])
+    np.testing.assert_array_equal(shown.array, np.transpose(arrays["tumor"] > 0, (2, 1, 0)))
     np.testing.assert_allclose(output.affine, IJK_TO_RAS, atol=1e-5)
 
 

@@ -315,14 +315,18 @@ def test_process_runs_the_bundle_and_loads_outputs_on_the_input_geometry(mrml, t
     events = []
     outputs = mrml.logic.process(mrml.interface, nodes, edits=edits, workFolder=tmp_path / "work",
                                  progress=events.append)
-    assert [node.GetName() for node in outputs] == ["synthmr_test t1_post1", "synthmr_test tumor (edited)"]
-    assert [node.GetClassName() for node in outputs] == ["vtkMRMLScalarVolumeNode", "vtkMRMLLabelMapVolumeNode"]
+    assert [node.GetName() for node in outputs] == [
+        "synthmr_test t1_post1", "synthmr_test tumor_shown", "synthmr_test tumor (edited)"]
+    # a labelmap output role becomes a labelmap node, like the edited lesion
+    assert [node.GetClassName() for node in outputs] == [
+        "vtkMRMLScalarVolumeNode", "vtkMRMLLabelMapVolumeNode", "vtkMRMLLabelMapVolumeNode"]
     reference = matrix_of(mrml, nodes["t1_pre"])
     for node in outputs:
         np.testing.assert_array_equal(matrix_of(mrml, node), reference)  # exactly the input's IJK-to-RAS
         assert mrml.scene.GetNodeByID(node.GetID()) is node
     moved = np.roll(arrays["tumor"], 2, axis=2)  # +2 along I, which is the last array axis (K, J, I)
-    np.testing.assert_array_equal(mrml.slicer.util.arrayFromVolume(outputs[1]), moved)
+    np.testing.assert_array_equal(mrml.slicer.util.arrayFromVolume(outputs[2]), moved)
+    np.testing.assert_array_equal(mrml.slicer.util.arrayFromVolume(outputs[1]), moved > 0)
     np.testing.assert_allclose(mrml.slicer.util.arrayFromVolume(outputs[0]),
                                2 * arrays["t1_pre"] + LESION_CONTRAST * moved)
     assert scene_ids(mrml.scene)[: len(before)] == before

@@ -918,8 +918,9 @@ class SynthMRLogic(ScriptedLoadableModuleLogic):
     def finish(self, task: SynthesisTask) -> list:
         """Add the outputs of a finished task to the scene, on the reference volume's geometry, all or none.
 
-        Output role ``r`` becomes the scalar volume node "<bundle> r"; an edited lesion becomes the labelmap node
-        "<bundle> <lesion role> (edited)", to show where the lesion went.
+        Output role ``r`` becomes the node "<bundle> r": a scalar volume, or a labelmap volume for a labelmap role (a
+        label map the bundle made with its images); an edited lesion becomes the labelmap node "<bundle> <lesion
+        role> (edited)", to show where the lesion went.
 
         Raises:
             SynthMRError: the job failed (its one message), the reference node was deleted, or an output is not on
@@ -935,8 +936,8 @@ class SynthMRLogic(ScriptedLoadableModuleLogic):
             if reference is None:
                 raise SynthMRError("the reference volume was removed from the scene during the run")
             name = task.toolDescription.name
-            loaded = [self._readOnGrid(job.outputs[role], f"{name} {role}", reference, labelmap=False)
-                      for role in task.toolDescription.outputs]
+            loaded = [self._readOnGrid(job.outputs[role], f"{name} {role}", reference, labelmap=spec.kind == "labelmap")
+                      for role, spec in task.toolDescription.outputs.items()]
             if job.edited_lesion is not None:
                 loaded.append(self._readOnGrid(job.edited_lesion, f"{name} {task.toolDescription.lesion} (edited)",
                                                reference, labelmap=True))
@@ -1056,9 +1057,12 @@ class SynthMRTest(ScriptedLoadableModuleTest):
                 return
             trust_bundle(bundle)  # SynthMRLib's own test bundle, recorded by the digest of its code like any other
             nodes = logic.process(toolDescription, {"t1_pre": volume, "liver": mask}, workFolder=Path(folder) / "work")
-            self.assertEqual([node.GetName() for node in nodes], ["synthmr_test t1_post1"])
-            np.testing.assert_array_equal(self.ijkToRASOf(nodes[0]), self.ijkToRASOf(volume))
+            self.assertEqual([node.GetName() for node in nodes], ["synthmr_test t1_post1", "synthmr_test tumor_shown"])
+            self.assertEqual(nodes[1].GetClassName(), "vtkMRMLLabelMapVolumeNode")
+            for node in nodes:
+                np.testing.assert_array_equal(self.ijkToRASOf(node), self.ijkToRASOf(volume))
             np.testing.assert_allclose(slicer.util.arrayFromVolume(nodes[0]), 2 * t1)
+            self.assertFalse(slicer.util.arrayFromVolume(nodes[1]).any())  # no tumour given, none shown
         self.delayDisplay("SynthMR self-test passed")
 
     @staticmethod

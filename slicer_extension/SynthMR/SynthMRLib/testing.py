@@ -3,7 +3,7 @@
 It needs no weights and no GPU: its "network" is one config expression, so a test checks the whole path (scene ->
 files -> runner -> scene) in seconds and can tell exactly what the output must be. Its interface exercises every
 kind of input role: a reference volume, a required organ mask with declared labels, and an optional lesion that
-supports every lesion edit.
+supports every lesion edit; and both kinds of output: an image and a label map.
 """
 
 from __future__ import annotations
@@ -20,21 +20,27 @@ INTERFACE = {
         "liver": {"kind": "labelmap", "labels": {"1": "liver"}, "description": "liver mask"},
         "tumor": {"kind": "labelmap", "labels": {"1": "tumor"}, "description": "tumour mask", "required": False},
     },
-    "outputs": {"t1_post1": {"kind": "volume", "sequence": "t1_post1", "description": "synthetic first phase"}},
+    "outputs": {
+        "t1_post1": {"kind": "volume", "sequence": "t1_post1", "description": "synthetic first phase"},
+        "tumor_shown": {"kind": "labelmap", "labels": {"1": "tumor"}, "description": "where the output shows a tumour"},
+    },
     "reference": "t1_pre",
     "organ_mask": "liver",
     "lesion": "tumor",
     "lesion_edits": ["translate", "scale", "mirror", "transplant"],
 }
-# Output = 2 * t1_pre + 100 inside the tumour: a test sees both the image and where the (edited) lesion went.
+# Output = 2 * t1_pre + 100 inside the tumour: a test sees both the image and where the (edited) lesion went; the
+# label map output is the tumour it drew.
 LESION_CONTRAST = 100
 DEFAULT_RUN = (
     "$@progress(0, 2) if @progress is not None else None",
     "$write_image(@image.with_array(2 * @image.array + @tumor_contrast), @output_path)",
+    "$write_image(@image.with_array((@tumor_contrast > 0) * numpy.ones(@image.array.shape, 'uint8')), @label_path)",
     "$@progress(2, 2) if @progress is not None else None",
 )
 _CONFIG_HEAD = """\
 imports:
+  - $import numpy
   - $from synthmr.io import read_image
   - $from synthmr.io import write_image
 bundle_root: .
@@ -45,6 +51,7 @@ progress: null
 image: "$read_image(@input['t1_pre'])"
 tumor_contrast: "$({contrast} * (read_image(@input['tumor']).array > 0)) if 'tumor' in @input else 0"
 output_path: "$@output_dir + '/' + @input['case_id'] + '/t1_post1.nii.gz'"
+label_path: "$@output_dir + '/' + @input['case_id'] + '/tumor_shown.nii.gz'"
 initialize: []
 finalize: []
 run:
