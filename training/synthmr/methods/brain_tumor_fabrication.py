@@ -104,8 +104,8 @@ from monai.networks.nets import SegResNet
 from monai.transforms import GaussianSmooth, MapTransform, Rand3DElasticd, Randomizable
 
 from synthmr.errors import InputError
-from synthmr.io import Volume, load_weights, read_image, write_image
 from synthmr.inference import Synthesizer
+from synthmr.io import Volume, load_weights, read_image, write_image
 from synthmr.io._atomic import atomic_output, check_destination, write_json
 from synthmr.losses import ClassWisePerceptualLoss, hinge_l1
 from synthmr.transforms.intensity import IntensityScaling
