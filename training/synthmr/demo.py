@@ -23,6 +23,8 @@ from synthmr.io import read_image, write_image
 from synthmr.io._atomic import atomic_output, check_destination, check_output_location
 from synthmr.phantom import PhantomCase, phantom_class
 
+MAX_COLUMNS = 6  # panels per row of the figure, when one row would be too wide
+
 
 def run_demo(
     bundle: str | os.PathLike,
@@ -75,8 +77,8 @@ def _figure(
     synthetic: dict[str, np.ndarray],
     path: Path,
 ) -> None:
-    """One row: inputs (role -> (array, is a mask)), then for each output the synthetic image, the real one and
-    synthetic - real. The axial slice is the one with most lesion in the case, or in a labelmap output when the case
+    """Inputs (role -> (array, is a mask)), then for each output the synthetic image, the real one and
+    synthetic - real; in one row, or in rows of at most :data:`MAX_COLUMNS` panels. The axial slice is the one with most lesion in the case, or in a labelmap output when the case
     has none (a healthy scan the bundle put a lesion into)."""
     import matplotlib
 
@@ -98,35 +100,52 @@ def _figure(
         scratch = PhantomCase({"x": array}, {}, case.spacing, case.origin, case.direction)
         return radiological_axial(scratch, "x", z)
 
-    panels = []  # (title, image, colour map, window)
+    inputs_row, groups = [], []  # panels: (title, image, colour map, window); a group per output
     for name, (array, is_mask) in inputs.items():
         image = axial(array)
         window = None if is_mask else tuple(np.percentile(image, [1, 99.5]))
-        panels.append((f"{name} (input)", image, "viridis" if is_mask else "gray", window))
+        inputs_row.append((f"{name} (input)", image, "viridis" if is_mask else "gray", window))
     for name, role in description.outputs.items():
         image = axial(synthetic[name])
+        if role.kind == "labelmap":
+            groups.append([(f"{name} (synthetic)", image, "viridis", None)])
+            continue
         real = case.images.get(role.sequence or name)
         window = tuple(np.percentile(image if real is None else axial(real), [1, 99.5]))
-        panels.append((f"{name} (synthetic)", image, "gray", window))
+        group = [(f"{name} (synthetic)", image, "gray", window)]
         if real is not None:
             real = axial(real)
-            panels.append((f"{name} (real)", real, "gray", window))
+            group.append((f"{name} (real)", real, "gray", window))
             limit = float(np.percentile(np.abs(image - real), 99.5)) or 1.0
-            panels.append(("synthetic - real", image - real, "RdBu_r", (-limit, limit)))
+            group.append(("synthetic - real", image - real, "RdBu_r", (-limit, limit)))
+        groups.append(group)
 
+    # One row when it is short; else the inputs wrapped at MAX_COLUMNS panels, then rows of whole output groups.
+    if len(inputs_row) + sum(map(len, groups)) <= MAX_COLUMNS:
+        rows = [inputs_row + [panel for group in groups for panel in group]]
+    else:
+        rows = [inputs_row[i:i + MAX_COLUMNS] for i in range(0, len(inputs_row), MAX_COLUMNS)] + [[]]
+        for group in groups:
+            if rows[-1] and len(rows[-1]) + len(group) > MAX_COLUMNS:
+                rows.append([])
+            rows[-1].extend(group)
+    columns = max(len(row) for row in rows)
     outline = None if lesion is None else axial(lesion) > 0
-    fig, axes = plt.subplots(1, len(panels), figsize=(2.6 * len(panels), 2.9), squeeze=False, facecolor="black")
-    for ax, (title, image, cmap, window) in zip(axes[0], panels):
-        vmin, vmax = window if window else (None, None)
-        shown = ax.imshow(image, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
-        if outline is not None and outline.any():
-            ax.contour(outline, levels=[0.5], colors=["orange"], linewidths=0.6)
-        if cmap == "RdBu_r":
-            fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02).ax.tick_params(colors="white", labelsize=6)
-        ax.set_title(title, color="white", fontsize=8)
+    fig, axes = plt.subplots(len(rows), columns, figsize=(2.6 * columns, 2.9 * len(rows)), squeeze=False,
+                             facecolor="black")
+    for ax in axes.flat:
         ax.set_axis_off()
+    for row, panels in zip(axes, rows):
+        for ax, (title, image, cmap, window) in zip(row, panels):
+            vmin, vmax = window if window else (None, None)
+            shown = ax.imshow(image, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+            if outline is not None and outline.any():
+                ax.contour(outline, levels=[0.5], colors=["orange"], linewidths=0.6)
+            if cmap == "RdBu_r":
+                fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02).ax.tick_params(colors="white", labelsize=6)
+            ax.set_title(title, color="white", fontsize=8)
     fig.suptitle(f"{description.name} on a simulated {case.meta.get('organ', '')} phantom case "
                  f"(seed {case.meta.get('seed', '?')}; lesion outlined)", color="white", fontsize=9)
-    fig.tight_layout(pad=0.4, rect=(0, 0, 1, 0.92))
+    fig.tight_layout(pad=0.4, rect=(0, 0, 1, 1 - 0.08 / len(rows)))
     fig.savefig(path, dpi=110, facecolor="black")
     plt.close(fig)
