@@ -533,6 +533,10 @@ def test_patch_report_tells_real_tumours_from_noise(case_lists, tmp_path, monkey
     same, noise = report["candidates"]["same"], report["candidates"]["noise"]
     assert same["kid"]["pooled"]["kid"] < noise["kid"]["pooled"]["kid"]
     assert all(v["error"] == 0.0 for v in same["contrast"].values() if v is not None)
+    for result in (same, noise):  # each interval is that of the signed difference it is reported with
+        for v in result["contrast"].values():
+            if v is not None and v["interval"] is not None:
+                assert v["interval"][0] <= v["difference"] <= v["interval"][1] and v["error"] == abs(v["difference"])
     assert same["contrast"]["t1c enhancing tumor / brain"]["mean"] == pytest.approx(1.5 + 0.2, rel=0.05)
     assert max(v["error"] for v in noise["contrast"].values() if v is not None) > 0.3
     assert (tmp_path / "report.json").is_file() and "noise" in format_patch_report(report)

@@ -155,3 +155,26 @@ def test_generate_writes_a_fabricated_set(data_dir, tiny_model, tmp_path, capsys
     labels = sorted((tmp_path / "set").glob("case_*/label.nii.gz"))
     assert len(labels) == 3 and (tmp_path / "set" / "datalist.json").is_file()
     assert "generated: 3/3 cases" in capsys.readouterr().out
+
+
+def test_demo_puts_the_source_cases_tumour_into_the_healthy_case(tmp_path):
+    """`synthmr demo` with the shipped weights: the tool description's demo is two phantom subjects (a healthy one
+    and, through ``demo.source``, the annotated one whose roles carry the prefix ``tumor_``)."""
+    from synthmr.demo import run_demo
+    from synthmr.methods.brain_tumor_fabrication import REGION_MARGIN_MM, SEQUENCES, _signed_distance
+
+    png = run_demo("brain_tumor_fabrication", tmp_path / "demo")
+    assert png.is_file()
+    inputs, synthetic = tmp_path / "demo" / "inputs", tmp_path / "demo" / "synthetic"
+    donor = read_image(inputs / "tumor_label.nii.gz")
+    label = read_image(synthetic / "label.nii.gz")
+    healthy = read_image(inputs / "t1n.nii.gz")
+    assert label.same_grid(healthy)
+    assert set(np.unique(label.array)) == set(np.unique(donor.array)) == {0, 1, 2, 3}
+    assert np.mean(read_image(inputs / "brain.nii.gz").array[label.array > 0] > 0) >= 0.95  # placed in the brain
+    far = _signed_distance(label.array > 0, label.spacing) > REGION_MARGIN_MM + 2.0
+    for sequence in SEQUENCES:
+        made, given = read_image(synthetic / f"{sequence}.nii.gz"), read_image(inputs / f"{sequence}.nii.gz")
+        assert made.same_grid(healthy)
+        assert np.array_equal(made.array[far], given.array[far])
+        assert not np.allclose(made.array[label.array > 0], given.array[label.array > 0])

@@ -140,9 +140,14 @@ def _brain_lesion2mpmri_outputs(output: Path) -> list[Path]:
     return [output / "sample" / f"{sequence}.nii.gz" for sequence in ("t1n", "t1c", "t2w", "t2f", "aptw")]
 
 
+def _brain_tumor_fabrication_outputs(output: Path) -> list[Path]:
+    return [output / "sample" / f"{role}.nii.gz" for role in ("t1n", "t1c", "t2w", "t2f", "label")]
+
+
 # What each bundle's inference config writes with its default arguments, under the bundle folder.
 DEFAULT_OUTPUTS = {"breast_dce_pre2post": _pre2post_outputs, "breast_dce_patch_cgan": _patch_cgan_outputs,
-                   "liver_mmhcc_mask2mri": _liver_mmhcc_outputs, "brain_lesion2mpmri": _brain_lesion2mpmri_outputs}
+                   "liver_mmhcc_mask2mri": _liver_mmhcc_outputs, "brain_lesion2mpmri": _brain_lesion2mpmri_outputs,
+                   "brain_tumor_fabrication": _brain_tumor_fabrication_outputs}
 
 
 @pytest.mark.parametrize("name", BUNDLES)
