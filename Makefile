@@ -29,6 +29,7 @@ benchmark: $(STAMP)
 	$(PY) benchmarks/phantom.py
 	$(PY) benchmarks/engine.py
 	$(PY) benchmarks/breast_dce_pre2post.py
+	$(PY) benchmarks/precision.py
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache

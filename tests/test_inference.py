@@ -340,3 +340,40 @@ def test_conditions_that_scale_outputs_must_return_the_scalings(tmp_path):
                       conditions=Forgetful(), spatial_dims=3, roi_size=(24, 20, 5))
     with pytest.raises(InputError, match="declare scales_outputs but did not return"):
         run()
+
+
+class ConvNet(torch.nn.Module):
+    """Two convolutions, recording the dtype its layers computed in."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.layers = torch.nn.Sequential(torch.nn.Conv2d(1, 8, 3, padding=1), torch.nn.Tanh(),
+                                          torch.nn.Conv2d(8, 1, 3, padding=1))
+        self.dtypes = set()
+
+    def forward(self, x):
+        y = self.layers(x)
+        self.dtypes.add(y.dtype)
+        return y
+
+
+def test_bf16_runs_the_generator_in_bf16_and_stays_close_to_fp32(tmp_path):
+    path = write_image(oblique_volume(body()), tmp_path / "case_a.nii.gz")
+    outputs = {}
+    for precision in ("fp32", "bf16"):
+        network = ConvNet()
+        written = Synthesizer(network, [{"t1_pre": str(path)}], ["t1_pre"], ["t1_post1"], tmp_path / precision,
+                              roi_size=(16, 16), precision=precision)()
+        outputs[precision] = read_image(written[0]["t1_post1"])
+        assert network.dtypes == {torch.float32 if precision == "fp32" else torch.bfloat16}
+        assert outputs[precision].array.dtype == np.float32
+    fp32, bf16 = outputs["fp32"].array, outputs["bf16"].array
+    assert bf16.shape == fp32.shape and not np.array_equal(bf16, fp32)
+    assert np.abs(bf16 - fp32).max() <= 0.02 * (fp32.max() - fp32.min())  # bf16 keeps ~3 significant digits
+
+
+@pytest.mark.parametrize("precision, message", [("fp8", "precision must be one of"), ("fp16", "needs a CUDA")])
+def test_a_precision_that_cannot_run_is_refused_when_built(tmp_path, precision, message):
+    with pytest.raises(InputError, match=message):
+        synthesizer(tmp_path, [], precision=precision)

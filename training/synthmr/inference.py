@@ -46,6 +46,8 @@ from synthmr.transforms.intensity import IntensityScaling, LowOver, check_low_ov
 
 # Value of air in the generator range: what windows that overhang the image are padded with.
 AIR = -1.0
+# The generator's arithmetic: fp32, or autocast to a 16-bit type (bf16 on CPU and CUDA, fp16 on CUDA only).
+PRECISIONS = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 class Synthesizer:
@@ -87,6 +89,9 @@ class Synthesizer:
             reference input's).
         output_labelmaps: the output keys that are label maps (written as unsigned 8-bit labels); only a subclass
             that makes labels (overriding ``_synthesise``) has any.
+        precision: ``"fp32"``, or ``"bf16"`` / ``"fp16"`` to run the generator under ``torch.autocast`` with that
+            type (outputs are blended and written in fp32 either way); fp16 only on CUDA. A bundle sets the one its
+            accuracy measurement backs.
     """
 
     def __init__(
@@ -111,6 +116,7 @@ class Synthesizer:
         output_scalings: Mapping[str, str] | None = None,
         low_over: LowOver = "foreground",
         output_labelmaps: Sequence[str] = (),
+        precision: str = "fp32",
     ) -> None:
         check_low_over(low_over)
         if inferer is not None:
@@ -148,6 +154,7 @@ class Synthesizer:
         )
         self.output_dir = Path(output_dir).absolute()  # written paths stay valid from any folder
         self.device = torch.device(device)
+        self.autocast_dtype = _autocast_dtype(precision, self.device)
         self.spatial_dims = spatial_dims
         self.sw_batch_size = int(sw_batch_size)
         self.headroom, self.low_over = headroom, low_over
@@ -306,13 +313,23 @@ class Synthesizer:
                 cval=getattr(self.conditions, "pad_value", AIR) if template is None else template.cval,
                 cache_roi_weight_map=True,
             )
-        output = self._inferers[roi](batch.to(self.device), self.network)
+        with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
+            output = self._inferers[roi](batch.to(self.device), self.network)
         if output.shape[1] != len(self.outputs):
             raise InputError(
                 f"the network gives {output.shape[1]} output channels, but {len(self.outputs)} outputs are named "
                 f"({self.outputs})"
             )
         return output.float().cpu().numpy()
+
+
+def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """The autocast type of ``precision`` on ``device`` (None: fp32), or InputError naming what cannot work."""
+    if precision not in PRECISIONS:
+        raise InputError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+    if precision == "fp16" and device.type != "cuda":
+        raise InputError(f"precision fp16 needs a CUDA device (this run is on {device.type}); use bf16 or fp32")
+    return PRECISIONS[precision]
 
 
 def _check_roles(
