@@ -379,10 +379,14 @@ class SynthMR:
 
         Runs the bundle's configs/generate.yaml (synthmr.bundle.generate). liver_mmhcc_mask2mri, for instance, moves,
         zooms, rotates and mirrors each real case's tumour inside its liver and generates the three sequences that
-        show it (the paper's 1,000-case set). The set is written to a staging folder and moved into place when it
-        is complete.
+        show it (the paper's 1,000-case set). Case i depends on (seed, i) alone. The cases go to the hidden folder
+        .OUT.partial beside OUT and the set moves into place, with its datalist.json and manifest.json (bundle,
+        version, weights, every case's seed), once complete. A run that was killed continues where it stopped when
+        started again with the same arguments. Under torchrun the processes share the cases out and write the same
+        bytes as one process would (torchrun takes --n for an option of its own: write -n).
 
         Example: synthmr generate liver_mmhcc_mask2mri --n 1000 --from real/datalist.json --out synthetic --seed 0
+                 torchrun --nproc_per_node 2 -m synthmr generate liver_mmhcc_mask2mri -n 1000 --out synthetic
 
         Args:
             bundle: bundle name (see `synthmr bundles`) or bundle folder.
@@ -413,7 +417,8 @@ class SynthMR:
             trust_bundle=_flag(trust_bundle, "--trust-bundle"),
             overrides={key: list(value) if isinstance(value, tuple) else value for key, value in overrides.items()},
         )
-        print(describe_set(out))
+        if os.environ.get("RANK", "0") == "0":  # under torchrun, one line for the set, not one per process
+            print(describe_set(out))
 
     def bundles(self) -> None:
         """List the bundles `synthmr run` finds by name, with their inputs and outputs.

@@ -15,15 +15,16 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 from synthmr.bundle.description import read_tool_description
 from synthmr.bundle.discovery import find_bundle
 from synthmr.bundle.runner import check_synthmr_version, check_trust, overlay_config, run_overlay
 from synthmr.errors import InputError
+from synthmr.generation import check_set_size_and_seed
 from synthmr.io import load_datalist, read_json
 from synthmr.io._atomic import check_destination, check_output_location
 
@@ -72,23 +73,41 @@ def run_bundle_generate(
     check_output_location(out, {f"bundle {description.name}": bundle_dir})
     check_destination(out, overwrite, "folder")
     settings: dict[str, Any] = {"generate_n": n, "generate_seed": seed, "generate_dir": str(out),
-                                "overwrite": overwrite}
+                                "overwrite": overwrite, "generate_progress": "$synthmr.generation.progress_bar"}
     if source is not None:
         sources = load_datalist(source, section)
         if not sources:
             raise InputError(f"{source}: its {section!r} list is empty: no real case to build new cases on")
         settings["generate_sources"] = sources
-    run_overlay(description, overlay, settings, overrides, device)
+    with _process_group() as local_rank:
+        if local_rank is not None and _wants_cuda(device):
+            device = f"cuda:{local_rank}"  # one GPU per process under torchrun
+        run_overlay(description, overlay, settings, overrides, device)
     return load_datalist(out / "datalist.json", "training") if (out / "datalist.json").is_file() else []
 
 
-def check_set_size_and_seed(n: object, seed: object, flags: str = "") -> None:
-    """The checks every synthetic set makes of its size and seed before any work (``flags``: "--" to name them as
-    command-line flags)."""
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise InputError(f"{flags}n must be a positive integer (the number of cases); got {n!r}")
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or not 0 <= seed < 2**32:
-        raise InputError(f"{flags}seed must be an integer in [0, 2**32); got {seed!r}")
+def _wants_cuda(device: str | None) -> bool:
+    if device is not None:
+        return device.startswith("cuda")
+    import torch
+
+    return torch.cuda.is_available()  # the bundles' default device
+
+
+@contextmanager
+def _process_group():
+    """Under ``torchrun`` (WORLD_SIZE > 1 in the environment) a gloo group for the run, whose ranks share the cases
+    out (synthmr.generation): yields the local rank; otherwise None. Only barriers pass through the group."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        yield None
+        return
+    import torch.distributed as distributed
+
+    distributed.init_process_group("gloo")
+    try:
+        yield int(os.environ.get("LOCAL_RANK", "0"))
+    finally:
+        distributed.destroy_process_group()
 
 
 def describe_set(out: str | os.PathLike) -> str:

@@ -143,16 +143,23 @@ def atomic_output(path: str | os.PathLike, suffix: str = "", overwrite: bool = F
     _OWN_STAGING[temporary.resolve()] = created
     try:
         yield temporary
-        if overwrite and path.exists() and not path.is_symlink():
-            with _signals_deferred():  # an interrupt between the renames would leave no output in place
-                _replace_aside(temporary, path, path.with_name(f".{path.name}.{token}.old"))
-        else:
-            _move_without_replacing(temporary, path)
+        move_into_place(temporary, path, overwrite)
         created = []
     finally:
         _OWN_STAGING.pop(temporary.resolve(), None)
         _remove(temporary)
         _remove_created(created)
+
+
+def move_into_place(staging: Path, path: Path, overwrite: bool = False) -> None:
+    """Rename a complete ``staging`` file or folder (beside ``path``) to ``path``: never over what appeared meanwhile
+    unless ``overwrite`` (an existing empty folder aside); with it, the old output is moved aside and removed only
+    once the new one is in place."""
+    if overwrite and path.exists() and not path.is_symlink():
+        with _signals_deferred():  # an interrupt between the renames would leave no output in place
+            _replace_aside(staging, path, path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.old"))
+    else:
+        _move_without_replacing(staging, path)
 
 
 def _remove_created(created: list[Path]) -> None:

@@ -106,7 +106,7 @@ from monai.transforms import GaussianSmooth, MapTransform, Rand3DElasticd, Rando
 from synthmr.errors import InputError
 from synthmr.inference import Synthesizer
 from synthmr.io import Volume, load_weights, read_image, write_image
-from synthmr.io._atomic import atomic_output, check_destination, write_json
+from synthmr.io._atomic import check_destination, write_json
 from synthmr.losses import ClassWisePerceptualLoss, hinge_l1
 from synthmr.transforms.intensity import IntensityScaling
 
@@ -1073,7 +1073,8 @@ class FabricatedCases:
         return [{"case_id": item["case_id"], "image": [item[s] for s in SEQUENCES], "label": item[LABEL]} for item in items]
 
     def generate(
-        self, sources: Sequence[Mapping], n: int, out_dir: str | os.PathLike, seed: int = 0, overwrite: bool = False
+        self, sources: Sequence[Mapping], n: int, out_dir: str | os.PathLike, seed: int = 0, overwrite: bool = False,
+        provenance: Mapping | None = None,
     ) -> list[dict]:
         """Write ``n`` new cases and ``out_dir/datalist.json``; return its items (absolute paths).
 
@@ -1083,14 +1084,13 @@ class FabricatedCases:
             out_dir: a new or empty folder (or any folder with ``overwrite``).
             seed: the set's seed, 0 to 2**32 - 1.
             overwrite: replace an existing ``out_dir`` once the new set is complete.
+            provenance: what the manifest records first (the bundle's name and version, from generate.yaml).
         """
-        from synthmr.bundle.generate import check_set_size_and_seed
+        from synthmr.generation import case_id, case_seed, check_set_size_and_seed, digest, write_case_set
 
         check_set_size_and_seed(n, seed)
         if not sources:
             raise InputError("no annotated tumour case to take tumours from: the source datalist is empty")
-        out_dir = Path(out_dir).absolute()
-        check_destination(out_dir, overwrite, "folder")
         keys = [*SEQUENCES, LABEL, BRAIN]
         tumours = []
         for index, item in enumerate(sources):
@@ -1098,12 +1098,12 @@ class FabricatedCases:
             case = _read_case(item, keys, name)
             tumours.append((str(item.get("case_id", index)), case))
         healthy_keys = [*SEQUENCES, BRAIN] + ([self.centre_key] if self.centre_key else [])
-        items: list[dict] = []
-        with atomic_output(out_dir, overwrite=overwrite) as staging:
-            staging.mkdir()
-            for i in range(n):
-                case_seed = int(np.random.SeedSequence([int(seed), i]).generate_state(1)[0])
-                rng = np.random.default_rng(case_seed)
+
+        def make(indices: Sequence[int], folder: Path) -> list[dict]:
+            """Each case: its healthy scan (round robin), a tumour case and every draw from (seed, i)."""
+            items = []
+            for i in indices:
+                rng = np.random.default_rng(case_seed(seed, i))
                 h_index = i % len(self.healthy)
                 h_item = self.healthy[h_index]
                 h_name = f"healthy case {h_item.get('case_id', h_index)!r}"
@@ -1111,19 +1111,21 @@ class FabricatedCases:
                 source_id, source = tumours[int(rng.integers(len(tumours)))]
                 images, label, drawn = self._one(healthy, source, source_id, rng, h_name)
                 grid = healthy[BRAIN]
-                case_id = f"case_{i:05d}"
                 for channel, key in enumerate(SEQUENCES):
-                    write_image(grid.with_array(images[channel]), staging / case_id / f"{key}.nii.gz")
-                write_image(grid.with_array(label), staging / case_id / f"{LABEL}.nii.gz")
-                items.append({"case_id": case_id, **{k: f"{case_id}/{k}.nii.gz" for k in (*SEQUENCES, LABEL)},
+                    write_image(grid.with_array(images[channel]), folder / case_id(i) / f"{key}.nii.gz")
+                write_image(grid.with_array(label), folder / case_id(i) / f"{LABEL}.nii.gz")
+                items.append({"case_id": case_id(i), **{k: f"{case_id(i)}/{k}.nii.gz" for k in (*SEQUENCES, LABEL)},
                               "healthy_case": str(h_item.get("case_id", h_index)), "tumor_case": source_id,
-                              "seed": case_seed, **drawn})
-                if self.progress is not None:
-                    self.progress(i + 1, n)
-            description = f"{n} tumour-bearing cases made by synthmr (brain_tumor_fabrication, mode {self.mode})"
-            write_json(staging / "datalist.json", {"description": description, "seed": int(seed), "training": items})
-        files = (*SEQUENCES, LABEL)
-        return [{key: str(out_dir / value) if key in files else value for key, value in item.items()} for item in items]
+                              "seed": case_seed(seed, i), **drawn})
+            return items
+
+        return write_case_set(
+            make, n, out_dir, seed, overwrite=overwrite, file_keys=[*SEQUENCES, LABEL],
+            description=f"{n} tumour-bearing cases made by synthmr (brain_tumor_fabrication, mode {self.mode})",
+            identity={**(provenance or {}), **self.describe(), "sources_sha256": digest([dict(s) for s in sources]),
+                      "healthy_sha256": digest(self.healthy)},
+            progress=self.progress,
+        )
 
     def _one(self, healthy: dict[str, Volume], source: dict[str, Volume], source_id: str, rng, name: str):
         spacing = healthy[BRAIN].spacing

@@ -598,7 +598,8 @@ class NewTumourCases:
         return [{"case_id": item["case_id"], "image": item[self.image_key], "label": item[TUMOR]} for item in items]
 
     def generate(
-        self, sources: Sequence[Mapping], n: int, out_dir: str | os.PathLike, seed: int = 0, overwrite: bool = False
+        self, sources: Sequence[Mapping], n: int, out_dir: str | os.PathLike, seed: int = 0, overwrite: bool = False,
+        provenance: Mapping | None = None,
     ) -> list[dict]:
         """Write ``n`` new cases under ``out_dir`` and their datalist ``out_dir/datalist.json``; return its items.
 
@@ -608,22 +609,21 @@ class NewTumourCases:
             n: how many new cases.
             out_dir: a new or empty folder (or any folder with ``overwrite``).
             seed: the set's seed, 0 to 2**32 - 1.
-            overwrite: replace existing files of the same names.
+            overwrite: replace an existing ``out_dir`` once the new set is complete.
+            provenance: what the manifest records first (the bundle's name and version, from generate.yaml).
 
-        Every new case ``case_NNNNN`` gets ``<out_dir>/case_NNNNN/{<sequences>, liver, tumor}.nii.gz`` on its real
+        Cases are made in batches of ``batch_size``, shared out over the ranks of a ``torch.distributed`` group and
+        resumed after a kill (:func:`synthmr.generation.write_case_set`). Every new case ``case_NNNNN`` gets ``<out_dir>/case_NNNNN/{<sequences>, liver, tumor}.nii.gz`` on its real
         case's grid; its datalist item also names its real case (``source_case``) and its draw's seed.
         """
-        from synthmr.bundle.generate import check_set_size_and_seed
+        from synthmr.generation import case_id, case_seed, check_set_size_and_seed, digest, write_case_set
         from synthmr.io import read_image, write_image
-        from synthmr.io._atomic import atomic_output, check_destination, write_json
         from synthmr.transforms.intensity import IntensityScaling
 
         check_set_size_and_seed(n, seed)
         sources = [dict(item) for item in sources]
         if not sources:
             raise InputError("no real case to build new cases on: the source datalist is empty")
-        out_dir = Path(out_dir).absolute()
-        check_destination(out_dir, overwrite, "folder")  # before any work; the set is staged and moved in at the end
         keys = [*self.sequences, LIVER, TUMOR]
         loaded: dict[int, tuple[dict, dict, Compose]] = {}
 
@@ -648,41 +648,39 @@ class NewTumourCases:
                 loaded[index] = (volumes, scalings, generation_conditions(self.sequences, **options))
             return loaded[index]
 
-        items: list[dict] = []
+        def make(indices: Sequence[int], folder: Path) -> list[dict]:
+            """One batch: each case's tumour drawn from (seed, i), the three sequences in one forward pass."""
+            batch = []
+            for i in indices:
+                index = i % len(sources)
+                volumes, _, transforms = source(index)
+                transforms.set_random_state(seed=case_seed(seed, i))
+                data = {key: volume.array[None].astype(np.float32) for key, volume in volumes.items()}
+                data["case_id"] = str(sources[index].get("case_id", index))
+                batch.append((i, index, transforms(data)))
+            conditions = torch.stack([torch.as_tensor(np.asarray(d[INPUT_KEY])) for *_, d in batch]).float()
+            with torch.inference_mode():
+                fake = self.network(conditions.to(self.device)).float().cpu().numpy()
+            items = []
+            for (i, index, drawn), images in zip(batch, fake):
+                volumes, scalings, _ = source(index)
+                arrays = {s: scalings[s].inverse(images[c]).astype(np.float32) for c, s in enumerate(self.sequences)}
+                arrays[LIVER] = volumes[LIVER].array
+                arrays[TUMOR] = np.asarray(drawn[TUMOR])[0].astype(volumes[TUMOR].array.dtype)
+                item = {"case_id": case_id(i)}
+                for key, array in arrays.items():
+                    write_image(volumes[self.sequences[0]].with_array(array), folder / case_id(i) / f"{key}.nii.gz")
+                    item[key] = f"{case_id(i)}/{key}.nii.gz"
+                items.append({**item, "source_case": str(sources[index].get("case_id", index)),
+                              "seed": case_seed(seed, i)})
+            return items
+
         self.network.to(self.device).eval()
-        with atomic_output(out_dir, overwrite=overwrite) as staging:
-            staging.mkdir()
-            for start in range(0, n, self.batch_size):
-                batch = []
-                for i in range(start, min(n, start + self.batch_size)):
-                    index = i % len(sources)
-                    volumes, _, transforms = source(index)
-                    case_seed = int(np.random.SeedSequence([int(seed), i]).generate_state(1)[0])
-                    transforms.set_random_state(seed=case_seed)
-                    data = {key: volume.array[None].astype(np.float32) for key, volume in volumes.items()}
-                    data["case_id"] = str(sources[index].get("case_id", index))
-                    batch.append((i, index, case_seed, transforms(data)))
-                conditions = torch.stack([torch.as_tensor(np.asarray(d[INPUT_KEY])) for *_, d in batch]).float()
-                with torch.inference_mode():
-                    fake = self.network(conditions.to(self.device)).float().cpu().numpy()
-                for (i, index, case_seed, drawn), images in zip(batch, fake):
-                    volumes, scalings, _ = source(index)
-                    arrays = {s: scalings[s].inverse(images[c]).astype(np.float32) for c, s in enumerate(self.sequences)}
-                    arrays[LIVER] = volumes[LIVER].array
-                    arrays[TUMOR] = np.asarray(drawn[TUMOR])[0].astype(volumes[TUMOR].array.dtype)
-                    case_id = f"case_{i:05d}"
-                    item = {"case_id": case_id}
-                    for key, array in arrays.items():
-                        reference = volumes[self.sequences[0]]
-                        write_image(reference.with_array(array), staging / case_id / f"{key}.nii.gz")
-                        item[key] = f"{case_id}/{key}.nii.gz"
-                    item.update(source_case=str(sources[index].get("case_id", index)), seed=case_seed)
-                    items.append(item)
-                if self.progress is not None:
-                    self.progress(len(items), n)
-            description = f"{n} new cases with augmented tumours, generated by synthmr (liver_mmhcc_mask2mri)"
-            write_json(staging / "datalist.json", {"description": description, "seed": int(seed), "training": items})
-        return [{key: str(out_dir / value) if key in keys else value for key, value in item.items()} for item in items]
+        return write_case_set(
+            make, n, out_dir, seed, block=self.batch_size, overwrite=overwrite, file_keys=keys,
+            description=f"{n} new cases with augmented tumours, generated by synthmr (liver_mmhcc_mask2mri)",
+            identity={**(provenance or {}), **self.describe(), "sources_sha256": digest(sources)}, progress=self.progress,
+        )
 
 
 # Hyperenhancing: brighter than this multiple of the median liver parenchyma of the same arterial image. On real
