@@ -306,6 +306,35 @@ def test_a_label_may_cover_several_values(data, tmp_path):
                     settings=TINY, device="cpu")
 
 
+def test_background_values_are_neither_a_class_nor_an_error(data, tmp_path):
+    """A lesion map's normal-tissue label (1 here, the whole image but the disc) listed as background: the disc
+    (2) is the only class, scored and learnt; the run files record the background; a value cannot be both."""
+    real, test = data
+
+    def with_tissue(items, folder):
+        mapped = []
+        for item in items:
+            label = read_image(item["label"])
+            values = np.where(label.array > 0, 2, 1).astype(np.uint8)
+            path = write_image(label.with_array(values), folder / f"{item['case_id']}_tissue.nii.gz")
+            mapped.append({**item, "label": str(path)})
+        return mapped
+
+    tissue_real, tissue_test = with_tissue(real[:2], tmp_path), with_tissue(test["site_a"], tmp_path)
+    report = run_benefit(tissue_real, {"site_a": tissue_test}, None, {"disc": 2}, tmp_path / "work", n_real=(2,),
+                         shares=(0,), seeds=(0,), settings=TINY, device="cpu", background=[1])
+    assert set(report["domains"]["site_a"]["arms"][0]["labels"]) == {"disc"}
+    assert report["domains"]["site_a"]["arms"][0]["labels"]["disc"]["dice"]["mean"] > 0.5
+    assert read_run(tmp_path / "work", "2_0_0")["recipe"]["background"] == [1]
+    assert "background" not in read_run(tmp_path / "work", "2_0_0")["recipe"]["settings"]
+    with pytest.raises(InputError, match=r"label map holds value\(s\) \[1\] that labels"):
+        run_benefit(tissue_real, test, None, {"disc": 2}, tmp_path / "w1", n_real=(2,), shares=(0,), seeds=(0,),
+                    settings=TINY, device="cpu")
+    with pytest.raises(InputError, match=r"background: value\(s\) \[2\] are also label values"):
+        run_benefit(real, test, None, {"disc": 2}, tmp_path / "w2", n_real=(2,), shares=(0,), seeds=(0,),
+                    settings=TINY, device="cpu", background=[1, 2])
+
+
 def test_regions_are_what_the_report_scores(data, tmp_path):
     """With regions, run files, report, table and plot are keyed by region; the recipe records them."""
     real, test = data

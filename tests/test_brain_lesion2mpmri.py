@@ -407,7 +407,9 @@ def test_benefit_config_gives_the_harness_five_channel_subjects(subjects, tmp_pa
     real, test = parser.get_parsed_content("real"), parser.get_parsed_content("test")
     assert [item["image"] for item in real] == [[item[s] for s in SEQUENCES] for item in subjects[:2]]
     assert [item["label"] for item in test["brain"]] == [item["lesion_map"] for item in subjects[2:]]
-    assert parser.get_parsed_content("labels") == {"normal brain": 1, "edema": 2, "cavity": 3, "tumor": 4}
+    assert parser.get_parsed_content("labels") == {"edema": 2, "cavity": 3, "tumor": 4}
+    assert parser.get_parsed_content("background") == [1]  # normal brain: lesion crops, not brain crops
+    assert parser.get("benefit#background") == "@background"
     assert isinstance(parser.get_parsed_content("synthesize"), NewLesionCases)
     assert parser.get_parsed_content("shares") == [0, 0.25, 0.5, 1]
 

@@ -359,6 +359,7 @@ def run_benefit(
     n_bootstrap: int = 2000,
     bootstrap_seed: int = 0,
     regions: Mapping[str, Sequence[str]] | None = None,
+    background: Sequence[int] = (),
 ) -> dict:
     """Train and test every arm with every seed, resuming finished runs, and report the benefit of synthetic data.
 
@@ -370,7 +371,7 @@ def run_benefit(
             None when every share is 0.
         labels: label name -> its value in the label maps, or the list of values it covers (a map numbering its
             lesions 1..k: ``{"lesion": [1, 2, 3]}``); 0 is the background and needs no name. Every other value
-            found in a label map is an error.
+            found in a label map is an error (unless listed in ``background``).
         work_dir: where runs, synthetic items, ``report.json`` and ``benefit.png`` go; reusing it resumes.
         n_real: real training set sizes.
         shares: synthetic items added per real item (0 is added when missing).
@@ -384,6 +385,9 @@ def run_benefit(
         regions: optional region name -> the label names it unites; the network still learns ``labels`` as
             classes, and Dice and HD95 are scored per region instead of per label (BraTS: whole tumour =
             necrosis + edema + enhancing, tumour core = necrosis + enhancing, enhancing tumour).
+        background: label-map values that count as background besides 0: a lesion map's normal-brain label when
+            only the lesions are to be segmented. Crops are then centred on lesion voxels, not anywhere in the
+            brain (``settings.foreground_ratio``), as a lesion segmentation needs.
 
     Returns:
         The report (module docstring), also written to ``work_dir/report.json``.
@@ -414,6 +418,7 @@ def run_benefit(
             raise InputError(f"test[{domain!r}]: the test domain has no items")
     labels = _check_labels(labels)
     regions = _check_regions(regions, labels)
+    background = _check_background(background, labels)
     if not (isinstance(n_bootstrap, int) and n_bootstrap > 0):
         raise InputError(f"n_bootstrap must be a positive integer; got {n_bootstrap!r}")
     work_dir = Path(work_dir)
@@ -425,9 +430,9 @@ def run_benefit(
     subsets = {(n, seed): real_subset(real, n, seed) for n in n_real for seed in seeds}
     used = {str(item["case_id"]): item for subset in subsets.values() for item in subset}
     for item in used.values():
-        _load_case(item, labels, spatial_dims, settings, "real")
+        _load_case(item, labels, spatial_dims, settings, "real", background)
     test_cases = {
-        domain: [_load_case(item, labels, spatial_dims, settings, f"test[{domain!r}]") for item in items]
+        domain: [_load_case(item, labels, spatial_dims, settings, f"test[{domain!r}]", background) for item in items]
         for domain, items in test.items()
     }
 
@@ -438,6 +443,7 @@ def run_benefit(
         "test_case_ids": {domain: [case.case_id for case in cases] for domain, cases in test_cases.items()},
         "test_images": {domain: [image_name(item) for item in items] for domain, items in test.items()},
         **({"regions": regions} if regions else {}),  # absent without regions: earlier run files still match
+        **({"background": background} if background else {}),  # likewise
     }
     synthesizer = describe_synthesizer(synthesize)
     runs: dict[tuple[int, float, int], dict] = {}
@@ -579,6 +585,18 @@ def _check_labels(labels: Mapping[str, int | Sequence[int]]) -> dict[str, list[i
     return checked
 
 
+def _check_background(background, labels: dict[str, list[int]]) -> list[int]:
+    """The extra background values, sorted; none of them may be a label's value."""
+    if isinstance(background, (str, bytes, Mapping)) or not isinstance(background, Sequence) or not all(
+        _is_int(value) and value > 0 for value in background
+    ):
+        raise InputError(f"background: {background!r}; pass a list of positive label-map values (0 needs no naming)")
+    named = sorted({int(v) for v in background} & {v for values in labels.values() for v in values})
+    if named:
+        raise InputError(f"background: value(s) {named} are also label values ({labels}); a value is one or the other")
+    return sorted({int(value) for value in background})
+
+
 def _spatial(volume, spatial_dims: int, path, role: str) -> tuple[np.ndarray, tuple[float, ...]]:
     """The array and spacing of ``volume`` with ``spatial_dims`` axes (a one-slice 3D file counts as 2D)."""
     array, spacing = volume.array, volume.spacing
@@ -592,7 +610,7 @@ def _spatial(volume, spatial_dims: int, path, role: str) -> tuple[np.ndarray, tu
 
 
 def _load_case(item: Mapping, labels: dict[str, list[int]], spatial_dims: int, settings: SegmentationSettings,
-               what: str) -> _Case:
+               what: str, background: Sequence[int] = ()) -> _Case:
     """Read an item, scale its image, turn its label values into class indices; refuse what does not fit."""
     paths = _image_paths(item)
     if not paths:
@@ -604,7 +622,8 @@ def _load_case(item: Mapping, labels: dict[str, list[int]], spatial_dims: int, s
             raise InputError(
                 f"{path}: image shape {image.shape} differs from its label map's {label.shape} ({item['label']}, {what})"
             )
-    unknown = sorted(set(np.unique(label).tolist()) - {0, *(v for values in labels.values() for v in values)})
+    known = {0, *background, *(v for values in labels.values() for v in values)}
+    unknown = sorted(set(np.unique(label).tolist()) - known)
     if unknown:
         raise InputError(
             f"{item['label']}: label map holds value(s) {unknown[:10]} that labels ({labels}) does not name ({what})"
@@ -646,8 +665,11 @@ def _run(name: str, recipe: dict, subset: list[dict], synthesize: Synthesize | N
     start = time.perf_counter()
     count = recipe["n_synthetic"]
     synthetic = _synthesize(synthesize, subset, count, folder, recipe["seed"], name) if count else []
-    cases = [_load_case(item, labels, spatial_dims, settings, "real") for item in subset]
-    cases += [_load_case(item, labels, spatial_dims, settings, f"synthesize (run {name})") for item in synthetic]
+    background = recipe.get("background", [])
+    cases = [_load_case(item, labels, spatial_dims, settings, "real", background) for item in subset]
+    cases += [
+        _load_case(item, labels, spatial_dims, settings, f"synthesize (run {name})", background) for item in synthetic
+    ]
     _check_channels({**{f"{name} training": cases}, **test_cases})
     network, loss = train_segmenter(cases, len(labels) + 1, spatial_dims, settings, recipe["seed"], device)
     scores = {
