@@ -90,6 +90,26 @@ def test_inference_writes_patches_datalist_and_grid_and_keeps_existing_outputs(t
     assert (out / "grid.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_generate_writes_a_class_balanced_set_with_its_manifest_and_reads_no_real_cases(tmp_path):
+    from synthmr.bundle.generate import run_bundle_generate
+
+    items = run_bundle_generate("breast_dce_patch_cgan", 7, None, tmp_path / "set", seed=3, device="cpu")
+    assert [item["class"] for item in items] == [CLASSES[i % 3] for i in range(7)]
+    for item in items:
+        for key in CHANNELS:
+            image = read_image(item[key])
+            assert image.array.shape == (64, 64) and 0 <= image.array.min() and image.array.max() <= 1023
+    manifest = json.loads((tmp_path / "set" / "manifest.json").read_text())
+    metadata = json.loads((BUNDLE.root / "configs" / "metadata.json").read_text())
+    assert manifest["bundle"] == "breast_dce_patch_cgan" and manifest["version"] == metadata["version"]
+    assert len(manifest["cases"]) == 7 and manifest["weights_sha256"]
+    first = run_bundle_generate("breast_dce_patch_cgan", 2, None, tmp_path / "two", seed=3, device="cpu")
+    for one, two in zip(first, items):  # a case depends on (seed, i) alone
+        assert read_image(one["t2"]).array.tobytes() == read_image(two["t2"]).array.tobytes()
+    with pytest.raises(InputError, match="generates from noise and class: it reads no real cases"):
+        run_bundle_generate("breast_dce_patch_cgan", 2, tmp_path / "set" / "datalist.json", tmp_path / "x")
+
+
 @pytest.mark.parametrize("gan_type", ["dcgan", "wgan"])
 def test_training_runs_one_tiny_epoch_and_selects_by_lowest_fid(tmp_path, gan_type):
     workflow = BUNDLE.training_runs_one_epoch(tmp_path, gan_type=gan_type)  # tiny_train.yaml's run

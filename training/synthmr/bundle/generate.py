@@ -74,6 +74,8 @@ def run_bundle_generate(
     check_destination(out, overwrite, "folder")
     settings: dict[str, Any] = {"generate_n": n, "generate_seed": seed, "generate_dir": str(out),
                                 "overwrite": overwrite, "generate_progress": "$synthmr.generation.progress_bar"}
+    if source is not None and description.is_generator:
+        raise InputError(f"bundle {description.name} generates from noise and class: it reads no real cases (no --from)")
     if source is not None:
         sources = load_datalist(source, section)
         if not sources:
