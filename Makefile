@@ -30,6 +30,8 @@ benchmark: $(STAMP)
 	$(PY) benchmarks/engine.py
 	$(PY) benchmarks/breast_dce_pre2post.py
 	$(PY) benchmarks/precision.py
+	$(PY) benchmarks/inference.py
+	$(PY) benchmarks/generate.py
 
 clean:
 	rm -rf $(VENV) $(DEMO) .pytest_cache

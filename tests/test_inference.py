@@ -6,7 +6,7 @@ import torch
 
 from grids import oblique_volume
 from synthmr.errors import InputError
-from synthmr.inference import Synthesizer
+from synthmr.inference import Synthesizer, native_bf16
 from synthmr.io import Volume, read_image, write_image
 from synthmr.transforms import IntensityScaling, RandForegroundSliced, RobustScaled
 
@@ -371,6 +371,19 @@ def test_bf16_runs_the_generator_in_bf16_and_stays_close_to_fp32(tmp_path):
     fp32, bf16 = outputs["fp32"].array, outputs["bf16"].array
     assert bf16.shape == fp32.shape and not np.array_equal(bf16, fp32)
     assert np.abs(bf16 - fp32).max() <= 0.02 * (fp32.max() - fp32.min())  # bf16 keeps ~3 significant digits
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_precision_is_bf16_only_where_the_hardware_has_it(tmp_path, monkeypatch, native):
+    """auto: bf16 on a CPU with AVX512-BF16 or AMX; fp32 on one that would emulate it (slower than fp32)."""
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: native)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: native)
+    assert native_bf16(torch.device("cpu")) is native
+    path = write_image(oblique_volume(body()), tmp_path / "case_a.nii.gz")
+    network = ConvNet()
+    Synthesizer(network, [{"t1_pre": str(path)}], ["t1_pre"], ["t1_post1"], tmp_path / "out", roi_size=(16, 16),
+                precision="auto")()
+    assert network.dtypes == {torch.bfloat16 if native else torch.float32}
 
 
 @pytest.mark.parametrize("precision, message", [("fp8", "precision must be one of"), ("fp16", "needs a CUDA")])

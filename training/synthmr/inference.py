@@ -90,8 +90,9 @@ class Synthesizer:
         output_labelmaps: the output keys that are label maps (written as unsigned 8-bit labels); only a subclass
             that makes labels (overriding ``_synthesise``) has any.
         precision: ``"fp32"``, or ``"bf16"`` / ``"fp16"`` to run the generator under ``torch.autocast`` with that
-            type (outputs are blended and written in fp32 either way); fp16 only on CUDA. A bundle sets the one its
-            accuracy measurement backs.
+            type (outputs are blended and written in fp32 either way); fp16 only on CUDA. ``"auto"``: bf16 where the
+            device computes it natively (:func:`native_bf16`), fp32 elsewhere (emulated bf16 is slower than fp32).
+            A bundle sets ``auto`` only when its accuracy measurement (benchmarks/precision.py) backs bf16.
     """
 
     def __init__(
@@ -323,10 +324,23 @@ class Synthesizer:
         return output.float().cpu().numpy()
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether ``device`` computes bf16 in hardware: a CUDA GPU that supports it, or a CPU with AVX512-BF16 or AMX
+    (elsewhere PyTorch emulates bf16 on the CPU, slower than fp32)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")  # torch.cpu's, private but stable since 2.3
+        return any(getattr(torch.cpu, probe, lambda: False)() for probe in probes)
+    return False
+
+
 def _autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast type of ``precision`` on ``device`` (None: fp32), or InputError naming what cannot work."""
+    if precision == "auto":
+        return torch.bfloat16 if native_bf16(device) else None
     if precision not in PRECISIONS:
-        raise InputError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
+        raise InputError(f"precision must be one of {sorted([*PRECISIONS, 'auto'])}, got {precision!r}")
     if precision == "fp16" and device.type != "cuda":
         raise InputError(f"precision fp16 needs a CUDA device (this run is on {device.type}); use bf16 or fp32")
     return PRECISIONS[precision]

@@ -1,0 +1,169 @@
+"""How fast each bundle's generator runs, per setting, against the plain eager batch-1 fp32 loop in the same run.
+
+For every bundle, its inference config's network with the shipped weights, on random inputs of the bundle's native
+size (``NATIVE``: the slice its inferer windows, the ROI box of the 3D refiner, the latent vector of the patch GAN):
+
+- the baseline: one slice per forward pass, fp32, eager (what the bundles shipped with);
+- every combination of batch size (``--batches``), precision (fp32, bf16 autocast) and memory format (contiguous,
+  channels-last), optionally ``torch.compile`` (``--compile``): milliseconds per slice (the median of
+  ``--repeats`` timed passes after warm-up) and the speed-up over the baseline;
+- the work: FLOPs of one slice (``torch.utils.flop_counter``), so each setting's GFLOP/s can be set against the
+  machine's own ceiling, measured in the same run: a large fp32 and bf16 matrix product and a 3x3 convolution.
+
+A setting's speed-up is only half a decision: whether bf16 keeps the output close enough is benchmarks/precision.py's
+measurement, on validation cases. Both together choose each bundle's inference defaults (docs/design.md).
+
+    python benchmarks/inference.py [--threads 2] [--batches 1 4 8 16] [--repeats 5] [--compile]
+                                   [--out benchmarks/results/inference.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+# The input one forward pass of each generator takes in use: (channels, *spatial).
+NATIVE = {
+    "breast_dce_pre2post": (1, 256, 256),  # inferer_roi: a 256^2 slice
+    "liver_mmhcc_mask2mri": (3, 128, 128),  # the inferer's 128^2 window
+    "brain_lesion2mpmri": (20, 128, 128),  # lesion map one-hot (5) + atlas slices (15), a 128^2 window
+    "brain_tumor_fabrication": (8, 48, 48, 48),  # a tumour's ROI box with its 8 mm margin at 2 mm
+    "breast_dce_patch_cgan": (103, 1, 1),  # latent (100) + class one-hot (3) -> one 64^2 six-channel patch
+}
+
+
+def load_network(name: str) -> torch.nn.Module:
+    """The bundle's inference network with its shipped weights, on the CPU, in eval mode."""
+    from monai.bundle import ConfigParser
+
+    from synthmr.io import load_weights
+
+    bundle = REPO / "bundles" / name
+    parser = ConfigParser()
+    parser.read_config(str(next(bundle.glob("configs/inference.*"))))
+    parser.update({"bundle_root": str(bundle), "device": "$torch.device('cpu')"})
+    network = parser.get_parsed_content("network")
+    load_weights(network, parser.get_parsed_content("checkpoint"))
+    return network.eval()
+
+
+def autocast(precision: str):
+    return torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
+
+
+@torch.inference_mode()
+def milliseconds_per_slice(network, shape: tuple, batch: int, precision: str, repeats: int,
+                           channels_last: bool = False) -> float:
+    """Median time of one forward pass of ``batch`` slices, divided by ``batch``."""
+    inputs = torch.randn(batch, *shape)
+    if channels_last:
+        inputs = inputs.contiguous(memory_format=torch.channels_last_3d if len(shape) == 4 else torch.channels_last)
+    with autocast(precision):
+        for _ in range(2):  # warm-up: allocator, oneDNN primitive caches, compilation
+            network(inputs)
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            network(inputs)
+            times.append(time.perf_counter() - start)
+    return 1000 * statistics.median(times) / batch
+
+
+def flops_per_slice(network, shape: tuple) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with torch.inference_mode(), counter:
+        network(torch.randn(1, *shape))
+    return float(counter.get_total_flops())
+
+
+@torch.inference_mode()
+def machine_ceiling(repeats: int) -> dict:
+    """GFLOP/s this CPU reaches on the work generators are made of, at the current thread count."""
+    def rate(operation, flops: float, precision: str) -> float:
+        with autocast(precision):
+            operation()
+            start = time.perf_counter()
+            for _ in range(repeats):
+                operation()
+        return flops * repeats / (time.perf_counter() - start) / 1e9
+
+    n = 2048
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    image = torch.randn(8, 64, 128, 128)
+    convolution = torch.nn.Conv2d(64, 64, 3, padding=1).eval()
+    conv_flops = 2 * 8 * 64 * 64 * 9 * 128 * 128
+    return {
+        "matmul_fp32": rate(lambda: a @ b, 2 * n**3, "fp32"),
+        "matmul_bf16": rate(lambda: a.bfloat16() @ b.bfloat16(), 2 * n**3, "fp32"),
+        "conv3x3_fp32": rate(lambda: convolution(image), conv_flops, "fp32"),
+        "conv3x3_bf16": rate(lambda: convolution(image), conv_flops, "bf16"),
+    }
+
+
+def measure(name: str, batches: list[int], repeats: int, compile_too: bool) -> dict:
+    network = load_network(name)
+    shape = NATIVE[name]
+    flops = flops_per_slice(network, shape)
+    baseline = milliseconds_per_slice(network, shape, 1, "fp32", repeats)
+    variants = [("eager", network, False), ("channels_last", _channels_last(network, shape), True)]
+    if compile_too:
+        variants.append(("compiled", torch.compile(network), False))
+    settings = []
+    for mode, model, channels_last in variants:
+        for precision in ("fp32", "bf16"):
+            for batch in batches:
+                ms = milliseconds_per_slice(model, shape, batch, precision, repeats, channels_last)
+                settings.append({"mode": mode, "precision": precision, "batch": batch, "ms_per_slice": ms,
+                                 "speedup": baseline / ms, "gflops": flops / ms / 1e6})
+                print(f"  {name} {mode:13s} {precision} batch {batch:2d}: {ms:8.2f} ms/slice x{baseline / ms:5.2f} "
+                      f"{flops / ms / 1e6:6.1f} GFLOP/s", flush=True)
+    best = max(settings, key=lambda s: s["speedup"])
+    return {"input": list(shape), "gflop_per_slice": flops / 1e9, "baseline_ms_per_slice": baseline,
+            "baseline_gflops": flops / baseline / 1e6, "settings": settings, "best": best}
+
+
+def _channels_last(network: torch.nn.Module, shape: tuple) -> torch.nn.Module:
+    import copy
+
+    fmt = torch.channels_last_3d if len(shape) == 4 else torch.channels_last
+    return copy.deepcopy(network).to(memory_format=fmt)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--batches", type=int, nargs="*", default=[1, 4, 8, 16])
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--compile", action="store_true", help="also time torch.compile (minutes of compiling)")
+    parser.add_argument("--bundles", nargs="*", default=list(NATIVE))
+    parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "inference.json")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    ceiling = machine_ceiling(args.repeats)
+    print("machine ceiling (GFLOP/s): " + ", ".join(f"{k} {v:.0f}" for k, v in ceiling.items()), flush=True)
+    report = {"threads": args.threads, "machine": platform.machine(), "processor": platform.processor(),
+              "torch": torch.__version__, "ceiling_gflops": ceiling, "bundles": {}}
+    for name in args.bundles:
+        report["bundles"][name] = result = measure(name, args.batches, args.repeats, args.compile)
+        best = result["best"]
+        print(f"{name}: {result['gflop_per_slice']:.2f} GFLOP per slice; baseline {result['baseline_ms_per_slice']:.1f} "
+              f"ms ({result['baseline_gflops']:.0f} GFLOP/s); best {best['mode']} {best['precision']} batch "
+              f"{best['batch']}: {best['ms_per_slice']:.1f} ms, x{best['speedup']:.2f} ({best['gflops']:.0f} GFLOP/s)",
+              flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
