@@ -463,6 +463,30 @@ def test_fabricator_writes_the_case_on_the_healthy_grid_and_keeps_the_rest(case_
         TumorFabricator(_refiner(), [item], tmp_path / "out").run()
 
 
+def test_fabricator_in_bf16_refines_in_bf16_and_keeps_the_rest_bit_for_bit(case_lists, tmp_path):
+    from synthmr.io import read_image
+    from synthmr.methods.brain_tumor_fabrication import TumorFabricator
+
+    item = _inference_item(case_lists)
+    refiner, dtypes = _refiner(), set()
+    refiner.head.register_forward_hook(lambda module, args, output: dtypes.add(output.dtype))
+    outputs = {}
+    for precision in ("fp32", "bf16"):
+        dtypes.clear()
+        written = TumorFabricator(refiner, [item], tmp_path / precision, seed=3, precision=precision).run()[0]
+        assert dtypes == {torch.float32 if precision == "fp32" else torch.bfloat16}
+        outputs[precision] = {key: read_image(path).array for key, path in written.items()}
+    from synthmr.methods.brain_tumor_fabrication import REGION_MARGIN_MM, _signed_distance
+
+    label = outputs["fp32"]["label"]
+    assert np.array_equal(label, outputs["bf16"]["label"])  # the same draws: augmentation stays in fp32
+    far = _signed_distance(label > 0, read_image(written["label"]).spacing) > REGION_MARGIN_MM + 1
+    for key in SEQUENCES:
+        fp32, bf16 = outputs["fp32"][key], outputs["bf16"][key]
+        assert (fp32 != bf16).any() and np.array_equal(fp32[far], bf16[far])
+        assert np.abs(bf16 - fp32).max() <= 0.05 * (fp32.max() - fp32.min())
+
+
 def test_fabricator_follows_the_placement_and_refuses_a_foreign_grid(case_lists, tmp_path):
     from synthmr.io import Volume, read_image, write_image
     from synthmr.methods.brain_tumor_fabrication import TumorFabricator

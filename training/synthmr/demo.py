@@ -45,29 +45,41 @@ def run_demo(
     check_output_location(out, {f"bundle {description.name}": root})
     out = Path(out).absolute()
     check_destination(out, overwrite, what="folder")
-    demo = description.demo
-    case = phantom_class(demo["organ"])(**demo["phantom"])(demo["seed"])
-    source = demo.get("source")
-    second = phantom_class(demo["organ"])(**source["phantom"])(source["seed"]) if source else None
-
+    case, filled = phantom_inputs(description)
     with atomic_output(out, overwrite=overwrite) as staging:
-        inputs, shown = {}, {}
-        for name, role in description.inputs.items():
-            key, filler = role.sequence or name, case
-            if source and name.startswith(source["prefix"]):  # a role of the second case (tumor_t1n: its t1n)
-                key, filler = role.sequence or name[len(source["prefix"]):], second
-            available = {**filler.images, **filler.masks}
-            if key not in available:
-                if role.required:
-                    raise InputError(f"bundle {description.name}: its demo case has no image or mask {key!r}")
-                continue
-            inputs[name] = write_image(filler.volume(key), staging / "inputs" / f"{name}.nii.gz")
-            shown[name] = (available[key], key in filler.masks)
+        inputs = {name: write_image(volume, staging / "inputs" / f"{name}.nii.gz")
+                  for name, (volume, _) in filled.items()}
+        shown = {name: (volume.array, is_mask) for name, (volume, is_mask) in filled.items()}
         outputs = run_bundle(root, inputs, staging / "synthetic", device=device, progress=None,
                              trust_bundle=trust_bundle)
         synthetic = {name: read_image(path).array for name, path in outputs.items()}
         _figure(case, description, shown, synthetic, staging / "demo.png")
     return out / "demo.png"
+
+
+def phantom_inputs(description, seed: int | None = None, source_seed: int | None = None):
+    """The bundle's input roles filled from a phantom case of its demo's organ and options (and, for a bundle that
+    takes two cases, the roles with the source's prefix from a second one), at the demo's seeds unless given.
+
+    Returns:
+        the first case, and role name -> (volume, whether it is a mask) for every role the cases can fill.
+    """
+    demo = description.demo
+    case = phantom_class(demo["organ"])(**demo["phantom"])(demo["seed"] if seed is None else seed)
+    source = demo.get("source")
+    second = None
+    if source:
+        second = phantom_class(demo["organ"])(**source["phantom"])(source["seed"] if source_seed is None else source_seed)
+    filled = {}
+    for name, role in description.inputs.items():
+        key, filler = role.sequence or name, case
+        if source and name.startswith(source["prefix"]):  # a role of the second case (tumor_t1n: its t1n)
+            key, filler = role.sequence or name[len(source["prefix"]):], second
+        if key in filler.images or key in filler.masks:
+            filled[name] = (filler.volume(key), key in filler.masks)
+        elif role.required:
+            raise InputError(f"bundle {description.name}: its demo case has no image or mask {key!r}")
+    return case, filled
 
 
 def _figure(

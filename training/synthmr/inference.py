@@ -156,6 +156,7 @@ class Synthesizer:
         self.output_dir = Path(output_dir).absolute()  # written paths stay valid from any folder
         self.device = torch.device(device)
         self.autocast_dtype = _autocast_dtype(precision, self.device)
+        self.autocast_network = AutocastNetwork(network, self.device.type, self.autocast_dtype)
         self.spatial_dims = spatial_dims
         self.sw_batch_size = int(sw_batch_size)
         self.headroom, self.low_over = headroom, low_over
@@ -314,14 +315,26 @@ class Synthesizer:
                 cval=getattr(self.conditions, "pad_value", AIR) if template is None else template.cval,
                 cache_roi_weight_map=True,
             )
-        with torch.autocast(self.device.type, dtype=self.autocast_dtype, enabled=self.autocast_dtype is not None):
-            output = self._inferers[roi](batch.to(self.device), self.network)
+        output = self._inferers[roi](batch.to(self.device), self.autocast_network)
         if output.shape[1] != len(self.outputs):
             raise InputError(
                 f"the network gives {output.shape[1]} output channels, but {len(self.outputs)} outputs are named "
                 f"({self.outputs})"
             )
         return output.float().cpu().numpy()
+
+
+class AutocastNetwork(torch.nn.Module):
+    """``network`` whose forward runs under ``torch.autocast`` with ``dtype`` (None: in fp32, as it is), and nothing
+    else: the blending, resampling or augmentation around it stays in fp32."""
+
+    def __init__(self, network: torch.nn.Module, device_type: str, dtype: torch.dtype | None) -> None:
+        super().__init__()
+        self.network, self.device_type, self.dtype = network, device_type, dtype
+
+    def forward(self, *args, **kwargs):
+        with torch.autocast(self.device_type, dtype=self.dtype, enabled=self.dtype is not None):
+            return self.network(*args, **kwargs)
 
 
 def native_bf16(device: torch.device) -> bool:

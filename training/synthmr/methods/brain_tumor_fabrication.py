@@ -1219,6 +1219,7 @@ class TumorFabricator(Synthesizer):
         seed: the draws (augmentation, position) of case ``i`` come from ``(seed, i)``.
         augment: TF-Aug's augmentation (default :class:`RandTumorAugment`'s); None places the tumour as it is.
         refine: False writes TF-Aug's coarse case (the ablation).
+        precision: the refiner's, as :class:`synthmr.inference.Synthesizer`'s.
     """
 
     def __init__(
@@ -1233,9 +1234,10 @@ class TumorFabricator(Synthesizer):
         refine: bool = True,
         overwrite: bool = False,
         progress: Callable[[int, int], None] | None = None,
+        precision: str = "fp32",
     ) -> None:
         super().__init__(network, datalist, output_dir=output_dir, device=device, overwrite=overwrite,
-                         progress=progress, **_inference_kwargs())
+                         progress=progress, precision=precision, **_inference_kwargs())
         self.model_spacing = None if model_spacing is None else tuple(float(s) for s in model_spacing)
         self.seed, self.refine = int(seed), bool(refine)
         self.augment = RandTumorAugment() if augment == "default" else augment
@@ -1258,7 +1260,7 @@ class TumorFabricator(Synthesizer):
             reference.spacing,
             rng,
             self.augment,
-            self.network if self.refine else None,
+            self.autocast_network if self.refine else None,  # the refiner alone in the run's precision
             self.model_spacing,
             self.device,
             placement,
