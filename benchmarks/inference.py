@@ -10,10 +10,14 @@ size (``NATIVE``: the slice its inferer windows, the ROI box of the 3D refiner, 
 - the work: FLOPs of one slice (``torch.utils.flop_counter``), so each setting's GFLOP/s can be set against the
   machine's own ceiling, measured in the same run: a large fp32 and bf16 matrix product and a 3x3 convolution.
 
+With ``--cases K``, also whole cases: each image-to-image bundle's inference config on K validation phantom cases
+(benchmarks/precision.py's), as shipped and as the baseline (fp32, one slice per pass), seconds per case alternating
+case by case; this includes reading, scaling, registration and writing, which no network setting speeds up.
+
 A setting's speed-up is only half a decision: whether bf16 keeps the output close enough is benchmarks/precision.py's
 measurement, on validation cases. Both together choose each bundle's inference defaults (docs/design.md).
 
-    python benchmarks/inference.py [--threads 2] [--batches 1 4 8 16] [--repeats 5] [--compile]
+    python benchmarks/inference.py [--threads 2] [--batches 1 4 8 16] [--repeats 5] [--compile] [--cases 2]
                                    [--out benchmarks/results/inference.json]
 """
 
@@ -24,12 +28,14 @@ import contextlib
 import json
 import platform
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
+CASE_BUNDLES = ("breast_dce_pre2post", "liver_mmhcc_mask2mri", "brain_lesion2mpmri", "brain_tumor_fabrication")
 # The input one forward pass of each generator takes in use: (channels, *spatial).
 NATIVE = {
     "breast_dce_pre2post": (1, 256, 256),  # inferer_roi: a 256^2 slice
@@ -99,15 +105,18 @@ def machine_ceiling(repeats: int) -> dict:
 
     n = 2048
     a, b = torch.randn(n, n), torch.randn(n, n)
-    image = torch.randn(8, 64, 128, 128)
-    convolution = torch.nn.Conv2d(64, 64, 3, padding=1).eval()
+    a16, b16 = a.bfloat16(), b.bfloat16()
     conv_flops = 2 * 8 * 64 * 64 * 9 * 128 * 128
-    return {
-        "matmul_fp32": rate(lambda: a @ b, 2 * n**3, "fp32"),
-        "matmul_bf16": rate(lambda: a.bfloat16() @ b.bfloat16(), 2 * n**3, "fp32"),
-        "conv3x3_fp32": rate(lambda: convolution(image), conv_flops, "fp32"),
-        "conv3x3_bf16": rate(lambda: convolution(image), conv_flops, "bf16"),
-    }
+    ceiling = {"matmul_fp32": rate(lambda: a @ b, 2 * n**3, "fp32"),
+               "matmul_bf16": rate(lambda: a16 @ b16, 2 * n**3, "fp32")}
+    for precision in ("fp32", "bf16"):  # a 3x3 convolution, 64 -> 64 channels on 8 x 128^2, the faster memory format
+        rates = []
+        for memory_format in (torch.contiguous_format, torch.channels_last):
+            image = torch.randn(8, 64, 128, 128).contiguous(memory_format=memory_format)
+            convolution = torch.nn.Conv2d(64, 64, 3, padding=1).eval().to(memory_format=memory_format)
+            rates.append(rate(lambda: convolution(image), conv_flops, precision))
+        ceiling[f"conv3x3_{precision}"] = max(rates)
+    return ceiling
 
 
 def measure(name: str, batches: list[int], repeats: int, compile_too: bool) -> dict:
@@ -132,6 +141,32 @@ def measure(name: str, batches: list[int], repeats: int, compile_too: bool) -> d
             "baseline_gflops": flops / baseline / 1e6, "settings": settings, "best": best}
 
 
+def whole_cases(name: str, n_cases: int, work: Path) -> dict:
+    """Seconds per case of the shipped inference config and of the baseline setting, alternating case by case."""
+    from precision import run_inference, validation_case
+
+    bundle = REPO / "bundles" / name
+    settings = {"shipped": (_shipped_precision(bundle), {}),
+                # one slice per pass (the TF refiner sees each ROI whole either way)
+                "baseline": ("fp32", {} if name == "brain_tumor_fabrication" else {"evaluator#sw_batch_size": 1})}
+    seconds = {setting: [] for setting in settings}
+    for index in range(n_cases):
+        item = validation_case(bundle, index, work / name / "inputs")
+        for setting, (precision, overrides) in settings.items():
+            _, took = run_inference(bundle, item, work / name / f"{setting}{index}", precision, **overrides)
+            seconds[setting].append(took)
+    shipped, baseline = (statistics.mean(seconds[k]) for k in ("shipped", "baseline"))
+    return {"seconds_per_case": {"shipped": shipped, "baseline": baseline}, "speedup": baseline / shipped}
+
+
+def _shipped_precision(bundle: Path) -> str:
+    from monai.bundle import ConfigParser
+
+    parser = ConfigParser()
+    parser.read_config(str(next(bundle.glob("configs/inference.*"))))
+    return parser.get("evaluator#precision", "fp32")
+
+
 def _channels_last(network: torch.nn.Module, shape: tuple) -> torch.nn.Module:
     import copy
 
@@ -146,6 +181,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--compile", action="store_true", help="also time torch.compile (minutes of compiling)")
     parser.add_argument("--bundles", nargs="*", default=list(NATIVE))
+    parser.add_argument("--cases", type=int, default=2, help="whole validation cases per bundle (0: none)")
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "inference.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -160,6 +196,11 @@ def main() -> None:
               f"ms ({result['baseline_gflops']:.0f} GFLOP/s); best {best['mode']} {best['precision']} batch "
               f"{best['batch']}: {best['ms_per_slice']:.1f} ms, x{best['speedup']:.2f} ({best['gflops']:.0f} GFLOP/s)",
               flush=True)
+        if args.cases and name in CASE_BUNDLES:
+            with tempfile.TemporaryDirectory() as work:
+                result["whole_case"] = cases = whole_cases(name, args.cases, Path(work))
+            print(f"{name}: a whole case {cases['seconds_per_case']['shipped']:.2f} s as shipped, "
+                  f"{cases['seconds_per_case']['baseline']:.2f} s as the baseline (x{cases['speedup']:.2f})", flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {args.out}")

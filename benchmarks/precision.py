@@ -48,8 +48,9 @@ def validation_case(bundle: Path, index: int, folder: Path) -> dict:
     return item
 
 
-def run_inference(bundle: Path, item: dict, out: Path, precision: str) -> tuple[dict, float]:
-    """The bundle's inference config on one case; its outputs (key -> array) and the seconds of its run."""
+def run_inference(bundle: Path, item: dict, out: Path, precision: str, **overrides) -> tuple[dict, float]:
+    """The bundle's inference config on one case (``overrides``: further config ids); its outputs (key -> array) and
+    the seconds of its run."""
     from monai.bundle import ConfigWorkflow
 
     from synthmr.io import read_image
@@ -57,7 +58,7 @@ def run_inference(bundle: Path, item: dict, out: Path, precision: str) -> tuple[
     config = next(bundle.glob("configs/inference.*"))
     workflow = ConfigWorkflow(config_file=str(config), workflow_type="inference", bundle_root=str(bundle),
                               input=item, output_dir=str(out), device="$torch.device('cpu')",
-                              **{"evaluator#precision": precision})
+                              **{"evaluator#precision": precision, **overrides})
     workflow.initialize()
     start = time.perf_counter()
     workflow.run()

@@ -373,6 +373,20 @@ def test_bf16_runs_the_generator_in_bf16_and_stays_close_to_fp32(tmp_path):
     assert np.abs(bf16 - fp32).max() <= 0.02 * (fp32.max() - fp32.min())  # bf16 keeps ~3 significant digits
 
 
+def test_channels_last_gives_the_same_outputs_up_to_rounding(tmp_path):
+    path = write_image(oblique_volume(body()), tmp_path / "case_a.nii.gz")
+    outputs = {}
+    for channels_last in (False, True):
+        torch.manual_seed(0)
+        network = ConvNet()
+        written = Synthesizer(network, [{"t1_pre": str(path)}], ["t1_pre"], ["t1_post1"], tmp_path / str(channels_last),
+                              roi_size=(16, 16), channels_last=channels_last)()
+        outputs[channels_last] = read_image(written[0]["t1_post1"]).array
+        weight = network.layers[2].weight  # 8 input channels: its two layouts differ
+        assert weight.is_contiguous(memory_format=torch.channels_last) is channels_last
+    np.testing.assert_allclose(outputs[True], outputs[False], rtol=1e-4, atol=1e-4 * np.ptp(outputs[False]))
+
+
 @pytest.mark.parametrize("native", [True, False])
 def test_auto_precision_is_bf16_only_where_the_hardware_has_it(tmp_path, monkeypatch, native):
     """auto: bf16 on a CPU with AVX512-BF16 or AMX; fp32 on one that would emulate it (slower than fp32)."""

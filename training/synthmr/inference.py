@@ -93,6 +93,8 @@ class Synthesizer:
             type (outputs are blended and written in fp32 either way); fp16 only on CUDA. ``"auto"``: bf16 where the
             device computes it natively (:func:`native_bf16`), fp32 elsewhere (emulated bf16 is slower than fp32).
             A bundle sets ``auto`` only when its accuracy measurement (benchmarks/precision.py) backs bf16.
+        channels_last: run the network on channels-last tensors (:class:`AutocastNetwork`); the same numbers up to
+            rounding, faster or slower by model and size (benchmarks/inference.py).
     """
 
     def __init__(
@@ -118,6 +120,7 @@ class Synthesizer:
         low_over: LowOver = "foreground",
         output_labelmaps: Sequence[str] = (),
         precision: str = "fp32",
+        channels_last: bool = False,
     ) -> None:
         check_low_over(low_over)
         if inferer is not None:
@@ -156,7 +159,7 @@ class Synthesizer:
         self.output_dir = Path(output_dir).absolute()  # written paths stay valid from any folder
         self.device = torch.device(device)
         self.autocast_dtype = _autocast_dtype(precision, self.device)
-        self.autocast_network = AutocastNetwork(network, self.device.type, self.autocast_dtype)
+        self.autocast_network = AutocastNetwork(network, self.device.type, self.autocast_dtype, channels_last)
         self.spatial_dims = spatial_dims
         self.sw_batch_size = int(sw_batch_size)
         self.headroom, self.low_over = headroom, low_over
@@ -326,15 +329,24 @@ class Synthesizer:
 
 class AutocastNetwork(torch.nn.Module):
     """``network`` whose forward runs under ``torch.autocast`` with ``dtype`` (None: in fp32, as it is), and nothing
-    else: the blending, resampling or augmentation around it stays in fp32."""
+    else: the blending, resampling or augmentation around it stays in fp32. With ``channels_last`` the network's
+    weights and its input are kept channels-last (NHWC / NDHWC), which oneDNN's convolutions often run faster."""
 
-    def __init__(self, network: torch.nn.Module, device_type: str, dtype: torch.dtype | None) -> None:
+    def __init__(self, network: torch.nn.Module, device_type: str, dtype: torch.dtype | None,
+                 channels_last: bool = False) -> None:
         super().__init__()
-        self.network, self.device_type, self.dtype = network, device_type, dtype
+        self.network, self.device_type, self.dtype, self.channels_last = network, device_type, dtype, channels_last
+        self._converted = False
 
-    def forward(self, *args, **kwargs):
+    def forward(self, x: torch.Tensor, *args, **kwargs):
+        if self.channels_last:
+            memory_format = torch.channels_last_3d if x.ndim == 5 else torch.channels_last
+            if not self._converted:  # once, on the first input: its dimensionality says which format
+                self.network.to(memory_format=memory_format)
+                self._converted = True
+            x = x.contiguous(memory_format=memory_format)
         with torch.autocast(self.device_type, dtype=self.dtype, enabled=self.dtype is not None):
-            return self.network(*args, **kwargs)
+            return self.network(x, *args, **kwargs)
 
 
 def native_bf16(device: torch.device) -> bool:

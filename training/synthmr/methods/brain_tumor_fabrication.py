@@ -1219,7 +1219,7 @@ class TumorFabricator(Synthesizer):
         seed: the draws (augmentation, position) of case ``i`` come from ``(seed, i)``.
         augment: TF-Aug's augmentation (default :class:`RandTumorAugment`'s); None places the tumour as it is.
         refine: False writes TF-Aug's coarse case (the ablation).
-        precision: the refiner's, as :class:`synthmr.inference.Synthesizer`'s.
+        precision, channels_last: the refiner's, as :class:`synthmr.inference.Synthesizer`'s.
     """
 
     def __init__(
@@ -1235,9 +1235,10 @@ class TumorFabricator(Synthesizer):
         overwrite: bool = False,
         progress: Callable[[int, int], None] | None = None,
         precision: str = "fp32",
+        channels_last: bool = False,
     ) -> None:
         super().__init__(network, datalist, output_dir=output_dir, device=device, overwrite=overwrite,
-                         progress=progress, precision=precision, **_inference_kwargs())
+                         progress=progress, precision=precision, channels_last=channels_last, **_inference_kwargs())
         self.model_spacing = None if model_spacing is None else tuple(float(s) for s in model_spacing)
         self.seed, self.refine = int(seed), bool(refine)
         self.augment = RandTumorAugment() if augment == "default" else augment
