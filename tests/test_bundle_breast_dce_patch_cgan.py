@@ -90,6 +90,13 @@ def test_inference_writes_patches_datalist_and_grid_and_keeps_existing_outputs(t
     assert (out / "grid.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_batch_size_and_channels_last_give_the_same_patches_up_to_rounding():
+    plain, labels = sample_patches(shipped_generator(), 5, seed=2)
+    fast, fast_labels = sample_patches(shipped_generator(), 5, seed=2, batch_size=4, channels_last=True)
+    assert torch.equal(labels, fast_labels)
+    torch.testing.assert_close(fast, plain, rtol=0, atol=1e-4)
+
+
 def test_generate_writes_a_class_balanced_set_with_its_manifest_and_reads_no_real_cases(tmp_path):
     from synthmr.bundle.generate import run_bundle_generate
 

@@ -242,9 +242,10 @@ def gan_optimizer(parameters, gan_type: str, learning_rate: float | None = None)
 @torch.no_grad()
 def sample_patches(
     generator: torch.nn.Module, n_per_class: int, classes: Sequence[int] | None = None, seed: int = 0,
-    batch_size: int = 256,
+    batch_size: int = 256, channels_last: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """``n_per_class`` patches of every class from ``generator`` in eval mode, reproducibly from ``seed``.
+    """``n_per_class`` patches of every class from ``generator`` in eval mode, reproducibly from ``seed``
+    (``batch_size`` patches per pass, channels-last with ``channels_last``: the same patches up to rounding).
 
     Returns:
         patches ``(n, C, H, W)`` on the CPU in [-1, 1] and their class indices ``(n,)``, class by class.
@@ -259,11 +260,17 @@ def sample_patches(
     noise = torch.Generator().manual_seed(seed)
     labels = torch.tensor(classes).repeat_interleave(n_per_class)
     z = torch.randn(len(labels), net.latent_dim, generator=noise)
+    if channels_last:
+        from synthmr.inference import AutocastNetwork
+
+        net = AutocastNetwork(net, device.type, None, channels_last=True)
     try:
-        out = [
-            net(z[i : i + batch_size].to(device), labels[i : i + batch_size].to(device)).float().cpu()
-            for i in range(0, len(labels), batch_size)
-        ]
+        with torch.inference_mode():
+            out = [
+                net(z[i : i + batch_size].to(device)[:, :, None, None], labels[i : i + batch_size].to(device))
+                .float().cpu()
+                for i in range(0, len(labels), batch_size)
+            ]
     finally:
         net.train(was_training)
     return torch.cat(out), labels
@@ -616,7 +623,7 @@ class LowestFidSelection(CheckpointSelection):
 # Output: generated patches as images, and the evaluation table.
 def write_patches(
     generator: torch.nn.Module, output_dir: str | os.PathLike, n_per_class: int = 8, seed: int = 0,
-    overwrite: bool = False, grid_columns: int = 8,
+    overwrite: bool = False, grid_columns: int = 8, batch_size: int = 256, channels_last: bool = False,
 ) -> list[dict]:
     """Generate ``n_per_class`` patches per class and write them with a datalist and a PNG grid.
 
@@ -631,7 +638,8 @@ def write_patches(
     from synthmr.io._atomic import check_destination
 
     output_dir = Path(output_dir)
-    patches, labels = sample_patches(generator, n_per_class, seed=seed)
+    patches, labels = sample_patches(generator, n_per_class, seed=seed, batch_size=batch_size,
+                                     channels_last=channels_last)
     items = []
     for index, (patch, label) in enumerate(zip(patches.numpy(), labels.tolist())):
         case_id = f"{CLASSES[label]}_{index % n_per_class:04d}"
@@ -658,26 +666,29 @@ def write_patches(
 
 def generate_patch_set(
     generator: torch.nn.Module, n: int, out_dir: str | os.PathLike, seed: int = 0, overwrite: bool = False,
-    provenance: Mapping | None = None, block: int = 256, progress=None,
+    provenance: Mapping | None = None, block: int = 16, channels_last: bool = False, progress=None,
 ) -> list[dict]:
     """``synthmr generate``'s set: ``n`` patches, patch ``i`` of class ``i % n_classes`` (balanced classes) from
     noise drawn from ``(seed, i)`` alone, as ``out_dir/case_NNNNN/<channel>.nii.gz`` (as :func:`write_patches`)
     with ``datalist.json`` (``"training"``: ``case_id``, ``class``, a path per channel) and ``manifest.json``;
-    ``block`` patches per forward pass, shared out over torchrun ranks and resumable
-    (:func:`synthmr.generation.write_case_set`)."""
+    ``block`` patches per forward pass (channels-last with ``channels_last``), shared out over torchrun ranks and
+    resumable (:func:`synthmr.generation.write_case_set`)."""
     from synthmr.evaluation.synthesizers import weights_digest
     from synthmr.generation import case_id, case_seed, write_case_set
+
+    from synthmr.inference import AutocastNetwork
 
     net = unwrap(generator)
     device = next(net.parameters()).device
     net.eval()
+    forward = AutocastNetwork(net, device.type, None, channels_last=channels_last)
 
     def make(indices: Sequence[int], folder: Path) -> list[dict]:
         z = torch.stack([torch.randn(net.latent_dim, generator=torch.Generator().manual_seed(case_seed(seed, i)))
                          for i in indices])
         labels = torch.tensor([i % net.n_classes for i in indices])
         with torch.inference_mode():
-            patches = net(z.to(device), labels.to(device)).float().cpu().numpy()
+            patches = forward(z.to(device)[:, :, None, None], labels.to(device)).float().cpu().numpy()
         items = []
         for i, patch, label in zip(indices, patches, labels.tolist()):
             item = {"case_id": case_id(i), "class": CLASSES[label]}
