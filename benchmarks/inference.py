@@ -10,6 +10,8 @@ size (``NATIVE``: the slice its inferer windows, the ROI box of the 3D refiner, 
 - the work: FLOPs of one slice (``torch.utils.flop_counter``), so each setting's GFLOP/s can be set against the
   machine's own ceiling, measured in the same run: a large fp32 and bf16 matrix product and a 3x3 convolution.
 
+On the CPU always; when CUDA is available, the same again on the GPU (with fp16 besides), under ``"cuda"``.
+
 With ``--cases K``, also whole cases: each image-to-image bundle's inference config on K validation phantom cases
 (benchmarks/precision.py's), as shipped and as the baseline (fp32, one slice per pass), seconds per case alternating
 case by case; this includes reading, scaling, registration and writing, which no network setting speeds up.
@@ -63,24 +65,36 @@ def load_network(name: str) -> torch.nn.Module:
     return network.eval()
 
 
-def autocast(precision: str):
-    return torch.autocast("cpu", dtype=torch.bfloat16) if precision == "bf16" else contextlib.nullcontext()
+LOW_PRECISION = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def autocast(precision: str, device: torch.device):
+    if precision not in LOW_PRECISION:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=LOW_PRECISION[precision])
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
 @torch.inference_mode()
 def milliseconds_per_slice(network, shape: tuple, batch: int, precision: str, repeats: int,
-                           channels_last: bool = False) -> float:
-    """Median time of one forward pass of ``batch`` slices, divided by ``batch``."""
-    inputs = torch.randn(batch, *shape)
+                           channels_last: bool = False, device: torch.device = torch.device("cpu")) -> float:
+    """Median time of one forward pass of ``batch`` slices on ``device``, divided by ``batch``."""
+    inputs = torch.randn(batch, *shape, device=device)
     if channels_last:
         inputs = inputs.contiguous(memory_format=torch.channels_last_3d if len(shape) == 4 else torch.channels_last)
-    with autocast(precision):
+    with autocast(precision, device):
         for _ in range(2):  # warm-up: allocator, oneDNN primitive caches, compilation
             network(inputs)
         times = []
         for _ in range(repeats):
+            synchronize(device)
             start = time.perf_counter()
             network(inputs)
+            synchronize(device)
             times.append(time.perf_counter() - start)
     return 1000 * statistics.median(times) / batch
 
@@ -95,18 +109,20 @@ def flops_per_slice(network, shape: tuple) -> float:
 
 
 @torch.inference_mode()
-def machine_ceiling(repeats: int) -> dict:
-    """GFLOP/s this CPU reaches on the work generators are made of, at the current thread count."""
+def machine_ceiling(repeats: int, device: torch.device) -> dict:
+    """GFLOP/s ``device`` reaches on the work generators are made of (on a CPU, at the current thread count)."""
     def rate(operation, flops: float, precision: str) -> float:
-        with autocast(precision):
+        with autocast(precision, device):
             operation()
+            synchronize(device)
             start = time.perf_counter()
             for _ in range(repeats):
                 operation()
+            synchronize(device)
         return flops * repeats / (time.perf_counter() - start) / 1e9
 
     n = 2048
-    a, b = torch.randn(n, n), torch.randn(n, n)
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     a16, b16 = a.bfloat16(), b.bfloat16()
     conv_flops = 2 * 8 * 64 * 64 * 9 * 128 * 128
     ceiling = {"matmul_fp32": rate(lambda: a @ b, 2 * n**3, "fp32"),
@@ -114,44 +130,47 @@ def machine_ceiling(repeats: int) -> dict:
     for precision in ("fp32", "bf16"):  # a 3x3 convolution, 64 -> 64 channels on 8 x 128^2, the faster memory format
         rates = []
         for memory_format in (torch.contiguous_format, torch.channels_last):
-            image = torch.randn(8, 64, 128, 128).contiguous(memory_format=memory_format)
-            convolution = torch.nn.Conv2d(64, 64, 3, padding=1).eval().to(memory_format=memory_format)
+            image = torch.randn(8, 64, 128, 128, device=device).contiguous(memory_format=memory_format)
+            convolution = torch.nn.Conv2d(64, 64, 3, padding=1).eval().to(device, memory_format=memory_format)
             rates.append(rate(lambda: convolution(image), conv_flops, precision))
         ceiling[f"conv3x3_{precision}"] = max(rates)
     return ceiling
 
 
-def measure(name: str, batches: list[int], repeats: int, compile_too: bool) -> dict:
+def measure(name: str, batches: list[int], repeats: int, compile_too: bool, device: torch.device) -> dict:
     network = load_network(name)
     shape = NATIVE[name]
     flops = flops_per_slice(network, shape)
-    baseline = milliseconds_per_slice(network, shape, 1, "fp32", repeats)
+    network.to(device)
+    baseline = milliseconds_per_slice(network, shape, 1, "fp32", repeats, device=device)
     variants = [("eager", network, False), ("channels_last", _channels_last(network, shape), True)]
     if compile_too:
         variants.append(("compiled", torch.compile(network), False))
+    precisions = ("fp32", "bf16", "fp16") if device.type == "cuda" else ("fp32", "bf16")
     settings = []
+
+    def timed(mode: str, model, channels_last: bool, precision: str, batch: int) -> dict:
+        ms = milliseconds_per_slice(model, shape, batch, precision, repeats, channels_last, device)
+        return {"mode": mode, "precision": precision, "batch": batch, "ms_per_slice": ms, "speedup": baseline / ms,
+                "gflops": flops / ms / 1e6}
+
     for mode, model, channels_last in variants:
-        for precision in ("fp32", "bf16"):
+        for precision in precisions:
             for batch in batches:
-                ms = milliseconds_per_slice(model, shape, batch, precision, repeats, channels_last)
-                settings.append({"mode": mode, "precision": precision, "batch": batch, "ms_per_slice": ms,
-                                 "speedup": baseline / ms, "gflops": flops / ms / 1e6})
-                print(f"  {name} {mode:13s} {precision} batch {batch:2d}: {ms:8.2f} ms/slice x{baseline / ms:5.2f} "
-                      f"{flops / ms / 1e6:6.1f} GFLOP/s", flush=True)
+                settings.append(setting := timed(mode, model, channels_last, precision, batch))
+                print(f"  {name} {device.type} {mode:13s} {precision} batch {batch:2d}: {setting['ms_per_slice']:8.2f} "
+                      f"ms/slice x{setting['speedup']:5.2f} {setting['gflops']:6.1f} GFLOP/s", flush=True)
     best = max(settings, key=lambda s: s["speedup"])
-    mode, precision, batch = shipped_setting(name)
+    mode, precision, batch = shipped_setting(name, device)
     shipped = next((s for s in settings if (s["mode"], s["precision"], s["batch"]) == (mode, precision, batch)), None)
     if shipped is None:
-        model = dict((v[0], v[1]) for v in variants)[mode]
-        ms = milliseconds_per_slice(model, shape, batch, precision, repeats, mode == "channels_last")
-        shipped = {"mode": mode, "precision": precision, "batch": batch, "ms_per_slice": ms,
-                   "speedup": baseline / ms, "gflops": flops / ms / 1e6}
+        shipped = timed(mode, dict((v[0], v[1]) for v in variants)[mode], mode == "channels_last", precision, batch)
     return {"input": list(shape), "gflop_per_slice": flops / 1e9, "baseline_ms_per_slice": baseline,
             "baseline_gflops": flops / baseline / 1e6, "settings": settings, "best": best, "shipped": shipped}
 
 
-def shipped_setting(name: str) -> tuple[str, str, int]:
-    """(memory format, precision on this machine, slices per pass) of the bundle's inference config."""
+def shipped_setting(name: str, device: torch.device) -> tuple[str, str, int]:
+    """(memory format, precision on ``device``, slices per pass) of the bundle's inference config."""
     from monai.bundle import ConfigParser
 
     from synthmr.inference import native_bf16
@@ -161,7 +180,7 @@ def shipped_setting(name: str) -> tuple[str, str, int]:
     config = parser.get()
     precision = config.get("precision", "fp32")
     if precision == "auto":
-        precision = "bf16" if native_bf16(torch.device("cpu")) else "fp32"
+        precision = "bf16" if native_bf16(device) else "fp32"
     mode = "channels_last" if config.get("channels_last") is True else "eager"
     inferer = config.get("inferer") or {}
     batch = SHIPPED_BATCH.get(name, inferer.get("sw_batch_size", config.get("batch_size", 1)))
@@ -212,24 +231,30 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "inference.json")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    ceiling = machine_ceiling(args.repeats)
-    print("machine ceiling (GFLOP/s): " + ", ".join(f"{k} {v:.0f}" for k, v in ceiling.items()), flush=True)
     report = {"threads": args.threads, "machine": platform.machine(), "processor": platform.processor(),
-              "torch": torch.__version__, "ceiling_gflops": ceiling, "bundles": {}}
-    for name in args.bundles:
-        report["bundles"][name] = result = measure(name, args.batches, args.repeats, args.compile)
-        best, shipped = result["best"], result["shipped"]
-        print(f"{name}: as shipped {shipped['mode']} {shipped['precision']} batch {shipped['batch']}: "
-              f"{shipped['ms_per_slice']:.1f} ms/slice, x{shipped['speedup']:.2f} the eager batch-1 fp32 loop", flush=True)
-        print(f"{name}: {result['gflop_per_slice']:.2f} GFLOP per slice; baseline {result['baseline_ms_per_slice']:.1f} "
-              f"ms ({result['baseline_gflops']:.0f} GFLOP/s); best {best['mode']} {best['precision']} batch "
-              f"{best['batch']}: {best['ms_per_slice']:.1f} ms, x{best['speedup']:.2f} ({best['gflops']:.0f} GFLOP/s)",
-              flush=True)
-        if args.cases and name in CASE_BUNDLES:
-            with tempfile.TemporaryDirectory() as work:
-                result["whole_case"] = cases = whole_cases(name, args.cases, Path(work))
-            print(f"{name}: a whole case {cases['seconds_per_case']['shipped']:.2f} s as shipped, "
-                  f"{cases['seconds_per_case']['baseline']:.2f} s as the baseline (x{cases['speedup']:.2f})", flush=True)
+              "torch": torch.__version__}
+    devices = [torch.device("cpu")] + ([torch.device("cuda")] if torch.cuda.is_available() else [])
+    for device in devices:  # the CPU's results at the top level, a GPU's under "cuda"
+        target = report if device.type == "cpu" else report.setdefault("cuda", {"name": torch.cuda.get_device_name()})
+        target["ceiling_gflops"] = ceiling = machine_ceiling(args.repeats, device)
+        target["bundles"] = {}
+        print(f"{device.type} ceiling (GFLOP/s): " + ", ".join(f"{k} {v:.0f}" for k, v in ceiling.items()), flush=True)
+        for name in args.bundles:
+            target["bundles"][name] = result = measure(name, args.batches, args.repeats, args.compile, device)
+            best, shipped = result["best"], result["shipped"]
+            print(f"{name} ({device.type}): as shipped {shipped['mode']} {shipped['precision']} batch "
+                  f"{shipped['batch']}: {shipped['ms_per_slice']:.1f} ms/slice, x{shipped['speedup']:.2f} the eager "
+                  "batch-1 fp32 loop", flush=True)
+            print(f"{name} ({device.type}): {result['gflop_per_slice']:.2f} GFLOP per slice; baseline "
+                  f"{result['baseline_ms_per_slice']:.1f} ms ({result['baseline_gflops']:.0f} GFLOP/s); best "
+                  f"{best['mode']} {best['precision']} batch {best['batch']}: {best['ms_per_slice']:.1f} ms, "
+                  f"x{best['speedup']:.2f} ({best['gflops']:.0f} GFLOP/s)", flush=True)
+            if args.cases and name in CASE_BUNDLES and device.type == "cpu":
+                with tempfile.TemporaryDirectory() as work:
+                    result["whole_case"] = cases = whole_cases(name, args.cases, Path(work))
+                print(f"{name}: a whole case {cases['seconds_per_case']['shipped']:.2f} s as shipped, "
+                      f"{cases['seconds_per_case']['baseline']:.2f} s as the baseline (x{cases['speedup']:.2f})",
+                      flush=True)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     print(f"wrote {args.out}")

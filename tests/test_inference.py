@@ -387,6 +387,25 @@ def test_channels_last_gives_the_same_outputs_up_to_rounding(tmp_path):
     np.testing.assert_allclose(outputs[True], outputs[False], rtol=1e-4, atol=1e-4 * np.ptp(outputs[False]))
 
 
+def test_a_compiled_network_gives_the_same_outputs(tmp_path):
+    """torch.compile with a backend that records the graphs it is given and runs them as they are (no compiler
+    needed: this tests the wiring, not inductor's speed)."""
+    path = write_image(oblique_volume(body()), tmp_path / "case_a.nii.gz")
+    graphs = []
+
+    def recording_backend(graph, example_inputs):
+        graphs.append(graph)
+        return graph.forward
+
+    outputs = {}
+    for compiled in (False, recording_backend):
+        written = Synthesizer(ConvNet(), [{"t1_pre": str(path)}], ["t1_pre"], ["t1_post1"], tmp_path / str(bool(compiled)),
+                              roi_size=(16, 16), compile=compiled)()
+        outputs[bool(compiled)] = read_image(written[0]["t1_post1"]).array
+    assert graphs  # the network ran compiled
+    np.testing.assert_array_equal(outputs[True], outputs[False])
+
+
 @pytest.mark.parametrize("native", [True, False])
 def test_auto_precision_is_bf16_only_where_the_hardware_has_it(tmp_path, monkeypatch, native):
     """auto: bf16 on a CPU with AVX512-BF16 or AMX; fp32 on one that would emulate it (slower than fp32)."""

@@ -95,6 +95,8 @@ class Synthesizer:
             A bundle sets ``auto`` only when its accuracy measurement (benchmarks/precision.py) backs bf16.
         channels_last: run the network on channels-last tensors (:class:`AutocastNetwork`); the same numbers up to
             rounding, faster or slower by model and size (benchmarks/inference.py).
+        compile: ``torch.compile`` the network (True: the default backend, or a backend or its name): worth its compile
+            time (a minute or more) only for long runs such as ``synthmr generate``; off by default.
     """
 
     def __init__(
@@ -121,6 +123,7 @@ class Synthesizer:
         output_labelmaps: Sequence[str] = (),
         precision: str = "fp32",
         channels_last: bool = False,
+        compile: bool | str | Callable = False,
     ) -> None:
         check_low_over(low_over)
         if inferer is not None:
@@ -159,7 +162,7 @@ class Synthesizer:
         self.output_dir = Path(output_dir).absolute()  # written paths stay valid from any folder
         self.device = torch.device(device)
         self.autocast_dtype = _autocast_dtype(precision, self.device)
-        self.autocast_network = AutocastNetwork(network, self.device.type, self.autocast_dtype, channels_last)
+        self.autocast_network = AutocastNetwork(network, self.device.type, self.autocast_dtype, channels_last, compile)
         self.spatial_dims = spatial_dims
         self.sw_batch_size = int(sw_batch_size)
         self.headroom, self.low_over = headroom, low_over
@@ -333,10 +336,15 @@ class AutocastNetwork(torch.nn.Module):
     weights and its input are kept channels-last (NHWC / NDHWC), which oneDNN's convolutions often run faster."""
 
     def __init__(self, network: torch.nn.Module, device_type: str, dtype: torch.dtype | None,
-                 channels_last: bool = False) -> None:
+                 channels_last: bool = False, compile: bool | str | Callable = False) -> None:
         super().__init__()
         self.network, self.device_type, self.dtype, self.channels_last = network, device_type, dtype, channels_last
         self._converted = False
+        # torch.compile: True for its default backend (inductor: a C++ or CUDA compiler, minutes on first use), or a
+        # backend (its name or the function). Compiled lazily, by the first call, so that a setting that cannot work fails there.
+        self._call = network
+        if compile:
+            self._call = torch.compile(network, **({} if compile is True else {"backend": compile}))
 
     def forward(self, x: torch.Tensor, *args, **kwargs):
         if self.channels_last:
@@ -346,7 +354,7 @@ class AutocastNetwork(torch.nn.Module):
                 self._converted = True
             x = x.contiguous(memory_format=memory_format)
         with torch.autocast(self.device_type, dtype=self.dtype, enabled=self.dtype is not None):
-            return self.network(x, *args, **kwargs)
+            return self._call(x, *args, **kwargs)
 
 
 def native_bf16(device: torch.device) -> bool:
