@@ -123,3 +123,25 @@ def test_shipped_weights_beat_the_identity_baseline_inside_lesions_and_fgt(tmp_p
         assert model["n_cases"] == identity["n_cases"] == 12
         assert model["mae"]["mean"] < identity["mae"]["mean"], (region, model["mae"], identity["mae"])
         assert model["ssim"]["mean"] > identity["ssim"]["mean"], (region, model["ssim"], identity["ssim"])
+
+
+def test_generate_pairs_each_source_with_its_synthetic_post_contrast_phase(tmp_path):
+    from synthmr.bundle.generate import run_bundle_generate
+    from synthmr.errors import InputError
+    from synthmr.io import load_datalist, read_image, save_datalist
+    from synthmr.phantom.dataset import phantom_datalist
+
+    sources = phantom_datalist("breast", tmp_path / "sources", n=2, seed=210710, dims=2, size=64, n_lesions=[1, 2])
+    datalist = tmp_path / "sources.json"
+    save_datalist({"training": sources}, datalist)
+    items = run_bundle_generate("breast_dce_pre2post", 2, datalist, tmp_path / "set", device="cpu")
+    for item, source in zip(items, load_datalist(datalist)):
+        assert item["source_case"] == source["case_id"]
+        pre = read_image(source["t1_pre"])
+        assert read_image(item["t1_pre"]).array.tobytes() == pre.array.tobytes()
+        post = read_image(item["t1_post1"])
+        assert post.same_grid(pre) and post.array.std() > 0
+        assert read_image(item["lesion"]).array.any()
+    with pytest.raises(InputError, match="--n 3 is more than the 2 source cases"):
+        run_bundle_generate("breast_dce_pre2post", 3, datalist, tmp_path / "more", device="cpu")
+    assert not (tmp_path / "more").exists()

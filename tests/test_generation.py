@@ -100,6 +100,14 @@ def test_a_user_mistake_mid_way_leaves_nothing_and_an_existing_set_is_kept(tmp_p
     assert files(tmp_path / "set") != before
 
 
+def test_a_bundle_without_a_generate_overlay_is_refused_by_name(tmp_path):
+    from synthmr.bundle.runner import overlay_config
+
+    (tmp_path / "configs").mkdir()
+    with pytest.raises(InputError, match=r"bundle .* declares no synthetic data set \(no configs/generate.yaml\)"):
+        overlay_config(tmp_path, "generate", "declares no synthetic data set")
+
+
 @pytest.fixture(scope="module")
 def liver_sources(tmp_path_factory):
     folder = tmp_path_factory.mktemp("liver_sources")

@@ -92,7 +92,6 @@ def test_a_bad_source_leaves_no_output_and_an_existing_folder_is_kept(sources, t
 
 
 @pytest.mark.parametrize("args, message", [
-    (["breast_dce_pre2post", "--n", 2], "bundle breast_dce_pre2post makes no synthetic data sets from real cases"),
     (["liver_mmhcc_mask2mri", "--n", 0], "--n must be a positive integer"),
     (["liver_mmhcc_mask2mri", "--n", 2.5], "--n must be a whole number"),
     (["liver_mmhcc_mask2mri", "--n", 2, "--seed", -1], r"--seed must be an integer in \[0, 2\*\*32\)"),

@@ -65,9 +65,7 @@ def run_bundle_generate(
     bundle_dir = description.bundle_dir
     check_synthmr_version(description)
     check_trust(bundle_dir, trust_bundle)
-    overlay = overlay_config(
-        bundle_dir, "generate", "makes no synthetic data sets from real cases (it is not a conditional generator)"
-    )
+    overlay = overlay_config(bundle_dir, "generate", "declares no synthetic data set")
     check_set_size_and_seed(n, seed, flags="--")
     out = Path(out).absolute()
     check_output_location(out, {f"bundle {description.name}": bundle_dir})
