@@ -420,6 +420,32 @@ class SynthMR:
         if os.environ.get("RANK", "0") == "0":  # under torchrun, one line for the set, not one per process
             print(describe_set(out))
 
+    def check_data(self, datalist: str, bundle: str | None = None, section: str = "training",
+                   inference: bool = False) -> None:
+        """Check a datalist against a bundle before training: every problem, one line each naming case and file.
+
+        Each item needs the bundle's input roles (and, for training, its output roles: the targets) on one grid,
+        readable, finite, with labels within the declared sets, no empty required mask, a non-constant image and a
+        plausible voxel spacing. Exits with 1 when there is any problem, 0 when there is none.
+
+        Example: synthmr check-data converted/datalist.json --bundle liver_mmhcc_mask2mri
+
+        Args:
+            datalist: the datalist JSON (relative paths are relative to its folder).
+            bundle: bundle name or folder (see `synthmr bundles`).
+            section: the list to check (training, validation, ...).
+            inference: check the inputs only (a datalist to run the bundle on, not to train it).
+        """
+        from synthmr.bundle.check_data import check_datalist, format_problems
+
+        if bundle is None:
+            raise InputError("--bundle is required: the bundle whose roles the datalist must fill")
+        problems, n_items = check_datalist(str(bundle), str(datalist), str(section),
+                                           targets=not _flag(inference, "--inference"))
+        print(format_problems(problems, n_items))
+        if problems:
+            raise SystemExit(1)
+
     def bundles(self) -> None:
         """List the bundles `synthmr run` finds by name, with their inputs and outputs.
 

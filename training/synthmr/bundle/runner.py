@@ -295,7 +295,10 @@ def _listed(values: list) -> str:
     return shown + (f" and {len(values) - _MAX_LISTED_VALUES} more" if len(values) > _MAX_LISTED_VALUES else "")
 
 
-def _check_labelmap(description: ToolDescription, role: InputRole, path: Path, array: np.ndarray) -> None:
+def _check_labelmap(description: ToolDescription, role: InputRole, path: Path, array: np.ndarray,
+                    required: bool | None = None) -> None:
+    """Integer values, within the role's declared labels; not empty when ``required`` (default: the role's)."""
+    required = role.required if required is None else required
     if np.issubdtype(array.dtype, np.floating) and not np.array_equal(array, np.rint(array)):
         raise InputError(
             f"input {role.name!r} ({path}): holds non-integer values, so it is not a labelmap (an intensity image?)"
@@ -309,7 +312,7 @@ def _check_labelmap(description: ToolDescription, role: InputRole, path: Path, a
                 f"input {role.name!r} ({path}): holds label value(s) {_listed(unexpected.tolist())} that bundle "
                 f"{description.name} does not declare; expected {expected}"
             )
-    if role.required and not array.any():
+    if required and not array.any():
         raise InputError(
             f"input {role.name!r} ({path}): is empty (every voxel is 0); a required labelmap must mark at least "
             "one voxel"
