@@ -420,6 +420,46 @@ class SynthMR:
         if os.environ.get("RANK", "0") == "0":  # under torchrun, one line for the set, not one per process
             print(describe_set(out))
 
+    def convert(self, kind: str, src: str, out: str | None = None, map: str | list[str] | None = None,
+                splits: str | tuple = "0.7,0.15,0.15", seed: int = 0, overwrite: bool = False,
+                skip_incomplete: bool = False) -> None:
+        """Turn a public-data layout into OUT/datalist.json with patient-level training/validation/test splits.
+
+        Layouts: brats (BraTS 2021-2024 folders; 2021's label 4 rewritten as 3 into OUT/labels/), folders (one
+        folder per case, files found by --map KEY=GLOB, repeatable). A case that lacks a file or matches a key twice
+        is named, never guessed; then nothing is written unless --skip_incomplete.
+
+        Example: synthmr convert folders /data/liver --out converted --map 'arterial=*art*.nii.gz' --map 'tumor=*seg*'
+                 synthmr convert brats /data/BraTS2023-GLI --out converted
+
+        Args:
+            kind: brats or folders.
+            src: the folder of case folders.
+            out: where datalist.json and conversion.json go.
+            map: KEY=GLOB per datalist key (folders only).
+            splits: training,validation,test fractions of the patients.
+            seed: the split's shuffle.
+            overwrite: replace an existing OUT/datalist.json.
+            skip_incomplete: leave incomplete cases out (listed) instead of refusing the conversion.
+        """
+        from synthmr.io.convert import convert
+
+        if out is None:
+            raise InputError("--out is required: the folder for datalist.json")
+        mapping = {}
+        for value in [] if map is None else [map] if isinstance(map, str) else list(map):
+            key, equals, pattern = str(value).partition("=")
+            if not (equals and key and pattern):
+                raise InputError(f"--map {value}: expected KEY=GLOB, e.g. --map 't1=*t1*.nii.gz'")
+            mapping[key] = pattern
+        fractions = _numbers(splits, "--splits")
+        datalist, skipped = convert(str(kind), str(src), str(out), mapping, fractions, _integer(seed, "--seed"),
+                                    _flag(overwrite, "--overwrite"), _flag(skip_incomplete, "--skip_incomplete"))
+        for problem in skipped:
+            print(f"skipped {problem}")
+        counts = ", ".join(f"{len(items)} {name}" for name, items in datalist.items())
+        print(f"wrote {Path(str(out)) / 'datalist.json'}: {counts}")
+
     def check_data(self, datalist: str, bundle: str | None = None, section: str = "training",
                    inference: bool = False) -> None:
         """Check a datalist against a bundle before training: every problem, one line each naming case and file.
@@ -665,7 +705,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     try:
         with _end_on_signals():
-            command = [_fire_name(arg) for arg in _gather_repeated(argv, "--input", "-i")]
+            folded = _gather_repeated(_gather_repeated(argv, "--input", "-i"), "--map", "--map")
+            command = [_fire_name(arg) for arg in folded]
             _check_command(command)
             fire.Fire(SynthMR, command=command, name="synthmr")
     except InputError as err:
