@@ -98,3 +98,74 @@ def test_the_command_folds_repeated_maps(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "skipped case_3: no file matches tumor=*seg*" in result.stdout
     assert "datalist.json: " in result.stdout and (tmp_path / "out" / "datalist.json").is_file()
+
+
+def dicom_series(folder, study, patient, description, time, contrast="", values=0.0, spacing=0.8, slices=3,
+                 options=""):
+    """A small MR DICOM series as Duke ships them: one file per slice, the phase only in the description and time."""
+    from pydicom.dataset import FileMetaDataset, Dataset
+    from pydicom.uid import ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+    series_uid = generate_uid()
+    for index in range(slices):
+        meta = FileMetaDataset()
+        meta.MediaStorageSOPClassUID, meta.MediaStorageSOPInstanceUID = MRImageStorage, generate_uid()
+        meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds = Dataset()
+        ds.file_meta = meta
+        ds.SOPClassUID, ds.SOPInstanceUID = MRImageStorage, meta.MediaStorageSOPInstanceUID
+        ds.PatientID, ds.StudyInstanceUID, ds.SeriesInstanceUID = patient, study, series_uid
+        ds.Modality, ds.SeriesDescription, ds.AcquisitionTime, ds.SeriesTime = "MR", description, time, time
+        ds.ContrastBolusAgent, ds.ScanOptions = contrast, options
+        ds.InstanceNumber = index + 1
+        ds.ImagePositionPatient = [0.0, 0.0, 2.0 * index]
+        ds.ImageOrientationPatient = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0]
+        ds.PixelSpacing, ds.SliceThickness = [spacing, spacing], 2.0
+        ds.Rows = ds.Columns = 8
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 0
+        ds.PixelData = np.full((8, 8), values + index, np.uint16).tobytes()
+        path = folder / patient / series_uid[-8:] / f"{index:03d}"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        ds.save_as(path, enforce_file_format=True)
+
+
+def duke_study(root, patient, phases, **extra):
+    from pydicom.uid import generate_uid
+
+    study = generate_uid()
+    for description, time, contrast, value, spacing in phases:
+        dicom_series(root, study, patient, description, time, contrast, value, spacing, **extra)
+
+
+def test_duke_phases_are_found_in_time_order_on_one_grid_and_ambiguity_is_reported(tmp_path):
+    src = tmp_path / "duke"
+    # Shuffled on disk and in description wording; the order comes from the acquisition times.
+    duke_study(src, "Breast_MRI_001", [("ax dyn 3rd pass", "101500", "Gadavist", 300, 0.8),
+                                       ("ax dyn pre", "100000", "", 100, 0.8),
+                                       ("ax t1", "095500", "", 900, 0.8),  # the anatomical T1: not a phase
+                                       ("ax dyn 1st pass", "100500", "Gadavist", 200, 0.8),
+                                       ("ax dyn 2nd pass", "101000", "Gadavist", 250, 0.7)], options="FS")
+    duke_study(src, "Breast_MRI_002", [("Ax Vibrant MultiPhase", "090000", "", 100, 0.8),
+                                       ("Ax Vibrant MultiPhase", "090000", "Gadavist", 200, 0.8)])  # one time
+    duke_study(src, "Breast_MRI_003", [("ax dyn pre", "080000", "", 100, 0.8),
+                                       ("ax dyn pre", "080500", "", 110, 0.8)])  # two pre phases
+    with pytest.raises(InputError) as refused:
+        convert("duke", src, tmp_path / "out")
+    message = str(refused.value)
+    assert "Breast_MRI_002: two dynamic series share an acquisition time" in message
+    assert "Breast_MRI_003: several series say pre-contrast" in message and "Breast_MRI_001" not in message
+    assert not (tmp_path / "out").exists()
+    datalist, skipped = convert("duke", src, tmp_path / "out", fractions=(1.0, 0.0, 0.0), skip_incomplete=True)
+    (item,) = datalist["training"]
+    assert [s.split(":")[0] for s in skipped] == ["Breast_MRI_002", "Breast_MRI_003"]
+    assert item["series"] == {"t1_pre": "ax dyn pre", "t1_post1": "ax dyn 1st pass", "t1_post2": "ax dyn 2nd pass",
+                              "t1_post3": "ax dyn 3rd pass"}
+    assert item["fat_saturated"] is True
+    pre = read_image(item["t1_pre"])
+    assert pre.array.shape == (8, 8, 3) and pre.spacing == pytest.approx((0.8, 0.8, 2.0))
+    assert pre.array.mean() == pytest.approx(101)  # 100 + slice index 0..2
+    for key, value in (("t1_post1", 201), ("t1_post3", 301)):
+        image = read_image(item[key])
+        assert image.same_grid(pre) and image.array.mean() == pytest.approx(value)
+    assert read_image(item["t1_post2"]).same_grid(pre)  # resampled from its 0.7 mm grid

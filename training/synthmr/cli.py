@@ -425,21 +425,23 @@ class SynthMR:
                 skip_incomplete: bool = False) -> None:
         """Turn a public-data layout into OUT/datalist.json with patient-level training/validation/test splits.
 
-        Layouts: brats (BraTS 2021-2024 folders; 2021's label 4 rewritten as 3 into OUT/labels/), folders (one
-        folder per case, files found by --map KEY=GLOB, repeatable). A case that lacks a file or matches a key twice
-        is named, never guessed; then nothing is written unless --skip_incomplete.
+        Layouts: brats (BraTS 2021-2024 folders; 2021's label 4 rewritten as 3 into OUT/labels/), duke
+        (Duke-Breast-Cancer-MRI style DICOM studies: pre- and post-contrast phases found from the series
+        descriptions and acquisition times, written as NIfTI on one grid into OUT/<patient>/), folders (one folder
+        per case, files found by --map KEY=GLOB, repeatable). A case that lacks a file, or whose phases cannot be
+        told apart, is named, never guessed; then nothing is written unless --skip_incomplete.
 
         Example: synthmr convert folders /data/liver --out converted --map 'arterial=*art*.nii.gz' --map 'tumor=*seg*'
                  synthmr convert brats /data/BraTS2023-GLI --out converted
 
         Args:
-            kind: brats or folders.
-            src: the folder of case folders.
-            out: where datalist.json and conversion.json go.
+            kind: brats, duke or folders.
+            src: the folder of case folders (duke: of DICOM files, in any layout).
+            out: a new folder for datalist.json, conversion.json and any converted images.
             map: KEY=GLOB per datalist key (folders only).
             splits: training,validation,test fractions of the patients.
             seed: the split's shuffle.
-            overwrite: replace an existing OUT/datalist.json.
+            overwrite: replace an existing OUT.
             skip_incomplete: leave incomplete cases out (listed) instead of refusing the conversion.
         """
         from synthmr.io.convert import convert

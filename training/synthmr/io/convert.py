@@ -4,12 +4,16 @@
   2021/2022 ``<case>_{t1,t1ce,t2,flair,seg}``, whose enhancing tumour is label 4: it is rewritten as 3 (the 2023
   convention every SynthMR brain bundle uses) into ``OUT/labels/``. The patient is the case id without its
   timepoint (``BraTS-GLI-00000`` of ``BraTS-GLI-00000-000``), so a patient's timepoints share a split.
+- ``duke``: Duke-Breast-Cancer-MRI style DICOM studies (:mod:`synthmr.io.duke`): the pre- and post-contrast phases
+  found from their tags and written as NIfTI on one grid into ``OUT/<patient>/``, with ``fat_saturated`` and the
+  series descriptions used in each item.
 - ``folders``: any one-folder-per-case layout, with ``KEY=GLOB`` mappings (``arterial=*art*.nii.gz``) matched
   inside each case folder (and below it); each key must match exactly one file.
 
 A case that lacks a file or matches one key twice is named in the report, never guessed; the datalist
 (``OUT/datalist.json``: ``training``, ``validation``, ``test``) holds the complete cases, split by patient with a
-seeded shuffle. ``OUT/conversion.json`` records the source, the mappings, the split and every skipped case.
+seeded shuffle. ``OUT/conversion.json`` records the source, the mappings, the split and every skipped case. The
+folder ``OUT`` appears whole or not at all.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from synthmr.errors import InputError
-from synthmr.io._atomic import check_destination, check_output_location, write_json
+from synthmr.io._atomic import atomic_output, check_destination, check_output_location, write_json
 from synthmr.io.datalist import save_datalist
 
 SPLITS = ("training", "validation", "test")
@@ -109,44 +113,71 @@ def patient_of(case_id: str) -> str:
     return match.group(1) if match else case_id
 
 
+def duke_cases(src: Path, staging: Path | None) -> tuple[list[dict], list[str]]:
+    """One item per DICOM study (:mod:`synthmr.io.duke`); its phases written under ``staging/<patient>/`` when
+    ``staging`` is given (after the caller has seen the problems)."""
+    from synthmr.io.duke import identify, scan
+
+    items, problems = [], []
+    for study in sorted(scan(src).values(), key=lambda s: s.patient):
+        phases, found = identify(study)
+        if found:
+            problems.append(f"{study.patient}: " + "; ".join(found))
+            continue
+        item = {"case_id": study.patient, "fat_saturated": phases["t1_pre"].fat_saturated,
+                "series": {key: series.description for key, series in phases.items()}}
+        if staging is not None:
+            from synthmr.io.duke import write_phases
+
+            item.update(write_phases(phases, staging / study.patient))
+        items.append(item)
+    return items, problems
+
+
 def convert(kind: str, src: str | os.PathLike, out: str | os.PathLike, mapping: Mapping[str, str] | None = None,
             fractions: Sequence[float] = (0.7, 0.15, 0.15), seed: int = 0, overwrite: bool = False,
             skip_incomplete: bool = False) -> tuple[dict[str, list[dict]], list[str]]:
-    """Write ``out/datalist.json`` and ``out/conversion.json`` for the ``kind`` layout under ``src`` (module
-    docstring); returns the datalist and the problems. Incomplete cases make it an error unless
-    ``skip_incomplete`` (then they are left out and listed)."""
+    """Write the folder ``out`` (``datalist.json``, ``conversion.json`` and any converted images) for the ``kind``
+    layout under ``src`` (module docstring), all at once; returns the datalist and the problems. Incomplete cases
+    make it an error unless ``skip_incomplete`` (then they are left out and listed)."""
     src, out = Path(src), Path(out)
     if not src.is_dir():
         raise InputError(f"{src}: no such folder")
     check_output_location(out, {"the source folder": src})
-    check_destination(out / "datalist.json", overwrite)
+    check_destination(out, overwrite, "folder")
+    if kind not in ("brats", "folders", "duke"):
+        raise InputError(f"unknown layout {kind!r}; synthmr convert knows: brats, duke, folders")
+    if mapping and kind != "folders":
+        raise InputError(f"--map is for `convert folders`; {kind} files are found by their names or tags")
     if kind == "folders":
         items, problems = folders_cases(src, dict(mapping or {}))
     elif kind == "brats":
-        if mapping:
-            raise InputError("--map is for `convert folders`; BraTS files are found by their names")
         items, problems = brats_cases(src)
     else:
-        raise InputError(f"unknown layout {kind!r}; synthmr convert knows: brats, folders")
+        items, problems = duke_cases(src, None)  # identify every study before writing any
     if problems and not skip_incomplete:
         shown = "; ".join(problems[:10]) + (f"; and {len(problems) - 10} more" if len(problems) > 10 else "")
         raise InputError(f"{src}: {len(problems)} case(s) could not be identified: {shown} (nothing was written; "
                          "--skip_incomplete leaves them out)")
     if not items:
         raise InputError(f"{src}: no complete case found")
-    for item in items:
-        if item.pop("relabel_2021", False):  # BraTS 2021's enhancing tumour 4 is the 2023 convention's 3
-            from synthmr.io import read_image, write_image
+    with atomic_output(out, overwrite=overwrite) as staging:
+        staging.mkdir()
+        if kind == "duke":
+            items, _ = duke_cases(src, staging)
+        for item in items:
+            if item.pop("relabel_2021", False):  # BraTS 2021's enhancing tumour 4 is the 2023 convention's 3
+                from synthmr.io import read_image, write_image
 
-            label = read_image(item["label"])
-            array = np.where(label.array == 4, 3, label.array).astype(np.uint8)
-            item["label"] = str(write_image(label.with_array(array), out / "labels" / f"{item['case_id']}.nii.gz",
-                                            overwrite=overwrite))
-    splits = split_patients([patient_of(item["case_id"]) for item in items], fractions, seed)
-    datalist = {name: [item for item in items if splits[patient_of(item["case_id"])] == name] for name in SPLITS}
-    save_datalist(datalist, out / "datalist.json", overwrite=overwrite)
-    write_json(out / "conversion.json", {"kind": kind, "source": str(src.absolute()), "mapping": dict(mapping or {}),
-                                         "fractions": list(fractions), "seed": seed,
-                                         "cases": {name: len(items) for name, items in datalist.items()},
-                                         "skipped": problems}, overwrite=True)
-    return datalist, problems
+                label = read_image(item["label"])
+                array = np.where(label.array == 4, 3, label.array).astype(np.uint8)
+                item["label"] = str(write_image(label.with_array(array), staging / "labels" / f"{item['case_id']}.nii.gz"))
+        splits = split_patients([patient_of(item["case_id"]) for item in items], fractions, seed)
+        datalist = {name: [item for item in items if splits[patient_of(item["case_id"])] == name] for name in SPLITS}
+        save_datalist(datalist, staging / "datalist.json")
+        write_json(staging / "conversion.json", {
+            "kind": kind, "source": str(src.absolute()), "mapping": dict(mapping or {}), "fractions": list(fractions),
+            "seed": seed, "cases": {name: len(split) for name, split in datalist.items()}, "skipped": problems})
+    from synthmr.io import load_datalist
+
+    return {name: load_datalist(out / "datalist.json", name) for name in SPLITS}, problems
