@@ -487,6 +487,20 @@ def test_fabricator_in_bf16_refines_in_bf16_and_keeps_the_rest_bit_for_bit(case_
         assert np.abs(bf16 - fp32).max() <= 0.05 * (fp32.max() - fp32.min())
 
 
+def test_refine_false_from_the_command_line_writes_the_coarse_case(case_lists, tmp_path):
+    """`--refine false` arrives as the string "false": it must turn the refiner off, not on."""
+    from synthmr.io import read_image
+    from synthmr.methods.brain_tumor_fabrication import TumorFabricator
+
+    item = _inference_item(case_lists)
+    written = {refine: TumorFabricator(_refiner(), [item], tmp_path / refine, seed=3, refine=refine).run()[0]
+               for refine in ("true", "false")}
+    assert TumorFabricator(_refiner(), [item], tmp_path / "x", refine="false").refine is False
+    differ = [not np.array_equal(read_image(written["true"][k]).array, read_image(written["false"][k]).array)
+              for k in SEQUENCES]
+    assert all(differ)
+
+
 def test_fabricator_follows_the_placement_and_refuses_a_foreign_grid(case_lists, tmp_path):
     from synthmr.io import Volume, read_image, write_image
     from synthmr.methods.brain_tumor_fabrication import TumorFabricator

@@ -406,6 +406,16 @@ def test_a_compiled_network_gives_the_same_outputs(tmp_path):
     np.testing.assert_array_equal(outputs[True], outputs[False])
 
 
+def test_yes_no_settings_from_the_command_line_are_read_as_meant(tmp_path):
+    """`python -m monai.bundle run --overwrite false` passes the string "false", which bool() takes for True."""
+    from synthmr.errors import config_bool
+
+    assert [config_bool(v, "x") for v in (True, "true", "Yes", "1", False, "false", "NO", "0")] == [True] * 4 + [False] * 4
+    with pytest.raises(InputError, match="overwrite must be true or false; got 'maybe'"):
+        synthesizer(tmp_path, [], overwrite="maybe")
+    assert synthesizer(tmp_path, [], overwrite="false").overwrite is False
+
+
 @pytest.mark.parametrize("native", [True, False])
 def test_auto_precision_is_bf16_only_where_the_hardware_has_it(tmp_path, monkeypatch, native):
     """auto: bf16 on a CPU with AVX512-BF16 or AMX; fp32 on one that would emulate it (slower than fp32)."""

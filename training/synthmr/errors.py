@@ -10,6 +10,20 @@ class InputError(ValueError):
     """Bad input from the user: the message names the input and what is wrong with it."""
 
 
+def config_bool(value: object, name: str) -> bool:
+    """A yes/no setting of a bundle config as a bool: ``python -m monai.bundle run --overwrite false`` passes the
+    string "false" (fire parses only "False"), which ``bool()`` would take for True. Accepts bools and the strings
+    true/false/yes/no/1/0 in any case; anything else is an :class:`InputError` naming the setting."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "yes", "1"):
+        return True
+    if text in ("false", "no", "0"):
+        return False
+    raise InputError(f"{name} must be true or false; got {value!r}")
+
+
 # Top-level modules that only the optional extra "train" brings (pyproject.toml), each with the distribution that
 # provides it: the phantom, training and evaluation need them; `pip install synthmr` alone brings what inference,
 # the runner and `python -m monai.bundle run` need.

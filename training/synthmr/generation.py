@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from synthmr.errors import InputError
+from synthmr.errors import InputError, config_bool
 from synthmr.io._atomic import check_destination, move_into_place, write_json
 
 MakeCases = Callable[[Sequence[int], Path], list[dict]]
@@ -120,6 +120,7 @@ def write_case_set(
         progress: ``progress(done, n)`` after each block, ``done`` counting the cases of every rank.
     """
     check_set_size_and_seed(n, seed)
+    overwrite = config_bool(overwrite, "overwrite")
     if isinstance(block, bool) or not isinstance(block, (int, np.integer)) or block < 1:
         raise InputError(f"block must be a positive integer; got {block!r}")
     out_dir = Path(out_dir).absolute()

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from monai.inferers import SlidingWindowInferer
 
-from synthmr.errors import InputError
+from synthmr.errors import InputError, config_bool
 from synthmr.io import Volume, read_image, write_image
 from synthmr.io._atomic import check_destination
 from synthmr.io.datalist import check_case_id
@@ -162,11 +162,12 @@ class Synthesizer:
         self.output_dir = Path(output_dir).absolute()  # written paths stay valid from any folder
         self.device = torch.device(device)
         self.autocast_dtype = _autocast_dtype(precision, self.device)
-        self.autocast_network = AutocastNetwork(network, self.device.type, self.autocast_dtype, channels_last, compile)
+        self.autocast_network = AutocastNetwork(network, self.device.type, self.autocast_dtype,
+                                                config_bool(channels_last, "channels_last"), compile)
         self.spatial_dims = spatial_dims
         self.sw_batch_size = int(sw_batch_size)
         self.headroom, self.low_over = headroom, low_over
-        self.overwrite = overwrite
+        self.overwrite = config_bool(overwrite, "overwrite")
         self.progress = progress
         self.roi_size = tuple(int(r) for r in roi_size)
         self.overlap = overlap

@@ -93,7 +93,7 @@ from monai.transforms import (
 )
 
 from synthmr.distributed import rank_zero_first
-from synthmr.errors import InputError
+from synthmr.errors import InputError, config_bool
 from synthmr.io import Volume, read_image, write_image
 from synthmr.io._atomic import atomic_output, check_destination, write_json
 from synthmr.transforms.intensity import IntensityScaling
@@ -420,7 +420,7 @@ class SAMRSliced(Randomizable, MapTransform):
         MapTransform.__init__(self, [*self.sequences, *map(atlas_key, self.sequences), LESION_MAP])
         self.random = bool(random)
         self.size_multiple = int(size_multiple)
-        self.atlas_input = bool(atlas_input)
+        self.atlas_input = config_bool(atlas_input, "atlas_input")
         self._z = 0
 
     def randomize(self, candidates: np.ndarray) -> None:
@@ -566,7 +566,7 @@ class InferenceConditions:
         register: AtlasToSubject | None = None,
     ) -> None:
         self.atlas_dir, self.sequences, self.lesion_key = Path(atlas_dir), list(sequences), lesion_key
-        self.atlas_input = bool(atlas_input)
+        self.atlas_input = config_bool(atlas_input, "atlas_input")
         # Without one given, the atlas is read by the first case, not by a config's initialisation, which MONAI's
         # tools run from any folder (where a relative atlas_dir is elsewhere).
         self.register = register

@@ -103,7 +103,7 @@ from monai.data import MetaTensor
 from monai.networks.nets import SegResNet
 from monai.transforms import GaussianSmooth, MapTransform, Rand3DElasticd, Randomizable
 
-from synthmr.errors import InputError
+from synthmr.errors import InputError, config_bool
 from synthmr.inference import Synthesizer
 from synthmr.io import Volume, load_weights, read_image, write_image
 from synthmr.io._atomic import check_destination, write_json
@@ -1240,7 +1240,7 @@ class TumorFabricator(Synthesizer):
         super().__init__(network, datalist, output_dir=output_dir, device=device, overwrite=overwrite,
                          progress=progress, precision=precision, channels_last=channels_last, **_inference_kwargs())
         self.model_spacing = None if model_spacing is None else tuple(float(s) for s in model_spacing)
-        self.seed, self.refine = int(seed), bool(refine)
+        self.seed, self.refine = int(seed), config_bool(refine, "refine")
         self.augment = RandTumorAugment() if augment == "default" else augment
         self._case = 0
 

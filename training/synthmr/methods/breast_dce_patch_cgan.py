@@ -48,7 +48,7 @@ import torch
 
 from synthmr.engines.base import unwrap
 from synthmr.engines.selection import CheckpointSelection
-from synthmr.errors import InputError
+from synthmr.errors import InputError, config_bool
 from synthmr.io import Volume, read_image, save_datalist, write_image
 from synthmr.metrics.extractors import describe_extractor, get_extractor
 from synthmr.metrics.fid import extract_features, frechet_distance
@@ -637,7 +637,7 @@ def write_patches(
     """
     from synthmr.io._atomic import check_destination
 
-    output_dir = Path(output_dir)
+    output_dir, overwrite = Path(output_dir), config_bool(overwrite, "overwrite")
     patches, labels = sample_patches(generator, n_per_class, seed=seed, batch_size=batch_size,
                                      channels_last=channels_last)
     items = []

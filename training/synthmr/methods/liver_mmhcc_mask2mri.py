@@ -68,7 +68,7 @@ from monai.transforms.utils import create_rotate, create_scale, create_translate
 from monai.utils import convert_to_dst_type, convert_to_numpy
 
 from synthmr.engines.selection import PooledKidSelection as SharedPooledKidSelection
-from synthmr.errors import InputError
+from synthmr.errors import InputError, config_bool
 
 SEQUENCES = ("t1fs_arterial", "t1fs_portal", "t2")
 TUMOR = "tumor"
@@ -578,7 +578,7 @@ class NewTumourCases:
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise InputError(f"batch_size must be a positive integer; got {batch_size!r}")
         self.batch_size, self.progress = batch_size, progress
-        self.edge_guidance, self.options = bool(edge_guidance), dict(options)
+        self.edge_guidance, self.options = config_bool(edge_guidance, "edge_guidance"), dict(options)
         self.image_key = image_key
 
     def describe(self) -> dict:
@@ -956,7 +956,7 @@ class PooledKidSelection(SharedPooledKidSelection):
             target_key=TARGET_KEY,
             description={"edge_guidance": bool(edge_guidance)},
         )
-        self.edge_guidance = bool(edge_guidance)
+        self.edge_guidance = config_bool(edge_guidance, "edge_guidance")
 
 
 # ----------------------------------------------------------------------------------------------------------
