@@ -353,7 +353,8 @@ class AutocastNetwork(torch.nn.Module):
             if not self._converted:  # once, on the first input: its dimensionality says which format
                 self.network.to(memory_format=memory_format)
                 self._converted = True
-            x = x.contiguous(memory_format=memory_format)
+            if x.ndim >= 4:  # an image batch; a latent vector (B, k) is passed as it is
+                x = x.contiguous(memory_format=memory_format)
         with torch.autocast(self.device_type, dtype=self.dtype, enabled=self.dtype is not None):
             return self._call(x, *args, **kwargs)
 

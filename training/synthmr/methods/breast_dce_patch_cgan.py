@@ -265,10 +265,9 @@ def sample_patches(
 
         net = AutocastNetwork(net, device.type, None, channels_last=True)
     try:
-        with torch.inference_mode():
+        with torch.no_grad():  # not inference_mode: callers may train on the patches (conditioning accuracy)
             out = [
-                net(z[i : i + batch_size].to(device)[:, :, None, None], labels[i : i + batch_size].to(device))
-                .float().cpu()
+                net(z[i : i + batch_size].to(device), labels[i : i + batch_size].to(device)).float().cpu()
                 for i in range(0, len(labels), batch_size)
             ]
     finally:
@@ -688,7 +687,7 @@ def generate_patch_set(
                          for i in indices])
         labels = torch.tensor([i % net.n_classes for i in indices])
         with torch.inference_mode():
-            patches = forward(z.to(device)[:, :, None, None], labels.to(device)).float().cpu().numpy()
+            patches = forward(z.to(device), labels.to(device)).float().cpu().numpy()
         items = []
         for i, patch, label in zip(indices, patches, labels.tolist()):
             item = {"case_id": case_id(i), "class": CLASSES[label]}
