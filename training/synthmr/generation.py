@@ -26,12 +26,12 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from synthmr.distributed import barrier, rank_and_world
 from synthmr.errors import InputError, config_bool
 from synthmr.io._atomic import check_destination, move_into_place, write_json
 
@@ -70,26 +70,12 @@ def check_set_size_and_seed(n: object, seed: object, flags: str = "") -> None:
         raise InputError(f"{flags}seed must be an integer in [0, 2**32); got {seed!r}")
 
 
-def rank_and_world() -> tuple[int, int]:
-    """This process's rank and the group's size; (0, 1) without an initialised ``torch.distributed`` group."""
-    distributed = sys.modules.get("torch.distributed")
-    if distributed is None or not distributed.is_initialized():
-        return 0, 1
-    return distributed.get_rank(), distributed.get_world_size()
-
-
 def progress_bar(done: int, total: int) -> None:
     """The command line's progress of a set: a bar on rank 0 (every rank counts the cases of all)."""
     if rank_and_world()[0] == 0:
         width = 20
         filled = round(width * done / total) if total else width
         print(f"generate [{'#' * filled}{'.' * (width - filled)}] {done}/{total} cases", flush=True)
-
-
-def _barrier() -> None:
-    distributed = sys.modules.get("torch.distributed")
-    if distributed is not None and distributed.is_initialized():
-        distributed.barrier()
 
 
 def write_case_set(
@@ -130,10 +116,10 @@ def write_case_set(
     rank, world = rank_and_world()
     if rank == 0:
         _open_partial(partial, plan)
-    _barrier()
+    barrier()
     blocks = [list(range(start, min(n, start + block))) for start in range(0, n, block)]
-    if progress is not None and any(partial.glob(f"case_*/{_MARKER}")):
-        progress(sum(1 for _ in partial.glob(f"case_*/{_MARKER}")), n)  # resuming: what is done already
+    if progress is not None and (done := _count_done(partial)):
+        progress(done, n)  # resuming: what is done already
     try:
         for indices in blocks[rank::world]:
             if all((partial / case_id(i) / _MARKER).is_file() for i in indices):
@@ -147,19 +133,24 @@ def write_case_set(
             for i in indices:
                 write_json(partial / case_id(i) / _MARKER, made[case_id(i)])
             if progress is not None:
-                progress(sum(1 for _ in partial.glob(f"case_*/{_MARKER}")), n)
+                progress(_count_done(partial), n)
     except InputError:
         # A bad source or setting: running again cannot resume past it, so nothing of the set is kept. (A kill or
         # a crash keeps the partial set for the next run.)
         shutil.rmtree(partial, ignore_errors=True)
         raise
-    _barrier()
+    barrier()
     if rank == 0:
         _finish(partial, out_dir, plan, n, seed, description, overwrite)
-    _barrier()
+    barrier()
     items = json.loads((out_dir / "datalist.json").read_text(encoding="utf-8"))["training"]
     return [{key: str(out_dir / value) if key in file_keys else value for key, value in item.items()}
             for item in items]
+
+
+def _count_done(partial: Path) -> int:
+    """Cases of every rank finished so far: those with their marker."""
+    return sum(1 for _ in partial.glob(f"case_*/{_MARKER}"))
 
 
 def _open_partial(partial: Path, plan: dict) -> None:

@@ -342,7 +342,8 @@ class AutocastNetwork(torch.nn.Module):
         self.network, self.device_type, self.dtype, self.channels_last = network, device_type, dtype, channels_last
         self._converted = False
         # torch.compile: True for its default backend (inductor: a C++ or CUDA compiler, minutes on first use), or a
-        # backend (its name or the function). Compiled lazily, by the first call, so that a setting that cannot work fails there.
+        # backend (its name or the function). Compiled lazily, by the first call, so that a setting that cannot work
+        # fails there.
         self._call = network
         if compile:
             self._call = torch.compile(network, **({} if compile is True else {"backend": compile}))

@@ -86,7 +86,7 @@ def _check_item(description, case: str, item: dict, roles: dict, base: Path) -> 
             volume = _read_input(description, name, file)
             if role.kind == "labelmap":
                 _check_labelmap(description, role, file, volume.array, required)
-            elif not np.ptp(volume.array[np.isfinite(volume.array)]) > 0:
+            elif not np.ptp(volume.array) > 0:  # read_image has refused NaN and infinite voxels
                 raise InputError(f"role {name!r}: every voxel has the same value (an empty or blank image)")
             low, high = PLAUSIBLE_SPACING_MM
             if not all(low <= s <= high for s in volume.spacing):

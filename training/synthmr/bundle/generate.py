@@ -19,7 +19,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-
 from synthmr.bundle.description import read_tool_description
 from synthmr.bundle.discovery import find_bundle
 from synthmr.bundle.runner import check_synthmr_version, check_trust, overlay_config, run_overlay

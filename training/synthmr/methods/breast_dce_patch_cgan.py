@@ -650,17 +650,24 @@ def write_patches(
             check_destination(target, overwrite, what="file")
     datalist = []
     for item in items:
-        entry = {"case_id": item["case_id"], "class": item["class"]}
-        for channel, key in enumerate(CHANNELS):
-            image = ((item["patch"][channel] + 1) / 2 * OUTPUT_MAX).astype(np.float32)
-            volume = Volume(image, spacing=(SPACING_MM, SPACING_MM), origin=(0.0, 0.0), direction=np.eye(2))
-            path = write_image(volume, output_dir / item["case_id"] / f"{key}.nii.gz", overwrite=overwrite)
-            entry[key] = str(path.absolute())
-        datalist.append(entry)
+        paths = write_patch(item["patch"], output_dir / item["case_id"], overwrite)
+        datalist.append({"case_id": item["case_id"], "class": item["class"],
+                         **{key: str(path.absolute()) for key, path in paths.items()}})
     # Paths inside output_dir are stored relative to the datalist (save_datalist), so the folder can move.
     save_datalist({"testing": datalist}, output_dir / "datalist.json", overwrite=overwrite)
     save_grid(patches, labels, output_dir / "grid.png", columns=grid_columns)
     return datalist
+
+
+def write_patch(patch: np.ndarray, folder: Path, overwrite: bool = False) -> dict[str, Path]:
+    """One generated patch ``(6, H, W)`` in [-1, 1] as ``folder/<channel>.nii.gz`` per channel of :data:`CHANNELS`,
+    in the paper's intensity range [0, 1023] at the phantom's in-plane spacing; channel -> path."""
+    paths = {}
+    for channel, key in enumerate(CHANNELS):
+        image = ((patch[channel] + 1) / 2 * OUTPUT_MAX).astype(np.float32)
+        volume = Volume(image, spacing=(SPACING_MM, SPACING_MM), origin=(0.0, 0.0), direction=np.eye(2))
+        paths[key] = write_image(volume, folder / f"{key}.nii.gz", overwrite=overwrite)
+    return paths
 
 
 def generate_patch_set(
@@ -674,7 +681,6 @@ def generate_patch_set(
     resumable (:func:`synthmr.generation.write_case_set`)."""
     from synthmr.evaluation.synthesizers import weights_digest
     from synthmr.generation import case_id, case_seed, write_case_set
-
     from synthmr.inference import AutocastNetwork
 
     net = unwrap(generator)
@@ -690,13 +696,9 @@ def generate_patch_set(
             patches = forward(z.to(device), labels.to(device)).float().cpu().numpy()
         items = []
         for i, patch, label in zip(indices, patches, labels.tolist()):
-            item = {"case_id": case_id(i), "class": CLASSES[label]}
-            for channel, key in enumerate(CHANNELS):
-                image = ((patch[channel] + 1) / 2 * OUTPUT_MAX).astype(np.float32)
-                volume = Volume(image, spacing=(SPACING_MM, SPACING_MM), origin=(0.0, 0.0), direction=np.eye(2))
-                write_image(volume, folder / case_id(i) / f"{key}.nii.gz")
-                item[key] = f"{case_id(i)}/{key}.nii.gz"
-            items.append({**item, "seed": case_seed(seed, i)})
+            write_patch(patch, folder / case_id(i))
+            items.append({"case_id": case_id(i), "class": CLASSES[label],
+                          **{key: f"{case_id(i)}/{key}.nii.gz" for key in CHANNELS}, "seed": case_seed(seed, i)})
         return items
 
     identity = {**(provenance or {}), "network": type(net).__name__, "weights_sha256": weights_digest(net)}
