@@ -95,3 +95,24 @@ def test_duplicates_and_a_missing_list_or_file(tmp_path, datalist):
         ("good", "case_id used by an earlier item too"), ("gone", "role 't2': no such file")]
     with pytest.raises(InputError, match=r"no list 'validation'"):
         check_datalist(BUNDLE, path, section="validation")
+
+
+def test_a_bundle_training_on_several_datalists_is_checked_against_the_one_named(tmp_path):
+    """brain_tumor_fabrication reads healthy scans and annotated tumour cases: each list has its own roles."""
+    grid = {"spacing": (2.0, 2.0, 2.0), "origin": (0.0, 0.0, 0.0), "direction": np.eye(3)}
+    rng = np.random.default_rng(0)
+    item = {"case_id": "a"}
+    for key in ("t1n", "t1c", "t2w", "t2f"):
+        item[key] = str(write_image(Volume(rng.random((8, 8, 8)).astype(np.float32), **grid), tmp_path / f"{key}.nii.gz"))
+    path = tmp_path / "datalist.json"
+    path.write_text(json.dumps({"training": [item]}))
+    bundle = "brain_tumor_fabrication"
+    with pytest.raises(InputError, match="trains on several datalists; say which one.*healthy_datalist, annotated_datalist"):
+        check_datalist(bundle, path)
+    assert check_datalist(bundle, path, setting="healthy_datalist") == ([], 1)
+    problems, _ = check_datalist(bundle, path, setting="annotated_datalist")
+    assert [(p.case, p.problem) for p in problems] == [("a", "lacks 'label' (a labelmap)")]
+    with pytest.raises(InputError, match="reads no such datalist; it reads healthy_datalist, annotated_datalist"):
+        check_datalist(bundle, path, setting="train_datalist")
+    with pytest.raises(InputError, match="leave --setting out"):
+        check_datalist(BUNDLE, path, setting="train_datalist")

@@ -62,9 +62,12 @@ class SynthMR:
         dims: int | None = None,
         preview: bool = False,
         overwrite: bool = False,
+        format: str = "nifti",
         **options,
     ) -> None:
-        """Simulate multiparametric MRI cases and write NIfTI files plus DIR/datalist.json; or, as
+        """Simulate multiparametric MRI cases and write NIfTI files plus DIR/datalist.json (or, with --format, a
+        public dataset's layout for `synthmr convert`: dicom for breast, Duke-Breast-Cancer-MRI style; brats for
+        brain, BraTS 2023 style); or, as
         `synthmr phantom validate ORGAN [--n 20] [--seed 700000]`, measure what the phantom produces against the
         ranges of docs/phantom.md, print the table and exit 1 if a figure leaves its range.
 
@@ -77,10 +80,11 @@ class SynthMR:
             dims: 2 (axial slices) or 3 (volumes); default: the organ's own default.
             preview: also write DIR/preview.png, a montage with lesion outlines.
             overwrite: replace an existing non-empty output folder.
+            format: nifti (default), dicom (breast) or brats (brain); see synthmr.phantom.export.
             options: further phantom options, e.g. --spacing 3 (see the phantom class docstrings).
         """
         if organ == "validate":
-            return self._validate_phantom(rest, n, seed, out, dims, preview, overwrite, options)
+            return self._validate_phantom(rest, n, seed, out, dims, preview, overwrite, format, options)
         if rest:
             raise InputError(f"unexpected argument(s) after the organ: {' '.join(map(str, rest))}")
         from synthmr.phantom.dataset import write_phantom_dataset
@@ -91,18 +95,18 @@ class SynthMR:
         if dims is not None:
             options["dims"] = dims
         n = 1 if n is None else n
-        path = write_phantom_dataset(
-            organ, n, str(out), seed=0 if seed is None else seed, preview=preview, overwrite=overwrite, **options
-        )
+        path = write_phantom_dataset(organ, n, str(out), seed=0 if seed is None else seed, preview=preview,
+                                     overwrite=overwrite, format=str(format), **options)
         print(f"wrote {n} {organ} case(s) to {path}")
 
     @staticmethod
-    def _validate_phantom(rest, n, seed, out, dims, preview, overwrite, options) -> None:
+    def _validate_phantom(rest, n, seed, out, dims, preview, overwrite, format, options) -> None:
         from synthmr.phantom.validate import DEFAULT_SEED, format_table, validate
 
         if len(rest) != 1:
             raise InputError("usage: synthmr phantom validate ORGAN [--n N] [--seed S]: name one organ")
-        given = {"--out": out, "--dims": dims, "--preview": preview or None, "--overwrite": overwrite or None}
+        given = {"--out": out, "--dims": dims, "--preview": preview or None, "--overwrite": overwrite or None,
+                 "--format": None if format == "nifti" else format}
         unknown = [flag for flag, value in given.items() if value is not None] + [f"--{k}" for k in options]
         if unknown:
             raise InputError(f"phantom validate takes only --n and --seed, got {', '.join(unknown)}")
@@ -422,7 +426,7 @@ class SynthMR:
 
     def convert(self, kind: str, src: str, out: str | None = None, map: str | list[str] | None = None,
                 splits: str | tuple = "0.7,0.15,0.15", seed: int = 0, overwrite: bool = False,
-                skip_incomplete: bool = False) -> None:
+                skip_incomplete: bool = False, boxes: str | None = None) -> None:
         """Turn a public-data layout into OUT/datalist.json with patient-level training/validation/test splits.
 
         Layouts: brats (BraTS 2021-2024 folders; 2021's label 4 rewritten as 3 into OUT/labels/), duke
@@ -438,11 +442,13 @@ class SynthMR:
             kind: brats, duke or folders.
             src: the folder of case folders (duke: of DICOM files, in any layout).
             out: a new folder for datalist.json, conversion.json and any converted images.
-            map: KEY=GLOB per datalist key (folders only).
+            map: KEY=GLOB per datalist key (folders); KEY=PATH with {patient}, relative to SRC, for masks published
+                beside a DICOM dataset (duke, e.g. --map 'breast=masks/{patient}_breast.nii.gz').
             splits: training,validation,test fractions of the patients.
             seed: the split's shuffle.
             overwrite: replace an existing OUT.
             skip_incomplete: leave incomplete cases out (listed) instead of refusing the conversion.
+            boxes: duke: the Annotation_Boxes table saved as CSV; each patient's box becomes its lesion mask.
         """
         from synthmr.io.convert import convert
 
@@ -456,14 +462,15 @@ class SynthMR:
             mapping[key] = pattern
         fractions = _numbers(splits, "--splits")
         datalist, skipped = convert(str(kind), str(src), str(out), mapping, fractions, _integer(seed, "--seed"),
-                                    _flag(overwrite, "--overwrite"), _flag(skip_incomplete, "--skip_incomplete"))
+                                    _flag(overwrite, "--overwrite"), _flag(skip_incomplete, "--skip_incomplete"),
+                                    None if boxes is None else str(boxes))
         for problem in skipped:
             print(f"skipped {problem}")
         counts = ", ".join(f"{len(items)} {name}" for name, items in datalist.items())
         print(f"wrote {Path(str(out)) / 'datalist.json'}: {counts}")
 
     def check_data(self, datalist: str, bundle: str | None = None, section: str = "training",
-                   inference: bool = False) -> None:
+                   inference: bool = False, setting: str | None = None) -> None:
         """Check a datalist against a bundle before training: every problem, one line each naming case and file.
 
         Each item needs the bundle's input roles (and, for training, its output roles: the targets) on one grid,
@@ -477,13 +484,16 @@ class SynthMR:
             bundle: bundle name or folder (see `synthmr bundles`).
             section: the list to check (training, validation, ...).
             inference: check the inputs only (a datalist to run the bundle on, not to train it).
+            setting: for a bundle that trains on several datalists (brain_tumor_fabrication: healthy_datalist,
+                annotated_datalist), the train.yaml setting this datalist is for.
         """
         from synthmr.bundle.check_data import check_datalist, format_problems
 
         if bundle is None:
             raise InputError("--bundle is required: the bundle whose roles the datalist must fill")
         problems, n_items = check_datalist(str(bundle), str(datalist), str(section),
-                                           targets=not _flag(inference, "--inference"))
+                                           targets=not _flag(inference, "--inference"),
+                                           setting=None if setting is None else str(setting))
         print(format_problems(problems, n_items))
         if problems:
             raise SystemExit(1)

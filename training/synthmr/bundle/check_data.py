@@ -37,7 +37,7 @@ class Problem:
 
 
 def check_datalist(bundle: str | os.PathLike, datalist: str | os.PathLike, section: str = "training",
-                   targets: bool = True) -> tuple[list[Problem], int]:
+                   targets: bool = True, setting: str | None = None) -> tuple[list[Problem], int]:
     """Every problem of ``datalist``'s ``section`` for ``bundle`` (module docstring) and the number of items.
 
     Args:
@@ -45,6 +45,8 @@ def check_datalist(bundle: str | os.PathLike, datalist: str | os.PathLike, secti
         datalist: a datalist JSON; relative paths are relative to its folder.
         section: the list to check (``training``, ``validation``...).
         targets: also require the bundle's outputs (a training set's targets); False for inference inputs.
+        setting: for a bundle whose tool description declares its training datalists (``training``), the
+            train.yaml setting the datalist is for; may be left out when there is one.
 
     Raises:
         InputError: the datalist itself cannot be read or has no such list (nothing to check).
@@ -55,9 +57,7 @@ def check_datalist(bundle: str | os.PathLike, datalist: str | os.PathLike, secti
     if not isinstance(content, dict) or not isinstance(content.get(section), list):
         found = ", ".join(map(repr, content)) if isinstance(content, dict) else type(content).__name__
         raise InputError(f"{path}: no list {section!r} of items (found {found})")
-    roles = {name: (role, role.required) for name, role in description.inputs.items()}
-    for name, role in description.outputs.items():
-        roles.setdefault(name, (role, targets))
+    roles = _roles(description, targets, setting)
     problems: list[Problem] = []
     seen: set[str] = set()
     for index, item in enumerate(content[section]):
@@ -70,6 +70,26 @@ def check_datalist(bundle: str | os.PathLike, datalist: str | os.PathLike, secti
         seen.add(case)
         problems += _check_item(description, case, item, roles, path.absolute().parent)
     return problems, len(content[section])
+
+
+def _roles(description, targets: bool, setting: str | None) -> dict:
+    """Datalist key -> (role, required) of the datalist checked."""
+    if setting is not None and (not targets or not description.training):
+        what = "an inference datalist" if not targets else f"bundle {description.name}'s one training datalist"
+        raise InputError(f"--setting {setting}: {what} holds the inputs (and targets); leave --setting out")
+    if targets and description.training:
+        if setting is None and len(description.training) > 1:
+            raise InputError(f"bundle {description.name} trains on several datalists; say which one this is with "
+                             f"--setting ({', '.join(description.training)})")
+        setting = next(iter(description.training)) if setting is None else setting
+        if setting not in description.training:
+            raise InputError(f"--setting {setting}: bundle {description.name} reads no such datalist; it reads "
+                             f"{', '.join(description.training)}")
+        return {key: (role, role.required) for key, role in description.training[setting].items()}
+    roles = {name: (role, role.required) for name, role in description.inputs.items()}
+    for name, role in description.outputs.items():
+        roles.setdefault(name, (role, targets))
+    return roles
 
 
 def _check_item(description, case: str, item: dict, roles: dict, base: Path) -> list[Problem]:

@@ -94,6 +94,8 @@ class ToolDescription:
         demo: ``{"organ", "seed", "phantom"}`` of the demo case (and ``"source"``: ``{"seed", "phantom",
             "prefix"}`` of a second case filling the roles named with that prefix), or None.
         requires: the synthmr versions the bundle works with (a PEP 440 specifier), or None.
+        training: train.yaml setting -> datalist key -> role of the datalists training reads (a referenced
+            output role becomes a required one); by default one ``train_datalist`` of the inputs and outputs.
     """
 
     bundle_dir: Path
@@ -108,6 +110,7 @@ class ToolDescription:
     organ_labels: tuple[int, ...] = field(default_factory=tuple)
     demo: dict | None = None
     requires: str | None = None
+    training: dict[str, dict[str, InputRole]] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -186,6 +189,11 @@ def _role_reference_error(block: Mapping[str, Any]) -> tuple[list[str], str] | N
         unknown = [value for value in organ_labels if declared is not None and str(value) not in declared]
         if unknown:
             return [BLOCK_KEY, "organ_labels"], f"{unknown} are not labels of the lesion input {lesion!r} ({', '.join(declared)})"
+    roles = {**block["outputs"], **inputs}
+    for setting, keys in block.get("training", {}).items():
+        for key, role in keys.items():
+            if isinstance(role, str) and role not in roles:
+                return [BLOCK_KEY, "training", setting, key], f"{role!r} is not an input or output role ({', '.join(roles)})"
     source = block.get("source_lesion")
     if source is not None:
         optional = [name for name in labelmaps if not inputs[name].get("required", True)]
@@ -215,6 +223,16 @@ def _description(bundle_dir: Path, block: Mapping[str, Any]) -> ToolDescription:
         name: OutputRole(name, role["kind"], role["description"], role.get("sequence"), labels(role))
         for name, role in block["outputs"].items()
     }
+    def training_role(key: str, role: str | Mapping[str, Any]) -> InputRole:
+        if isinstance(role, str):
+            named = inputs.get(role) or outputs[role]
+            return InputRole(key, named.kind, named.description, getattr(named, "required", True), named.sequence,
+                             named.labels)
+        return InputRole(key, role["kind"], role["description"], role.get("required", True), role.get("sequence"),
+                         labels(role))
+
+    training = {setting: {key: training_role(key, role) for key, role in keys.items()}
+                for setting, keys in block.get("training", {}).items()}
     demo = block.get("demo")
     if demo is not None:
         source = demo.get("source")
@@ -235,6 +253,7 @@ def _description(bundle_dir: Path, block: Mapping[str, Any]) -> ToolDescription:
         organ_labels=tuple(int(value) for value in block.get("organ_labels", [])),
         demo=demo,
         requires=block.get("requires"),
+        training=training,
     )
 
 

@@ -6,7 +6,12 @@
   timepoint (``BraTS-GLI-00000`` of ``BraTS-GLI-00000-000``), so a patient's timepoints share a split.
 - ``duke``: Duke-Breast-Cancer-MRI style DICOM studies (:mod:`synthmr.io.duke`): the pre- and post-contrast phases
   found from their tags and written as NIfTI on one grid into ``OUT/<patient>/``, with ``fat_saturated`` and the
-  series descriptions used in each item.
+  series descriptions used in each item. With ``boxes`` (the dataset's Annotation_Boxes table saved as CSV), a
+  patient's box becomes ``OUT/<patient>/lesion.nii.gz`` (label 1 inside the box) with ``lesion_classes:
+  ["malignant"]``: the dataset's boxes mark its patients' cancers. Box indices are read as 1-based and inclusive,
+  rows and columns of the pixel matrix, slices in the order of the converted volume (check one case in a viewer: a
+  box that misses its lesion means the dataset's slice order is the reverse). Masks published separately (breast
+  segmentations) join the items through ``KEY=PATH`` mappings, ``PATH`` relative to ``SRC`` with ``{patient}``.
 - ``folders``: any one-folder-per-case layout, with ``KEY=GLOB`` mappings (``arterial=*art*.nii.gz``) matched
   inside each case folder (and below it); each key must match exactly one file.
 
@@ -113,48 +118,108 @@ def patient_of(case_id: str) -> str:
     return match.group(1) if match else case_id
 
 
-def duke_cases(src: Path, staging: Path | None) -> tuple[list[dict], list[str]]:
-    """One item per DICOM study (:mod:`synthmr.io.duke`); its phases written under ``staging/<patient>/`` when
-    ``staging`` is given (after the caller has seen the problems)."""
+def duke_cases(src: Path, staging: Path | None, boxes: Mapping[str, tuple[int, ...]] | None = None,
+               mapping: Mapping[str, str] | None = None) -> tuple[list[dict], list[str]]:
+    """One item per DICOM study (:mod:`synthmr.io.duke`), with its ``mapping`` files; its phases (and its box as a
+    lesion mask) written under ``staging/<patient>/`` when ``staging`` is given (after the caller has seen the
+    problems)."""
     from synthmr.io.duke import identify, scan
 
     items, problems = [], []
     for study in sorted(scan(src).values(), key=lambda s: s.patient):
         phases, found = identify(study)
+        for key, pattern in (mapping or {}).items():
+            path = src / pattern.replace("{patient}", study.patient)
+            if not path.is_file():
+                found.append(f"no file {path} for {key}")
         if found:
             problems.append(f"{study.patient}: " + "; ".join(found))
             continue
         item = {"case_id": study.patient, "fat_saturated": phases["t1_pre"].fat_saturated,
-                "series": {key: series.description for key, series in phases.items()}}
+                "series": {key: series.description for key, series in phases.items()},
+                **{key: str((src / pattern.replace("{patient}", study.patient)).absolute())
+                   for key, pattern in (mapping or {}).items()}}
         if staging is not None:
             from synthmr.io.duke import write_phases
 
             item.update(write_phases(phases, staging / study.patient))
+            if boxes and study.patient in boxes:
+                try:
+                    item["lesion"] = _write_box(boxes[study.patient], item["t1_pre"], staging / study.patient)
+                except InputError as error:
+                    problems.append(f"{study.patient}: {error}")
+                    continue
+                item["lesion_classes"] = ["malignant"]
         items.append(item)
     return items, problems
 
 
+def read_boxes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Patient -> (start row, end row, start column, end column, start slice, end slice) of a Duke
+    Annotation_Boxes table saved as CSV."""
+    import csv
+
+    from synthmr.phantom.export import DUKE_BOX_COLUMNS
+
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as file:
+            reader = csv.DictReader(file)
+            rows, columns = list(reader), reader.fieldnames or []
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        raise InputError(f"--boxes {path}: cannot be read ({error})") from None
+    missing = [c for c in DUKE_BOX_COLUMNS if c not in columns]
+    if missing:
+        raise InputError(f"--boxes {path}: lacks {', '.join(missing)}; expected the columns "
+                         f"{', '.join(DUKE_BOX_COLUMNS)} (Annotation_Boxes saved as CSV)")
+    boxes = {}
+    for number, row in enumerate(rows, start=2):
+        try:
+            boxes[row["Patient ID"].strip()] = tuple(int(float(row[c])) for c in DUKE_BOX_COLUMNS[1:])
+        except ValueError:
+            raise InputError(f"--boxes {path}: line {number} holds a non-number in a box column") from None
+    return boxes
+
+
+def _write_box(box: tuple[int, ...], reference: str, folder: Path) -> str:
+    """The box as a label-1 mask on the grid of ``reference``."""
+    from synthmr.io import read_image, write_image
+
+    image = read_image(reference)
+    row0, row1, column0, column1, slice0, slice1 = box
+    shape = image.array.shape
+    if not (1 <= row0 <= row1 <= shape[1] and 1 <= column0 <= column1 <= shape[0] and 1 <= slice0 <= slice1 <= shape[2]):
+        raise InputError(f"box rows {row0}-{row1}, columns {column0}-{column1}, slices {slice0}-{slice1} do not "
+                         f"fit its {shape[1]} rows, {shape[0]} columns and {shape[2]} slices")
+    mask = np.zeros(shape[:3], np.uint8)
+    mask[column0 - 1:column1, row0 - 1:row1, slice0 - 1:slice1] = 1
+    return str(write_image(image.with_array(mask), folder / "lesion.nii.gz"))
+
+
 def convert(kind: str, src: str | os.PathLike, out: str | os.PathLike, mapping: Mapping[str, str] | None = None,
             fractions: Sequence[float] = (0.7, 0.15, 0.15), seed: int = 0, overwrite: bool = False,
-            skip_incomplete: bool = False) -> tuple[dict[str, list[dict]], list[str]]:
+            skip_incomplete: bool = False, boxes: str | os.PathLike | None = None,
+            ) -> tuple[dict[str, list[dict]], list[str]]:
     """Write the folder ``out`` (``datalist.json``, ``conversion.json`` and any converted images) for the ``kind``
     layout under ``src`` (module docstring), all at once; returns the datalist and the problems. Incomplete cases
     make it an error unless ``skip_incomplete`` (then they are left out and listed)."""
-    src, out = Path(src), Path(out)
+    src, out = Path(src), Path(out).absolute()  # item paths are made relative to out from absolute ones
     if not src.is_dir():
         raise InputError(f"{src}: no such folder")
     check_output_location(out, {"the source folder": src})
     check_destination(out, overwrite, "folder")
     if kind not in ("brats", "folders", "duke"):
         raise InputError(f"unknown layout {kind!r}; synthmr convert knows: brats, duke, folders")
-    if mapping and kind != "folders":
-        raise InputError(f"--map is for `convert folders`; {kind} files are found by their names or tags")
+    if mapping and kind == "brats":
+        raise InputError("--map is for `convert folders` and `convert duke`; BraTS files are found by their names")
+    if boxes is not None and kind != "duke":
+        raise InputError("--boxes is for `convert duke` (the Annotation_Boxes table)")
+    box_table = None if boxes is None else read_boxes(Path(boxes))
     if kind == "folders":
         items, problems = folders_cases(src, dict(mapping or {}))
     elif kind == "brats":
         items, problems = brats_cases(src)
     else:
-        items, problems = duke_cases(src, None)  # identify every study before writing any
+        items, problems = duke_cases(src, None, mapping=mapping)  # identify every study before writing any
     if problems and not skip_incomplete:
         shown = "; ".join(problems[:10]) + (f"; and {len(problems) - 10} more" if len(problems) > 10 else "")
         raise InputError(f"{src}: {len(problems)} case(s) could not be identified: {shown} (nothing was written; "
@@ -164,7 +229,12 @@ def convert(kind: str, src: str | os.PathLike, out: str | os.PathLike, mapping: 
     with atomic_output(out, overwrite=overwrite) as staging:
         staging.mkdir()
         if kind == "duke":
-            items, _ = duke_cases(src, staging)
+            items, found = duke_cases(src, staging, box_table, mapping)
+            box_problems = [problem for problem in found if problem not in problems]  # boxes that do not fit
+            if box_problems and not skip_incomplete:
+                raise InputError(f"{src}: " + "; ".join(box_problems) + " (nothing was written; --skip_incomplete "
+                                 "leaves them out)")
+            problems += box_problems
         for item in items:
             if item.pop("relabel_2021", False):  # BraTS 2021's enhancing tumour 4 is the 2023 convention's 3
                 from synthmr.io import read_image, write_image
@@ -176,7 +246,8 @@ def convert(kind: str, src: str | os.PathLike, out: str | os.PathLike, mapping: 
         datalist = {name: [item for item in items if splits[patient_of(item["case_id"])] == name] for name in SPLITS}
         save_datalist(datalist, staging / "datalist.json")
         write_json(staging / "conversion.json", {
-            "kind": kind, "source": str(src.absolute()), "mapping": dict(mapping or {}), "fractions": list(fractions),
+            "kind": kind, "source": str(src.absolute()), "mapping": dict(mapping or {}),
+            "boxes": None if boxes is None else str(Path(boxes).absolute()), "fractions": list(fractions),
             "seed": seed, "cases": {name: len(split) for name, split in datalist.items()}, "skipped": problems})
     from synthmr.io import load_datalist
 

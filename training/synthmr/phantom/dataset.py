@@ -67,6 +67,7 @@ def write_phantom_dataset(
     seed: int = 0,
     preview: bool = False,
     overwrite: bool = False,
+    format: str = "nifti",
     **options,
 ) -> Path:
     """Simulate ``n`` cases of ``organ`` into folder ``out`` with a ``datalist.json``.
@@ -84,12 +85,19 @@ def write_phantom_dataset(
         seed: seed of the first case.
         preview: also write ``preview.png``, a montage of the sequences with lesion outlines.
         overwrite: replace an existing non-empty ``out``.
+        format: ``nifti`` (the layout above), or a public dataset's layout (:mod:`synthmr.phantom.export`):
+            ``dicom`` (breast, Duke-Breast-Cancer-MRI) or ``brats`` (brain, BraTS 2023); these write
+            ``phantom.json`` (what was simulated) in place of ``datalist.json``: the converters make the datalist.
         options: passed to the phantom's constructor (e.g. ``dims=2``, ``spacing=3.0``).
     """
+    if format != "nifti":
+        options.setdefault("dims", 3)  # the public layouts hold volumes
     phantom = _make_phantom(organ, options)
     n, seed = integer(n, "--n", 1), integer(seed, "--seed", 0)
     out = Path(out).absolute()  # datalist paths are made relative from absolute ones
     check_destination(out, overwrite, what="folder")
+    if format != "nifti":
+        return _write_public_layout(phantom, organ, n, out, seed, overwrite, format, options)
 
     with atomic_output(out, overwrite=overwrite) as staging:
         items, cases = [], []
@@ -116,4 +124,28 @@ def write_phantom_dataset(
             from synthmr.phantom.preview import write_preview  # matplotlib only when asked for
 
             write_preview(cases, staging / "preview.png", lesion_mask=phantom.lesion_mask)
+    return out
+
+
+def _write_public_layout(phantom, organ: str, n: int, out: Path, seed: int, overwrite: bool, format: str,
+                         options: dict) -> Path:
+    """The cases in a public dataset's layout (:mod:`synthmr.phantom.export`), with ``phantom.json``."""
+    from synthmr.io._atomic import write_json
+    from synthmr.phantom.export import check_format, write_boxes, write_brats_case, write_duke_study
+
+    check_format(organ, format, phantom.dims)
+    with atomic_output(out, overwrite=overwrite) as staging:
+        staging.mkdir()
+        boxes = []
+        for i in range(n):
+            case = phantom(seed + i)
+            if format == "dicom":
+                boxes.append(write_duke_study(case, staging, f"Breast_MRI_{i + 1:03d}"))
+            else:
+                write_brats_case(case, staging, f"BraTS-GLI-{i:05d}-000")
+        if format == "dicom":
+            write_boxes([row for row in boxes if row is not None], staging / "Annotation_Boxes.csv")
+        write_json(staging / "phantom.json", {
+            "description": f"SynthMR simulated {organ} phantom in the {format} layout; not acquired images",
+            "format": format, **_recipe(organ, n, seed, options)})
     return out
