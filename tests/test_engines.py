@@ -280,3 +280,19 @@ def test_kid_selection_of_a_3d_generator_compares_axial_slices_around_the_centre
     report = json.loads((tmp_path / "epoch_2" / "report.json").read_text())
     assert report["n_images_per_set"] == 4 * 5 * 2  # cases x slices x channels, pooled
     assert ends["kid"] == pytest.approx(perfect["kid"]) and ends["l1"] > perfect["l1"] == 0.0
+
+
+def test_a_training_set_smaller_than_one_batch_is_refused_not_skipped():
+    """drop_last with fewer items than a batch: MONAI would warn and skip every epoch, leaving untrained weights."""
+    from synthmr.errors import InputError
+
+    data = [{"image": torch.rand(1, 4, 4), "class": torch.tensor(0)} for _ in range(3)]
+    g, d = TinyConditionalGenerator(), TinyCritic()
+    with pytest.raises(InputError, match="3 training items make no full batch of 4"):
+        LatentGanTrainer(
+            device="cpu", max_epochs=1,
+            train_data_loader=torch.utils.data.DataLoader(data, batch_size=4, drop_last=True),
+            generator=g, discriminator=d, g_optimizer=torch.optim.RMSprop(g.parameters()),
+            d_optimizer=torch.optim.RMSprop(d.parameters()), adversarial_loss=AdversarialLoss("wasserstein"),
+            latent_dim=8, class_key="class",
+        )

@@ -11,6 +11,7 @@ import torch
 from monai.engines import Trainer
 from torch.nn.parallel import DistributedDataParallel
 
+from synthmr.errors import InputError
 from synthmr.io._atomic import atomic_output
 
 
@@ -74,6 +75,13 @@ class GanTrainerBase(Trainer):
         amp_kwargs: dict | None = None,
         **workflow_kwargs,
     ):
+        if epoch_length is None and hasattr(train_data_loader, "__len__") and len(train_data_loader) == 0:
+            # MONAI would only warn and skip every epoch, ending in "trained" weights that never saw a batch.
+            dataset = getattr(train_data_loader, "dataset", None)
+            items = f"{len(dataset)} training items" if hasattr(dataset, "__len__") else "the training data"
+            batch = getattr(train_data_loader, "batch_size", "?")
+            raise InputError(f"{items} make no full batch of {batch}: an epoch would train nothing; add training "
+                             "data or lower --batch_size")
         device = torch.device(device)
         amp = amp and device.type == "cuda"
         super().__init__(

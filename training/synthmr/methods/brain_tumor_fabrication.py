@@ -1091,13 +1091,12 @@ class FabricatedCases:
         check_set_size_and_seed(n, seed)
         if not sources:
             raise InputError("no annotated tumour case to take tumours from: the source datalist is empty")
-        keys = [*SEQUENCES, LABEL, BRAIN]
         tumours = []
         for index, item in enumerate(sources):
             name = f"tumour case {item.get('case_id', index)!r}"
-            case = _read_case(item, keys, name)
+            case = _read_case(item, [*SEQUENCES, LABEL, *([BRAIN] if BRAIN in item else [])], name)
             tumours.append((str(item.get("case_id", index)), case))
-        healthy_keys = [*SEQUENCES, BRAIN] + ([self.centre_key] if self.centre_key else [])
+        centre_keys = [self.centre_key] if self.centre_key else []
 
         def make(indices: Sequence[int], folder: Path) -> list[dict]:
             """Each case: its healthy scan (round robin), a tumour case and every draw from (seed, i)."""
@@ -1107,10 +1106,10 @@ class FabricatedCases:
                 h_index = i % len(self.healthy)
                 h_item = self.healthy[h_index]
                 h_name = f"healthy case {h_item.get('case_id', h_index)!r}"
-                healthy = _read_case(h_item, healthy_keys, h_name)
+                healthy = _read_case(h_item, [*SEQUENCES, *([BRAIN] if BRAIN in h_item else []), *centre_keys], h_name)
                 source_id, source = tumours[int(rng.integers(len(tumours)))]
                 images, label, drawn = self._one(healthy, source, source_id, rng, h_name)
-                grid = healthy[BRAIN]
+                grid = healthy[SEQUENCES[0]]
                 for channel, key in enumerate(SEQUENCES):
                     write_image(grid.with_array(images[channel]), folder / case_id(i) / f"{key}.nii.gz")
                 write_image(grid.with_array(label), folder / case_id(i) / f"{LABEL}.nii.gz")
@@ -1128,12 +1127,12 @@ class FabricatedCases:
         )
 
     def _one(self, healthy: dict[str, Volume], source: dict[str, Volume], source_id: str, rng, name: str):
-        spacing = healthy[BRAIN].spacing
+        spacing = healthy[SEQUENCES[0]].spacing
         images = np.stack([healthy[s].array for s in SEQUENCES]).astype(np.float32)
-        brain = healthy[BRAIN].array
+        brain = _brain_or_foreground(healthy, images, BRAIN)  # skull-stripped scans need no brain mask
         source_images = np.stack([source[s].array for s in SEQUENCES]).astype(np.float32)
         if self.mode == "carvemix":
-            if not source[BRAIN].same_grid(healthy[BRAIN]):
+            if not source[LABEL].same_grid(healthy[SEQUENCES[0]]):
                 raise InputError(f"{name} and tumour case {source_id!r}: CarveMix mixes in place and needs one grid")
             mixed, label, lam = carvemix(images, np.zeros(brain.shape, np.uint8), source_images,
                                          source[LABEL].array, spacing, rng, (name, f"tumour case {source_id!r}"))
@@ -1143,14 +1142,16 @@ class FabricatedCases:
             array = healthy[self.centre_key].array
             centre = np.isin(array, self.centre_values) if self.centre_values else array != 0
         return fabricate(
-            images, brain, spacing, source_images, source[LABEL].array, source[BRAIN].array, source[BRAIN].spacing,
+            images, brain, spacing, source_images, source[LABEL].array,
+            _brain_or_foreground(source, source_images, BRAIN), source[LABEL].spacing,
             rng, self.augment, self.refiner if self.mode in ("tf", "pix2pix") else None, self.model_spacing,
             self.device, centre, name, source_id, inpaint=self.mode == "pix2pix",
         )
 
 
 def load_annotated(items: Sequence[Mapping]) -> tuple[list[TumorRegion], list[tuple[np.ndarray, np.ndarray]]]:
-    """The annotated tumour cases of a datalist (the four sequences, ``label``, ``brain``), read once, as TF-Aug's
+    """The annotated tumour cases of a datalist (the four sequences, ``label`` and ``brain``; without ``brain``, the
+    voxels where a sequence is not 0, as in skull-stripped BraTS cases), read once, as TF-Aug's
     tumour regions and as the whole ``(images, label)`` arrays :class:`TumorPatchesd` cuts real patches from.
 
     Raises:
@@ -1161,9 +1162,11 @@ def load_annotated(items: Sequence[Mapping]) -> tuple[list[TumorRegion], list[tu
     regions, reals = [], []
     for index, item in enumerate(items):
         case_id = str(item.get("case_id", index))
-        case = _read_case(item, [*SEQUENCES, LABEL, BRAIN], f"tumour case {case_id!r}")
+        keys = [*SEQUENCES, LABEL, *([BRAIN] if BRAIN in item else [])]  # BraTS ships no brain mask
+        case = _read_case(item, keys, f"tumour case {case_id!r}")
         images = np.stack([case[s].array for s in SEQUENCES]).astype(np.float32)
-        regions.append(tumor_region(images, case[LABEL].array, case[BRAIN].array, case[BRAIN].spacing, case_id=case_id))
+        brain = _brain_or_foreground(case, images, BRAIN)
+        regions.append(tumor_region(images, case[LABEL].array, brain, case[LABEL].spacing, case_id=case_id))
         reals.append((images, case[LABEL].array.astype(np.uint8)))
     return regions, reals
 
@@ -1317,7 +1320,7 @@ def _case_arrays(item: Mapping, name: str) -> tuple[np.ndarray, np.ndarray, tupl
     label = case[LABEL].array.astype(np.uint8)
     if not np.any(label):
         raise InputError(f"{name}: label has no tumour voxel")
-    brain = case[BRAIN].array != 0 if BRAIN in case else np.any(images != 0, axis=0)
+    brain = _brain_or_foreground(case, images, BRAIN)
     return images, label, case[LABEL].spacing, brain
 
 

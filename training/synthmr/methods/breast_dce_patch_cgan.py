@@ -311,7 +311,7 @@ def evaluate_patches(
         n_bootstrap: resamples of the KID intervals.
 
     Returns:
-        ``{"extractor": str, "distance": str, "classes": {name: {"n": int, "nn_accuracy": float,
+        ``{"extractor": str, "distance": str, "absent": [classes without real patches, left out], "classes": {name: {"n": int, "nn_accuracy": float,
         "nn_accuracy_real": float, "nn_accuracy_fake": float, "feature_dim": int, "fid_reliable": bool,
         ["fid": float, "fid_channels": {t2, t1_pre, t1_post1}], ["kid": float, "kid_interval": [low, high],
         "kid_channels": {t2, t1_pre, t1_post1: {"kid", "interval"}}, "n_bootstrap": int]}}}``; with "fid" the FID
@@ -322,9 +322,12 @@ def evaluate_patches(
     if isinstance(extractor, str):
         extractor = get_extractor(extractor)
     rng = np.random.default_rng(seed)
-    report: dict = {"extractor": describe_extractor(extractor), "distance": distance, "classes": {}}
+    report: dict = {"extractor": describe_extractor(extractor), "distance": distance, "classes": {}, "absent": []}
     for index, name in enumerate(CLASSES):
         real_c, fake_c = real[real_labels == index], fake[fake_labels == index]
+        if not len(real_c):  # a dataset without the class (Duke's boxes mark cancers only): nothing to judge
+            report["absent"].append(name)
+            continue
         n = min(n_max, len(real_c), len(fake_c))
         if n < 2:
             raise InputError(f"class {name}: {len(real_c)} real and {len(fake_c)} generated patches; need >= 2 of each")
@@ -356,6 +359,8 @@ def evaluate_patches(
             entry["fid"] = float(np.mean(list(channels.values())))
             entry["fid_channels"] = channels
         report["classes"][name] = entry
+    if not report["classes"]:
+        raise InputError("no real patches of any class to evaluate against")
     return report
 
 
@@ -745,14 +750,14 @@ def format_report(report: dict) -> str:
     """The evaluation as a table: per class and generator KID x 1e3 with its 95 % interval (mean over T2, T1 pre and
     T1 post1, then per channel), FID where reliable, 1-NN accuracies; the wash-out shares and the conditioning
     accuracy. A report of ``distance="fid"`` shows its FID in the KID columns' place."""
-    model_entry = report["model"]["classes"][CLASSES[0]]
+    model_entry = next(iter(report["model"]["classes"].values()))
     kid = "kid" in model_entry
     if kid:
         header = f"{'KID x1e3 [95% CI]':>28} {'KID t2/pre/post1':>24} {'FID':>7}"
     else:
         header = f"{'FID':>8} {'FID t2/pre/post1':>24}"
     lines = [f"{'class':<10} {'generator':<10} {'n':>5} {header} {'1-NN':>6} {'real':>6} {'fake':>6}"]
-    for name in CLASSES:
+    for name in report["model"]["classes"]:  # the classes the real patches hold
         for model in ("model", "untrained"):
             if model not in report:
                 continue
