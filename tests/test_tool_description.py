@@ -55,6 +55,11 @@ BLOCKS = [
     _with(lambda b: b.update(organ_labels=[0])),
     _with(lambda b: b.update(organ_labels=[1, 1])),
     _with(lambda b: b.update(organ_labels="1")),
+    _with(lambda b: b.update(training={"train_datalist": {"t1_pre": "t1_pre", "mask": {"kind": "labelmap",
+                                                                                      "description": "a mask"}}})),
+    _with(lambda b: b.update(training={"train_datalist": {}})),
+    _with(lambda b: b.update(training={"train_datalist": {"mask": {"kind": "labelmap"}}})),
+    _with(lambda b: b.update(training={"train_datalist": {"t1_pre": 3}})),
     [],
 ]
 
@@ -165,3 +170,15 @@ def test_organ_labels_name_labels_of_the_lesion_input(tmp_path):
         _read(tmp_path, _organ_block(organ_labels=[1, 3]))
     with pytest.raises(InputError, match=r"field synthmr\.organ_labels: needs the lesion field"):
         _read(tmp_path, _organ_block(lesion=None, lesion_edits=[]))
+
+
+def test_training_datalists_name_roles_or_define_their_own(tmp_path):
+    block = _with(lambda b: b.update(training={"train_datalist": {
+        "t1_pre": "t1_pre", "t1_post1": "t1_post1", "mask": {"kind": "labelmap", "description": "a mask",
+                                                            "required": False}}}))
+    roles = _read(tmp_path, block).training["train_datalist"]
+    assert (roles["t1_post1"].kind, roles["t1_post1"].required) == ("volume", True)  # an output: a target
+    assert (roles["mask"].kind, roles["mask"].required) == ("labelmap", False)
+    block["training"]["train_datalist"]["t2"] = "t2_fs"
+    with pytest.raises(InputError, match=r"field synthmr.training.train_datalist.t2: 't2_fs' is not an input or output"):
+        _read(tmp_path, block)
