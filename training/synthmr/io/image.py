@@ -11,6 +11,7 @@ import math
 import os
 import re
 import warnings
+from collections.abc import Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -537,6 +538,7 @@ def write_dicom_series(
     overwrite: bool = False,
     modality: str = "MR",
     series_description: str = "",
+    attributes: Mapping[str, object] | None = None,
 ) -> Path:
     """Write a 3D volume as a DICOM series, one file per slice, that reads back on the same grid.
 
@@ -558,6 +560,9 @@ def write_dicom_series(
         overwrite: replace an existing series folder.
         modality: ``"MR"`` (MR Image Storage) or ``"CT"`` (CT Image Storage).
         series_description: SeriesDescription shown by DICOM browsers.
+        attributes: further attributes every slice carries, by DICOM keyword (``PatientID``, ``AcquisitionTime``,
+            ``ContrastBolusAgent``...); they replace the defaults, so the series of one study can share its
+            ``StudyInstanceUID`` and ``FrameOfReferenceUID``.
 
     Returns:
         ``folder`` as a :class:`~pathlib.Path`.
@@ -570,7 +575,7 @@ def write_dicom_series(
     _check_dicom_destination(folder, overwrite)
     volume = _right_handed(volume)
     stored, slope, intercept = _int16_rescale(volume.array)
-    series = _series_attributes(volume, modality, series_description, slope, intercept)
+    series = {**_series_attributes(volume, modality, series_description, slope, intercept), **(attributes or {})}
     slices = volume.array.shape[2]
     digits = max(4, len(str(slices)))
     with atomic_output(folder, overwrite=overwrite) as temporary:

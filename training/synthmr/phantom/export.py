@@ -14,7 +14,8 @@
 - ``nifti`` (every organ): the phantom's own layout, ``case_XXXX/<key>.nii.gz`` plus ``datalist.json``: a
   one-folder-per-case layout for ``convert folders``.
 
-Every exported file comes from the simulated phantom, and DICOM files say so (:mod:`synthmr.io.dicom`).
+Every exported file comes from the simulated phantom, and DICOM files say so: Image Type ``DERIVED\\SECONDARY``
+(DICOM PS3.3, C.7.6.1.1.2: pixel values derived from other data) and the manufacturer ``SynthMR``.
 """
 
 from __future__ import annotations
@@ -53,21 +54,21 @@ def write_duke_study(case, folder: Path, patient: str) -> list | None:
     it has no malignant lesion (Duke's boxes mark the cancer)."""
     from pydicom.uid import generate_uid
 
-    from synthmr.io.dicom import write_series
+    from synthmr.io import write_dicom_series
 
-    study_uid = generate_uid(entropy_srcs=[patient, "study"])
-    frame_uid = generate_uid(entropy_srcs=[patient, "frame"])
+    study = {"PatientID": patient, "PatientName": patient, "StudyInstanceUID": generate_uid(),
+             "FrameOfReferenceUID": generate_uid(), "Manufacturer": "SynthMR", "ScanOptions": "FS"}
     phases = ("t1_pre", *(f"t1_post{k}" for k in range(1, 5)))
-    highest = max(float(case.images[key].max()) for key in (*phases, "t2"))
-    slope = float(f"{max(highest, 1e-6) / 60000:.6g}")  # one slope for the study keeps relative intensities
     times = [STUDY_START_S] + [STUDY_START_S + INJECTION_DELAY_S + 60 * m for m in case.meta["post_times_min"]]
     series = [(key, description, time, "" if key == "t1_pre" else "Gadavist")
               for key, description, time in zip(phases, DUKE_DESCRIPTIONS, times)]
     series.append(("t2", DUKE_T2_DESCRIPTION, STUDY_START_S - 300, ""))
     for number, (key, description, time, contrast) in enumerate(series, start=1):
-        write_series(case.volume(key), folder / patient / f"{number:02d}_{description.replace(' ', '_')}",
-                     patient=patient, study_uid=study_uid, frame_uid=frame_uid, description=description,
-                     time=_clock(time), series_number=number, contrast=contrast, scan_options="FS", slope=slope)
+        clock = _clock(time)
+        write_dicom_series(case.volume(key), folder / patient / f"{number:02d}_{description.replace(' ', '_')}",
+                           series_description=description,
+                           attributes={**study, "SeriesNumber": number, "AcquisitionTime": clock, "SeriesTime": clock,
+                                       "ContentTime": clock, "ContrastBolusAgent": contrast})
     write_image(case.volume("breast"), folder / "masks" / f"{patient}_breast.nii.gz")
     malignant = [label for label, kind in enumerate(case.meta.get("lesion_classes", []), start=1)
                  if kind == "malignant" and (case.masks["lesion"] == label).any()]
