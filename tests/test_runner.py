@@ -153,7 +153,10 @@ def test_run_writes_outputs_on_the_input_grid_and_reports_progress(bundle, case,
     result, t1_pre = read_image(outputs["t1_post1"]), read_image(case["t1_pre"])
     assert result.same_grid(t1_pre)
     np.testing.assert_allclose(result.array, 2 * t1_pre.array, rtol=1e-6)
-    assert sorted(p.name for p in out.iterdir()) == ["t1_post1.nii.gz"]
+    assert sorted(p.name for p in out.iterdir()) == ["t1_post1.json", "t1_post1.nii.gz"]  # the image and its sidecar
+    sidecar = json.loads((out / "t1_post1.json").read_text())
+    assert sidecar["synthetic"] is True and sidecar["bundle"] == bundle.name and sidecar["output"] == "t1_post1"
+    assert sidecar["inputs"]["t1_pre"]["path"] == str(Path(case["t1_pre"]).resolve())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundles", "case", "out"]  # no staging folder left
     assert_progress_complete(progress_events(capsys.readouterr().out))
 
@@ -281,7 +284,7 @@ def test_existing_out_is_kept_unless_overwrite(bundle, case, tmp_path, capfd):
     assert status == 2 and len(err) == 1 and f"{out}: folder already exists" in err[0]
     assert [p.name for p in out.iterdir()] == ["mine.txt"]
     assert run_main(capfd, "run", bundle, *inputs_args(case), "--out", out, "--overwrite")[0] == 0
-    assert [p.name for p in out.iterdir()] == ["t1_post1.nii.gz"]
+    assert sorted(p.name for p in out.iterdir()) == ["t1_post1.json", "t1_post1.nii.gz"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bundles", "case", "out"]
 
 

@@ -3,6 +3,7 @@ node fields, and its Logic (the adapter between MRML nodes and files) works on a
 package slicer-core: nodes -> files on the reference grid -> runner -> volume nodes with the input's IJK-to-RAS."""
 
 import importlib
+import json
 import re
 import sys
 import types
@@ -316,7 +317,19 @@ def test_process_runs_the_bundle_and_loads_outputs_on_the_input_geometry(mrml, t
     outputs = mrml.logic.process(mrml.interface, nodes, edits=edits, workFolder=tmp_path / "work",
                                  progress=events.append)
     assert [node.GetName() for node in outputs] == [
-        "synthmr_test t1_post1", "synthmr_test tumor_shown", "synthmr_test tumor (edited)"]
+        "synthmr_test t1_post1 (synthetic)", "synthmr_test tumor_shown (synthetic)", "synthmr_test tumor (edited)"]
+    # Tagged as what SynthMR made, with the output's sidecar; the banner's query sees them once a view shows one.
+    assert [node.GetAttribute("SynthMR.synthetic") for node in outputs] == ["true", "true", None]
+    assert outputs[2].GetAttribute("SynthMR.edited") == "true"
+    provenance = json.loads(outputs[0].GetAttribute("SynthMR.provenance"))
+    assert provenance["synthetic"] is True and provenance["bundle"] == "synthmr_test" and provenance["output"] == "t1_post1"
+    assert "translate" in json.loads(outputs[2].GetAttribute("SynthMR.provenance"))["lesion_edits"][0]
+    composite = mrml.scene.AddNewNodeByClass("vtkMRMLSliceCompositeNode")
+    composite.SetBackgroundVolumeID(nodes["t1_pre"].GetID())
+    assert mrml.logic.shownSyntheticVolumes(mrml.scene) == []
+    composite.SetForegroundVolumeID(outputs[0].GetID())
+    assert mrml.logic.shownSyntheticVolumes(mrml.scene) == ["synthmr_test t1_post1 (synthetic)"]
+    mrml.scene.RemoveNode(composite)
     # a labelmap output role becomes a labelmap node, like the edited lesion
     assert [node.GetClassName() for node in outputs] == [
         "vtkMRMLScalarVolumeNode", "vtkMRMLLabelMapVolumeNode", "vtkMRMLLabelMapVolumeNode"]
@@ -392,4 +405,4 @@ def test_the_modules_self_test_passes_on_slicer_core(mrml):
     result = unittest.TestResult()
     mrml.module.SynthMRTest("runTest").run(result)
     assert result.wasSuccessful(), result.errors + result.failures
-    assert result.testsRun == 1 and mrml.scene.GetFirstNodeByName("synthmr_test t1_post1") is not None
+    assert result.testsRun == 1 and mrml.scene.GetFirstNodeByName("synthmr_test t1_post1 (synthetic)") is not None

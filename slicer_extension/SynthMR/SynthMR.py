@@ -59,6 +59,7 @@ from SynthMRLib import (
     discover_bundles,
     ras_point_to_ijk,
     ras_vector_to_ijk,
+    read_sidecar_text,
     read_tool_description,
     segment_label_values,
     trust_bundle,
@@ -81,6 +82,11 @@ INPUT_REFERENCE_PREFIX = "SynthMRInput:"
 SETTINGS_USER_FOLDER = "SynthMR/UserBundleFolder"
 SETTINGS_ADDED_BUNDLES = "SynthMR/AddedBundles"
 PROGRESS_INTERVAL_MS = 200
+# Node attributes that mark what SynthMR made: synthetic images (and label maps), edited lesions, their sidecar.
+SYNTHETIC_ATTRIBUTE = "SynthMR.synthetic"
+EDITED_ATTRIBUTE = "SynthMR.edited"
+PROVENANCE_ATTRIBUTE = "SynthMR.provenance"
+BANNER_INTERVAL_MS = 500
 # What the progress line says at each stage of `synthmr lesion` and the runner's protocol.
 STAGE_LABELS = {
     "edit lesion": _("Editing the lesion"),
@@ -285,6 +291,17 @@ class SynthMRWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         uiWidget.setMRMLScene(slicer.mrmlScene)
         self._inputsLayout = qt.QFormLayout(self.ui.inputsWidget)
         self.logic = SynthMRLogic()
+        # A banner on top while a slice view shows a synthetic volume: it must not be read as an acquired one.
+        self.syntheticBanner = qt.QLabel()
+        self.syntheticBanner.setWordWrap(True)
+        self.syntheticBanner.setStyleSheet("QLabel { background-color: #b00020; color: white; font-weight: bold; "
+                                           "padding: 6px; }")
+        self.syntheticBanner.hide()
+        self.layout.insertWidget(0, self.syntheticBanner)
+        self._bannerTimer = qt.QTimer()
+        self._bannerTimer.setInterval(BANNER_INTERVAL_MS)
+        self._bannerTimer.timeout.connect(self._updateSyntheticBanner)
+        self._bannerTimer.start()
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
@@ -305,7 +322,15 @@ class SynthMRWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def cleanup(self) -> None:
         """Called when the application closes: stop a running synthesis (its processes would outlive Slicer)."""
         self._cancelTask()
+        self._bannerTimer.stop()
         self.removeObservers()
+
+    def _updateSyntheticBanner(self) -> None:
+        shown = self.logic.shownSyntheticVolumes()
+        self.syntheticBanner.setVisible(bool(shown))
+        if shown:
+            self.syntheticBanner.setText(_("SYNTHETIC images are shown: made by SynthMR, not acquired ({names})").format(
+                names=", ".join(shown)))
 
     def enter(self) -> None:
         self.initializeParameterNode()
@@ -918,9 +943,12 @@ class SynthMRLogic(ScriptedLoadableModuleLogic):
     def finish(self, task: SynthesisTask) -> list:
         """Add the outputs of a finished task to the scene, on the reference volume's geometry, all or none.
 
-        Output role ``r`` becomes the node "<bundle> r": a scalar volume, or a labelmap volume for a labelmap role (a
-        label map the bundle made with its images); an edited lesion becomes the labelmap node "<bundle> <lesion
-        role> (edited)", to show where the lesion went.
+        Output role ``r`` becomes the node "<bundle> r (synthetic)": a scalar volume, or a labelmap volume for a
+        labelmap role (a label map the bundle made with its images), tagged with the attributes ``SynthMR.synthetic``
+        ("true") and ``SynthMR.provenance`` (the output's sidecar: bundle, version, weights and inputs with their
+        SHA-256); an edited lesion becomes the labelmap node "<bundle> <lesion role> (edited)", tagged
+        ``SynthMR.edited``, to show where the lesion went. The module shows a banner while a synthetic node is
+        shown in a slice view (:meth:`shownSyntheticVolumes`).
 
         Raises:
             SynthMRError: the job failed (its one message), the reference node was deleted, or an output is not on
@@ -936,11 +964,19 @@ class SynthMRLogic(ScriptedLoadableModuleLogic):
             if reference is None:
                 raise SynthMRError("the reference volume was removed from the scene during the run")
             name = task.toolDescription.name
-            loaded = [self._readOnGrid(job.outputs[role], f"{name} {role}", reference, labelmap=spec.kind == "labelmap")
-                      for role, spec in task.toolDescription.outputs.items()]
+            loaded = []
+            for role, spec in task.toolDescription.outputs.items():
+                node = self._readOnGrid(job.outputs[role], f"{name} {role} (synthetic)", reference,
+                                        labelmap=spec.kind == "labelmap")
+                node.SetAttribute(SYNTHETIC_ATTRIBUTE, "true")
+                node.SetAttribute(PROVENANCE_ATTRIBUTE, read_sidecar_text(job.outputs[role]))
+                loaded.append(node)
             if job.edited_lesion is not None:
-                loaded.append(self._readOnGrid(job.edited_lesion, f"{name} {task.toolDescription.lesion} (edited)",
-                                               reference, labelmap=True))
+                node = self._readOnGrid(job.edited_lesion, f"{name} {task.toolDescription.lesion} (edited)",
+                                        reference, labelmap=True)
+                node.SetAttribute(EDITED_ATTRIBUTE, "true")
+                node.SetAttribute(PROVENANCE_ATTRIBUTE, read_sidecar_text(job.edited_lesion))
+                loaded.append(node)
             return self._addToScene(loaded)
         finally:
             shutil.rmtree(task.workFolder, ignore_errors=True)
@@ -995,6 +1031,19 @@ class SynthMRLogic(ScriptedLoadableModuleLogic):
         else:
             slicer.util.updateVolumeFromArray(node, np.ascontiguousarray(ordered))
         return node
+
+    @staticmethod
+    def shownSyntheticVolumes(scene=None) -> list[str]:
+        """Names of the synthetic volumes some slice view shows (background, foreground or label layer)."""
+        scene = scene or slicer.mrmlScene
+        shown = []
+        for composite in slicer.util.getNodesByClass("vtkMRMLSliceCompositeNode", scene):
+            for nodeID in (composite.GetBackgroundVolumeID(), composite.GetForegroundVolumeID(),
+                           composite.GetLabelVolumeID()):
+                node = scene.GetNodeByID(nodeID) if nodeID else None
+                if node is not None and node.GetAttribute(SYNTHETIC_ATTRIBUTE) == "true" and node.GetName() not in shown:
+                    shown.append(node.GetName())
+        return shown
 
     @staticmethod
     def _addToScene(nodes: list) -> list:
@@ -1057,7 +1106,8 @@ class SynthMRTest(ScriptedLoadableModuleTest):
                 return
             trust_bundle(bundle)  # SynthMRLib's own test bundle, recorded by the digest of its code like any other
             nodes = logic.process(toolDescription, {"t1_pre": volume, "liver": mask}, workFolder=Path(folder) / "work")
-            self.assertEqual([node.GetName() for node in nodes], ["synthmr_test t1_post1", "synthmr_test tumor_shown"])
+            self.assertEqual([node.GetName() for node in nodes],
+                             ["synthmr_test t1_post1 (synthetic)", "synthmr_test tumor_shown (synthetic)"])
             self.assertEqual(nodes[1].GetClassName(), "vtkMRMLLabelMapVolumeNode")
             for node in nodes:
                 np.testing.assert_array_equal(self.ijkToRASOf(node), self.ijkToRASOf(volume))

@@ -270,7 +270,8 @@ class SynthMR:
         """
         import numpy as np
 
-        from synthmr.io import read_image, write_image
+        from synthmr.io import read_image
+        from synthmr.provenance import record, write_synthetic
         from synthmr.transforms.lesion import edit_lesion
 
         if out is None:
@@ -297,7 +298,14 @@ class SynthMR:
             names=names,
             organ_labels=labels,
         )
-        write_image(edited, str(out), overwrite=overwrite)
+        edits = {"translate": _numbers(translate, "--translate"), "scale": None if scale is None else float(scale),
+                 "mirror": _flag(mirror, "--mirror"), "transplant": None if transplant is None else str(transplant),
+                 "centre": _numbers(centre, "--centre"), "unit": str(unit), "organ_labels": list(labels)}
+        inputs = {role: str(path) for role, path in (("lesion", lesion), ("organ", organ), ("transplant", transplant))
+                  if path is not None}
+        content = record({"bundle": None, "version": None, "weights": None}, inputs,
+                         lesion_edits=[{key: value for key, value in edits.items() if value not in (None, False, [])}])
+        write_synthetic(edited, str(out), {**content, "synthetic": False, "output": "lesion"}, overwrite=overwrite)
         count = int(np.count_nonzero(edited.array) - np.isin(edited.array, labels).sum())
         print(f"wrote {out}: {count} lesion voxels")
 
@@ -497,6 +505,23 @@ class SynthMR:
         print(format_problems(problems, n_items))
         if problems:
             raise SystemExit(1)
+
+    def inspect(self, *files: str) -> None:
+        """Say whether each file was made by SynthMR, by which bundle, version and weights, from which inputs (with
+        their SHA-256), with which seed, precision and lesion edits: from its sidecar (<name>.json beside it), or
+        from its header's SYNTHETIC mark when the sidecar is lost.
+
+        Example: synthmr inspect out/t1_post1.nii.gz
+
+        Args:
+            files: image files (.nii.gz, .nii, .nrrd, .mha).
+        """
+        from synthmr.provenance import describe
+
+        if not files:
+            raise InputError("name at least one file: synthmr inspect FILE [FILE ...]")
+        for file in files:
+            print(describe(str(file)))
 
     def bundles(self) -> None:
         """List the bundles `synthmr run` finds by name, with their inputs and outputs.

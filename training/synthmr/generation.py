@@ -53,14 +53,6 @@ def case_id(index: int) -> str:
     return f"case_{index:05d}"
 
 
-def bundle_provenance(bundle_root: str | os.PathLike) -> dict:
-    """What a set's manifest records of the bundle that made it: its folder name and ``configs/metadata.json``'s
-    version (read from the file, so that a config parsed without its metadata still resolves)."""
-    root = Path(bundle_root).resolve()
-    version = json.loads((root / "configs" / "metadata.json").read_text(encoding="utf-8")).get("version")
-    return {"bundle": root.name, "version": version}
-
-
 def check_set_size_and_seed(n: object, seed: object, flags: str = "") -> None:
     """The checks every synthetic set makes of its size and seed before any work (``flags``: "--" to name them as
     command-line flags)."""

@@ -21,7 +21,9 @@ For every case it:
    ``output_scalings`` names for it (a synthetic version of an input sequence in that sequence's units), or, when
    ``conditions`` scales the outputs itself (a generator whose only inputs are label maps, whose units come from
    an atlas), with the scalings it returns; and writes it as
-   ``<output_dir>/<case_id>/<output key>.nii.gz`` on the reference grid, each file atomically.
+   ``<output_dir>/<case_id>/<output key>.nii.gz`` on the reference grid, each file atomically, marked as synthetic
+   in its header and with its sidecar ``<output key>.json`` (:mod:`synthmr.provenance`: the bundle, version and
+   weights of ``provenance``, the inputs with their SHA-256, the precision).
 
 All output paths are checked before any computation, so an existing output stops the run at once unless
 ``overwrite`` is set, and a failure never leaves a half-written file.
@@ -38,7 +40,8 @@ import torch
 from monai.inferers import SlidingWindowInferer
 
 from synthmr.errors import InputError, config_bool
-from synthmr.io import Volume, read_image, write_image
+from synthmr.provenance import record, sidecar_path, write_synthetic
+from synthmr.io import Volume, read_image
 from synthmr.io._atomic import check_destination
 from synthmr.io.datalist import check_case_id
 from synthmr.io.image import image_extension, image_size
@@ -97,7 +100,11 @@ class Synthesizer:
             rounding, faster or slower by model and size (benchmarks/inference.py).
         compile: ``torch.compile`` the network (True: the default backend, or a backend or its name): worth its compile
             time (a minute or more) only for long runs such as ``synthmr generate``; off by default.
+        provenance: the maker every output's sidecar records, :func:`synthmr.provenance.bundle_identity` of the
+            bundle and its weights (bundle configs pass it); without it the outputs are still marked synthetic.
     """
+
+    seed: int | None = None  # a subclass that draws (brain_tumor_fabrication's TumorFabricator) records its seed
 
     def __init__(
         self,
@@ -124,6 +131,7 @@ class Synthesizer:
         precision: str = "fp32",
         channels_last: bool = False,
         compile: bool | str | Callable = False,
+        provenance: Mapping | None = None,
     ) -> None:
         check_low_over(low_over)
         if inferer is not None:
@@ -164,6 +172,7 @@ class Synthesizer:
         self.autocast_dtype = _autocast_dtype(precision, self.device)
         self.autocast_network = AutocastNetwork(network, self.device.type, self.autocast_dtype,
                                                 config_bool(channels_last, "channels_last"), compile)
+        self.provenance = dict(provenance or {"bundle": None, "bundle_version": None, "weights": None})
         self.spatial_dims = spatial_dims
         self.sw_batch_size = int(sw_batch_size)
         self.headroom, self.low_over = headroom, low_over
@@ -203,10 +212,12 @@ class Synthesizer:
             volumes = self._read_inputs(item)
             output = self._synthesise(volumes, step)
             reference = volumes[self.inputs[0]]
+            content = record(self.provenance, {key: item[key] for key in self.inputs if key in item}, seed=self.seed,
+                             precision=str(self.autocast_dtype or torch.float32).removeprefix("torch."))
             written.append(
                 {
-                    key: write_image(reference.with_array(self._typed(key, output[c])), destinations[key],
-                                     overwrite=self.overwrite)
+                    key: write_synthetic(reference.with_array(self._typed(key, output[c])), destinations[key],
+                                         {**content, "output": key}, overwrite=self.overwrite)
                     for c, key in enumerate(self.outputs)
                 }
             )
@@ -224,6 +235,7 @@ class Synthesizer:
         destinations = {key: self.output_dir / case_id / f"{key}.nii.gz" for key in self.outputs}
         for path in destinations.values():
             check_destination(path, self.overwrite)
+            check_destination(sidecar_path(path), self.overwrite)
         return destinations
 
     def _read_inputs(self, item: dict) -> dict[str, Volume]:

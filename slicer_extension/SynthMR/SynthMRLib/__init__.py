@@ -26,7 +26,7 @@ from SynthMRLib.bundles import (
 from SynthMRLib.edits import LesionEditRequest
 from SynthMRLib.errors import SynthMRError
 from SynthMRLib.geometry import lps_grid, ras_point_to_ijk, ras_vector_to_ijk, write_nrrd
-from SynthMRLib.process import DEVICES, JobState, Progress, SynthesisJob
+from SynthMRLib.process import DEVICES, JobState, Progress, SynthesisJob, read_sidecar_text
 from SynthMRLib.validation import SceneInput, check_inputs, combine_segments, segment_label_values
 
 __all__ = [
@@ -52,5 +52,6 @@ __all__ = [
     "segment_label_values",
     "trust_bundle",
     "unpack_bundle_zip",
+    "read_sidecar_text",
     "write_nrrd",
 ]

@@ -348,6 +348,18 @@ class SynthesisJob:
         self.outputs = {}
 
 
+def read_sidecar_text(image: Path) -> str:
+    """The provenance sidecar synthmr writes beside each output (``t1_post1.json`` for ``t1_post1.nii.gz``: bundle,
+    version, weights and inputs with their SHA-256), as text for a node attribute; "" when there is none."""
+    name = Path(image).name
+    stem = next((name[: -len(s)] for s in (".nii.gz", ".nii", ".nrrd", ".mha") if name.endswith(s)), Path(name).stem)
+    sidecar = Path(image).with_name(stem + ".json")
+    try:
+        return sidecar.read_text(encoding="utf-8")
+    except OSError:
+        return ""
+
+
 def _own_process_group() -> dict:
     """Popen options that start the command as the leader of a new process group (so its tree can be ended)."""
     if sys.platform == "win32":

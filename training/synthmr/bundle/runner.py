@@ -135,11 +135,24 @@ def run_bundle(
         produced = _check_outputs(description, bundle_output / CASE_ID, reference)
         report("write", STAGE_FRACTIONS["write"])
         for role, path in produced.items():
-            os.replace(path, staging / f"{role}.nii.gz")
+            _mark_synthetic(description, role, path, paths, staging / f"{role}.nii.gz")
         shutil.rmtree(bundle_output)  # whatever else the bundle wrote is not a declared output
     report("done", STAGE_FRACTIONS["done"])
     folder = out.resolve()
     return {role: folder / f"{role}.nii.gz" for role in description.outputs}
+
+
+def _mark_synthetic(description: ToolDescription, role: str, path: Path, inputs: Mapping[str, Path],
+                    destination: Path) -> None:
+    """Move an output into place with its provenance sidecar; one a bundle wrote without (a bundle from outside
+    the repository) is rewritten marked as synthetic, with the sidecar the runner knows (:mod:`synthmr.provenance`)."""
+    from synthmr.provenance import bundle_identity, move_synthetic, read_sidecar, record, write_synthetic
+
+    if read_sidecar(path) is not None:
+        move_synthetic(path, destination)
+        return
+    identity = bundle_identity(description.bundle_dir)
+    write_synthetic(read_image(path), destination, {**record(identity, inputs), "output": role})
 
 
 def check_synthmr_version(description: ToolDescription) -> None:

@@ -498,7 +498,8 @@ def _count_nonfinite(array: np.ndarray) -> int:
     return array.size - np.count_nonzero(np.isfinite(array))
 
 
-def write_image(volume: Volume, path: str | os.PathLike, overwrite: bool = False) -> Path:
+def write_image(volume: Volume, path: str | os.PathLike, overwrite: bool = False, notes: str | None = None,
+                fields: Mapping[str, str] | None = None) -> Path:
     """Write ``volume`` as NIfTI (``.nii``, ``.nii.gz``), NRRD (``.nrrd``) or MetaImage (``.mha``).
 
     The data type follows the array, except bool -> uint8 and float16/float64 -> float32 (float64 doubles
@@ -510,6 +511,8 @@ def write_image(volume: Volume, path: str | os.PathLike, overwrite: bool = False
         volume: the image and its grid.
         path: destination; its extension picks the format.
         overwrite: replace an existing file.
+        notes: one line of description in the header (NIfTI's ``descrip``, at most 80 characters kept).
+        fields: further key-value header fields (NRRD and MetaImage keep them; NIfTI has no place for them).
 
     Returns:
         ``path`` as a :class:`~pathlib.Path`.
@@ -524,6 +527,10 @@ def write_image(volume: Volume, path: str | os.PathLike, overwrite: bool = False
     check_destination(path, overwrite)
     stored_dtype = _STORED_DTYPES.get(volume.array.dtype, volume.array.dtype)
     image = volume.with_array(volume.array.astype(stored_dtype, copy=False)).to_sitk()
+    if notes:
+        image.SetMetaData("ITK_FileNotes", notes[:80])  # ITK's NIfTI writer puts it in descrip
+    for key, value in (fields or {}).items():
+        image.SetMetaData(key, value)
     with atomic_output(path, suffix=extension, overwrite=overwrite) as temporary:
         try:
             sitk.WriteImage(image, str(temporary), useCompression=extension in _COMPRESSED_EXTENSIONS)

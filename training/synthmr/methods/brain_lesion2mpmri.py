@@ -695,6 +695,7 @@ class NewLesionCases:
             provenance: what the manifest records first (the bundle's name and version, from generate.yaml).
         """
         from synthmr.generation import case_id, case_seed, check_set_size_and_seed, digest, write_case_set
+        from synthmr.provenance import record, write_synthetic
         from synthmr.inference import Synthesizer
 
         check_set_size_and_seed(n, seed)
@@ -719,7 +720,10 @@ class NewLesionCases:
                 )
                 if "donor" in drawn:  # the donor subject's name, not its place among the donors
                     drawn["donor"] = str(sources[donors[drawn["donor"]]].get("case_id", donors[drawn["donor"]]))
-                write_image(edited, folder / case_id(i) / f"{LESION_MAP}.nii.gz")
+                # The edited map says what was done to it; the sequences' sidecars carry its edits along.
+                write_synthetic(edited, folder / case_id(i) / f"{LESION_MAP}.nii.gz",
+                                {**record(provenance or {}, {LESION_MAP: sources[index][LESION_MAP]},
+                                          seed=case_seed(seed, i), lesion_edits=[drawn]), "output": LESION_MAP})
                 items.append({"case_id": case_id(i), LESION_MAP: f"{case_id(i)}/{LESION_MAP}.nii.gz",
                               **{name: f"{case_id(i)}/{name}.nii.gz" for name in self.sequences},
                               "source_case": str(sources[index].get("case_id", index)), "seed": case_seed(seed, i),
@@ -736,6 +740,7 @@ class NewLesionCases:
                 inferer=self.inferer,
                 labelmaps=[LESION_MAP],
                 conditions=self.conditions,
+                provenance=provenance,
             )()
             return items
 

@@ -105,7 +105,7 @@ from monai.transforms import GaussianSmooth, MapTransform, Rand3DElasticd, Rando
 
 from synthmr.errors import InputError, config_bool
 from synthmr.inference import Synthesizer
-from synthmr.io import Volume, load_weights, read_image, write_image
+from synthmr.io import Volume, load_weights, read_image
 from synthmr.io._atomic import check_destination, write_json
 from synthmr.losses import ClassWisePerceptualLoss, hinge_l1
 from synthmr.transforms.intensity import IntensityScaling
@@ -1087,6 +1087,7 @@ class FabricatedCases:
             provenance: what the manifest records first (the bundle's name and version, from generate.yaml).
         """
         from synthmr.generation import case_id, case_seed, check_set_size_and_seed, digest, write_case_set
+        from synthmr.provenance import record, write_synthetic
 
         check_set_size_and_seed(n, seed)
         if not sources:
@@ -1096,6 +1097,7 @@ class FabricatedCases:
             name = f"tumour case {item.get('case_id', index)!r}"
             case = _read_case(item, [*SEQUENCES, LABEL, *([BRAIN] if BRAIN in item else [])], name)
             tumours.append((str(item.get("case_id", index)), case))
+        sources_by_id = {str(item.get("case_id", index)): item for index, item in enumerate(sources)}
         centre_keys = [self.centre_key] if self.centre_key else []
 
         def make(indices: Sequence[int], folder: Path) -> list[dict]:
@@ -1110,9 +1112,13 @@ class FabricatedCases:
                 source_id, source = tumours[int(rng.integers(len(tumours)))]
                 images, label, drawn = self._one(healthy, source, source_id, rng, h_name)
                 grid = healthy[SEQUENCES[0]]
+                made = record(provenance or {}, {**{f"healthy_{k}": h_item[k] for k in SEQUENCES},
+                                                 **{f"tumor_{k}": sources_by_id[source_id][k] for k in (*SEQUENCES, LABEL)}},
+                              seed=case_seed(seed, i), mode=self.mode)
                 for channel, key in enumerate(SEQUENCES):
-                    write_image(grid.with_array(images[channel]), folder / case_id(i) / f"{key}.nii.gz")
-                write_image(grid.with_array(label), folder / case_id(i) / f"{LABEL}.nii.gz")
+                    write_synthetic(grid.with_array(images[channel]), folder / case_id(i) / f"{key}.nii.gz",
+                                    {**made, "output": key})
+                write_synthetic(grid.with_array(label), folder / case_id(i) / f"{LABEL}.nii.gz", {**made, "output": LABEL})
                 items.append({"case_id": case_id(i), **{k: f"{case_id(i)}/{k}.nii.gz" for k in (*SEQUENCES, LABEL)},
                               "healthy_case": str(h_item.get("case_id", h_index)), "tumor_case": source_id,
                               "seed": case_seed(seed, i), **drawn})
@@ -1223,6 +1229,7 @@ class TumorFabricator(Synthesizer):
         augment: TF-Aug's augmentation (default :class:`RandTumorAugment`'s); None places the tumour as it is.
         refine: False writes TF-Aug's coarse case (the ablation).
         precision, channels_last: the refiner's, as :class:`synthmr.inference.Synthesizer`'s.
+        provenance: recorded in every output's sidecar, as :class:`synthmr.inference.Synthesizer`'s.
     """
 
     def __init__(
@@ -1239,9 +1246,11 @@ class TumorFabricator(Synthesizer):
         progress: Callable[[int, int], None] | None = None,
         precision: str = "fp32",
         channels_last: bool = False,
+        provenance: Mapping | None = None,
     ) -> None:
         super().__init__(network, datalist, output_dir=output_dir, device=device, overwrite=overwrite,
-                         progress=progress, precision=precision, channels_last=channels_last, **_inference_kwargs())
+                         progress=progress, precision=precision, channels_last=channels_last, provenance=provenance,
+                         **_inference_kwargs())
         self.model_spacing = None if model_spacing is None else tuple(float(s) for s in model_spacing)
         self.seed, self.refine = int(seed), config_bool(refine, "refine")
         self.augment = RandTumorAugment() if augment == "default" else augment

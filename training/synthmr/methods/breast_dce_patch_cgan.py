@@ -49,7 +49,7 @@ import torch
 from synthmr.engines.base import unwrap
 from synthmr.engines.selection import CheckpointSelection
 from synthmr.errors import InputError, config_bool
-from synthmr.io import Volume, read_image, save_datalist, write_image
+from synthmr.io import Volume, read_image, save_datalist
 from synthmr.metrics.extractors import describe_extractor, get_extractor
 from synthmr.metrics.fid import extract_features, frechet_distance
 from synthmr.metrics.kid import cubic_kernels, fid_is_reliable, mmd_with_interval
@@ -628,8 +628,10 @@ class LowestFidSelection(CheckpointSelection):
 def write_patches(
     generator: torch.nn.Module, output_dir: str | os.PathLike, n_per_class: int = 8, seed: int = 0,
     overwrite: bool = False, grid_columns: int = 8, batch_size: int = 256, channels_last: bool = False,
+    provenance: Mapping | None = None,
 ) -> list[dict]:
-    """Generate ``n_per_class`` patches per class and write them with a datalist and a PNG grid.
+    """Generate ``n_per_class`` patches per class and write them with a datalist and a PNG grid; every channel is
+    marked synthetic, with a sidecar recording ``provenance`` (:func:`synthmr.provenance.bundle_identity`) and seed.
 
     Writes ``output_dir/<class>_<i>/<channel>.nii.gz`` for every channel of :data:`CHANNELS` (intensities in the
     paper's range [0, 1023], in-plane spacing 1.4 mm), ``output_dir/datalist.json`` (``"testing"``: one item per
@@ -640,6 +642,7 @@ def write_patches(
         InputError: an output exists and ``overwrite`` is false (nothing is written then).
     """
     from synthmr.io._atomic import check_destination
+    from synthmr.provenance import record, sidecar_path
 
     output_dir, overwrite = Path(output_dir), config_bool(overwrite, "overwrite")
     patches, labels = sample_patches(generator, n_per_class, seed=seed, batch_size=batch_size,
@@ -650,12 +653,14 @@ def write_patches(
         items.append({"case_id": case_id, "class": CLASSES[label], "patch": patch})
     targets = [output_dir / "datalist.json", output_dir / "grid.png"]
     targets += [output_dir / item["case_id"] / f"{key}.nii.gz" for item in items for key in CHANNELS]
+    targets += [sidecar_path(target) for target in targets[2:]]
     if not overwrite:
         for target in targets:
             check_destination(target, overwrite, what="file")
     datalist = []
+    made = record(provenance or {}, seed=seed, precision="float32", n_per_class=n_per_class)
     for item in items:
-        paths = write_patch(item["patch"], output_dir / item["case_id"], overwrite)
+        paths = write_patch(item["patch"], output_dir / item["case_id"], {**made, "class": item["class"]}, overwrite)
         datalist.append({"case_id": item["case_id"], "class": item["class"],
                          **{key: str(path.absolute()) for key, path in paths.items()}})
     # Paths inside output_dir are stored relative to the datalist (save_datalist), so the folder can move.
@@ -664,14 +669,17 @@ def write_patches(
     return datalist
 
 
-def write_patch(patch: np.ndarray, folder: Path, overwrite: bool = False) -> dict[str, Path]:
+def write_patch(patch: np.ndarray, folder: Path, content: Mapping, overwrite: bool = False) -> dict[str, Path]:
     """One generated patch ``(6, H, W)`` in [-1, 1] as ``folder/<channel>.nii.gz`` per channel of :data:`CHANNELS`,
-    in the paper's intensity range [0, 1023] at the phantom's in-plane spacing; channel -> path."""
+    in the paper's intensity range [0, 1023] at the phantom's in-plane spacing, marked synthetic with ``content``
+    (:func:`synthmr.provenance.record`) in each channel's sidecar; channel -> path."""
+    from synthmr.provenance import write_synthetic
+
     paths = {}
     for channel, key in enumerate(CHANNELS):
         image = ((patch[channel] + 1) / 2 * OUTPUT_MAX).astype(np.float32)
         volume = Volume(image, spacing=(SPACING_MM, SPACING_MM), origin=(0.0, 0.0), direction=np.eye(2))
-        paths[key] = write_image(volume, folder / f"{key}.nii.gz", overwrite=overwrite)
+        paths[key] = write_synthetic(volume, folder / f"{key}.nii.gz", {**content, "output": key}, overwrite=overwrite)
     return paths
 
 
@@ -687,6 +695,7 @@ def generate_patch_set(
     from synthmr.evaluation.synthesizers import weights_digest
     from synthmr.generation import case_id, case_seed, write_case_set
     from synthmr.inference import AutocastNetwork
+    from synthmr.provenance import record
 
     net = unwrap(generator)
     device = next(net.parameters()).device
@@ -701,7 +710,8 @@ def generate_patch_set(
             patches = forward(z.to(device), labels.to(device)).float().cpu().numpy()
         items = []
         for i, patch, label in zip(indices, patches, labels.tolist()):
-            write_patch(patch, folder / case_id(i))
+            write_patch(patch, folder / case_id(i), record(provenance or {}, seed=case_seed(seed, i),
+                                                           precision="float32", **{"class": CLASSES[label]}))
             items.append({"case_id": case_id(i), "class": CLASSES[label],
                           **{key: f"{case_id(i)}/{key}.nii.gz" for key in CHANNELS}, "seed": case_seed(seed, i)})
         return items

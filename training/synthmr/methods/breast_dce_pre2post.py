@@ -324,7 +324,8 @@ class PostContrastCases:
                               "source_case": str(source.get("case_id", i))})
             Synthesizer(self.network, [{"case_id": it["case_id"], "t1_pre": str(folder / it["t1_pre"])} for it in items],
                         ["t1_pre"], ["t1_post1"], folder, device=self.device, spatial_dims=2, inferer=self.inferer,
-                        headroom=self.headroom, precision=self.precision, channels_last=self.channels_last)()
+                        headroom=self.headroom, precision=self.precision, channels_last=self.channels_last,
+                        provenance=provenance)()
             return items
 
         identity = {**(provenance or {}), "network": type(self.network).__name__,

@@ -617,6 +617,7 @@ class NewTumourCases:
         case's grid; its datalist item also names its real case (``source_case``) and its draw's seed.
         """
         from synthmr.generation import case_id, case_seed, check_set_size_and_seed, digest, write_case_set
+        from synthmr.provenance import record, write_synthetic
         from synthmr.io import read_image, write_image
         from synthmr.transforms.intensity import IntensityScaling
 
@@ -668,8 +669,12 @@ class NewTumourCases:
                 arrays[LIVER] = volumes[LIVER].array
                 arrays[TUMOR] = np.asarray(drawn[TUMOR])[0].astype(volumes[TUMOR].array.dtype)
                 item = {"case_id": case_id(i)}
+                # The sequences and the augmented tumour are SynthMR's, marked synthetic; the liver mask is the source's.
+                made = record(provenance or {}, {k: sources[index][k] for k in (*self.sequences, LIVER, TUMOR)},
+                              seed=case_seed(seed, i))
                 for key, array in arrays.items():
-                    write_image(volumes[self.sequences[0]].with_array(array), folder / case_id(i) / f"{key}.nii.gz")
+                    volume, path = volumes[self.sequences[0]].with_array(array), folder / case_id(i) / f"{key}.nii.gz"
+                    write_image(volume, path) if key == LIVER else write_synthetic(volume, path, {**made, "output": key})
                     item[key] = f"{case_id(i)}/{key}.nii.gz"
                 items.append({**item, "source_case": str(sources[index].get("case_id", index)),
                               "seed": case_seed(seed, i)})
