@@ -34,11 +34,17 @@ _IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
 
 
 def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 of a file's bytes (what ``sha256sum`` prints)."""
+    """SHA-256 of a file's bytes (what ``sha256sum`` prints); of a folder (a DICOM series), of its files' relative
+    names and bytes in name order."""
+    path = Path(path)
     digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for block in iter(lambda: file.read(1 << 20), b""):
-            digest.update(block)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file_path in files:
+        if path.is_dir():
+            digest.update(str(file_path.relative_to(path)).encode() + b"\0")
+        with open(file_path, "rb") as file:
+            for block in iter(lambda: file.read(1 << 20), b""):
+                digest.update(block)
     return digest.hexdigest()
 
 
