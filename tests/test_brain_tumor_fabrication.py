@@ -400,10 +400,14 @@ def test_new_cases_refuse_bad_inputs_and_leave_nothing(case_lists, tmp_path):
         FabricatedCases(healthy, mode="pix2pixhd")
     with pytest.raises(InputError, match="healthy datalist is empty"):
         FabricatedCases([], mode="tf_aug")
-    maker = FabricatedCases([{k: v for k, v in healthy[0].items() if k != "brain"}], mode="tf_aug")
-    with pytest.raises(InputError, match="healthy case 'healthy0': lacks 'brain'"):
+    maker = FabricatedCases([{k: v for k, v in healthy[0].items() if k != "t2f"}], mode="tf_aug")
+    with pytest.raises(InputError, match="healthy case 'healthy0': lacks 't2f'"):
         maker.generate(tumours, 1, tmp_path / "out")
     assert not (tmp_path / "out").exists()
+    # No brain mask (BraTS ships none): the voxels where a sequence is not 0 stand in for it.
+    without_brains = FabricatedCases([{k: v for k, v in healthy[0].items() if k != "brain"}], mode="tf_aug")
+    items = without_brains.generate([{k: v for k, v in t.items() if k != "brain"} for t in tumours], 1, tmp_path / "ok")
+    assert len(items) == 1 and (tmp_path / "ok" / items[0]["label"]).is_file()
     with pytest.raises(InputError, match="source datalist is empty"):
         FabricatedCases(healthy, mode="tf_aug").generate([], 1, tmp_path / "out")
 
