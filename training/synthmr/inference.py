@@ -172,7 +172,7 @@ class Synthesizer:
         self.autocast_dtype = _autocast_dtype(precision, self.device)
         self.autocast_network = AutocastNetwork(network, self.device.type, self.autocast_dtype,
                                                 config_bool(channels_last, "channels_last"), compile)
-        self.provenance = dict(provenance or {"bundle": None, "bundle_version": None, "weights": None})
+        self.provenance = dict(provenance or {"bundle": None, "version": None, "weights": None})
         self.spatial_dims = spatial_dims
         self.sw_batch_size = int(sw_batch_size)
         self.headroom, self.low_over = headroom, low_over

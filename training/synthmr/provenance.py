@@ -20,6 +20,7 @@ when the sidecar was lost.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -30,22 +31,34 @@ from synthmr.errors import InputError
 
 MARK = "SYNTHETIC"
 EDITED = "EDITED"  # a labelmap SynthMR changed on a user's request (synthmr lesion): not acquired, not synthesised
-_IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha", ".mhd")
 
 
 def file_sha256(path: str | os.PathLike) -> str:
     """SHA-256 of a file's bytes (what ``sha256sum`` prints); of a folder (a DICOM series), of its files' relative
-    names and bytes in name order."""
+    names and bytes in name order. A file is hashed once per content: generated sets record the same sources for
+    many cases, so the digest is kept by path, size and modification time."""
     path = Path(path)
+    if not path.is_dir():
+        status = path.stat()
+        return _file_sha256(str(path.resolve()), status.st_size, status.st_mtime_ns)
     digest = hashlib.sha256()
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    for file_path in files:
-        if path.is_dir():
-            digest.update(str(file_path.relative_to(path)).encode() + b"\0")
-        with open(file_path, "rb") as file:
-            for block in iter(lambda: file.read(1 << 20), b""):
-                digest.update(block)
+    for file_path in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(str(file_path.relative_to(path)).encode() + b"\0")
+        _update(digest, file_path)
     return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=4096)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    _update(digest, Path(path))
+    return digest.hexdigest()
+
+
+def _update(digest, path: Path) -> None:
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
 
 
 def bundle_identity(bundle_root: str | os.PathLike, checkpoint: str | os.PathLike | None = None) -> dict:
@@ -64,12 +77,11 @@ def bundle_identity(bundle_root: str | os.PathLike, checkpoint: str | os.PathLik
 
 def sidecar_path(image: str | os.PathLike) -> Path:
     """``case/t1_post1.nii.gz`` -> ``case/t1_post1.json``."""
+    from synthmr.io.image import image_extension
+
     image = Path(image)
-    name = image.name
-    for suffix in _IMAGE_SUFFIXES:
-        if name.endswith(suffix):
-            return image.with_name(name[: -len(suffix)] + ".json")
-    return image.with_name(image.stem + ".json")
+    extension = image_extension(image)
+    return image.with_name((image.name[: -len(extension)] if extension else image.stem) + ".json")
 
 
 def record(identity: Mapping, inputs: Mapping[str, str | os.PathLike] | None = None, seed: int | None = None,
@@ -112,12 +124,10 @@ def write_synthetic(volume, path: str | os.PathLike, content: Mapping, overwrite
               "synthmr_bundle_version": str(content.get("version")),
               "synthmr_weights_sha256": str((content.get("weights") or {}).get("sha256"))}
     sidecar.parent.mkdir(parents=True, exist_ok=True)
-    if sidecar.exists():
-        sidecar.unlink()
     # Relative paths too: an output folder moved together with its inputs (synthmr demo's) still finds them.
     inputs = {role: {**entry, "relative": os.path.relpath(entry["path"], path.absolute().parent)}
               for role, entry in (content.get("inputs") or {}).items()}
-    write_json(sidecar, {**dict(content), "inputs": inputs, "file": path.name})
+    write_json(sidecar, {**dict(content), "inputs": inputs, "file": path.name}, overwrite=overwrite)
     try:
         return write_image(volume, path, overwrite=overwrite, notes=header_text(content), fields=fields)
     except BaseException:

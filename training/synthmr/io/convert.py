@@ -159,7 +159,7 @@ def read_boxes(path: Path) -> dict[str, tuple[int, ...]]:
     Annotation_Boxes table saved as CSV."""
     import csv
 
-    from synthmr.phantom.export import DUKE_BOX_COLUMNS
+    from synthmr.io.duke import BOX_COLUMNS
 
     try:
         with open(path, newline="", encoding="utf-8-sig") as file:
@@ -167,14 +167,14 @@ def read_boxes(path: Path) -> dict[str, tuple[int, ...]]:
             rows, columns = list(reader), reader.fieldnames or []
     except (OSError, UnicodeDecodeError, csv.Error) as error:
         raise InputError(f"--boxes {path}: cannot be read ({error})") from None
-    missing = [c for c in DUKE_BOX_COLUMNS if c not in columns]
+    missing = [c for c in BOX_COLUMNS if c not in columns]
     if missing:
         raise InputError(f"--boxes {path}: lacks {', '.join(missing)}; expected the columns "
-                         f"{', '.join(DUKE_BOX_COLUMNS)} (Annotation_Boxes saved as CSV)")
+                         f"{', '.join(BOX_COLUMNS)} (Annotation_Boxes saved as CSV)")
     boxes = {}
     for number, row in enumerate(rows, start=2):
         try:
-            boxes[row["Patient ID"].strip()] = tuple(int(float(row[c])) for c in DUKE_BOX_COLUMNS[1:])
+            boxes[row["Patient ID"].strip()] = tuple(int(float(row[c])) for c in BOX_COLUMNS[1:])
         except ValueError:
             raise InputError(f"--boxes {path}: line {number} holds a non-number in a box column") from None
     return boxes

@@ -28,6 +28,8 @@ _T2 = re.compile(r"\bt2", re.IGNORECASE)
 _PRE = re.compile(r"\bpre\b", re.IGNORECASE)
 _FAT_SAT = re.compile(r"\bfs\b|fat ?sat|vibrant", re.IGNORECASE)
 MAX_POST_PHASES = 4
+# The columns of the dataset's Annotation_Boxes table (one box around each patient's cancer).
+BOX_COLUMNS = ("Patient ID", "Start Row", "End Row", "Start Column", "End Column", "Start Slice", "End Slice")
 
 
 @dataclass

@@ -239,7 +239,7 @@ def gan_optimizer(parameters, gan_type: str, learning_rate: float | None = None)
 
 
 # Evaluation (§4): sampling, FID and 1-NN per class, wash-out of the generated lesions.
-@torch.no_grad()
+@torch.no_grad()  # not inference_mode: callers may train on the patches (conditioning accuracy)
 def sample_patches(
     generator: torch.nn.Module, n_per_class: int, classes: Sequence[int] | None = None, seed: int = 0,
     batch_size: int = 256, channels_last: bool = False,
@@ -265,11 +265,10 @@ def sample_patches(
 
         net = AutocastNetwork(net, device.type, None, channels_last=True)
     try:
-        with torch.no_grad():  # not inference_mode: callers may train on the patches (conditioning accuracy)
-            out = [
-                net(z[i : i + batch_size].to(device), labels[i : i + batch_size].to(device)).float().cpu()
-                for i in range(0, len(labels), batch_size)
-            ]
+        out = [
+            net(z[i : i + batch_size].to(device), labels[i : i + batch_size].to(device)).float().cpu()
+            for i in range(0, len(labels), batch_size)
+        ]
     finally:
         net.train(was_training)
     return torch.cat(out), labels

@@ -674,7 +674,10 @@ class NewTumourCases:
                               seed=case_seed(seed, i))
                 for key, array in arrays.items():
                     volume, path = volumes[self.sequences[0]].with_array(array), folder / case_id(i) / f"{key}.nii.gz"
-                    write_image(volume, path) if key == LIVER else write_synthetic(volume, path, {**made, "output": key})
+                    if key == LIVER:
+                        write_image(volume, path)
+                    else:
+                        write_synthetic(volume, path, {**made, "output": key})
                     item[key] = f"{case_id(i)}/{key}.nii.gz"
                 items.append({**item, "source_case": str(sources[index].get("case_id", index)),
                               "seed": case_seed(seed, i)})

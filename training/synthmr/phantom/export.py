@@ -27,13 +27,13 @@ import numpy as np
 
 from synthmr.errors import InputError
 from synthmr.io import write_image
+from synthmr.io.convert import BRATS_2023
+from synthmr.io.duke import BOX_COLUMNS
 
 FORMATS = {"nifti": ("brain", "breast", "liver"), "dicom": ("breast",), "brats": ("brain",)}
 # Duke's series descriptions for the pre-contrast phase and the post-contrast passes, and for the T2 series.
 DUKE_DESCRIPTIONS = ("ax dyn pre", "ax dyn 1st pass", "ax dyn 2nd pass", "ax dyn 3rd pass", "ax dyn 4th pass")
 DUKE_T2_DESCRIPTION = "ax t2 fs"
-DUKE_BOX_COLUMNS = ("Patient ID", "Start Row", "End Row", "Start Column", "End Column", "Start Slice", "End Slice")
-BRATS_SUFFIXES = {"t1n": "t1n", "t1c": "t1c", "t2w": "t2w", "t2f": "t2f", "label": "seg"}
 STUDY_START_S = 10 * 3600  # the pre-contrast phase at 10:00:00
 INJECTION_DELAY_S = 60  # contrast injected one minute after the pre-contrast phase
 
@@ -83,14 +83,14 @@ def write_boxes(rows: list[list], path: Path) -> None:
     """Duke's Annotation_Boxes table (as CSV) of the rows :func:`write_duke_study` returned."""
     with open(path, "w", newline="", encoding="utf-8") as file:
         writer = csv.writer(file)
-        writer.writerow(DUKE_BOX_COLUMNS)
+        writer.writerow(BOX_COLUMNS)
         writer.writerows([[str(value) for value in row] for row in rows])
 
 
 def write_brats_case(case, folder: Path, name: str) -> None:
     """``case`` as a BraTS 2023 folder ``folder/<name>/<name>-<suffix>.nii.gz``, skull-stripped."""
     brain = case.masks["brain"] > 0
-    for key, suffix in BRATS_SUFFIXES.items():
+    for key, suffix in BRATS_2023.items():
         volume = case.volume(key)
         array = volume.array if key == "label" else np.where(brain, volume.array, 0).astype(volume.array.dtype)
         write_image(volume.with_array(array), folder / name / f"{name}-{suffix}.nii.gz")
