@@ -347,6 +347,27 @@ def test_process_runs_the_bundle_and_loads_outputs_on_the_input_geometry(mrml, t
     assert not (tmp_path / "work").exists()  # the temporary files are gone
 
 
+def test_a_run_that_warns_asks_before_adding_anything(mrml, tmp_path):
+    """The runner's input check warns (a summary whose threshold no case meets): the user is asked before any node
+    is added; No adds nothing and removes the files, Yes adds the outputs with the check in their provenance."""
+    from synthmr.bundle.input_check import SUMMARY_FILE, build_input_summary
+
+    arrays, nodes = case_nodes(mrml)
+    case = {"t1_pre": write_nrrd(tmp_path / "t1_pre.nrrd", arrays["t1_pre"], IJK_TO_RAS)}
+    summary = build_input_summary(mrml.interface, [case] * 3, [case] * 10)
+    summary["threshold"] = -1.0
+    (mrml.interface.bundle_dir / SUMMARY_FILE).parent.mkdir()
+    (mrml.interface.bundle_dir / SUMMARY_FILE).write_text(json.dumps(summary))
+    before, questions = scene_ids(mrml.scene), []
+    added = mrml.logic.process(mrml.interface, nodes, workFolder=tmp_path / "work",
+                               confirm=lambda text: questions.append(text) or False)
+    assert added == [] and scene_ids(mrml.scene) == before and not (tmp_path / "work").exists()
+    assert len(questions) == 1 and "unlike bundle synthmr_test's training data" in questions[0]
+    outputs = mrml.logic.process(mrml.interface, nodes, workFolder=tmp_path / "work", confirm=lambda text: True)
+    check = json.loads(outputs[0].GetAttribute("SynthMR.provenance"))["input_check"]
+    assert check["passed"] is False and check["threshold"] == -1.0
+
+
 def test_failures_leave_the_scene_as_it_was(mrml, tmp_path):
     arrays, nodes = case_nodes(mrml)
     wrong = arrays["liver"].copy()

@@ -17,7 +17,7 @@ import shutil
 import sys
 import tempfile
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 import dataclasses
 from dataclasses import dataclass
@@ -610,9 +610,20 @@ class SynthMRWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         self.ui.statusLabel.text = _("Failed: nothing was added to the scene.")
         with reportingErrors(_("The synthesis failed:")):
-            nodes = self.logic.finish(task)
+            nodes = self.logic.finish(task, confirm=self._confirmWarnings)
+            if not nodes:
+                self.ui.statusLabel.text = _("Not added: the inputs are unlike the bundle's training data.")
+                return
             self.ui.statusLabel.text = _("Added: {names}.").format(names=", ".join(node.GetName() for node in nodes))
             slicer.util.setSliceViewerLayers(background=nodes[0], fit=True)
+
+    @staticmethod
+    def _confirmWarnings(warnings: str) -> bool:
+        """Show what the run warned about before its results enter the scene; the user decides."""
+        return slicer.util.confirmYesNoDisplay(
+            warnings + "\n\n" + _("Add the synthetic images to the scene anyway? (Their provenance records the "
+                                    "warning.)"),
+            windowTitle=_("SynthMR: inputs unlike the training data"))
 
     def _cancelTask(self) -> None:
         if self._task is not None:
@@ -940,8 +951,12 @@ class SynthMRLogic(ScriptedLoadableModuleLogic):
         task.job.cancel()
         shutil.rmtree(task.workFolder, ignore_errors=True)
 
-    def finish(self, task: SynthesisTask) -> list:
+    def finish(self, task: SynthesisTask, confirm: Callable[[str], bool] | None = None) -> list:
         """Add the outputs of a finished task to the scene, on the reference volume's geometry, all or none.
+
+        When the run warned that the inputs are unlike the bundle's training data, ``confirm(warnings)`` is asked
+        first, before anything is added: False adds nothing and returns an empty list (None: add them; their
+        provenance records the check either way).
 
         Output role ``r`` becomes the node "<bundle> r (synthetic)": a scalar volume, or a labelmap volume for a
         labelmap role (a label map the bundle made with its images), tagged with the attributes ``SynthMR.synthetic``
@@ -960,6 +975,8 @@ class SynthMRLogic(ScriptedLoadableModuleLogic):
                 if job.log:
                     logging.error("SynthMR: output of the failed run:\n%s", "\n".join(job.log))
                 raise SynthMRError(job.error or f"the synthesis did not finish ({job.state.value})")
+            if job.warnings and confirm is not None and not confirm("\n".join(job.warnings)):
+                return []
             reference = slicer.mrmlScene.GetNodeByID(task.referenceNodeID)
             if reference is None:
                 raise SynthMRError("the reference volume was removed from the scene during the run")
@@ -981,18 +998,20 @@ class SynthMRLogic(ScriptedLoadableModuleLogic):
         finally:
             shutil.rmtree(task.workFolder, ignore_errors=True)
 
-    def process(self, toolDescription: ToolDescription, nodes: dict[str, object], progress=None, **options) -> list:
+    def process(self, toolDescription: ToolDescription, nodes: dict[str, object], progress=None, confirm=None,
+                **options) -> list:
         """:meth:`start`, wait (passing each :class:`~SynthMRLib.process.Progress` to ``progress``), :meth:`finish`.
 
         Args:
             toolDescription: the bundle's tool description.
             nodes: input role -> chosen node.
             progress: called with each progress event, or None.
+            confirm: asked whether to add outputs of a run that warned (:meth:`finish`), or None.
             options: the other arguments of :meth:`start` (device, edits, workFolder, python).
         """
         task = self.start(toolDescription, nodes, **options)
         task.job.wait(progress=progress)
-        return self.finish(task)
+        return self.finish(task, confirm)
 
     @staticmethod
     def _readOnGrid(path: Path, name: str, reference, labelmap: bool):

@@ -195,6 +195,7 @@ class SynthMR:
         device: str = "cpu",
         overwrite: bool = False,
         trust_bundle: bool = False,
+        strict: bool = False,
     ) -> None:
         """Run a bundle on one case and write its outputs as OUT/<output role>.nii.gz on the reference input's grid.
 
@@ -202,7 +203,8 @@ class SynthMR:
 
         Prints machine-readable SYNTHMR_PROGRESS lines and a final SYNTHMR_RESULT line on stdout (the protocol
         is described in synthmr.bundle.runner). Everything is checked before the bundle runs; on any failure
-        nothing is written.
+        nothing is written. The case is also scored against the bundle's summary of its training data: a case
+        unlike it gets one SYNTHMR_WARNING line (score and threshold), recorded in every output's sidecar.
 
         Args:
             bundle: bundle name (see `synthmr bundles`) or bundle folder.
@@ -213,6 +215,7 @@ class SynthMR:
             overwrite: replace an existing output folder (moved aside, and removed once the new outputs are in place).
             trust_bundle: run a bundle that is not shipped with synthmr (its configs run code): confirm once, and
                 the confirmation is recorded for this version of the bundle's code (README, Safety).
+            strict: refuse (exit status 2) a case unlike the training data, instead of warning.
         """
         from synthmr.bundle.runner import print_result, run_bundle
 
@@ -225,6 +228,7 @@ class SynthMR:
             device=str(device),
             overwrite=_flag(overwrite, "--overwrite"),
             trust_bundle=_flag(trust_bundle, "--trust-bundle"),
+            strict=_flag(strict, "--strict"),
         )
         print_result(outputs)
 

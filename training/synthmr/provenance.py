@@ -135,9 +135,9 @@ def write_synthetic(volume, path: str | os.PathLike, content: Mapping, overwrite
         raise
 
 
-def move_synthetic(image: str | os.PathLike, destination: str | os.PathLike) -> Path:
+def move_synthetic(image: str | os.PathLike, destination: str | os.PathLike, extra: Mapping | None = None) -> Path:
     """Move a written output and its sidecar to ``destination`` (same file system), re-basing the sidecar's
-    relative input paths on the new folder."""
+    relative input paths on the new folder and adding ``extra`` entries to it (the runner's input check)."""
     from synthmr.io._atomic import write_json
 
     image, destination = Path(image), Path(destination)
@@ -146,7 +146,7 @@ def move_synthetic(image: str | os.PathLike, destination: str | os.PathLike) -> 
     if content is not None:
         for entry in (content.get("inputs") or {}).values():
             entry["relative"] = os.path.relpath(entry["path"], destination.absolute().parent)
-        write_json(sidecar_path(destination), {**content, "file": destination.name})
+        write_json(sidecar_path(destination), {**content, **(extra or {}), "file": destination.name})
         sidecar_path(image).unlink()
     return destination
 

@@ -12,7 +12,8 @@ shipped bundles may not hold the module's (the extension's packaged bundles, a c
 installed from it as a copy). A confirmed bundle does not: ``synthmr run`` finds the confirmation in the shared
 records by the digest of the bundle's code, so code changed since the user confirmed it is refused, not run.
 
-``synthmr run`` prints ``SYNTHMR_PROGRESS``/``SYNTHMR_RESULT`` lines (the protocol of ``synthmr.bundle.runner``);
+``synthmr run`` prints ``SYNTHMR_PROGRESS``/``SYNTHMR_WARNING``/``SYNTHMR_RESULT`` lines (the protocol of
+``synthmr.bundle.runner``; a warning says the inputs are unlike the bundle's training data, kept in ``warnings``);
 they are parsed with synthmr's own :func:`~synthmr.bundle.runner.parse_progress_line`, imported on the worker
 thread when the job starts (a run needs synthmr installed anyway, and the GUI thread never waits for the import).
 The GUI thread calls :meth:`SynthesisJob.poll` from a timer and gets the progress events since its last call.
@@ -137,6 +138,8 @@ class SynthesisJob:
             self.out.with_name(f"{self.out.name}.{description.lesion}.nrrd") if self.edits is not None else None
         )
         self.outputs: dict[str, Path] = {}
+        # What synthmr run warned about (inputs unlike the bundle's training data): shown before results are added.
+        self.warnings: list[str] = []
         self.error: str | None = None
         self.log: list[str] = []  # the last lines the commands printed besides the protocol, for a bug report
         self._state = JobState.PENDING
@@ -286,6 +289,8 @@ class SynthesisJob:
                         self._keep_log(line)
                     elif event["type"] == "progress":
                         self._events.put(Progress(str(event["stage"]), float(event["fraction"])))
+                    elif event["type"] == "warning":
+                        self.warnings.append(str(event["message"]))
                     elif event["type"] == "result":
                         self.outputs = {role: Path(path) for role, path in event["outputs"].items()}
             status = process.wait()

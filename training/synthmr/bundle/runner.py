@@ -28,6 +28,7 @@ from synthmr.io._atomic import atomic_output, check_destination, check_output_lo
 
 PROGRESS_PREFIX = "SYNTHMR_PROGRESS"
 RESULT_PREFIX = "SYNTHMR_RESULT"
+WARNING_PREFIX = "SYNTHMR_WARNING"
 CASE_ID = "synthmr_run"
 DEVICES = ("cpu", "cuda")
 # Fraction reached at each stage; inference fills the span between its start and its end.
@@ -39,6 +40,7 @@ _BUNDLE_OUTPUT = "bundle_output"  # the bundle's output_dir inside the staging f
 _MAX_LISTED_VALUES = 10
 
 ProgressCallback = Callable[[str, float], None]
+WarningCallback = Callable[[str, Mapping[str, Any]], None]
 
 
 def print_progress(stage: str, fraction: float) -> None:
@@ -52,15 +54,21 @@ def print_result(outputs: Mapping[str, os.PathLike | str]) -> None:
     print(f"{RESULT_PREFIX} {json.dumps(payload)}", flush=True)
 
 
+def print_warning(message: str, input_check: Mapping[str, Any]) -> None:
+    """Print one ``SYNTHMR_WARNING`` line: the message and the input check behind it (its sidecar record)."""
+    print(f"{WARNING_PREFIX} {json.dumps({'message': message, 'input_check': dict(input_check)})}", flush=True)
+
+
 def parse_progress_line(line: str) -> dict[str, Any] | None:
     """Read one stdout line of ``synthmr run``.
 
     Returns:
         ``{"type": "progress", "stage": ..., "fraction": ...}`` for a progress line,
-        ``{"type": "result", "outputs": {...}}`` for the result line, and None for any other line (the bundle's
-        logging) or a line whose JSON is damaged.
+        ``{"type": "warning", "message": ..., "input_check": {...}}`` for a warning (inputs unlike the training
+        data), ``{"type": "result", "outputs": {...}}`` for the result line, and None for any other line (the
+        bundle's logging) or a line whose JSON is damaged.
     """
-    for prefix, kind in ((PROGRESS_PREFIX, "progress"), (RESULT_PREFIX, "result")):
+    for prefix, kind in ((PROGRESS_PREFIX, "progress"), (WARNING_PREFIX, "warning"), (RESULT_PREFIX, "result")):
         if line.startswith(prefix + " "):
             try:
                 payload = json.loads(line[len(prefix) + 1 :])
@@ -78,6 +86,8 @@ def run_bundle(
     overwrite: bool = False,
     progress: ProgressCallback | None = print_progress,
     trust_bundle: bool = False,
+    strict: bool = False,
+    warning: WarningCallback | None = print_warning,
 ) -> dict[str, Path]:
     """Run ``bundle`` on one case and write each output role to ``out/<role>.nii.gz``.
 
@@ -85,7 +95,10 @@ def run_bundle(
     required one given, no unknown one), each input file (readable, no NaN or infinite voxels, one component per
     voxel, 2D only for a 2D bundle), every input on the reference input's grid, labelmaps holding only their
     declared labels and, when required, not empty, the device, the destination (synthmr.io's output policy: never
-    the working directory, an input or a bundle), and that the bundle is trusted (synthmr.bundle.trust).
+    the working directory, an input or a bundle), and that the bundle is trusted (synthmr.bundle.trust). Then the
+    case is scored against the bundle's summary of its training inputs (:mod:`synthmr.bundle.input_check`): a case
+    unlike them gets a warning (``warning``), or is refused when ``strict``; every output's sidecar records the
+    check.
 
     Args:
         bundle: bundle name (found with :func:`~synthmr.bundle.discovery.find_bundle`) or bundle folder.
@@ -96,12 +109,16 @@ def run_bundle(
         progress: called as ``progress(stage, fraction)`` at each step (see the module docstring), or None.
         trust_bundle: the user confirms that a bundle that is not shipped with synthmr may run; the confirmation
             is recorded by the SHA-256 of its code, and a line on stdout says what runs.
+        strict: refuse a case the input check finds unlike the training data, and a bundle that ships no
+            summary to check against.
+        warning: called as ``warning(message, input_check_record)`` when the input check finds the case unlike
+            the training data (and not ``strict``), or None.
 
     Returns:
         Output role -> absolute path of its file in ``out``.
 
     Raises:
-        InputError: any of the checks fails, the bundle fails with an InputError of its own or misses a file
+        InputError: any of the checks fails (with ``strict``, the input check too), the bundle fails with an InputError of its own or misses a file
             (e.g. its weights), or it does not write every declared output on the reference grid. ``out`` is then
             untouched. Any other failure of the bundle propagates as it is (also leaving ``out`` untouched).
     """
@@ -123,7 +140,10 @@ def run_bundle(
     check_output_location(out, {**{f"input {role!r}": path for role, path in paths.items()},
                                 f"bundle {description.name}": description.bundle_dir})
     check_destination(out, overwrite, what="folder")
-    reference = check_inputs(description, paths)
+    volumes = _checked_volumes(description, paths)
+    reference = volumes[description.reference]
+    input_check = _input_check(description, volumes, strict, warning)
+    del volumes  # the bundle reads its inputs itself
 
     report("load", STAGE_FRACTIONS["load"])
     # atomic_output stages beside `out` (same file system, so the final rename is atomic) and removes the staging
@@ -135,24 +155,46 @@ def run_bundle(
         produced = _check_outputs(description, bundle_output / CASE_ID, reference)
         report("write", STAGE_FRACTIONS["write"])
         for role, path in produced.items():
-            _mark_synthetic(description, role, path, paths, staging / f"{role}.nii.gz")
+            _mark_synthetic(description, role, path, paths, staging / f"{role}.nii.gz",
+                            {"input_check": input_check})
         shutil.rmtree(bundle_output)  # whatever else the bundle wrote is not a declared output
     report("done", STAGE_FRACTIONS["done"])
     folder = out.resolve()
     return {role: folder / f"{role}.nii.gz" for role in description.outputs}
 
 
+def _input_check(description: ToolDescription, volumes: Mapping[str, Volume], strict: bool,
+                 warning: WarningCallback | None) -> dict[str, Any] | None:
+    """Score the case against the bundle's input summary: its sidecar record (None: the bundle ships none)."""
+    from synthmr.bundle.input_check import SUMMARY_FILE, score_case
+
+    check = score_case(description, volumes)
+    if check is None:
+        if strict:
+            raise InputError(f"bundle {description.name}: ships no {SUMMARY_FILE}, so --strict cannot check the "
+                             "inputs against its training data")
+        return None
+    if not check.passed:
+        message = check.message(description.name)
+        if strict:
+            raise InputError(f"{message}; refused (--strict)")
+        if warning is not None:
+            warning(message, check.record())
+    return check.record()
+
+
 def _mark_synthetic(description: ToolDescription, role: str, path: Path, inputs: Mapping[str, Path],
-                    destination: Path) -> None:
-    """Move an output into place with its provenance sidecar; one a bundle wrote without (a bundle from outside
-    the repository) is rewritten marked as synthetic, with the sidecar the runner knows (:mod:`synthmr.provenance`)."""
+                    destination: Path, extra: Mapping[str, Any]) -> None:
+    """Move an output into place with its provenance sidecar (plus the runner's ``extra`` entries); one a bundle
+    wrote without (a bundle from outside the repository) is rewritten marked as synthetic, with the sidecar the
+    runner knows (:mod:`synthmr.provenance`)."""
     from synthmr.provenance import bundle_identity, move_synthetic, read_sidecar, record, write_synthetic
 
     if read_sidecar(path) is not None:
-        move_synthetic(path, destination)
+        move_synthetic(path, destination, extra)
         return
     identity = bundle_identity(description.bundle_dir)
-    write_synthetic(read_image(path), destination, {**record(identity, inputs), "output": role})
+    write_synthetic(read_image(path), destination, {**record(identity, inputs), **extra, "output": role})
 
 
 def check_synthmr_version(description: ToolDescription) -> None:
@@ -249,9 +291,14 @@ def check_inputs(description: ToolDescription, inputs: Mapping[str, str | os.Pat
         InputError: a role is missing or unknown, or an input is unreadable or does not fit its role or the
             reference grid.
     """
-    paths = _check_roles(description, inputs)
+    return _checked_volumes(description, _check_roles(description, inputs))[description.reference]
+
+
+def _checked_volumes(description: ToolDescription, paths: Mapping[str, Path]) -> dict[str, Volume]:
+    """Each input read and checked against its role and the reference grid: role -> volume."""
     reference_role = description.reference
     reference = _read_input(description, reference_role, paths[reference_role])
+    volumes = {}
     for name, path in paths.items():
         volume = reference if name == reference_role else _read_input(description, name, path)
         if not volume.same_grid(reference):
@@ -262,7 +309,8 @@ def check_inputs(description: ToolDescription, inputs: Mapping[str, str | os.Pat
         role = description.inputs[name]
         if role.kind == "labelmap":
             _check_labelmap(description, role, path, volume.array)
-    return reference
+        volumes[name] = volume
+    return volumes
 
 
 def _read_input(description: ToolDescription, name: str, path: Path) -> Volume:
