@@ -6,6 +6,9 @@ with a brighter disc inside, sizes and positions jittered per case. Unlike them:
 with twice the spacing in its header."""
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import monai.bundle  # noqa: F401  (MONAI's logger keeps the stdout it first sees; capsys closes its own)
 import numpy as np
@@ -19,10 +22,11 @@ from synthmr.bundle.input_check import (
     load_summary,
     renamed,
     score_case,
+    scored_roles,
     write_input_summary,
 )
 from synthmr.errors import InputError
-from synthmr.io import Volume, write_image
+from synthmr.io import Volume, read_image, write_image
 from test_runner import make_bundle, progress_events, run_main
 
 SHAPE = (48, 48)
@@ -157,3 +161,56 @@ def test_strict_refuses_a_bundle_without_a_summary(tmp_path, capfd):
                               f"liver={case['liver']}", "--out", tmp_path / "strict", "--strict")
     assert status == 2 and f"ships no {SUMMARY_FILE}, so --strict cannot check" in errors[-1]
     assert not (tmp_path / "strict").exists()
+
+
+# The shipped bundles
+
+ROOT = Path(__file__).resolve().parents[1]
+CHECKED_BUNDLES = ("liver_mmhcc_mask2mri", "breast_dce_pre2post", "brain_lesion2mpmri", "brain_tumor_fabrication")
+
+
+def test_every_bundle_with_inputs_ships_a_summary_config():
+    for folder in sorted((ROOT / "bundles").iterdir()):
+        description = read_tool_description(folder)
+        has_config = (folder / "configs" / "input_summary.yaml").is_file()
+        assert has_config is (not description.is_generator), folder.name
+        assert has_config is (folder.name in CHECKED_BUNDLES)
+
+
+@pytest.mark.parametrize("name", CHECKED_BUNDLES)
+def test_a_shipped_summary_is_current_and_judges_the_bundles_sample(name):
+    """The sample passes, except pre2post's: a 3D volume whose slices show one breast, where every training slice
+    shows two (its card says so); noise on the sample's grid warns."""
+    folder = ROOT / "bundles" / name
+    description = read_tool_description(folder)
+    summary = load_summary(folder)
+    assert set(summary["appearance"]) == set(scored_roles(description)) and summary["pass_rate"] == 0.95
+    sample = {role: read_image(folder / "sample" / f"{role}.nii.gz") for role in description.inputs
+              if (folder / "sample" / f"{role}.nii.gz").is_file()}
+    result = score_case(description, sample, summary)  # a stale summary would raise
+    assert result.passed is (name != "breast_dce_pre2post"), result
+    rng = np.random.default_rng(0)
+    noise = {role: Volume(rng.integers(0, 2, v.array.shape).astype(np.float32) if description.inputs[role].kind ==
+                          "labelmap" else rng.uniform(0, 1000, v.array.shape).astype(np.float32),
+                          v.spacing, v.origin, v.direction) for role, v in sample.items()}
+    assert not score_case(description, noise, summary).passed
+
+
+@pytest.mark.parametrize("name", CHECKED_BUNDLES)
+def test_the_summary_config_writes_a_summary_from_the_training_datalists(name, tmp_path):
+    """configs/input_summary.yaml over train.yaml and tiny_train.yaml: the phantom's tiny training set, 10
+    validation cases."""
+    folder = ROOT / "bundles" / name
+    configs = [str(folder / "configs" / f"{stem}.yaml") for stem in ("train", "tiny_train", "input_summary")]
+    overrides = {"dataset_dir": tmp_path / "data", "n_input_check_cases": 10, "summary_file": tmp_path / "summary.json"}
+    if name == "brain_tumor_fabrication":
+        overrides.update(n_healthy=3, n_annotated=3)
+    command = [sys.executable, "-m", "monai.bundle", "run", "--bundle_root", str(folder), "--config_file",
+               str(configs)] + [word for key, value in overrides.items() for word in (f"--{key}", str(value))]
+    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    description = read_tool_description(folder)
+    assert set(summary["appearance"]) == set(scored_roles(description))
+    assert summary["validation"]["n"] == 10 and summary["validation"]["passed"] == 10  # the 95 % quantile of 10: the top
+    assert not (folder / "data" / "tiny_phantom" / "input_check_100000").exists()  # the data went where it was told

@@ -147,11 +147,11 @@ def _foreground(scaled: np.ndarray, labelmap: bool) -> np.ndarray:
     return scaled > otsu.GetThreshold()
 
 
-def _geometry_features(volume: Volume, scaled: np.ndarray, labelmap: bool, spatial_dims: int) -> np.ndarray:
+def _geometry_features(volume: Volume, foreground: np.ndarray, spatial_dims: int) -> np.ndarray:
     """Log pixel spacing and log foreground extent (mm, between the 1st and 99th percentile voxel along each axis,
     so that stray voxels do not count) along the first ``spatial_dims`` axes."""
     axes = range(min(spatial_dims, volume.ndim))
-    coordinates = np.nonzero(_foreground(scaled, labelmap))
+    coordinates = np.nonzero(foreground)
     extents = []
     for axis in axes:
         if coordinates[axis].size:
@@ -169,7 +169,8 @@ def _geometry_names(spatial_dims: int) -> list[str]:
 
 
 class _Features:
-    """Appearance features, geometry features and intensity percentiles of cases, through one extractor."""
+    """Appearance features of a role's volume and layout and geometry features of the reference, through one
+    extractor."""
 
     def __init__(self, description: ToolDescription, extractor=None) -> None:
         from synthmr.metrics.extractors import get_extractor
@@ -178,29 +179,29 @@ class _Features:
         self.roles = scored_roles(description)
         self.extractor = extractor if extractor is not None else get_extractor("domain")
 
+    def prepared(self, volume: Volume, role: str) -> tuple[np.ndarray, np.ndarray]:
+        """The volume scaled to [0, 1] (an image by its percentiles, a labelmap by its highest label) and its
+        foreground."""
+        labelmap_max = _labelmap_max(self.description, role)
+        scaled = _scaled(volume, labelmap_max)
+        return scaled, _foreground(scaled, labelmap_max is not None)
+
     def appearance(self, volume: Volume, role: str) -> np.ndarray:
         from synthmr.metrics.fid import extract_features
 
-        labelmap_max = _labelmap_max(self.description, role)
-        scaled = _scaled(volume, labelmap_max)
-        slices = case_slices(scaled, _foreground(scaled, labelmap_max is not None))
-        return extract_features(slices, self.extractor).numpy().mean(axis=0)
+        return extract_features(case_slices(*self.prepared(volume, role)), self.extractor).numpy().mean(axis=0)
 
-    def layout(self, reference: Volume) -> np.ndarray:
+    def reference(self, volume: Volume) -> tuple[np.ndarray, np.ndarray]:
+        """Layout (the mean of the reference's slices averaged down to :data:`LAYOUT_SIZE` pixels a side) and
+        geometry features of the reference input."""
         import torch
         import torch.nn.functional as F
 
-        labelmap_max = _labelmap_max(self.description, self.description.reference)
-        scaled = _scaled(reference, labelmap_max)
-        slices = case_slices(scaled, _foreground(scaled, labelmap_max is not None))
+        scaled, foreground = self.prepared(volume, self.description.reference)
         thumbnails = [F.adaptive_avg_pool2d(torch.from_numpy(np.ascontiguousarray(s))[None], LAYOUT_SIZE)[0]
-                      for s in slices]
-        return torch.stack(thumbnails).mean(dim=0).flatten().double().numpy()
-
-    def geometry(self, reference: Volume) -> np.ndarray:
-        labelmap_max = _labelmap_max(self.description, self.description.reference)
-        return _geometry_features(reference, _scaled(reference, labelmap_max), labelmap_max is not None,
-                                  self.description.spatial_dims)
+                      for s in case_slices(scaled, foreground)]
+        layout = torch.stack(thumbnails).mean(dim=0).flatten().double().numpy()
+        return layout, _geometry_features(volume, foreground, self.description.spatial_dims)
 
 
 def _rounded(values) -> list:
@@ -254,16 +255,15 @@ def _case_distances(summary: Mapping[str, Any], features: _Features, volumes: Ma
     averaged features of several slices are not what the summary describes."""
     reference = volumes[features.description.reference]
     if summary.get("item_dims") == 2 and reference.ndim == 3:
-        labelmap_max = _labelmap_max(features.description, features.description.reference)
-        scaled = _scaled(reference, labelmap_max)
+        _, foreground = features.prepared(reference, features.description.reference)
         per_slice = [
             _case_distances(summary, features, {role: _axial_slice(volume, int(index))
                                                 for role, volume in volumes.items()})
-            for index in slice_indices(_foreground(scaled, labelmap_max is not None))
+            for index in slice_indices(foreground)
         ]
         return {part: float(np.median([d[part] for d in per_slice])) for part in per_slice[0]}
     appearance = {role: features.appearance(volumes[role], role) for role in summary["appearance"] if role in volumes}
-    return _raw_distances(summary, appearance, (features.layout(reference), features.geometry(reference)))
+    return _raw_distances(summary, appearance, features.reference(reference))
 
 
 def _read_role(path: str | os.PathLike, role: str) -> Volume:
@@ -282,7 +282,7 @@ def _case_features(features: _Features, case: Mapping[str, Any]) -> tuple[dict[s
     if role not in case:
         return appearance, None
     reference = _read_role(case[role], role)
-    return appearance, (features.layout(reference), features.geometry(reference), reference.ndim)
+    return appearance, (*features.reference(reference), reference.ndim)
 
 
 def _intensity_range(volume: Volume) -> tuple[float, float]:
