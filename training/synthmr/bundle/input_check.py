@@ -17,16 +17,19 @@ case against it (:func:`score_case`; docs/design.md, *The input check*). The sum
   training case (with fewer training cases than features a full covariance cannot be estimated);
 - **layout** of the reference input: the mean of its slices (those above, scaled the same way) averaged down to
   16 x 16 pixels, with the same subspace distance; it sees what pooled features cannot, where things are (a
-  flipped or shifted case);
+  shifted case);
+- **orientation**: the layout's distance divided by the smallest distance of the layout and its three in-plane
+  mirror images (left-right, front-back, both): 1 for a case the right way round, above 1 for one that fits the
+  training layouts better flipped;
 - **geometry** of the reference input: log pixel spacing and log foreground extent in mm (in-plane for a 2D
   bundle), z-scored by the training mean and standard deviation, the latter at least log(1.2) (a phantom set has one
   spacing); distance: root mean square of the z-scores;
 - **intensity**: the training range of each intensity input's 0.5 and 99.5 percentiles, recorded and reported but
   not scored, because every bundle scales each input by its own percentiles (its outputs are in the input's units).
 
-Each part's distance is divided by its median over validation cases (at least 1), a case's score is the largest of
-these, and the threshold is the ``pass_rate`` quantile of the validation cases' scores: that share of cases drawn
-like the validation data passes. A case above the threshold is not refused (unless ``synthmr run --strict``): the
+Each part's distance is divided by its ``pass_rate`` quantile over validation cases (at least 1), so that the parts
+share one scale, a case's score is the largest of these, and the threshold is the ``pass_rate`` quantile of the
+validation cases' scores: that share of cases drawn like the validation data passes. A case above the threshold is not refused (unless ``synthmr run --strict``): the
 runner prints one warning line and records the check in every output's sidecar.
 """
 
@@ -35,7 +38,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -59,13 +62,15 @@ _DIGITS = 4  # significant digits stored: the summary stays small and diffable
 
 @dataclass(frozen=True)
 class InputCheck:
-    """The result of scoring one case: its score, the threshold, and each part's normalised distance."""
+    """The result of scoring one case: its score, the threshold, each part's normalised distance, and each
+    intensity input's 0.5 and 99.5 percentiles with whether they lie in the training range (not scored)."""
 
     score: float
     threshold: float
     pass_rate: float
     parts: dict[str, float]
     summary: str
+    intensity: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def passed(self) -> bool:
@@ -77,9 +82,9 @@ class InputCheck:
 
     def record(self) -> dict[str, Any]:
         """What the sidecars keep (synthmr.provenance)."""
-        return {"passed": self.passed, "score": round(self.score, 3), "threshold": round(self.threshold, 3),
-                "pass_rate": self.pass_rate, "parts": {k: round(v, 3) for k, v in self.parts.items()},
-                "summary": self.summary}
+        return {"passed": self.passed, "score": round(self.score, 4), "threshold": round(self.threshold, 4),
+                "pass_rate": self.pass_rate, "parts": {k: round(v, 4) for k, v in self.parts.items()},
+                "intensity": self.intensity, "summary": self.summary}
 
     def message(self, bundle: str) -> str:
         """One line for the user."""
@@ -87,8 +92,8 @@ class InputCheck:
             return (f"input check: the inputs are like bundle {bundle}'s training data (score {self.score:.2f}, "
                     f"threshold {self.threshold:.2f})")
         part = self.furthest
-        what = {"geometry": "geometry (spacing, size)", "layout": "layout (orientation, position)"}.get(
-            part, f"{part!r} appearance")
+        what = {"geometry": "geometry (spacing, size)", "layout": "layout (position)",
+                "orientation": "orientation (fits better flipped)"}.get(part, f"{part!r} appearance")
         return (f"input check: the inputs are unlike bundle {bundle}'s training data (score {self.score:.2f} > "
                 f"threshold {self.threshold:.2f}, which {self.pass_rate:.0%} of validation cases pass; furthest: "
                 f"{what}, {self.parts[part]:.2f}); its outputs may be wrong in ways that look plausible")
@@ -240,6 +245,12 @@ def _raw_distances(summary: Mapping[str, Any], appearance: Mapping[str, np.ndarr
     distances = {role: _subspace_distance(summary["appearance"][role], features)
                  for role, features in appearance.items()}
     distances["layout"] = _subspace_distance(summary["layout"], layout)
+    # How much closer to the training layouts the case comes when mirrored left-right, front-back or both: 1 for a
+    # case the right way round, above 1 for one that fits better flipped.
+    thumbnail = layout.reshape(LAYOUT_SIZE, LAYOUT_SIZE)
+    flipped = [np.flip(thumbnail, axes).ravel() for axes in (0, 1, (0, 1))]
+    best = min([distances["layout"], *(_subspace_distance(summary["layout"], f) for f in flipped)])
+    distances["orientation"] = distances["layout"] / max(best, 1e-12)
     distances["geometry"] = _geometry_distance(summary["geometry"], geometry)
     return distances
 
@@ -362,7 +373,7 @@ def build_input_summary(
     if len(raw) < 10:
         raise InputError(f"input summary of bundle {description.name}: {len(raw)} validation case(s); at least 10 "
                          "are needed to choose a threshold")
-    summary["scales"] = {part: float(f"{max(float(np.median([r[part] for r in raw])), 1.0):.{_DIGITS}g}")
+    summary["scales"] = {part: float(f"{max(float(np.quantile([r[part] for r in raw], pass_rate)), 1.0):.{_DIGITS}g}")
                          for part in raw[0]}
     scores = np.array([max(_normalised(summary, r).values()) for r in raw])
     summary["threshold"] = float(np.quantile(scores, pass_rate, method="higher"))
@@ -441,5 +452,12 @@ def score_case(description: ToolDescription, volumes: Mapping[str, Volume], summ
             "configs/input_summary.yaml"
         )
     parts = _normalised(summary, _case_distances(summary, features, volumes))
+    intensity = {}
+    for role, trained in summary["intensity"].items():
+        if role in volumes:
+            low, high = _intensity_range(volumes[role])
+            within = trained["low"][0] <= low <= trained["low"][1] and trained["high"][0] <= high <= trained["high"][1]
+            intensity[role] = {"percentiles": trained["percentiles"], "input": _rounded([low, high]),
+                               "within_training_range": bool(within)}
     return InputCheck(score=max(parts.values()), threshold=float(summary["threshold"]),
-                      pass_rate=float(summary["pass_rate"]), parts=parts, summary=SUMMARY_FILE)
+                      pass_rate=float(summary["pass_rate"]), parts=parts, summary=SUMMARY_FILE, intensity=intensity)
