@@ -27,6 +27,7 @@ from synthmr.bundle.input_check import (
 )
 from synthmr.errors import InputError
 from synthmr.io import Volume, read_image, write_image
+from synthmr.provenance import describe
 from test_runner import make_bundle, progress_events, run_main
 
 SHAPE = (48, 48)
@@ -96,7 +97,7 @@ def test_new_scans_like_the_training_ones_pass_and_unlike_ones_warn(trained):
     noise = check(trained, np.random.default_rng(0).uniform(0, 180, SHAPE).astype(np.float32))
     flipped = check(trained, np.flip(scan(200), axis=1).copy())
     header = check(trained, scan(200), spacing=(4.0, 4.0))
-    for result, part in ((noise, "t1_pre"), (flipped, "orientation"), (header, "geometry")):
+    for result, part in ((noise, "appearance"), (flipped, "orientation"), (header, "geometry")):
         assert not result.passed and result.furthest == part, (part, result)
     message = header.message("fake_bundle")
     assert f"score {header.score:.2f} > threshold {header.threshold:.2f}" in message and "90%" in message
@@ -141,9 +142,12 @@ def test_run_records_the_check_warns_in_one_line_and_strict_refuses(trained, tmp
     assert len(warnings) == 1 and "unlike bundle fake_bundle's training data" in warnings[0]["message"]
     record = json.loads(outputs["t1_post1"].with_name("t1_post1.json").read_text())["input_check"]
     assert record == warnings[0]["input_check"] and record["passed"] is False
-    assert record["score"] > record["threshold"] and set(record["parts"]) == {"t1_pre", "layout", "orientation", "geometry"}
+    assert record["score"] > record["threshold"] and record["parts"]["appearance"] == max(record["parts"].values())
+    assert set(record["parts"]) == {"appearance", "layout", "orientation", "geometry"} and set(record["roles"]) == {"t1_pre"}
+    assert "furthest: appearance, most of all 't1_pre'" in warnings[0]["message"]
     # intensities are reported, not scored: noise up to 180 has about the scans' 99.5th percentile
     assert set(record["intensity"]) == {"t1_pre"} and record["intensity"]["t1_pre"]["input"][1] > 170
+    assert "input check WARNED: the inputs were unlike the training data" in describe(outputs["t1_post1"])
 
     out = tmp_path / "out_strict"
     args = ["run", trained, "--input", f"t1_pre={unlike['t1_pre']}", "--input", f"liver={unlike['liver']}",

@@ -212,6 +212,10 @@ def describe(image: str | os.PathLike) -> str:
         lines.append(f"  input {role}: {path} (sha256 {entry.get('sha256')})")
     for edit in info.get("lesion_edits") or []:
         lines.append(f"  lesion edit: {json.dumps(edit, sort_keys=True)}")
+    check = info.get("input_check")
+    if check:
+        verdict = "passed" if check.get("passed") else "WARNED: the inputs were unlike the training data"
+        lines.append(f"  input check {verdict} (score {check.get('score')}, threshold {check.get('threshold')})")
     if not info.get("header_marked", True):
         lines.append("  warning: the image's header lacks the SYNTHETIC mark (re-saved by another tool?)")
     return "\n".join(lines)

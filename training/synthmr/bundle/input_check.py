@@ -3,7 +3,7 @@
 A bundle trained on the phantom runs just as readily on a scan it has never seen anything like, and its output then
 looks as confident as ever. Each bundle ships ``models/input_summary.json``, a compact summary of its training
 inputs written by its ``configs/input_summary.yaml`` (:func:`write_input_summary`), and the runner scores every
-case against it (:func:`score_case`; docs/design.md, *The input check*). The summary has three parts:
+case against it (:func:`score_case`; docs/design.md, *The input check*). Its parts:
 
 - **appearance**, per intensity input role (for a bundle whose inputs are all labelmaps: its reference labelmap,
   labels scaled to [0, 1]): features of the package's domain extractor (:mod:`synthmr.metrics.extractors`,
@@ -27,10 +27,13 @@ case against it (:func:`score_case`; docs/design.md, *The input check*). The sum
 - **intensity**: the training range of each intensity input's 0.5 and 99.5 percentiles, recorded and reported but
   not scored, because every bundle scales each input by its own percentiles (its outputs are in the input's units).
 
+The appearance part of a case is the root mean square over its scored roles of each role's distance over that
+role's validation median (a bundle with eight inputs would otherwise have eight chances to exceed a threshold).
 Each part's distance is divided by its ``pass_rate`` quantile over validation cases (at least 1), so that the parts
 share one scale, a case's score is the largest of these, and the threshold is the ``pass_rate`` quantile of the
-validation cases' scores: that share of cases drawn like the validation data passes. A case above the threshold is not refused (unless ``synthmr run --strict``): the
-runner prints one warning line and records the check in every output's sidecar.
+validation cases' scores: that share of cases drawn like the validation data passes. A volume given to a bundle
+whose training items were 2D slices is scored slice by slice. A case above the threshold is not refused (unless
+``synthmr run --strict``): the runner prints one warning line and records the check in every output's sidecar.
 """
 
 from __future__ import annotations
@@ -57,18 +60,21 @@ PERCENTILES = (0.5, 99.5)
 # A slice is used when its foreground covers at least this share of the largest foreground of any slice.
 _SLICE_AREA_SHARE = 0.5
 _MIN_GEOMETRY_STD = float(np.log(1.2))
-_DIGITS = 4  # significant digits stored: the summary stays small and diffable
+REFERENCE_PARTS = ("layout", "orientation", "geometry")
+_DIGITS = 4  # significant digits stored: the summary stays small
 
 
 @dataclass(frozen=True)
 class InputCheck:
-    """The result of scoring one case: its score, the threshold, each part's normalised distance, and each
-    intensity input's 0.5 and 99.5 percentiles with whether they lie in the training range (not scored)."""
+    """The result of scoring one case: its score, the threshold, each part's scaled distance, each scored role's
+    appearance distance over its validation median, and each intensity input's 0.5 and 99.5 percentiles with whether
+    they lie in the training range (not scored)."""
 
     score: float
     threshold: float
     pass_rate: float
     parts: dict[str, float]
+    roles: dict[str, float]
     summary: str
     intensity: dict[str, dict[str, Any]] = field(default_factory=dict)
 
@@ -84,7 +90,8 @@ class InputCheck:
         """What the sidecars keep (synthmr.provenance)."""
         return {"passed": self.passed, "score": round(self.score, 4), "threshold": round(self.threshold, 4),
                 "pass_rate": self.pass_rate, "parts": {k: round(v, 4) for k, v in self.parts.items()},
-                "intensity": self.intensity, "summary": self.summary}
+                "roles": {k: round(v, 4) for k, v in self.roles.items()}, "intensity": self.intensity,
+                "summary": self.summary}
 
     def message(self, bundle: str) -> str:
         """One line for the user."""
@@ -93,7 +100,9 @@ class InputCheck:
                     f"threshold {self.threshold:.2f})")
         part = self.furthest
         what = {"geometry": "geometry (spacing, size)", "layout": "layout (position)",
-                "orientation": "orientation (fits better flipped)"}.get(part, f"{part!r} appearance")
+                "orientation": "orientation (fits better flipped)"}.get(part)
+        if what is None:
+            what = f"appearance, most of all {max(self.roles, key=self.roles.get)!r}"
         return (f"input check: the inputs are unlike bundle {bundle}'s training data (score {self.score:.2f} > "
                 f"threshold {self.threshold:.2f}, which {self.pass_rate:.0%} of validation cases pass; furthest: "
                 f"{what}, {self.parts[part]:.2f}); its outputs may be wrong in ways that look plausible")
@@ -255,9 +264,17 @@ def _raw_distances(summary: Mapping[str, Any], appearance: Mapping[str, np.ndarr
     return distances
 
 
-def _normalised(summary: Mapping[str, Any], distances: Mapping[str, float]) -> dict[str, float]:
-    scales = summary["scales"]
-    return {part: distance / scales[part] for part, distance in distances.items()}
+def _combined(summary: Mapping[str, Any], distances: Mapping[str, float]) -> tuple[dict[str, float], dict[str, float]]:
+    """The parts' distances (appearance: the root mean square over the scored roles of each role's distance over its
+    validation median, so that many input roles count as one part) and those role ratios."""
+    roles = {role: distances[role] / summary["role_scales"][role] for role in summary["appearance"] if role in distances}
+    parts = {"appearance": float(np.sqrt(np.mean(np.square(list(roles.values()))))),
+             **{part: distances[part] for part in REFERENCE_PARTS}}
+    return parts, roles
+
+
+def _scaled_parts(summary: Mapping[str, Any], parts: Mapping[str, float]) -> dict[str, float]:
+    return {part: distance / summary["scales"][part] for part, distance in parts.items()}
 
 
 def _case_distances(summary: Mapping[str, Any], features: _Features, volumes: Mapping[str, Volume]) -> dict:
@@ -373,9 +390,12 @@ def build_input_summary(
     if len(raw) < 10:
         raise InputError(f"input summary of bundle {description.name}: {len(raw)} validation case(s); at least 10 "
                          "are needed to choose a threshold")
-    summary["scales"] = {part: float(f"{max(float(np.quantile([r[part] for r in raw], pass_rate)), 1.0):.{_DIGITS}g}")
-                         for part in raw[0]}
-    scores = np.array([max(_normalised(summary, r).values()) for r in raw])
+    summary["role_scales"] = {role: float(f"{max(float(np.median([r[role] for r in raw])), 1e-6):.{_DIGITS}g}")
+                              for role in summary["appearance"]}
+    combined = [_combined(summary, r)[0] for r in raw]
+    summary["scales"] = {part: float(f"{max(float(np.quantile([c[part] for c in combined], pass_rate)), 1.0):.{_DIGITS}g}")
+                         for part in combined[0]}
+    scores = np.array([max(_scaled_parts(summary, c).values()) for c in combined])
     summary["threshold"] = float(np.quantile(scores, pass_rate, method="higher"))
     summary["pass_rate"] = pass_rate
     summary["validation"] = {"n": len(raw), "passed": int((scores <= summary["threshold"]).sum()),
@@ -451,7 +471,8 @@ def score_case(description: ToolDescription, volumes: Mapping[str, Volume], summ
             f"synthmr has {describe_extractor(features.extractor)}; rebuild the summary with the bundle's "
             "configs/input_summary.yaml"
         )
-    parts = _normalised(summary, _case_distances(summary, features, volumes))
+    combined, roles = _combined(summary, _case_distances(summary, features, volumes))
+    parts = _scaled_parts(summary, combined)
     intensity = {}
     for role, trained in summary["intensity"].items():
         if role in volumes:
@@ -460,4 +481,5 @@ def score_case(description: ToolDescription, volumes: Mapping[str, Volume], summ
             intensity[role] = {"percentiles": trained["percentiles"], "input": _rounded([low, high]),
                                "within_training_range": bool(within)}
     return InputCheck(score=max(parts.values()), threshold=float(summary["threshold"]),
-                      pass_rate=float(summary["pass_rate"]), parts=parts, summary=SUMMARY_FILE, intensity=intensity)
+                      pass_rate=float(summary["pass_rate"]), parts=parts, roles=roles, summary=SUMMARY_FILE,
+                      intensity=intensity)
