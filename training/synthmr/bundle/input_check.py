@@ -267,7 +267,8 @@ def _raw_distances(summary: Mapping[str, Any], appearance: Mapping[str, np.ndarr
 def _combined(summary: Mapping[str, Any], distances: Mapping[str, float]) -> tuple[dict[str, float], dict[str, float]]:
     """The parts' distances (appearance: the root mean square over the scored roles of each role's distance over its
     validation median, so that many input roles count as one part) and those role ratios."""
-    roles = {role: distances[role] / summary["role_scales"][role] for role in summary["appearance"] if role in distances}
+    roles = {role: distances[role] / summary["role_scales"][role]
+             for role in summary["appearance"] if role in distances}
     parts = {"appearance": float(np.sqrt(np.mean(np.square(list(roles.values()))))),
              **{part: distances[part] for part in REFERENCE_PARTS}}
     return parts, roles
@@ -301,18 +302,6 @@ def _read_role(path: str | os.PathLike, role: str) -> Volume:
         raise InputError(f"input summary, role {role!r}: {error}") from None
 
 
-def _case_features(features: _Features, case: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], tuple | None]:
-    """Appearance per scored role, and (layout, geometry, dimensions) of the reference role (None if the case
-    lacks it)."""
-    appearance = {role: features.appearance(_read_role(case[role], role), role)
-                  for role in features.roles if role in case}
-    role = features.description.reference
-    if role not in case:
-        return appearance, None
-    reference = _read_role(case[role], role)
-    return appearance, (*features.reference(reference), reference.ndim)
-
-
 def _intensity_range(volume: Volume) -> tuple[float, float]:
     low, high = np.percentile(np.asarray(volume.array, dtype=np.float64), PERCENTILES)
     return float(low), float(high)
@@ -341,18 +330,22 @@ def build_input_summary(
         raise InputError(f"pass_rate must be in (0, 1], got {pass_rate}")
     features = _Features(description, extractor)
     role_features: dict[str, list[np.ndarray]] = {role: [] for role in features.roles}
-    item_dims, layouts, geometries, intensity = set(), [], [], {role: [] for role in features.roles if _labelmap_max(description, role) is None}
+    intensity = {role: [] for role in features.roles if _labelmap_max(description, role) is None}
+    item_dims, layouts, geometries = set(), [], []
     for case in training:
-        appearance, reference = _case_features(features, case)
-        for role, vector in appearance.items():
-            role_features[role].append(vector)
-        if reference is not None:
-            layouts.append(reference[0])
-            geometries.append(reference[1])
-            item_dims.add(reference[2])
-        for role in intensity:
-            if role in case:
-                intensity[role].append(_intensity_range(_read_role(case[role], role)))
+        volumes = {role: _read_role(case[role], role) for role in {*features.roles, description.reference}
+                   if role in case}
+        for role in features.roles:
+            if role in volumes:
+                role_features[role].append(features.appearance(volumes[role], role))
+                if role in intensity:
+                    intensity[role].append(_intensity_range(volumes[role]))
+        if description.reference in volumes:
+            reference = volumes[description.reference]
+            layout, geometry = features.reference(reference)
+            layouts.append(layout)
+            geometries.append(geometry)
+            item_dims.add(reference.ndim)
     for role, vectors in {**role_features, "geometry (the reference role)": geometries}.items():
         if len(vectors) < 3:
             raise InputError(f"input summary of bundle {description.name}: {len(vectors)} training case(s) with "
@@ -393,8 +386,10 @@ def build_input_summary(
     summary["role_scales"] = {role: float(f"{max(float(np.median([r[role] for r in raw])), 1e-6):.{_DIGITS}g}")
                               for role in summary["appearance"]}
     combined = [_combined(summary, r)[0] for r in raw]
-    summary["scales"] = {part: float(f"{max(float(np.quantile([c[part] for c in combined], pass_rate)), 1.0):.{_DIGITS}g}")
-                         for part in combined[0]}
+    summary["scales"] = {
+        part: float(f"{max(float(np.quantile([c[part] for c in combined], pass_rate)), 1.0):.{_DIGITS}g}")
+        for part in combined[0]
+    }
     scores = np.array([max(_scaled_parts(summary, c).values()) for c in combined])
     summary["threshold"] = float(np.quantile(scores, pass_rate, method="higher"))
     summary["pass_rate"] = pass_rate
