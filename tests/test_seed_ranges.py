@@ -19,7 +19,10 @@ ROLES = {"train_datalist": "training", "generate_sources": "training", "val_data
          # brain_tumor_fabrication: healthy subjects and annotated tumour subjects in every role
          "healthy_datalist": "training", "annotated_datalist": "training", "val_healthy_datalist": "validation",
          "val_annotated_datalist": "validation", "test_annotated_datalist": "held-out",
-         "generate_healthy": "training", "healthy_pool_cases": "benefit healthy pool"}
+         "generate_healthy": "training", "healthy_pool_cases": "benefit healthy pool",
+         # input_summary.yaml: the cases its threshold is chosen on
+         "input_check_validation": "validation", "input_check_healthy": "validation",
+         "input_check_annotated": "validation"}
 
 
 def seed_ranges(bundle: Path) -> dict[str, set[tuple[int, int, str]]]:
@@ -32,7 +35,9 @@ def seed_ranges(bundle: Path) -> dict[str, set[tuple[int, int, str]]]:
                 continue
             assert key in ROLES, f"{config.name}: {key} simulates phantom data; give it a role in this test"
             arguments = call["arguments"]
-            seed = int(re.search(r"seed=(\d+)", arguments)[1])
+            seed_match = re.search(r"seed=(@?\w+)(?:\s*\+\s*(\d+))?", arguments)  # a number, or @id [+ offset]
+            seed = seed_match[1]
+            seed = (int(content[seed[1:]]) if seed.startswith("@") else int(seed)) + int(seed_match[2] or 0)
             n = re.search(r"\bn=(@?\w+)", arguments)[1]
             n = int(content[n[1:]]) if n.startswith("@") else int(n)
             found.setdefault(ROLES[key], set()).add((seed, seed + n - 1, f"{config.name}:{key}"))
