@@ -29,14 +29,10 @@ from synthmr.errors import InputError
 from synthmr.io import Volume, read_image, write_image
 from synthmr.provenance import describe
 from test_runner import make_bundle, progress_events, run_main
+from test_runner import trust_test_bundles  # noqa: F401 (autouse: the bundles made here are trusted)
 
 SHAPE = (48, 48)
 SPACING = (2.0, 2.0)
-
-
-@pytest.fixture(autouse=True)
-def trust_test_bundles(monkeypatch):
-    monkeypatch.setenv("SYNTHMR_TRUST_BUNDLES", "1")
 
 
 def scan(seed: int) -> np.ndarray:

@@ -114,14 +114,25 @@ def scored_roles(description: ToolDescription) -> list[str]:
     return roles or [description.reference]
 
 
-def _scaled(volume: Volume, labelmap_max: float | None) -> np.ndarray:
+@dataclass(frozen=True)
+class _Prepared:
+    """A volume as the features see it: scaled to [0, 1] (an image by its :data:`PERCENTILES`, a labelmap by its
+    highest declared label), its foreground, and an image's percentiles (None for a labelmap)."""
+
+    volume: Volume
+    scaled: np.ndarray
+    foreground: np.ndarray
+    percentiles: tuple[float, float] | None
+
+
+def _prepare(volume: Volume, labelmap_max: float | None) -> _Prepared:
     array = np.asarray(volume.array, dtype=np.float32)
     if labelmap_max is not None:
-        return np.clip(array / labelmap_max, 0.0, 1.0)
+        scaled = np.clip(array / labelmap_max, 0.0, 1.0)
+        return _Prepared(volume, scaled, scaled > 0, None)
     low, high = np.percentile(array, PERCENTILES)
-    if high <= low:
-        return np.zeros_like(array)
-    return np.clip((array - low) / (high - low), 0.0, 1.0)
+    scaled = np.zeros_like(array) if high <= low else np.clip((array - low) / (high - low), 0.0, 1.0)
+    return _Prepared(volume, scaled, _otsu_foreground(scaled), (float(low), float(high)))
 
 
 def _labelmap_max(description: ToolDescription, role: str) -> float | None:
@@ -139,21 +150,19 @@ def slice_indices(foreground: np.ndarray) -> np.ndarray:
     return candidates[picked]
 
 
-def case_slices(scaled: np.ndarray, foreground: np.ndarray) -> list[np.ndarray]:
-    """The :func:`slice_indices` slices of a volume; a 2D image is its own slice."""
-    if scaled.ndim == 2:
-        return [scaled]
-    return [scaled[..., index] for index in slice_indices(foreground)]
+def case_slices(prepared: _Prepared) -> list[np.ndarray]:
+    """The :func:`slice_indices` slices of a prepared volume, scaled; a 2D image is its own slice."""
+    if prepared.scaled.ndim == 2:
+        return [prepared.scaled]
+    return [prepared.scaled[..., index] for index in slice_indices(prepared.foreground)]
 
 
 def _axial_slice(volume: Volume, index: int) -> Volume:
     return Volume(volume.array[..., index], volume.spacing[:2], volume.origin[:2], volume.direction[:2, :2])
 
 
-def _foreground(scaled: np.ndarray, labelmap: bool) -> np.ndarray:
-    """A labelmap's labelled voxels; an image's voxels above its Otsu threshold (the body, not the noise)."""
-    if labelmap:
-        return scaled > 0
+def _otsu_foreground(scaled: np.ndarray) -> np.ndarray:
+    """An image's voxels above its Otsu threshold (the body, not the noise)."""
     import SimpleITK as sitk
 
     otsu = sitk.OtsuThresholdImageFilter()
@@ -193,29 +202,27 @@ class _Features:
         self.roles = scored_roles(description)
         self.extractor = extractor if extractor is not None else get_extractor("domain")
 
-    def prepared(self, volume: Volume, role: str) -> tuple[np.ndarray, np.ndarray]:
-        """The volume scaled to [0, 1] (an image by its percentiles, a labelmap by its highest label) and its
-        foreground."""
-        labelmap_max = _labelmap_max(self.description, role)
-        scaled = _scaled(volume, labelmap_max)
-        return scaled, _foreground(scaled, labelmap_max is not None)
+    def prepared(self, volumes: Mapping[str, Volume]) -> dict[str, _Prepared]:
+        """Each scored and reference role of a case (role -> volume) prepared once."""
+        needed = {*self.roles, self.description.reference}
+        return {role: _prepare(volume, _labelmap_max(self.description, role))
+                for role, volume in volumes.items() if role in needed}
 
-    def appearance(self, volume: Volume, role: str) -> np.ndarray:
+    def appearance(self, prepared: _Prepared) -> np.ndarray:
         from synthmr.metrics.fid import extract_features
 
-        return extract_features(case_slices(*self.prepared(volume, role)), self.extractor).numpy().mean(axis=0)
+        return extract_features(case_slices(prepared), self.extractor).numpy().mean(axis=0)
 
-    def reference(self, volume: Volume) -> tuple[np.ndarray, np.ndarray]:
+    def reference(self, prepared: _Prepared) -> tuple[np.ndarray, np.ndarray]:
         """Layout (the mean of the reference's slices averaged down to :data:`LAYOUT_SIZE` pixels a side) and
-        geometry features of the reference input."""
+        geometry features of the prepared reference input."""
         import torch
         import torch.nn.functional as F
 
-        scaled, foreground = self.prepared(volume, self.description.reference)
         thumbnails = [F.adaptive_avg_pool2d(torch.from_numpy(np.ascontiguousarray(s))[None], LAYOUT_SIZE)[0]
-                      for s in case_slices(scaled, foreground)]
+                      for s in case_slices(prepared)]
         layout = torch.stack(thumbnails).mean(dim=0).flatten().double().numpy()
-        return layout, _geometry_features(volume, foreground, self.description.spatial_dims)
+        return layout, _geometry_features(prepared.volume, prepared.foreground, self.description.spatial_dims)
 
 
 def _rounded(values) -> list:
@@ -278,20 +285,19 @@ def _scaled_parts(summary: Mapping[str, Any], parts: Mapping[str, float]) -> dic
     return {part: distance / summary["scales"][part] for part, distance in parts.items()}
 
 
-def _case_distances(summary: Mapping[str, Any], features: _Features, volumes: Mapping[str, Volume]) -> dict:
-    """Raw distances of a case (role -> volume). A volume given to a bundle whose training items were 2D slices is
-    scored slice by slice (:func:`slice_indices` of the reference), each part's distance the median over slices:
-    averaged features of several slices are not what the summary describes."""
-    reference = volumes[features.description.reference]
-    if summary.get("item_dims") == 2 and reference.ndim == 3:
-        _, foreground = features.prepared(reference, features.description.reference)
+def _case_distances(summary: Mapping[str, Any], features: _Features, prepared: Mapping[str, _Prepared]) -> dict:
+    """Raw distances of a case (role -> prepared volume). A volume given to a bundle whose training items were 2D
+    slices is scored slice by slice (:func:`slice_indices` of the reference), each part's distance the median over
+    slices: averaged features of several slices are not what the summary describes."""
+    reference = prepared[features.description.reference]
+    if summary.get("item_dims") == 2 and reference.volume.ndim == 3:
         per_slice = [
-            _case_distances(summary, features, {role: _axial_slice(volume, int(index))
-                                                for role, volume in volumes.items()})
-            for index in slice_indices(foreground)
+            _case_distances(summary, features, features.prepared(
+                {role: _axial_slice(item.volume, int(index)) for role, item in prepared.items()}))
+            for index in slice_indices(reference.foreground)
         ]
         return {part: float(np.median([d[part] for d in per_slice])) for part in per_slice[0]}
-    appearance = {role: features.appearance(volumes[role], role) for role in summary["appearance"] if role in volumes}
+    appearance = {role: features.appearance(prepared[role]) for role in summary["appearance"] if role in prepared}
     return _raw_distances(summary, appearance, features.reference(reference))
 
 
@@ -300,11 +306,6 @@ def _read_role(path: str | os.PathLike, role: str) -> Volume:
         return read_image(path)
     except InputError as error:
         raise InputError(f"input summary, role {role!r}: {error}") from None
-
-
-def _intensity_range(volume: Volume) -> tuple[float, float]:
-    low, high = np.percentile(np.asarray(volume.array, dtype=np.float64), PERCENTILES)
-    return float(low), float(high)
 
 
 def build_input_summary(
@@ -333,19 +334,18 @@ def build_input_summary(
     intensity = {role: [] for role in features.roles if _labelmap_max(description, role) is None}
     item_dims, layouts, geometries = set(), [], []
     for case in training:
-        volumes = {role: _read_role(case[role], role) for role in {*features.roles, description.reference}
-                   if role in case}
+        prepared = features.prepared({role: _read_role(path, role) for role, path in case.items()
+                                      if role in {*features.roles, description.reference}})
         for role in features.roles:
-            if role in volumes:
-                role_features[role].append(features.appearance(volumes[role], role))
+            if role in prepared:
+                role_features[role].append(features.appearance(prepared[role]))
                 if role in intensity:
-                    intensity[role].append(_intensity_range(volumes[role]))
-        if description.reference in volumes:
-            reference = volumes[description.reference]
-            layout, geometry = features.reference(reference)
+                    intensity[role].append(prepared[role].percentiles)
+        if description.reference in prepared:
+            layout, geometry = features.reference(prepared[description.reference])
             layouts.append(layout)
             geometries.append(geometry)
-            item_dims.add(reference.ndim)
+            item_dims.add(prepared[description.reference].volume.ndim)
     for role, vectors in {**role_features, "geometry (the reference role)": geometries}.items():
         if len(vectors) < 3:
             raise InputError(f"input summary of bundle {description.name}: {len(vectors)} training case(s) with "
@@ -378,8 +378,8 @@ def build_input_summary(
         if missing:
             raise InputError(f"input summary of bundle {description.name}: validation case {index} lacks "
                              f"{', '.join(map(repr, sorted(set(missing))))}")
-        raw.append(_case_distances(summary, features, {role: _read_role(case[role], role)
-                                                        for role in {*features.roles, description.reference}}))
+        raw.append(_case_distances(summary, features, features.prepared(
+            {role: _read_role(case[role], role) for role in {*features.roles, description.reference}})))
     if len(raw) < 10:
         raise InputError(f"input summary of bundle {description.name}: {len(raw)} validation case(s); at least 10 "
                          "are needed to choose a threshold")
@@ -409,14 +409,12 @@ def write_input_summary(
     """Write :func:`build_input_summary` of the bundle at ``bundle_root`` to ``out`` (default: its
     ``models/input_summary.json``; one line, as it is mostly numbers); an existing file is kept unless
     ``overwrite``."""
-    from synthmr.io._atomic import atomic_output, check_destination
+    from synthmr.io._atomic import check_destination, write_json
 
     description = read_tool_description(Path(bundle_root))
     out = Path(out) if out is not None else Path(bundle_root) / SUMMARY_FILE
     check_destination(out, overwrite, what="file")
-    summary = build_input_summary(description, training, validation, pass_rate)
-    with atomic_output(out, suffix=".json", overwrite=overwrite) as temporary:
-        temporary.write_text(json.dumps(summary, separators=(",", ":"), allow_nan=False) + "\n", encoding="utf-8")
+    write_json(out, build_input_summary(description, training, validation, pass_rate), overwrite, compact=True)
     print(f"input summary of bundle {description.name}: {out}")
     return out
 
@@ -466,12 +464,13 @@ def score_case(description: ToolDescription, volumes: Mapping[str, Volume], summ
             f"synthmr has {describe_extractor(features.extractor)}; rebuild the summary with the bundle's "
             "configs/input_summary.yaml"
         )
-    combined, roles = _combined(summary, _case_distances(summary, features, volumes))
+    prepared = features.prepared(volumes)
+    combined, roles = _combined(summary, _case_distances(summary, features, prepared))
     parts = _scaled_parts(summary, combined)
     intensity = {}
     for role, trained in summary["intensity"].items():
-        if role in volumes:
-            low, high = _intensity_range(volumes[role])
+        if role in prepared:
+            low, high = prepared[role].percentiles
             within = trained["low"][0] <= low <= trained["low"][1] and trained["high"][0] <= high <= trained["high"][1]
             intensity[role] = {"percentiles": trained["percentiles"], "input": _rounded([low, high]),
                                "within_training_range": bool(within)}

@@ -118,9 +118,10 @@ def run_bundle(
         Output role -> absolute path of its file in ``out``.
 
     Raises:
-        InputError: any of the checks fails (with ``strict``, the input check too), the bundle fails with an InputError of its own or misses a file
-            (e.g. its weights), or it does not write every declared output on the reference grid. ``out`` is then
-            untouched. Any other failure of the bundle propagates as it is (also leaving ``out`` untouched).
+        InputError: any of the checks fails (with ``strict``, the input check too), the bundle fails with an
+            InputError of its own or misses a file (e.g. its weights), or it does not write every declared output on
+            the reference grid. ``out`` is then untouched. Any other failure of the bundle propagates as it is (also
+            leaving ``out`` untouched).
     """
     report = progress if progress is not None else _ignore_progress
     report("validate", STAGE_FRACTIONS["validate"])
@@ -174,13 +175,14 @@ def _input_check(description: ToolDescription, volumes: Mapping[str, Volume], st
             raise InputError(f"bundle {description.name}: ships no {SUMMARY_FILE}, so --strict cannot check the "
                              "inputs against its training data")
         return None
+    record = check.record()
     if not check.passed:
         message = check.message(description.name)
         if strict:
             raise InputError(f"{message}; refused (--strict)")
         if warning is not None:
-            warning(message, check.record())
-    return check.record()
+            warning(message, record)
+    return record
 
 
 def _mark_synthetic(description: ToolDescription, role: str, path: Path, inputs: Mapping[str, Path],

@@ -243,8 +243,9 @@ def finite_or_none(value):
     return value
 
 
-def write_json(path: Path, content: Mapping, overwrite: bool = False) -> None:
+def write_json(path: Path, content: Mapping, overwrite: bool = False, compact: bool = False) -> None:
     """Write ``content`` to ``path`` as strict JSON (:func:`finite_or_none`) all at once (:func:`atomic_output`): the
-    file is either complete or absent."""
+    file is either complete or absent. Indented, or with ``compact`` on one line (a file of mostly numbers)."""
+    layout = {"separators": (",", ":")} if compact else {"indent": 2}
     with atomic_output(path, suffix=".json", overwrite=overwrite) as temporary:
-        temporary.write_text(json.dumps(finite_or_none(content), indent=2, allow_nan=False) + "\n", encoding="utf-8")
+        temporary.write_text(json.dumps(finite_or_none(content), allow_nan=False, **layout) + "\n", encoding="utf-8")
