@@ -1,0 +1,144 @@
+"""The card's downstream comparison: configs/benefit.yaml once per synthesizer, run in parallel and resumably.
+
+    python bundles/brain_tumor_fabrication/docs/reports/benefit_comparison.py run --workers 2
+    python bundles/brain_tumor_fabrication/docs/reports/benefit_comparison.py report
+
+`run` trains every (synthesizer, real subjects, share, seed) run of the four configs as its own `synthmr benefit`
+call, one CPU thread each, in an order that completes whole comparisons early: the real-only runs (shared by every
+synthesizer), then one fabricated subject per real one for each synthesizer, seed by seed, then two. Each finished
+run file is copied into benefit/<mode>/runs/ beside this script, and copied back into the work folder when `run`
+starts again, so a stopped comparison resumes from the committed files. `report` has each config read its finished
+runs (training nothing), writes benefit/<mode>/report.json, and prints the card's table.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from itertools import product
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "benefit"
+DATA = HERE.parents[1] / "data" / "phantom"  # configs/benefit.yaml's benefit_data_dir
+BUNDLE = "brain_tumor_fabrication"
+MODES = ("tf", "tf_aug", "carvemix", "pix2pix")
+NAMES = {"none": "none (real only)", "tf": "TF", "tf_aug": "TF-Aug alone", "carvemix": "CarveMix", "pix2pix": "Pix2Pix"}
+N_REAL, SEEDS, SHARES = (2, 4, 8), (0, 1, 2), (1, 2)
+REGIONS = ("whole tumor", "tumor core", "enhancing tumor")
+
+
+def run_name(n: int, share: int, seed: int) -> str:  # as synthmr.evaluation.benefit.run_name
+    return f"{n}_{share:g}_{seed}"
+
+
+def jobs() -> list[tuple[str, int, int, int]]:
+    """(mode, n_real, share, seed) in the order they run; share 0 is the real-only run every mode shares."""
+    real_only = [("none", n, 0, seed) for seed, n in product(SEEDS, N_REAL)]
+    return real_only + [(mode, n, share, seed) for share, seed, n, mode in product(SHARES, SEEDS, N_REAL, MODES)]
+
+
+def benefit(mode: str, work: Path, overrides: dict) -> list[str]:
+    arguments = [sys.executable, "-m", "synthmr", "benefit", BUNDLE, "--work_dir", str(work / mode), "--device", "cpu",
+                 "--mode", "tf" if mode == "none" else mode]
+    for key, value in overrides.items():
+        arguments += [f"--{key}", json.dumps(value)]
+    return arguments
+
+
+def sync(work: Path) -> None:
+    """Copy finished run files both ways between the work folder and the committed results; a real-only run is
+    committed once, under none/, and reaches every mode's work folder."""
+    for mode in ("none", *MODES):
+        for path in sorted((work / mode / "runs").glob("*.json")):
+            if mode == "none" or path.stem.split("_")[1] != "0":
+                _copy_new(path, RESULTS / mode / "runs")
+    for mode in ("none", *MODES):
+        for path in sorted((RESULTS / mode / "runs").glob("*.json")):
+            for target in [work / m / "runs" for m in ("none", *MODES)] if mode == "none" else [work / mode / "runs"]:
+                _copy_new(path, target)
+
+
+def _copy_new(path: Path, folder: Path) -> None:
+    if not (folder / path.name).exists():
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, folder / path.name)
+
+
+def run(work: Path, workers: int) -> None:
+    sync(work)
+    environment = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    pending, running = jobs(), {}
+    while pending or running:
+        for job, process in list(running.items()):
+            if process.poll() is not None:
+                del running[job]
+                if process.returncode:
+                    print(f"{job} failed (exit {process.returncode}); see {work / 'logs'}", flush=True)
+                sync(work)
+        for job in list(pending):
+            mode, n, share, seed = job
+            if (work / mode / "runs" / f"{run_name(n, share, seed)}.json").exists():
+                pending.remove(job)
+                continue
+            waiting_for_real = not (work / mode / "runs" / f"{run_name(n, 0, seed)}.json").exists()
+            # The first run simulates the phantom subjects; the others wait for them rather than race for the folders.
+            simulating = running and not all((DATA / f"benefit_{s}_16" / "datalist.json").exists()
+                                             for s in ("pool", "test", "healthy"))
+            if len(running) >= workers or (share and waiting_for_real) or simulating:
+                continue
+            pending.remove(job)
+            (work / "logs").mkdir(parents=True, exist_ok=True)
+            log = open(work / "logs" / f"{mode}_{run_name(n, share, seed)}.log", "w")
+            overrides = {"n_real": [n], "shares": [share], "seeds": [seed]}
+            running[job] = subprocess.Popen(benefit(mode, work, overrides), stdout=log, stderr=subprocess.STDOUT,
+                                            env=environment)
+            print(f"{time.strftime('%H:%M:%S')} started {job}", flush=True)
+        time.sleep(10)
+
+
+def report(work: Path) -> None:
+    sync(work)
+    reports = {}
+    for mode in MODES:
+        subprocess.run(benefit(mode, work, {}), check=True, capture_output=True)
+        (RESULTS / mode).mkdir(parents=True, exist_ok=True)
+        shutil.copy2(work / mode / "report.json", RESULTS / mode / "report.json")
+        reports[mode] = json.loads((RESULTS / mode / "report.json").read_text(encoding="utf-8"))["domains"]["brain"]
+    print("Dice, mean over test subjects and seeds [95 % interval]; the comparisons are paired differences with "
+          "real only, * where significant (interval above 0 and Wilcoxon p < 0.05).\n")
+    print("| real | synthesizer | fabricated per real | " + " | ".join(f"{r} Dice" for r in REGIONS)
+          + " | " + " | ".join(f"{r} HD95 mm" for r in REGIONS) + " |")
+    print("|---|---|---|" + "---|" * 2 * len(REGIONS))
+    for n in N_REAL:
+        for mode, share in [("none", 0)] + [(m, s) for s in SHARES for m in MODES]:
+            domain = reports["tf" if mode == "none" else mode]
+            arm = next(a for a in domain["arms"] if a["n_real"] == n and a["share"] == share)
+            dice, hd95 = [], []
+            for region in REGIONS:
+                score = arm["labels"][region]
+                dice.append(f"{score['dice']['mean']:.3f} [{score['dice']['low']:.3f}, {score['dice']['high']:.3f}]")
+                hd95.append(f"{score['hd95_mm']['mean']:.1f}")
+                if share:
+                    c = next(c for c in domain["comparisons"] if c["n_real"] == n and c["share"] == share)
+                    difference = c["labels"][region]
+                    dice[-1] += (f" ({difference['dice_difference']['mean']:+.3f}, p={difference['p_value']:.2g}"
+                                 + ("*" if difference["significant_gain"] else "") + ")")
+            print(f"| {n} | {NAMES[mode]} | {share} | " + " | ".join(dice + hd95) + " |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=("run", "report"))
+    parser.add_argument("--work", type=Path, default=Path("benefit") / "tf_comparison",
+                        help="work folder, outside the bundle (default: benefit/tf_comparison)")
+    parser.add_argument("--workers", type=int, default=2)
+    arguments = parser.parse_args()
+    run(arguments.work, arguments.workers) if arguments.command == "run" else report(arguments.work)
+
+
+if __name__ == "__main__":
+    main()
