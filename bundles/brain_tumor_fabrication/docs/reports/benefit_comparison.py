@@ -104,7 +104,8 @@ def report(work: Path) -> None:
     sync(work)
     reports = {}
     for mode in MODES:
-        subprocess.run(benefit(mode, work, {}), check=True, capture_output=True)
+        everything = {"n_real": list(N_REAL), "shares": [0, *SHARES], "seeds": list(SEEDS)}
+        subprocess.run(benefit(mode, work, everything), check=True, capture_output=True)
         (RESULTS / mode).mkdir(parents=True, exist_ok=True)
         shutil.copy2(work / mode / "report.json", RESULTS / mode / "report.json")
         reports[mode] = json.loads((RESULTS / mode / "report.json").read_text(encoding="utf-8"))["domains"]["brain"]
