@@ -407,3 +407,45 @@ def test_an_image_of_several_channels_is_one_multi_channel_input(data, tmp_path)
     with pytest.raises(InputError, match=r"small\.nii\.gz: image shape \(16, 16\) differs from its label map's \(32, 32\)"):
         run_benefit([wrong, *real2[1:]], {"site_a": test2}, None, LABELS, tmp_path / "w3", n_real=(5,), shares=(0,),
                     seeds=(0,), settings=replace(TINY, iterations=1), device="cpu")
+
+
+def test_two_synthesizers_compared_head_to_head_case_by_case(data, tmp_path):
+    real, test = data
+    arguments = dict(test=test, labels=LABELS, n_real=(1,), shares=(3,), seeds=(0, 1, 2), settings=TINY,
+                     device="cpu")
+    run_benefit(real, synthesize=helpful, work_dir=tmp_path / "helpful", **arguments)
+    shutil.copytree(tmp_path / "helpful" / "runs", tmp_path / "useless" / "runs",
+                    ignore=lambda folder, names: [name for name in names if "_3_" in name])  # real-only runs shared
+    run_benefit(real, synthesize=useless, work_dir=tmp_path / "useless", **arguments)
+
+    comparison = benefit.compare_synthesizers(tmp_path / "helpful", tmp_path / "useless", (1,), (0, 3), (0, 1, 2))
+    reverse = benefit.compare_synthesizers(tmp_path / "useless", tmp_path / "helpful", (1,), (3,), (0, 1, 2))
+    assert comparison["synthesizers"]["a"] == {"callable": f"{__name__}.helpful"}
+    for domain, items in test.items():
+        (arm,) = comparison["domains"][domain]["arms"]  # share 0 is each synthesizer's twin, not compared
+        assert (arm["n_real"], arm["share"], arm["n_synthetic"]) == (1, 3.0, 3)
+        score = arm["labels"]["disc"]
+        difference = score["dice_difference"]
+        # Case by case, seed-averaged: the difference of the two runs' files.
+        per_case = [
+            np.mean([read_run(tmp_path / side, f"1_3_{seed}")["cases"][domain][case["case_id"]]["disc"]["dice"]
+                     for seed in (0, 1, 2)])
+            for case in items for side in ("helpful", "useless")
+        ]
+        assert difference["mean"] == pytest.approx(np.mean(per_case[0::2]) - np.mean(per_case[1::2]))
+        assert difference["n_cases"] == len(items) and difference["mean"] > 0  # new discs beat noise
+        assert score["better"] == ("a" if difference["low"] > 0 and score["p_value"] < 0.05 else None)
+        mirrored = reverse["domains"][domain]["arms"][0]["labels"]["disc"]
+        assert mirrored["dice_difference"]["mean"] == pytest.approx(-difference["mean"])
+        assert mirrored["p_value"] == pytest.approx(score["p_value"])
+        assert mirrored["better"] == {"a": "b", None: None}[score["better"]]
+
+    with pytest.raises(InputError, match=r"helpful/runs/2_3_0\.json: no finished run 2_3_0 to compare"):
+        benefit.compare_synthesizers(tmp_path / "helpful", tmp_path / "useless", (2,), (3,), (0,))
+    # Runs on other real subsets are not paired: refused, naming both files and what differs.
+    path = tmp_path / "useless" / "runs" / "1_3_1.json"
+    record = json.loads(path.read_text())
+    record["recipe"]["real_case_ids"] = ["another"]
+    path.write_text(json.dumps(record))
+    with pytest.raises(InputError, match=r"1_3_1\.json and .*1_3_1\.json are not paired runs: real_case_ids"):
+        benefit.compare_synthesizers(tmp_path / "helpful", tmp_path / "useless", (1,), (3,), (0, 1, 2))

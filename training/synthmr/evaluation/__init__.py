@@ -1,12 +1,15 @@
 """Downstream evaluation of synthetic data: does adding it to a training set help a task model?
 
 :func:`synthmr.evaluation.benefit.run_benefit` trains a segmentation network on real subsets of several sizes with
-and without synthetic items and reports the Dice change with paired statistics; see :mod:`synthmr.evaluation.benefit`.
+and without synthetic items and reports the Dice change with paired statistics;
+:func:`synthmr.evaluation.benefit.compare_synthesizers` sets two synthesizers' runs against each other. See
+:mod:`synthmr.evaluation.benefit`.
 """
 
 from synthmr.evaluation.benefit import (
     SegmentationSettings,
     bootstrap_interval,
+    compare_synthesizers,
     format_report,
     plot_benefit,
     print_progress,
@@ -19,6 +22,7 @@ from synthmr.evaluation.benefit import (
 __all__ = [
     "SegmentationSettings",
     "bootstrap_interval",
+    "compare_synthesizers",
     "format_report",
     "plot_benefit",
     "print_progress",

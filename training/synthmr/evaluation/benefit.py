@@ -702,13 +702,15 @@ def _check_channels(groups: Mapping[str, Sequence[_Case]]) -> None:
                 )
 
 
-def _finished_run(path: Path, recipe: dict) -> dict:
-    """The record of a finished run, refused when its recipe differs from ``recipe``."""
+def _finished_run(path: Path, recipe: dict | None) -> dict:
+    """The record of a finished run, refused when its recipe differs from ``recipe`` (None: any recipe)."""
     try:
         record = json.loads(path.read_text(encoding="utf-8"))
         found = record["recipe"]
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise InputError(f"{path}: not a run file of this harness ({error}); remove it to rerun that run") from None
+    if recipe is None:
+        return record
     wanted = json.loads(json.dumps(recipe))
     if found != wanted:
         raise InputError(
@@ -816,6 +818,77 @@ def _report(runs: dict, recipe: dict, n_real: list[int], shares: list[float], se
             "bootstrap": {"resamples": n_bootstrap, "seed": bootstrap_seed, "confidence": CONFIDENCE},
             "significance": f"interval low > 0 and two-sided Wilcoxon signed-rank p < {ALPHA}",
         },
+        "domains": domains,
+    }
+
+
+def compare_synthesizers(
+    work_a: str | Path,
+    work_b: str | Path,
+    n_real: Sequence[int],
+    shares: Sequence[float],
+    seeds: Sequence[int],
+    n_bootstrap: int = 2000,
+    bootstrap_seed: int = 0,
+) -> dict:
+    """Two synthesizers head to head, from the finished runs of two :func:`run_benefit` work folders.
+
+    The report compares each synthesizer with real data alone; this compares them with each other, with the same
+    pairing: at each ``(n_real, share > 0)`` both arms trained on the same real subsets with the same seeds, so each
+    test case's Dice (averaged over the seeds) under A minus under B is a paired difference. Per domain, arm and
+    scored label: the mean difference with its bootstrap interval, the Wilcoxon p-value and ``better``: ``"a"`` or
+    ``"b"`` where the interval excludes 0 on that side and p < 0.05, else None.
+
+    Raises:
+        InputError: a run file missing or unreadable in either folder, or two runs that are not paired (their
+            recipes differ in more than the synthesizer).
+    """
+    work_a, work_b = Path(work_a), Path(work_b)
+    shares = [float(share) for share in shares if share]
+    runs: dict[str, dict] = {"a": {}, "b": {}}
+    recipe = None
+    for n, share, seed in ((n, share, seed) for n in n_real for share in shares for seed in seeds):
+        paths = {side: folder / "runs" / f"{run_name(n, share, seed)}.json"
+                 for side, folder in (("a", work_a), ("b", work_b))}
+        for side, path in paths.items():
+            if not path.is_file():
+                raise InputError(f"{path}: no finished run {run_name(n, share, seed)} to compare")
+            runs[side][n, share, seed] = _finished_run(path, None)
+        recipes = [{**runs[side][n, share, seed]["recipe"], "synthesizer": None} for side in ("a", "b")]
+        if recipes[0] != recipes[1]:
+            raise InputError(
+                f"{paths['a']} and {paths['b']} are not paired runs: "
+                + "; ".join(_differences(recipes[0], recipes[1]))
+            )
+        recipe = recipes[0]
+    if recipe is None:
+        raise InputError("compare_synthesizers: no run to compare (n_real, shares > 0 and seeds must be non-empty)")
+    domains = {}
+    for domain, case_ids in recipe["test_case_ids"].items():
+        arms = []
+        for n in n_real:
+            for share in shares:
+                per_label = {}
+                for label in _scored(recipe):
+                    a, b = (_per_case(runs[side], n, share, list(seeds), domain, case_ids, label, "dice")
+                            for side in ("a", "b"))
+                    differences = (a - b)[np.isfinite(a - b)]
+                    summary = _summary(differences, n_bootstrap, bootstrap_seed)
+                    p_value = _wilcoxon_p(differences)
+                    significant = summary["low"] is not None and p_value is not None and p_value < ALPHA
+                    per_label[label] = {
+                        "dice_difference": summary,
+                        "p_value": p_value,
+                        "better": ("a" if significant and summary["low"] > 0
+                                   else "b" if significant and summary["high"] < 0 else None),
+                    }
+                arms.append({"n_real": n, "share": share, "n_synthetic": synthetic_count(n, share),
+                             "labels": per_label})
+        domains[domain] = {"n_cases": len(case_ids), "arms": arms}
+    return {
+        "a": str(work_a), "b": str(work_b), "seeds": list(seeds),
+        "synthesizers": {side: runs[side][next(iter(runs[side]))]["recipe"]["synthesizer"] for side in ("a", "b")},
+        "significance": f"interval excluding 0 and two-sided Wilcoxon signed-rank p < {ALPHA}",
         "domains": domains,
     }
 

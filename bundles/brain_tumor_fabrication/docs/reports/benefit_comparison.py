@@ -8,7 +8,8 @@ call, one CPU thread each, in an order that completes whole comparisons early: t
 synthesizer), then one fabricated subject per real one for each synthesizer, seed by seed, then two. Each finished
 run file is copied into benefit/<mode>/runs/ beside this script, and copied back into the work folder when `run`
 starts again, so a stopped comparison resumes from the committed files. `report` has each config read its finished
-runs (training nothing), writes benefit/<mode>/report.json, and prints the card's table.
+runs (training nothing), writes benefit/<mode>/report.json and benefit/head_to_head.json (TF against each other
+synthesizer, synthmr.evaluation.compare_synthesizers), and prints the card's tables.
 """
 
 import argparse
@@ -129,6 +130,32 @@ def report(work: Path) -> None:
                     dice[-1] += (f" ({difference['dice_difference']['mean']:+.3f}, p={difference['p_value']:.2g}"
                                  + ("*" if difference["significant_gain"] else "") + ")")
             print(f"| {n} | {NAMES[mode]} | {share} | " + " | ".join(dice + hd95) + " |")
+    head_to_head(work)
+
+
+def head_to_head(work: Path) -> None:
+    """TF against each other synthesizer, case by case on the same real subsets and seeds."""
+    from synthmr.evaluation import compare_synthesizers
+
+    comparisons = {other: compare_synthesizers(work / "tf", work / other, N_REAL, SHARES, SEEDS)
+                   for other in MODES[1:]}
+    for comparison in comparisons.values():  # paths relative to the work folder: the report does not name a machine
+        comparison["a"], comparison["b"] = Path(comparison["a"]).name, Path(comparison["b"]).name
+    (RESULTS / "head_to_head.json").write_text(json.dumps(comparisons, indent=1) + "\n", encoding="utf-8")
+    print("\nTF minus each other synthesizer, Dice, mean over test subjects of the seed-averaged difference [95 % "
+          "interval], Wilcoxon p; * where one is significantly better.\n")
+    print("| real | fabricated per real | TF minus | " + " | ".join(REGIONS) + " |")
+    print("|---|---|---|" + "---|" * len(REGIONS))
+    for n, share in product(N_REAL, SHARES):
+        for other, comparison in comparisons.items():
+            arm = next(a for a in comparison["domains"]["brain"]["arms"] if a["n_real"] == n and a["share"] == share)
+            cells = []
+            for region in REGIONS:
+                score = arm["labels"][region]
+                d = score["dice_difference"]
+                cells.append(f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] p={score['p_value']:.2g}"
+                             + ("*" if score["better"] else ""))
+            print(f"| {n} | {share} | {NAMES[other]} | " + " | ".join(cells) + " |")
 
 
 def main() -> None:
