@@ -111,7 +111,7 @@ def report(work: Path) -> None:
         shutil.copy2(work / mode / "report.json", RESULTS / mode / "report.json")
         reports[mode] = json.loads((RESULTS / mode / "report.json").read_text(encoding="utf-8"))["domains"]["brain"]
     print("Dice, mean over test subjects and seeds [95 % interval]; the comparisons are paired differences with "
-          "real only, * where significant (interval above 0 and Wilcoxon p < 0.05).\n")
+          "real only, * where significant either way (interval excluding 0 and Wilcoxon p < 0.05).\n")
     print("| real | synthesizer | fabricated per real | " + " | ".join(f"{r} Dice" for r in REGIONS)
           + " | " + " | ".join(f"{r} HD95 mm" for r in REGIONS) + " |")
     print("|---|---|---|" + "---|" * 2 * len(REGIONS))
@@ -127,8 +127,9 @@ def report(work: Path) -> None:
                 if share:
                     c = next(c for c in domain["comparisons"] if c["n_real"] == n and c["share"] == share)
                     difference = c["labels"][region]
-                    dice[-1] += (f" ({difference['dice_difference']['mean']:+.3f}, p={difference['p_value']:.2g}"
-                                 + ("*" if difference["significant_gain"] else "") + ")")
+                    change = difference["dice_difference"]
+                    significant = difference["p_value"] < 0.05 and (change["low"] > 0 or change["high"] < 0)
+                    dice[-1] += f" ({change['mean']:+.3f}, p={difference['p_value']:.2g}" + "*" * significant + ")"
             print(f"| {n} | {NAMES[mode]} | {share} | " + " | ".join(dice + hd95) + " |")
     head_to_head(work)
 
