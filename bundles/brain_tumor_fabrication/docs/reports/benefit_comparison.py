@@ -22,6 +22,8 @@ import time
 from itertools import product
 from pathlib import Path
 
+from synthmr.evaluation import compare_synthesizers, run_name
+
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "benefit"
 DATA = HERE.parents[1] / "data" / "phantom"  # configs/benefit.yaml's benefit_data_dir
@@ -30,10 +32,6 @@ MODES = ("tf", "tf_aug", "carvemix", "pix2pix")
 NAMES = {"none": "none (real only)", "tf": "TF", "tf_aug": "TF-Aug alone", "carvemix": "CarveMix", "pix2pix": "Pix2Pix"}
 N_REAL, SEEDS, SHARES = (2, 4, 8), (0, 1, 2), (1, 2)
 REGIONS = ("whole tumor", "tumor core", "enhancing tumor")
-
-
-def run_name(n: int, share: int, seed: int) -> str:  # as synthmr.evaluation.benefit.run_name
-    return f"{n}_{share:g}_{seed}"
 
 
 def jobs() -> list[tuple[str, int, int, int]]:
@@ -93,10 +91,10 @@ def run(work: Path, workers: int) -> None:
                 continue
             pending.remove(job)
             (work / "logs").mkdir(parents=True, exist_ok=True)
-            log = open(work / "logs" / f"{mode}_{run_name(n, share, seed)}.log", "w")
             overrides = {"n_real": [n], "shares": [share], "seeds": [seed]}
-            running[job] = subprocess.Popen(benefit(mode, work, overrides), stdout=log, stderr=subprocess.STDOUT,
-                                            env=environment)
+            with open(work / "logs" / f"{mode}_{run_name(n, share, seed)}.log", "w") as log:  # the child keeps it
+                running[job] = subprocess.Popen(benefit(mode, work, overrides), stdout=log, stderr=subprocess.STDOUT,
+                                                env=environment)
             print(f"{time.strftime('%H:%M:%S')} started {job}", flush=True)
         time.sleep(10)
 
@@ -136,8 +134,6 @@ def report(work: Path) -> None:
 
 def head_to_head(work: Path) -> None:
     """TF against each other synthesizer, case by case on the same real subsets and seeds."""
-    from synthmr.evaluation import compare_synthesizers
-
     comparisons = {other: compare_synthesizers(work / "tf", work / other, N_REAL, SHARES, SEEDS)
                    for other in MODES[1:]}
     for comparison in comparisons.values():  # paths relative to the work folder: the report does not name a machine
