@@ -769,6 +769,17 @@ def _wilcoxon_p(differences: np.ndarray) -> float | None:
         return float(wilcoxon(differences).pvalue)
 
 
+def _paired(differences: np.ndarray, n_bootstrap: int, seed: int) -> tuple[dict, float | None, int]:
+    """Paired differences' :func:`_summary`, Wilcoxon p and direction: 1 (or -1) where the interval lies above (or
+    below) 0 and p < ALPHA, else 0. Undefined differences are left out."""
+    differences = differences[np.isfinite(differences)]
+    summary = _summary(differences, n_bootstrap, seed)
+    p_value = _wilcoxon_p(differences)
+    if summary["low"] is None or p_value is None or p_value >= ALPHA:
+        return summary, p_value, 0
+    return summary, p_value, 1 if summary["low"] > 0 else -1 if summary["high"] < 0 else 0
+
+
 def _report(runs: dict, recipe: dict, n_real: list[int], shares: list[float], seeds: list[int],
             device: torch.device, n_bootstrap: int, bootstrap_seed: int) -> dict:
     """Per domain: each arm's mean Dice and HD95 with intervals, each share's paired comparison with share 0."""
@@ -791,16 +802,11 @@ def _report(runs: dict, recipe: dict, n_real: list[int], shares: list[float], se
             for share in shares[1:]:
                 per_label = {}
                 for label in _scored(recipe):
-                    differences = dice[share, label] - dice[0.0, label]
-                    summary = _summary(differences, n_bootstrap, bootstrap_seed)
-                    p_value = _wilcoxon_p(differences)
+                    summary, p_value, direction = _paired(
+                        dice[share, label] - dice[0.0, label], n_bootstrap, bootstrap_seed
+                    )
                     per_label[label] = {
-                        "dice_difference": summary,
-                        "p_value": p_value,
-                        "significant_gain": bool(
-                            summary["low"] is not None and summary["low"] > 0
-                            and p_value is not None and p_value < ALPHA
-                        ),
+                        "dice_difference": summary, "p_value": p_value, "significant_gain": direction > 0,
                     }
                 comparisons.append({"n_real": n, "share": share, "n_synthetic": synthetic_count(n, share),
                                     "labels": per_label})
@@ -872,15 +878,10 @@ def compare_synthesizers(
                 for label in _scored(recipe):
                     a, b = (_per_case(runs[side], n, share, list(seeds), domain, case_ids, label, "dice")
                             for side in ("a", "b"))
-                    differences = (a - b)[np.isfinite(a - b)]
-                    summary = _summary(differences, n_bootstrap, bootstrap_seed)
-                    p_value = _wilcoxon_p(differences)
-                    significant = summary["low"] is not None and p_value is not None and p_value < ALPHA
+                    summary, p_value, direction = _paired(a - b, n_bootstrap, bootstrap_seed)
                     per_label[label] = {
-                        "dice_difference": summary,
-                        "p_value": p_value,
-                        "better": ("a" if significant and summary["low"] > 0
-                                   else "b" if significant and summary["high"] < 0 else None),
+                        "dice_difference": summary, "p_value": p_value,
+                        "better": {1: "a", -1: "b", 0: None}[direction],
                     }
                 arms.append({"n_real": n, "share": share, "n_synthetic": synthetic_count(n, share),
                              "labels": per_label})
