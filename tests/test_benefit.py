@@ -32,14 +32,15 @@ def write_case(folder, name, image, label) -> dict:
     }
 
 
-def disc_case(rng, folder, name, size=32, noise=0.5) -> dict:
-    """A disc of random centre, radius and contrast on Gaussian noise, and its label map."""
+def disc_case(rng, folder, name, size=32, noise=0.5, mislabelled=False) -> dict:
+    """A disc of random centre, radius and contrast on Gaussian noise, and its label map (if ``mislabelled``,
+    everything but the disc)."""
     rows, columns = np.mgrid[:size, :size]
     centre_row, centre_column = rng.uniform(9, size - 9, 2)
     radius = rng.uniform(4, 8)
     label = (rows - centre_row) ** 2 + (columns - centre_column) ** 2 <= radius**2
     image = label * rng.uniform(0.6, 1.4) + rng.normal(0, noise, (size, size))
-    return write_case(folder, name, image, label)
+    return write_case(folder, name, image, ~label if mislabelled else label)
 
 
 def helpful(subset, n, out_dir, seed):
@@ -99,6 +100,7 @@ def test_end_to_end_report_plot_and_progress(data, tmp_path):
             assert difference["low"] <= difference["mean"] <= difference["high"]
             assert 0 < score["p_value"] <= 1 and isinstance(score["significant_gain"], bool)
             assert score["significant_gain"] == (difference["low"] > 0 and score["p_value"] < 0.05)
+            assert score["significant_loss"] == (difference["high"] < 0 and score["p_value"] < 0.05)
 
     # The reported means are the per-case seed averages of the run files.
     arm = report["domains"]["site_a"]["arms"][0]
@@ -115,6 +117,24 @@ def test_useless_synthesizer_shows_no_significant_gain(data, tmp_path):
     assert len(comparisons) == 4
     assert not any(c["labels"]["disc"]["significant_gain"] for c in comparisons)
     assert all(c["labels"]["disc"]["dice_difference"]["mean"] < 0.02 for c in comparisons)
+
+
+def harmful(subset, n, out_dir, seed):
+    """New disc images labelled everywhere but the disc."""
+    rng = np.random.default_rng(3000 + seed)
+    return [disc_case(rng, out_dir, f"harmful{i}", mislabelled=True) for i in range(n)]
+
+
+def test_harmful_synthesizer_shows_a_significant_loss(data, tmp_path):
+    real, test = data
+    report = run_benefit(real, test, harmful, LABELS, tmp_path, n_real=(2,), shares=(0, 2), seeds=(0,),
+                         settings=TINY, device="cpu")
+    for result in report["domains"].values():
+        (comparison,) = result["comparisons"]
+        score = comparison["labels"]["disc"]
+        assert score["significant_loss"] and not score["significant_gain"]
+        assert score["dice_difference"]["high"] < 0
+    assert "significant loss" in benefit.format_report(report)
 
 
 def test_helpful_synthesizer_raises_dice_of_a_data_starved_model(data, tmp_path):
@@ -358,7 +378,9 @@ def test_format_report_names_every_arm_and_verdict(data, tmp_path):
     assert "disc on site_b (6 test cases)" in text
     assert len([line for line in text.splitlines() if line.startswith("2 ")]) == 3  # two arms, one comparison
     comparison = report["domains"]["site_b"]["comparisons"][0]["labels"]["disc"]
-    assert ("no significant gain" in text) != comparison["significant_gain"]
+    verdict = ("significant gain" if comparison["significant_gain"] else
+               "significant loss" if comparison["significant_loss"] else "no significant difference")
+    assert text.rstrip().endswith(verdict)  # the last line is the comparison's
 
 
 def test_resuming_refuses_another_synthesizer_or_other_images_but_shares_real_only_runs(data, tmp_path):

@@ -62,7 +62,8 @@ def test_pre2post_benefit_runs_end_to_end(tmp_path, data_dir):
         assert read_image(path).same_grid(read_image(real_pre[case] / "t1_pre.nii.gz"))
     # Printed: both domains, the arms and the verdict of every comparison.
     assert "lesion on pre (8 test cases)" in result.stdout and "lesion on post (8 test cases)" in result.stdout
-    assert result.stdout.count("significant gain") == 4
+    assert sum(result.stdout.count(verdict) for verdict in
+               ("significant gain", "significant loss", "no significant difference")) == 4
     # Run again: every run is read back, nothing is trained.
     again = benefit_cli(tmp_path / "work", data_dir)
     assert again.returncode == 0 and again.stdout.count("finished earlier") == 4, again.stderr[-2000:]

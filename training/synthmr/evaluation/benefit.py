@@ -43,8 +43,9 @@ What :func:`run_benefit` does, and why:
   share 0 at the same ``n_real``: the mean of the per-case (seed-averaged) Dice difference with its bootstrap
   interval, and the two-sided Wilcoxon signed-rank p-value of those differences (``scipy.stats.wilcoxon``, zero
   differences dropped; p = 1 when all differences are 0). ``significant_gain`` is true when the interval's lower
-  bound is above 0 *and* p < 0.05. With fewer than 6 test cases no two-sided Wilcoxon p reaches 0.05, and an
-  interval needs at least 2 cases (otherwise its bounds are ``null``).
+  bound is above 0 *and* p < 0.05, ``significant_loss`` when its upper bound is below 0 and p < 0.05. With fewer
+  than 6 test cases no two-sided Wilcoxon p reaches 0.05, and an interval needs at least 2 cases (otherwise its
+  bounds are ``null``).
 - **Resuming.** Each finished run writes ``work_dir/runs/<run>.json`` (its recipe and per-case scores) atomically.
   A later call with the same ``work_dir`` reads finished runs instead of training again, after checking that the
   recorded recipe (settings, spatial dims, labels, the real subset's and the test cases' ids and image names, and
@@ -85,7 +86,7 @@ from synthmr.io._atomic import atomic_output, write_json
 
 # What every training, test and synthetic item holds.
 ITEM_KEYS = ("case_id", "image", "label")
-# Level of the confidence intervals and of the Wilcoxon test behind significant_gain.
+# Level of the confidence intervals and of the Wilcoxon test behind significant_gain and significant_loss.
 CONFIDENCE = 0.95
 ALPHA = 0.05
 
@@ -806,7 +807,8 @@ def _report(runs: dict, recipe: dict, n_real: list[int], shares: list[float], se
                         dice[share, label] - dice[0.0, label], n_bootstrap, bootstrap_seed
                     )
                     per_label[label] = {
-                        "dice_difference": summary, "p_value": p_value, "significant_gain": direction > 0,
+                        "dice_difference": summary, "p_value": p_value,
+                        "significant_gain": direction > 0, "significant_loss": direction < 0,
                     }
                 comparisons.append({"n_real": n, "share": share, "n_synthetic": synthetic_count(n, share),
                                     "labels": per_label})
@@ -929,7 +931,8 @@ def format_report(report: Mapping) -> str:
             for comparison in result["comparisons"]:
                 score = comparison["labels"][label]
                 p_value = "n/a" if score["p_value"] is None else f"{score['p_value']:.3g}"
-                verdict = "significant gain" if score["significant_gain"] else "no significant gain"
+                verdict = ("significant gain" if score["significant_gain"] else
+                           "significant loss" if score["significant_loss"] else "no significant difference")
                 rows.append((str(comparison["n_real"]), f"+{comparison['n_synthetic']} vs 0",
                              f"{interval(score['dice_difference'])}", f"p {p_value}, {verdict}"))
             widths = [max(len(row[i]) for row in rows) for i in range(4)]

@@ -126,7 +126,7 @@ def report(work: Path) -> None:
                     c = next(c for c in domain["comparisons"] if c["n_real"] == n and c["share"] == share)
                     difference = c["labels"][region]
                     change = difference["dice_difference"]
-                    significant = difference["p_value"] < 0.05 and (change["low"] > 0 or change["high"] < 0)
+                    significant = difference["significant_gain"] or difference["significant_loss"]
                     dice[-1] += f" ({change['mean']:+.3f}, p={difference['p_value']:.2g}" + "*" * significant + ")"
             print(f"| {n} | {NAMES[mode]} | {share} | " + " | ".join(dice + hd95) + " |")
     head_to_head(work)
