@@ -8,8 +8,9 @@ call, one CPU thread each, in an order that completes whole comparisons early: t
 synthesizer), then one fabricated subject per real one for each synthesizer, seed by seed, then two. Each finished
 run file is copied into benefit/<mode>/runs/ beside this script, and copied back into the work folder when `run`
 starts again, so a stopped comparison resumes from the committed files. `report` has each config read its finished
-runs (training nothing), writes benefit/<mode>/report.json and benefit/head_to_head.json (TF against each other
-synthesizer, synthmr.evaluation.compare_synthesizers), and prints the card's tables.
+runs (training nothing), writes benefit/<mode>/report.json, benefit/head_to_head.json (TF against each other
+synthesizer, synthmr.evaluation.compare_synthesizers) and benefit/summary.json (how many differences are
+significant each way, and the seed-to-seed range of mean Dice), and prints the card's tables.
 """
 
 import argparse
@@ -129,10 +130,11 @@ def report(work: Path) -> None:
                     significant = difference["significant_gain"] or difference["significant_loss"]
                     dice[-1] += f" ({change['mean']:+.3f}, p={difference['p_value']:.2g}" + "*" * significant + ")"
             print(f"| {n} | {NAMES[mode]} | {share} | " + " | ".join(dice + hd95) + " |")
-    head_to_head(work)
+    comparisons = head_to_head(work)
+    summary(work, reports, comparisons)
 
 
-def head_to_head(work: Path) -> None:
+def head_to_head(work: Path) -> dict:
     """TF against each other synthesizer, case by case on the same real subsets and seeds."""
     comparisons = {other: compare_synthesizers(work / "tf", work / other, N_REAL, SHARES, SEEDS)
                    for other in MODES[1:]}
@@ -153,6 +155,41 @@ def head_to_head(work: Path) -> None:
                 cells.append(f"{d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}] p={score['p_value']:.2g}"
                              + ("*" if score["better"] else ""))
             print(f"| {n} | {share} | {NAMES[other]} | " + " | ".join(cells) + " |")
+    return comparisons
+
+
+def summary(work: Path, reports: dict, comparisons: dict) -> None:
+    """How often each difference is significant, each way, and how far one seed's mean Dice lies from another's on
+    the same arm: the training noise that the per-case test (seeds averaged per case) does not count."""
+    versus_real = {
+        NAMES[mode]: {way: sum(score[f"significant_{way}"] for c in reports[mode]["comparisons"]
+                               for score in c["labels"].values()) for way in ("gain", "loss")}
+        for mode in MODES
+    }
+    versus_tf = {
+        NAMES[other]: {way: sum(score["better"] == side for arm in comparison["domains"]["brain"]["arms"]
+                                for score in arm["labels"].values()) for way, side in (("tf_better", "a"),
+                                                                                       ("tf_worse", "b"))}
+        for other, comparison in comparisons.items()
+    }
+    arms = [("tf", n, 0) for n in N_REAL] + list(product(MODES, N_REAL, SHARES))  # real-only arms once
+    spread = {}
+    for region in REGIONS:
+        ranges = []
+        for mode, n, share in arms:
+            means = []
+            for seed in SEEDS:
+                run = json.loads((work / mode / "runs" / f"{run_name(n, share, seed)}.json").read_text())
+                means.append(sum(case[region]["dice"] for case in run["cases"]["brain"].values())
+                             / len(run["cases"]["brain"]))
+            ranges.append(max(means) - min(means))
+        ranges.sort()
+        spread[region] = {"median": ranges[len(ranges) // 2], "max": ranges[-1], "n_arms": len(ranges)}
+    result = {"comparisons_per_synthesizer": len(N_REAL) * len(SHARES) * len(REGIONS),
+              "significant_versus_real_only": versus_real, "significant_head_to_head": versus_tf,
+              "seed_range_of_mean_dice": spread}
+    (RESULTS / "summary.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    print("\n" + json.dumps(result, indent=1))
 
 
 def main() -> None:
