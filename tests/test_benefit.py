@@ -421,12 +421,14 @@ def test_an_image_of_several_channels_is_one_multi_channel_input(data, tmp_path)
     recorded = read_run(tmp_path / "work", "4_0_0")["recipe"]["real_images"][0]
     assert recorded.count("+") == 1 and recorded.endswith(".nii.gz") and "_noise" in recorded.split("+")[0]
 
-    with pytest.raises(InputError, match=r"case 'a0' \(site_a\): its image has 1 channel\(s\); the first training case has 2"):
+    with pytest.raises(InputError,
+                       match=r"case 'a0' \(site_a\): its image has 1 channel\(s\); the first training case has 2"):
         run_benefit(real2, {"site_a": test["site_a"]}, None, LABELS, tmp_path / "w2", n_real=(2,), shares=(0,),
                     seeds=(0,), settings=replace(TINY, iterations=1), device="cpu")
     small = write_image(Volume(np.zeros((16, 16), np.float32), **GRID), tmp_path / "small.nii.gz")
     wrong = {**real2[0], "case_id": "wrong", "image": [str(small), real2[0]["image"][1]]}
-    with pytest.raises(InputError, match=r"small\.nii\.gz: image shape \(16, 16\) differs from its label map's \(32, 32\)"):
+    with pytest.raises(InputError,
+                       match=r"small\.nii\.gz: image shape \(16, 16\) differs from its label map's \(32, 32\)"):
         run_benefit([wrong, *real2[1:]], {"site_a": test2}, None, LABELS, tmp_path / "w3", n_real=(5,), shares=(0,),
                     seeds=(0,), settings=replace(TINY, iterations=1), device="cpu")
 

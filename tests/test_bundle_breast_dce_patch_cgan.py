@@ -134,6 +134,24 @@ def test_training_runs_one_tiny_epoch_and_selects_by_lowest_fid(tmp_path, gan_ty
         assert max(p.abs().max().item() for p in critic.parameters()) <= 0.01 + 1e-7
 
 
+def test_evaluation_of_cancer_only_data_judges_the_classes_it_holds(tmp_path):
+    # Duke's boxes mark cancers only: evaluate.yaml on healthy and malignant patches, benign reported absent.
+    workflow = BUNDLE.workflow(
+        "evaluate", "inference", output_dir=str(tmp_path / "evaluate"), dataset_dir=str(tmp_path / "data"),
+        device="cpu", n_test_cases=6, n_train_cases=8, n_val_cases=6, n_max=4, n_bootstrap=20, classifier_epochs=1,
+        phantom_options={"dims": 2, "size": 128, "n_lesions": [1, 1], "malignant_fraction": 1.0},
+    )
+    workflow.initialize()
+    workflow.run()
+    report = json.loads((tmp_path / "evaluate" / "report.json").read_text())
+    for model in ("model", "untrained"):
+        assert report[model]["absent"] == ["benign"] and set(report[model]["classes"]) == {"healthy", "malignant"}
+    assert set(report["washout_real"]) == {"healthy", "malignant"}
+    conditioning = report["conditioning"]
+    assert conditioning["absent"] == ["benign"] and conditioning["classifier"]["classes"] == ["healthy", "malignant"]
+    assert all(set(values) == {"healthy", "malignant"} for values in conditioning["generated"].values())
+
+
 def test_unknown_gan_type_is_one_clear_error():
     with pytest.raises(InputError, match="gan_type must be one of dcgan, wgan"):
         gan_settings("lsgan")

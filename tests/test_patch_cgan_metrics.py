@@ -163,11 +163,42 @@ def test_conditioning_accuracy_separates_a_class_following_from_a_class_ignoring
     assert again["generated"]["ignores"] == ignores and again["real"] == result["real"]
 
 
-def test_conditioning_accuracy_needs_every_class_in_the_real_patches(toy_sets):
+def test_conditioning_accuracy_judges_the_classes_the_real_patches_hold(toy_sets):
+    # Cancer-only data (Duke's boxes): no benign patch anywhere. The classifier learns healthy and malignant,
+    # never answers benign, and a class-ignoring generator is at chance among two classes.
+    train, val, test = ([item for item in items if item["label"] != 1] for items in toy_sets)
+    generators = {"obeys": ToyGenerator(obeys=True), "ignores": ToyGenerator(obeys=False)}
+    result = conditioning_accuracy(generators, train, val, test, n_per_class=300, seed=0, epochs=10)
+    assert result["absent"] == ["benign"] and result["classifier"]["classes"] == ["healthy", "malignant"]
+    assert set(result["real"]) == {"healthy", "malignant"} and min(result["real"].values()) >= 0.9
+    assert set(result["generated"]["obeys"]) == {"healthy", "malignant"}
+    assert min(result["generated"]["obeys"].values()) >= 0.9
+    ignores = result["generated"]["ignores"]
+    assert np.mean(list(ignores.values())) == pytest.approx(1 / 2, abs=0.05), ignores
+    # Test patches may lack a learnt class (no ceiling for it), but not hold an unlearnt one.
+    only_malignant = [item for item in test if item["label"] == 2]
+    assert set(conditioning_accuracy(generators, train, val, only_malignant, n_per_class=4, epochs=1)["real"]) == {
+        "malignant"}
+    with pytest.raises(InputError, match="test_patches: class benign has no training patch"):
+        conditioning_accuracy(generators, train, val, toy_sets[2], n_per_class=4, epochs=1)
+
+
+@pytest.mark.parametrize("case, message", [
+    ("one class", "train_patches: only class malignant; the classifier needs at least two classes"),
+    ("validation misses one", "val_patches: no patch of class healthy, which the training patches hold"),
+    ("validation has another", "val_patches: class benign has no training patch"),
+])
+def test_conditioning_accuracy_refuses_real_patches_it_cannot_learn_or_judge(toy_sets, case, message):
     train, val, test = toy_sets
-    no_healthy = [item for item in train if item["label"] != 0]
-    with pytest.raises(InputError, match="train_patches: no patch of class healthy"):
-        conditioning_accuracy(ToyGenerator(obeys=True), no_healthy, val, test, n_per_class=2, epochs=1)
+    without = {label: [item for item in items if item["label"] != label] for label, items in ((0, val), (1, train))}
+    train, val = {
+        "one class": ([item for item in train if item["label"] == 2], val),
+        "validation misses one": (train, without[0]),
+        "validation has another": (without[1], val),
+    }[case]
+    test = [item for item in test if item["label"] in {item["label"] for item in train}]
+    with pytest.raises(InputError, match=message):
+        conditioning_accuracy(ToyGenerator(obeys=True), train, val, test, n_per_class=2, epochs=1)
 
 
 def test_the_table_shows_kid_with_intervals_omits_unreliable_fid_and_lists_conditioning():
@@ -188,3 +219,10 @@ def test_the_table_shows_kid_with_intervals_omits_unreliable_fid_and_lists_condi
     low, high = entry["kid_interval"]
     assert f"{1e3 * entry['kid']:.2f} [{1e3 * low:.2f}, {1e3 * high:.2f}]" in table
     assert "FID only where n >= 8" in table and "real (ceiling)" in table and "benign 0.900" in table
+    assert "not judged" not in table
+    # Cancer-only data: the conditioning rows name the judged classes and say which are not.
+    cancer_only = {name: value for name, value in accuracy.items() if name != "benign"}
+    report["conditioning"].update(real=cancer_only, generated={"model": cancer_only}, absent=["benign"])
+    table = format_report(report)
+    assert "benign 0.900" not in table and "malignant 0.800" in table
+    assert "not judged (no real training patch): benign" in table

@@ -621,7 +621,8 @@ def _load_case(item: Mapping, labels: dict[str, list[int]], spatial_dims: int, s
     for path, (image, _) in zip(paths, channels):
         if image.shape != label.shape:
             raise InputError(
-                f"{path}: image shape {image.shape} differs from its label map's {label.shape} ({item['label']}, {what})"
+                f"{path}: image shape {image.shape} differs from its label map's {label.shape} "
+                f"({item['label']}, {what})"
             )
     known = {0, *background, *(v for values in labels.values() for v in values)}
     unknown = sorted(set(np.unique(label).tolist()) - known)

@@ -413,7 +413,8 @@ def washout_by_class(patches: np.ndarray, labels: np.ndarray) -> dict[str, float
     """Per class, the fraction of ``patches`` (``(N, C, H, W)``, class indices ``labels``) whose centre washes out
     (:func:`central_washout`); the same figure for real patches as :func:`washout_fractions` gives for generated ones."""
     washes, labels = central_washout(patches), np.asarray(labels)
-    return {name: float(washes[labels == index].mean()) for index, name in enumerate(CLASSES)}
+    return {name: float(washes[labels == index].mean()) for index, name in enumerate(CLASSES)
+            if (labels == index).any()}
 
 
 # Does the class carry through? A classifier of real patches labels generated ones.
@@ -422,6 +423,9 @@ def train_patch_classifier(
     learning_rate: float = 1e-3, channels: Sequence[int] = (8, 16, 32, 32), seed: int = 0,
 ) -> dict:
     """A small classifier of the class (healthy, benign, malignant) trained on real patches.
+
+    It learns the classes ``train_patches`` hold (at least two; Duke's boxes, for one, mark cancers only) and never
+    predicts another: the logits of classes without a training patch are left out of every decision.
 
     MONAI's :class:`monai.networks.nets.Classifier` (residual units, strides 2, instance norm) is trained with
     cross-entropy and Adam on ``train_patches``, mirrored left-right at random as in training the GAN. After every
@@ -441,11 +445,11 @@ def train_patch_classifier(
     Returns:
         ``{"network": the classifier in eval mode, "best_epoch": int, "epochs": int, "validation_accuracy":
         {class: float}, "validation_balanced_accuracy": float, "validation_loss": float, "history": [balanced
-        accuracy per epoch],
-        "n_train": int, "n_validation": int}``.
+        accuracy per epoch], "classes": [the classes learnt], "n_train": int, "n_validation": int}``.
 
     Raises:
-        InputError: no patches, patches of different shapes, or a class missing from either set.
+        InputError: no patches, patches of different shapes, fewer than two classes in ``train_patches``, or
+        ``val_patches`` without a class that ``train_patches`` hold or with one they do not.
     """
     from monai.networks.nets import Classifier
 
@@ -454,6 +458,10 @@ def train_patch_classifier(
             raise InputError(f"{what} must be a positive integer, got {value!r}")
     x_train, y_train = _patch_arrays(train_patches, "train_patches")
     x_val, y_val = _patch_arrays(val_patches, "val_patches")
+    classes = _classes_of(y_train)
+    if len(classes) < 2:
+        raise InputError(f"train_patches: only class {', '.join(classes)}; the classifier needs at least two classes")
+    _check_classes(y_val, classes, "val_patches", need_all=True)
     if x_train.shape[1:] != x_val.shape[1:]:
         raise InputError(
             f"train and validation patches differ in shape: {tuple(x_train.shape[1:])} vs {tuple(x_val.shape[1:])}"
@@ -479,7 +487,7 @@ def train_patch_classifier(
                 optimizer.zero_grad()
                 loss_function(network(batch), y_train[rows]).backward()
                 optimizer.step()
-            per_class, val_loss = _accuracy_by_class(network, x_val, y_val, with_loss=True)
+            per_class, val_loss = _accuracy_by_class(network, x_val, y_val, classes, with_loss=True)
             history.append(float(np.mean(list(per_class.values()))))
             if (history[-1], -val_loss) > best:
                 best, best_epoch, best_per_class = (history[-1], -val_loss), len(history), per_class
@@ -494,13 +502,14 @@ def train_patch_classifier(
         "validation_balanced_accuracy": best[0],
         "validation_loss": -best[1],
         "history": history,
+        "classes": classes,
         "n_train": len(x_train),
         "n_validation": len(x_val),
     }
 
 
 def _patch_arrays(patches: Sequence[dict], what: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images ``(N, C, H, W)`` float32 and labels ``(N,)`` of :func:`extract_patches` items; every class present."""
+    """Images ``(N, C, H, W)`` float32 and labels ``(N,)`` of :func:`extract_patches` items."""
     if not patches:
         raise InputError(f"{what}: no patches")
     shapes = {np.shape(item["image"]) for item in patches}
@@ -508,19 +517,33 @@ def _patch_arrays(patches: Sequence[dict], what: str) -> tuple[torch.Tensor, tor
         raise InputError(f"{what}: patches of different shapes {sorted(shapes)}")
     images = torch.as_tensor(np.stack([np.asarray(item["image"], dtype=np.float32) for item in patches]))
     labels = torch.as_tensor([int(item["label"]) for item in patches])
-    missing = [name for index, name in enumerate(CLASSES) if not (labels == index).any()]
-    if missing:
-        raise InputError(f"{what}: no patch of class {', '.join(missing)}")
     return images, labels
 
 
+def _classes_of(labels: torch.Tensor) -> list[str]:
+    return [name for index, name in enumerate(CLASSES) if (labels == index).any()]
+
+
+def _check_classes(labels: torch.Tensor, classes: Sequence[str], what: str, need_all: bool) -> None:
+    """Refuse patches of a class the classifier did not learn, and (``need_all``) a learnt class without patches."""
+    held = _classes_of(labels)
+    unknown = [name for name in held if name not in classes]
+    if unknown:
+        raise InputError(f"{what}: class {', '.join(unknown)} has no training patch, so the classifier cannot label it")
+    missing = [name for name in classes if name not in held]
+    if need_all and missing:
+        raise InputError(f"{what}: no patch of class {', '.join(missing)}, which the training patches hold")
+
+
 @torch.no_grad()
-def _accuracy_by_class(network: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, with_loss: bool = False):
-    """Per class, the share of ``images`` of that class that ``network`` (put in eval mode) assigns to it; with
-    ``with_loss`` also the mean cross-entropy."""
+def _accuracy_by_class(network: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
+                       classes: Sequence[str], with_loss: bool = False):
+    """Per class of ``labels``, the share of ``images`` of that class that ``network`` (put in eval mode) assigns to
+    it, choosing among ``classes`` only; with ``with_loss`` also the mean cross-entropy."""
     network.eval()
     logits = torch.cat([network(images[i : i + 256]) for i in range(0, len(images), 256)])
-    predicted = logits.argmax(dim=1)
+    unlearnt = torch.as_tensor([name not in classes for name in CLASSES])
+    predicted = logits.masked_fill(unlearnt, -torch.inf).argmax(dim=1)
     accuracy = {
         name: float((predicted[labels == index] == index).double().mean())
         for index, name in enumerate(CLASSES)
@@ -541,9 +564,10 @@ def conditioning_accuracy(
     :func:`train_patch_classifier` learns the class from real ``train_patches`` (epoch chosen on ``val_patches``
     only); it then labels the real held-out ``test_patches``, whose per-class accuracy is the ceiling a generator
     can reach in this test, and ``n_per_class`` patches per class of every generator (:func:`sample_patches`,
-    ``seed``). A generator whose patches carry their class as the real ones do scores near the ceiling; one that
-    ignores the class scores about 1/3 on average over the classes (each class's patches are labelled like any
-    other's).
+    ``seed``) of each class the classifier learnt. A generator whose patches carry their class as the real ones do
+    scores near the ceiling; one that ignores the class scores about 1/k on average over the k classes learnt (each
+    class's patches are labelled like any other's). Classes without real training patches (Duke's benign lesions)
+    are not judged and are listed as absent.
 
     Args:
         generators: a generator, or ``{name: generator}``; a single one is reported as "model".
@@ -554,26 +578,31 @@ def conditioning_accuracy(
 
     Returns:
         ``{"classifier": {"network", "best_epoch", "epochs", "validation_accuracy", "validation_balanced_accuracy",
-        "validation_loss", "history", "n_train", "n_validation", "n_test"}, "real": {class: accuracy},
-        "generated": {name: {class: accuracy}}}``; "network" names the classifier (the module is not kept).
+        "validation_loss", "history", "classes", "n_train", "n_validation", "n_test"}, "real": {class: accuracy},
+        "generated": {name: {class: accuracy}}, "absent": [classes not judged]}``; "network" names the classifier
+        (the module is not kept); "real" holds the classes the test patches hold.
     """
     if isinstance(generators, torch.nn.Module):
         generators = {"model": generators}
+    x_test, y_test = _patch_arrays(test_patches, "test_patches")
+    _check_classes(y_test, _classes_of(torch.as_tensor([int(item["label"]) for item in train_patches])),
+                   "test_patches", need_all=False)  # before the classifier's minutes of training
     classifier = train_patch_classifier(train_patches, val_patches, epochs=epochs, seed=seed)
     network = classifier.pop("network")
-    x_test, y_test = _patch_arrays(test_patches, "test_patches")
+    classes = classifier["classes"]
     generated = {}
     for name, generator in generators.items():
-        patches, labels = sample_patches(generator, n_per_class, seed=seed)
-        generated[name] = _accuracy_by_class(network, patches, labels)
+        patches, labels = sample_patches(generator, n_per_class, [CLASSES.index(c) for c in classes], seed=seed)
+        generated[name] = _accuracy_by_class(network, patches, labels, classes)
     return {
         "classifier": {
             "network": f"monai.networks.nets.Classifier, {sum(p.numel() for p in network.parameters())} parameters",
             **classifier,
             "n_test": len(x_test),
         },
-        "real": _accuracy_by_class(network, x_test, y_test),
+        "real": _accuracy_by_class(network, x_test, y_test, classes),
         "generated": generated,
+        "absent": [name for name in CLASSES if name not in classes],
     }
 
 
@@ -801,7 +830,9 @@ def format_report(report: dict) -> str:
         )
         rows = [("real (ceiling)", conditioning["real"])] + list(conditioning["generated"].items())
         for who, values in rows:
-            lines.append(f"  {who:<15} " + ", ".join(f"{name} {values[name]:.3f}" for name in CLASSES))
+            lines.append(f"  {who:<15} " + ", ".join(f"{name} {value:.3f}" for name, value in values.items()))
+        if conditioning.get("absent"):
+            lines.append(f"  not judged (no real training patch): {', '.join(conditioning['absent'])}")
     lines.append(f"extractor: {report['model']['extractor']}")
     return "\n".join(lines)
 
