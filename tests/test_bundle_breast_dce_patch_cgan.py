@@ -20,7 +20,6 @@ from synthmr.methods.breast_dce_patch_cgan import (
     sample_patches,
     washout_by_class,
     washout_fractions,
-    write_patches,
 )
 from synthmr.metrics.two_sample import nn_accuracy
 from synthmr.nets.conditional_dcgan import ConditionalDCGANCritic, ConditionalDCGANGenerator

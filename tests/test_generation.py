@@ -17,7 +17,7 @@ import pytest
 
 from synthmr.errors import InputError
 from synthmr.generation import case_id, case_seed, write_case_set
-from synthmr.io import Volume, read_image, write_image
+from synthmr.io import Volume, write_image
 from synthmr.phantom.dataset import phantom_datalist
 
 GRID = {"spacing": (1.0, 1.0), "origin": (0.0, 0.0), "direction": np.eye(2)}

@@ -1,6 +1,5 @@
 """Liver multiphase phantom: contract, reproducibility, anatomy, HCC features and sizes, validation figures."""
 
-import itertools
 import json
 
 import numpy as np

@@ -397,11 +397,11 @@ def test_a_user_bundle_with_a_shipped_name_is_refused(tmp_path, monkeypatch, cap
     shipped = sorted(path.name for path in (ROOT / "bundles").iterdir() if (path / "configs" / "metadata.json").is_file())[0]
     make_bundle(tmp_path / "mine", name=shipped)
     monkeypatch.setenv("SYNTHMR_BUNDLE_PATH", str(tmp_path / "mine"))
-    with pytest.raises(InputError, match=f"has the name of a bundle shipped with synthmr.*rename its folder"):
+    with pytest.raises(InputError, match="has the name of a bundle shipped with synthmr.*rename its folder"):
         find_bundle(shipped)
     assert list_bundles()[shipped] == (ROOT / "bundles" / shipped).resolve()
     assert main(["bundles"]) == 0
-    assert f"refused: has the name of the shipped bundle" in capsys.readouterr().out
+    assert "refused: has the name of the shipped bundle" in capsys.readouterr().out
 
 
 def test_find_bundle_by_path_and_by_name(tmp_path, monkeypatch):

@@ -10,7 +10,6 @@ import types
 import typing
 import unittest
 import xml.etree.ElementTree as ElementTree
-from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
