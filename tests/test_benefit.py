@@ -101,6 +101,15 @@ def test_end_to_end_report_plot_and_progress(data, tmp_path):
             assert 0 < score["p_value"] <= 1 and isinstance(score["significant_gain"], bool)
             assert score["significant_gain"] == (difference["low"] > 0 and score["p_value"] < 0.05)
             assert score["significant_loss"] == (difference["high"] < 0 and score["p_value"] < 0.05)
+            # Per seed: the mean over cases of that seed's two runs' difference; their mean is the per-case mean.
+            dice_of = {(share, seed): read_run(tmp_path, f"{comparison['n_real']}_{share}_{seed}")["cases"][domain]
+                       for share in (0, 1) for seed in (0, 1)}
+            per_seed = [np.mean([dice_of[1, seed][item["case_id"]]["disc"]["dice"]
+                                 - dice_of[0, seed][item["case_id"]]["disc"]["dice"] for item in items])
+                        for seed in (0, 1)]
+            assert score["per_seed_difference"] == pytest.approx(per_seed)
+            assert np.mean(per_seed) == pytest.approx(difference["mean"])
+            assert score["seeds_agreeing"] == sum(np.sign(d) == np.sign(difference["mean"]) for d in per_seed)
 
     # The reported means are the per-case seed averages of the run files.
     arm = report["domains"]["site_a"]["arms"][0]
@@ -380,7 +389,7 @@ def test_format_report_names_every_arm_and_verdict(data, tmp_path):
     comparison = report["domains"]["site_b"]["comparisons"][0]["labels"]["disc"]
     verdict = ("significant gain" if comparison["significant_gain"] else
                "significant loss" if comparison["significant_loss"] else "no significant difference")
-    assert text.rstrip().endswith(verdict)  # the last line is the comparison's
+    assert text.rstrip().splitlines()[-1].endswith(f"{verdict}; {comparison['seeds_agreeing']}/1 seeds agree")
 
 
 def test_resuming_refuses_another_synthesizer_or_other_images_but_shares_real_only_runs(data, tmp_path):
@@ -463,6 +472,9 @@ def test_two_synthesizers_compared_head_to_head_case_by_case(data, tmp_path):
         assert mirrored["dice_difference"]["mean"] == pytest.approx(-difference["mean"])
         assert mirrored["p_value"] == pytest.approx(score["p_value"])
         assert mirrored["better"] == {"a": "b", None: None}[score["better"]]
+        assert np.mean(score["per_seed_difference"]) == pytest.approx(difference["mean"])
+        assert mirrored["per_seed_difference"] == pytest.approx([-d for d in score["per_seed_difference"]])
+        assert mirrored["seeds_agreeing"] == score["seeds_agreeing"]
 
     with pytest.raises(InputError, match=r"helpful/runs/2_3_0\.json: no finished run 2_3_0 to compare"):
         benefit.compare_synthesizers(tmp_path / "helpful", tmp_path / "useless", (2,), (3,), (0,))

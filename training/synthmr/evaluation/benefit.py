@@ -45,7 +45,9 @@ What :func:`run_benefit` does, and why:
   differences dropped; p = 1 when all differences are 0). ``significant_gain`` is true when the interval's lower
   bound is above 0 *and* p < 0.05, ``significant_loss`` when its upper bound is below 0 and p < 0.05. With fewer
   than 6 test cases no two-sided Wilcoxon p reaches 0.05, and an interval needs at least 2 cases (otherwise its
-  bounds are ``null``).
+  bounds are ``null``). These count test-set sampling, not training noise; for that, each comparison also gives
+  ``per_seed_difference`` (per seed, the mean Dice difference over test cases: the same seed trains both arms on
+  the same real subset) and ``seeds_agreeing``, how many of those share the sign of their mean.
 - **Resuming.** Each finished run writes ``work_dir/runs/<run>.json`` (its recipe and per-case scores) atomically.
   A later call with the same ``work_dir`` reads finished runs instead of training again, after checking that the
   recorded recipe (settings, spatial dims, labels, the real subset's and the test cases' ids and image names, and
@@ -747,6 +749,23 @@ def _per_case(runs: dict, n: int, share: float, seeds: list[int], domain: str, c
     return np.divide(sums, counts, out=np.full(len(case_ids), math.nan), where=counts > 0)
 
 
+def _per_seed(runs_a: dict, arm_a: tuple, runs_b: dict, arm_b: tuple, seeds: list[int], domain: str,
+              case_ids: list[str], label: str) -> dict:
+    """Per seed, the mean over test cases of Dice under ``arm_a`` minus under ``arm_b`` (``(n_real, share)`` of
+    ``runs_a`` and ``runs_b``, same seed: same real subset), and how many seeds share the sign of their mean: the
+    training noise that the per-case test, which averages the seeds per case, does not count."""
+    differences = []
+    for seed in seeds:
+        a, b = (np.array([_float(runs[(*arm, seed)]["cases"][domain][case_id][label]["dice"]) for case_id in case_ids])
+                for runs, arm in ((runs_a, arm_a), (runs_b, arm_b)))
+        both = np.isfinite(a) & np.isfinite(b)
+        differences.append(float((a - b)[both].mean()) if both.any() else None)
+    defined = [d for d in differences if d is not None]
+    sign = np.sign(np.mean(defined)) if defined else 0.0
+    return {"per_seed_difference": differences,
+            "seeds_agreeing": int(sum(np.sign(d) == sign != 0 for d in defined))}
+
+
 def _summary(values: np.ndarray, n_bootstrap: int, seed: int) -> dict:
     """Mean of the defined values with its bootstrap interval and how many cases were in and out."""
     defined = values[np.isfinite(values)]
@@ -810,6 +829,7 @@ def _report(runs: dict, recipe: dict, n_real: list[int], shares: list[float], se
                     per_label[label] = {
                         "dice_difference": summary, "p_value": p_value,
                         "significant_gain": direction > 0, "significant_loss": direction < 0,
+                        **_per_seed(runs, (n, share), runs, (n, 0.0), seeds, domain, case_ids, label),
                     }
                 comparisons.append({"n_real": n, "share": share, "n_synthetic": synthetic_count(n, share),
                                     "labels": per_label})
@@ -885,6 +905,8 @@ def compare_synthesizers(
                     per_label[label] = {
                         "dice_difference": summary, "p_value": p_value,
                         "better": {1: "a", -1: "b", 0: None}[direction],
+                        **_per_seed(runs["a"], (n, share), runs["b"], (n, share), list(seeds), domain, case_ids,
+                                    label),
                     }
                 arms.append({"n_real": n, "share": share, "n_synthetic": synthetic_count(n, share),
                              "labels": per_label})
@@ -934,8 +956,9 @@ def format_report(report: Mapping) -> str:
                 p_value = "n/a" if score["p_value"] is None else f"{score['p_value']:.3g}"
                 verdict = ("significant gain" if score["significant_gain"] else
                            "significant loss" if score["significant_loss"] else "no significant difference")
+                agreeing = f"{score['seeds_agreeing']}/{len(score['per_seed_difference'])} seeds agree"
                 rows.append((str(comparison["n_real"]), f"+{comparison['n_synthetic']} vs 0",
-                             f"{interval(score['dice_difference'])}", f"p {p_value}, {verdict}"))
+                             f"{interval(score['dice_difference'])}", f"p {p_value}, {verdict}; {agreeing}"))
             widths = [max(len(row[i]) for row in rows) for i in range(4)]
             lines += ["  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip() for row in rows]
     return "\n".join(lines)

@@ -10,7 +10,8 @@ run file is copied into benefit/<mode>/runs/ beside this script, and copied back
 starts again, so a stopped comparison resumes from the committed files. `report` has each config read its finished
 runs (training nothing), writes benefit/<mode>/report.json, benefit/head_to_head.json (TF against each other
 synthesizer, synthmr.evaluation.compare_synthesizers) and benefit/summary.json (how many differences are
-significant each way, and the seed-to-seed range of mean Dice), and prints the card's tables.
+significant each way and in how many of those every seed agrees, and the seed-to-seed range of mean Dice), and
+prints the card's tables.
 """
 
 import argparse
@@ -161,15 +162,25 @@ def head_to_head(work: Path) -> dict:
 def summary(work: Path, reports: dict, comparisons: dict) -> None:
     """How often each difference is significant, each way, and how far one seed's mean Dice lies from another's on
     the same arm: the training noise that the per-case test (seeds averaged per case) does not count."""
+    every_seed = len(SEEDS)
+
+    def tally(scores: list[dict], ways: dict) -> dict:
+        """Per way, how many scores are significant that way, and how many of those every seed agrees with."""
+        tallied = {}
+        for way, significant in ways.items():
+            chosen = [score for score in scores if significant(score)]
+            tallied[way] = len(chosen)
+            tallied[f"{way}_every_seed_agreeing"] = sum(score["seeds_agreeing"] == every_seed for score in chosen)
+        return tallied
+
     versus_real = {
-        NAMES[mode]: {way: sum(score[f"significant_{way}"] for c in reports[mode]["comparisons"]
-                               for score in c["labels"].values()) for way in ("gain", "loss")}
+        NAMES[mode]: tally([score for c in reports[mode]["comparisons"] for score in c["labels"].values()],
+                           {"gain": lambda s: s["significant_gain"], "loss": lambda s: s["significant_loss"]})
         for mode in MODES
     }
     versus_tf = {
-        NAMES[other]: {way: sum(score["better"] == side for arm in comparison["domains"]["brain"]["arms"]
-                                for score in arm["labels"].values()) for way, side in (("tf_better", "a"),
-                                                                                       ("tf_worse", "b"))}
+        NAMES[other]: tally([score for arm in comparison["domains"]["brain"]["arms"] for score in arm["labels"].values()],
+                            {"tf_better": lambda s: s["better"] == "a", "tf_worse": lambda s: s["better"] == "b"})
         for other, comparison in comparisons.items()
     }
     arms = [("tf", n, 0) for n in N_REAL] + list(product(MODES, N_REAL, SHARES))  # real-only arms once
