@@ -179,8 +179,10 @@ def summary(work: Path, reports: dict, comparisons: dict) -> None:
         for mode in MODES
     }
     versus_tf = {
-        NAMES[other]: tally([score for arm in comparison["domains"]["brain"]["arms"] for score in arm["labels"].values()],
-                            {"tf_better": lambda s: s["better"] == "a", "tf_worse": lambda s: s["better"] == "b"})
+        NAMES[other]: tally(
+            [score for arm in comparison["domains"]["brain"]["arms"] for score in arm["labels"].values()],
+            {"tf_better": lambda s: s["better"] == "a", "tf_worse": lambda s: s["better"] == "b"},
+        )
         for other, comparison in comparisons.items()
     }
     arms = [("tf", n, 0) for n in N_REAL] + list(product(MODES, N_REAL, SHARES))  # real-only arms once
