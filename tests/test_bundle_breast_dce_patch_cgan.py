@@ -145,7 +145,7 @@ def test_evaluation_of_cancer_only_data_judges_the_classes_it_holds(tmp_path):
     report = json.loads((tmp_path / "evaluate" / "report.json").read_text())
     for model in ("model", "untrained"):
         assert report[model]["absent"] == ["benign"] and set(report[model]["classes"]) == {"healthy", "malignant"}
-    assert set(report["washout_real"]) == {"healthy", "malignant"}
+    assert set(report["washout_real"]) == set(report["washout"]) == {"healthy", "malignant"}
     conditioning = report["conditioning"]
     assert conditioning["absent"] == ["benign"] and conditioning["classifier"]["classes"] == ["healthy", "malignant"]
     assert all(set(values) == {"healthy", "malignant"} for values in conditioning["generated"].values())

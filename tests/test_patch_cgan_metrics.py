@@ -183,6 +183,25 @@ def test_conditioning_accuracy_judges_the_classes_the_real_patches_hold(toy_sets
         conditioning_accuracy(generators, train, val, toy_sets[2], n_per_class=4, epochs=1)
 
 
+def test_scores_choose_among_the_learnt_classes_only():
+    from synthmr.methods.breast_dce_patch_cgan import _accuracy_by_class
+
+    class PrefersBenign(torch.nn.Module):
+        """Logits (healthy, benign, malignant): benign always largest, then the patch's own class."""
+
+        def forward(self, images):
+            logits = torch.zeros(len(images), 3)
+            logits[:, 1] = 10.0
+            logits[torch.arange(len(images)), images[:, 0, 0, 0].long()] += 5.0
+            return logits
+
+    labels = torch.tensor([0, 0, 2, 2])
+    images = labels.float()[:, None, None, None].expand(4, 6, 8, 8)
+    assert _accuracy_by_class(PrefersBenign(), images, labels, list(CLASSES)) == {"healthy": 0.0, "malignant": 0.0}
+    assert _accuracy_by_class(PrefersBenign(), images, labels, ["healthy", "malignant"]) == {
+        "healthy": 1.0, "malignant": 1.0}
+
+
 @pytest.mark.parametrize("case, message", [
     ("one class", "train_patches: only class malignant; the classifier needs at least two classes"),
     ("validation misses one", "val_patches: no patch of class healthy, which the training patches hold"),

@@ -47,7 +47,7 @@ What :func:`run_benefit` does, and why:
   than 6 test cases no two-sided Wilcoxon p reaches 0.05, and an interval needs at least 2 cases (otherwise its
   bounds are ``null``). These count test-set sampling, not training noise; for that, each comparison also gives
   ``per_seed_difference`` (per seed, the mean Dice difference over test cases: the same seed trains both arms on
-  the same real subset) and ``seeds_agreeing``, how many of those share the sign of their mean.
+  the same real subset) and ``seeds_agreeing``, how many of those have the sign of the per-case mean difference.
 - **Resuming.** Each finished run writes ``work_dir/runs/<run>.json`` (its recipe and per-case scores) atomically.
   A later call with the same ``work_dir`` reads finished runs instead of training again, after checking that the
   recorded recipe (settings, spatial dims, labels, the real subset's and the test cases' ids and image names, and
@@ -750,20 +750,19 @@ def _per_case(runs: dict, n: int, share: float, seeds: list[int], domain: str, c
 
 
 def _per_seed(runs_a: dict, arm_a: tuple, runs_b: dict, arm_b: tuple, seeds: list[int], domain: str,
-              case_ids: list[str], label: str) -> dict:
+              case_ids: list[str], label: str, mean: float) -> dict:
     """Per seed, the mean over test cases of Dice under ``arm_a`` minus under ``arm_b`` (``(n_real, share)`` of
-    ``runs_a`` and ``runs_b``, same seed: same real subset), and how many seeds share the sign of their mean: the
-    training noise that the per-case test, which averages the seeds per case, does not count."""
-    differences = []
-    for seed in seeds:
-        a, b = (np.array([_float(runs[(*arm, seed)]["cases"][domain][case_id][label]["dice"]) for case_id in case_ids])
-                for runs, arm in ((runs_a, arm_a), (runs_b, arm_b)))
-        both = np.isfinite(a) & np.isfinite(b)
-        differences.append(float((a - b)[both].mean()) if both.any() else None)
-    defined = [d for d in differences if d is not None]
-    sign = np.sign(np.mean(defined)) if defined else 0.0
+    ``runs_a`` and ``runs_b``; the same seed trains both on the same real subset), and how many seeds have the sign
+    of ``mean``, the per-case mean difference (a seed of difference 0 agrees only with a mean of 0): the training
+    noise that the per-case test, which averages the seeds per case, does not count. Dice is defined for every
+    case (see Testing), so the mean of the per-seed differences is ``mean``."""
+    differences = [
+        float(np.mean([runs_a[(*arm_a, seed)]["cases"][domain][case_id][label]["dice"]
+                       - runs_b[(*arm_b, seed)]["cases"][domain][case_id][label]["dice"] for case_id in case_ids]))
+        for seed in seeds
+    ]
     return {"per_seed_difference": differences,
-            "seeds_agreeing": int(sum(np.sign(d) == sign != 0 for d in defined))}
+            "seeds_agreeing": int(sum(np.sign(d) == np.sign(mean) for d in differences))}
 
 
 def _summary(values: np.ndarray, n_bootstrap: int, seed: int) -> dict:
@@ -829,7 +828,8 @@ def _report(runs: dict, recipe: dict, n_real: list[int], shares: list[float], se
                     per_label[label] = {
                         "dice_difference": summary, "p_value": p_value,
                         "significant_gain": direction > 0, "significant_loss": direction < 0,
-                        **_per_seed(runs, (n, share), runs, (n, 0.0), seeds, domain, case_ids, label),
+                        **_per_seed(runs, (n, share), runs, (n, 0.0), seeds, domain, case_ids, label,
+                                    summary["mean"]),
                     }
                 comparisons.append({"n_real": n, "share": share, "n_synthetic": synthetic_count(n, share),
                                     "labels": per_label})
@@ -845,7 +845,8 @@ def _report(runs: dict, recipe: dict, n_real: list[int], shares: list[float], se
             "seeds": seeds,
             "device": str(device),
             "bootstrap": {"resamples": n_bootstrap, "seed": bootstrap_seed, "confidence": CONFIDENCE},
-            "significance": f"interval low > 0 and two-sided Wilcoxon signed-rank p < {ALPHA}",
+            "significance": f"interval above 0 (gain) or below 0 (loss) and two-sided Wilcoxon signed-rank "
+                            f"p < {ALPHA}",
         },
         "domains": domains,
     }
@@ -865,8 +866,10 @@ def compare_synthesizers(
     The report compares each synthesizer with real data alone; this compares them with each other, with the same
     pairing: at each ``(n_real, share > 0)`` both arms trained on the same real subsets with the same seeds, so each
     test case's Dice (averaged over the seeds) under A minus under B is a paired difference. Per domain, arm and
-    scored label: the mean difference with its bootstrap interval, the Wilcoxon p-value and ``better``: ``"a"`` or
-    ``"b"`` where the interval excludes 0 on that side and p < 0.05, else None.
+    scored label: the mean difference with its bootstrap interval, the Wilcoxon p-value, ``better``: ``"a"`` or
+    ``"b"`` where the interval excludes 0 on that side and p < 0.05, else None, and, as in the report,
+    ``per_seed_difference`` (per seed, the mean difference over test cases) and ``seeds_agreeing`` (how many of
+    those have the sign of the mean difference).
 
     Raises:
         InputError: a run file missing or unreadable in either folder, or two runs that are not paired (their
@@ -906,7 +909,7 @@ def compare_synthesizers(
                         "dice_difference": summary, "p_value": p_value,
                         "better": {1: "a", -1: "b", 0: None}[direction],
                         **_per_seed(runs["a"], (n, share), runs["b"], (n, share), list(seeds), domain, case_ids,
-                                    label),
+                                    label, summary["mean"]),
                     }
                 arms.append({"n_real": n, "share": share, "n_synthetic": synthetic_count(n, share),
                              "labels": per_label})
@@ -939,7 +942,8 @@ def format_report(report: Mapping) -> str:
     settings = report["settings"]
     lines = [
         f"segmentation: {settings['spatial_dims']}D DynUNet, {settings['segmentation']['iterations']} iterations; "
-        f"seeds {settings['seeds']}; 95 % bootstrap intervals over test cases; gain = {settings['significance']}",
+        f"seeds {settings['seeds']}; 95 % bootstrap intervals over test cases; significant = "
+        f"{settings['significance']}",
         f"synthesizer: {json.dumps(settings.get('synthesizer'))}",
     ]
     for domain, result in report["domains"].items():

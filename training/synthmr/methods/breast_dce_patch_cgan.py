@@ -310,7 +310,8 @@ def evaluate_patches(
         n_bootstrap: resamples of the KID intervals.
 
     Returns:
-        ``{"extractor": str, "distance": str, "absent": [classes without real patches, left out], "classes": {name: {"n": int, "nn_accuracy": float,
+        ``{"extractor": str, "distance": str, "absent": [classes without real patches, left out], "classes":
+        {name: {"n": int, "nn_accuracy": float,
         "nn_accuracy_real": float, "nn_accuracy_fake": float, "feature_dim": int, "fid_reliable": bool,
         ["fid": float, "fid_channels": {t2, t1_pre, t1_post1}], ["kid": float, "kid_interval": [low, high],
         "kid_channels": {t2, t1_pre, t1_post1: {"kid", "interval"}}, "n_bootstrap": int]}}}``; with "fid" the FID
@@ -401,17 +402,20 @@ def evaluate_generator(
     return evaluate_patches(real, labels, fake, fake_labels, extractor, n_max, seed, distance, n_bootstrap)
 
 
-def washout_fractions(generator: torch.nn.Module, n_per_class: int = 100, seed: int = 0) -> dict[str, float]:
-    """Per class, the fraction of generated patches whose central signal washes out from T1 post1 to post4
-    (:func:`central_washout`): when the conditioning carries the kinetics it follows the phantom's curve types, most
-    malignant lesions washing out and few benign ones (Kuhl et al., Radiology 1999: type III in 57 % and 6 %)."""
-    patches, labels = sample_patches(generator, n_per_class, seed=seed)
+def washout_fractions(generator: torch.nn.Module, n_per_class: int = 100, seed: int = 0,
+                      classes: Sequence[int] | None = None) -> dict[str, float]:
+    """Per class (of ``classes``, default all), the fraction of generated patches whose central signal washes out
+    from T1 post1 to post4 (:func:`central_washout`): when the conditioning carries the kinetics it follows the
+    phantom's curve types, most malignant lesions washing out and few benign ones (Kuhl et al., Radiology 1999:
+    type III in 57 % and 6 %)."""
+    patches, labels = sample_patches(generator, n_per_class, classes, seed=seed)
     return washout_by_class(patches.numpy(), labels.numpy())
 
 
 def washout_by_class(patches: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """Per class, the fraction of ``patches`` (``(N, C, H, W)``, class indices ``labels``) whose centre washes out
-    (:func:`central_washout`); the same figure for real patches as :func:`washout_fractions` gives for generated ones."""
+    """Per class present in ``labels``, the fraction of ``patches`` (``(N, C, H, W)``, class indices ``labels``)
+    whose centre washes out (:func:`central_washout`); the same figure for real patches as
+    :func:`washout_fractions` gives for generated ones."""
     washes, labels = central_washout(patches), np.asarray(labels)
     return {name: float(washes[labels == index].mean()) for index, name in enumerate(CLASSES)
             if (labels == index).any()}
@@ -424,8 +428,9 @@ def train_patch_classifier(
 ) -> dict:
     """A small classifier of the class (healthy, benign, malignant) trained on real patches.
 
-    It learns the classes ``train_patches`` hold (at least two; Duke's boxes, for one, mark cancers only) and never
-    predicts another: the logits of classes without a training patch are left out of every decision.
+    It learns the classes ``train_patches`` hold (at least two; Duke's boxes, for one, mark cancers only); the
+    network keeps an output per class of :data:`CLASSES`, and every score here and in :func:`conditioning_accuracy`
+    chooses among the learnt classes only (the others' logits are masked).
 
     MONAI's :class:`monai.networks.nets.Classifier` (residual units, strides 2, instance norm) is trained with
     cross-entropy and Adam on ``train_patches``, mirrored left-right at random as in training the GAN. After every
@@ -458,9 +463,7 @@ def train_patch_classifier(
             raise InputError(f"{what} must be a positive integer, got {value!r}")
     x_train, y_train = _patch_arrays(train_patches, "train_patches")
     x_val, y_val = _patch_arrays(val_patches, "val_patches")
-    classes = _classes_of(y_train)
-    if len(classes) < 2:
-        raise InputError(f"train_patches: only class {', '.join(classes)}; the classifier needs at least two classes")
+    classes = _learnable_classes(y_train)
     _check_classes(y_val, classes, "val_patches", need_all=True)
     if x_train.shape[1:] != x_val.shape[1:]:
         raise InputError(
@@ -524,6 +527,14 @@ def _classes_of(labels: torch.Tensor) -> list[str]:
     return [name for index, name in enumerate(CLASSES) if (labels == index).any()]
 
 
+def _learnable_classes(train_labels: torch.Tensor) -> list[str]:
+    """The classes of the training patches, refused when fewer than two."""
+    classes = _classes_of(train_labels)
+    if len(classes) < 2:
+        raise InputError(f"train_patches: only class {', '.join(classes)}; the classifier needs at least two classes")
+    return classes
+
+
 def _check_classes(labels: torch.Tensor, classes: Sequence[str], what: str, need_all: bool) -> None:
     """Refuse patches of a class the classifier did not learn, and (``need_all``) a learnt class without patches."""
     held = _classes_of(labels)
@@ -584,9 +595,9 @@ def conditioning_accuracy(
     """
     if isinstance(generators, torch.nn.Module):
         generators = {"model": generators}
+    _, y_train = _patch_arrays(train_patches, "train_patches")
     x_test, y_test = _patch_arrays(test_patches, "test_patches")
-    _check_classes(y_test, _classes_of(torch.as_tensor([int(item["label"]) for item in train_patches])),
-                   "test_patches", need_all=False)  # before the classifier's minutes of training
+    _check_classes(y_test, _learnable_classes(y_train), "test_patches", need_all=False)  # before minutes of training
     classifier = train_patch_classifier(train_patches, val_patches, epochs=epochs, seed=seed)
     network = classifier.pop("network")
     classes = classifier["classes"]
