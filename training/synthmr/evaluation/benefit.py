@@ -91,6 +91,9 @@ ITEM_KEYS = ("case_id", "image", "label")
 # Level of the confidence intervals and of the Wilcoxon test behind significant_gain and significant_loss.
 CONFIDENCE = 0.95
 ALPHA = 0.05
+# The rule of _paired, as reports and head-to-head comparisons state it.
+SIGNIFICANCE = (f"interval excluding 0 (above: gain, or a better; below: loss, or b better) and two-sided Wilcoxon "
+                f"signed-rank p < {ALPHA}")
 
 Synthesize = Callable[[Sequence[dict], int, Path, int], list[dict]]
 Progress = Callable[[int, int, str], None]
@@ -845,8 +848,7 @@ def _report(runs: dict, recipe: dict, n_real: list[int], shares: list[float], se
             "seeds": seeds,
             "device": str(device),
             "bootstrap": {"resamples": n_bootstrap, "seed": bootstrap_seed, "confidence": CONFIDENCE},
-            "significance": f"interval above 0 (gain) or below 0 (loss) and two-sided Wilcoxon signed-rank "
-                            f"p < {ALPHA}",
+            "significance": SIGNIFICANCE,
         },
         "domains": domains,
     }
@@ -917,7 +919,7 @@ def compare_synthesizers(
     return {
         "a": str(work_a), "b": str(work_b), "seeds": list(seeds),
         "synthesizers": {side: runs[side][next(iter(runs[side]))]["recipe"]["synthesizer"] for side in ("a", "b")},
-        "significance": f"interval excluding 0 and two-sided Wilcoxon signed-rank p < {ALPHA}",
+        "significance": SIGNIFICANCE,
         "domains": domains,
     }
 

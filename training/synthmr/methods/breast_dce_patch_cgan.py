@@ -511,15 +511,20 @@ def train_patch_classifier(
     }
 
 
-def _patch_arrays(patches: Sequence[dict], what: str) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images ``(N, C, H, W)`` float32 and labels ``(N,)`` of :func:`extract_patches` items."""
+def _patch_labels(patches: Sequence[dict], what: str) -> torch.Tensor:
+    """Class indices ``(N,)`` of :func:`extract_patches` items, refused when there are none."""
     if not patches:
         raise InputError(f"{what}: no patches")
+    return torch.as_tensor([int(item["label"]) for item in patches])
+
+
+def _patch_arrays(patches: Sequence[dict], what: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images ``(N, C, H, W)`` float32 and labels ``(N,)`` of :func:`extract_patches` items."""
+    labels = _patch_labels(patches, what)
     shapes = {np.shape(item["image"]) for item in patches}
     if len(shapes) > 1:
         raise InputError(f"{what}: patches of different shapes {sorted(shapes)}")
     images = torch.as_tensor(np.stack([np.asarray(item["image"], dtype=np.float32) for item in patches]))
-    labels = torch.as_tensor([int(item["label"]) for item in patches])
     return images, labels
 
 
@@ -595,9 +600,9 @@ def conditioning_accuracy(
     """
     if isinstance(generators, torch.nn.Module):
         generators = {"model": generators}
-    _, y_train = _patch_arrays(train_patches, "train_patches")
     x_test, y_test = _patch_arrays(test_patches, "test_patches")
-    _check_classes(y_test, _learnable_classes(y_train), "test_patches", need_all=False)  # before minutes of training
+    learnable = _learnable_classes(_patch_labels(train_patches, "train_patches"))
+    _check_classes(y_test, learnable, "test_patches", need_all=False)  # before the classifier's minutes of training
     classifier = train_patch_classifier(train_patches, val_patches, epochs=epochs, seed=seed)
     network = classifier.pop("network")
     classes = classifier["classes"]
